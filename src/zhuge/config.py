@@ -1,0 +1,94 @@
+"""Settings: the one place that reads ``ZHUGE_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from zhuge.errors import ConfigError
+
+DEFAULT_PORT = 8470
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a zhuge process needs to know, read once at start-up.
+
+    ``home`` holds the SQLite database, the artifacts folder and the admin token unless
+    ``db_url`` / ``artifacts_url`` point elsewhere.
+    """
+
+    home: Path = field(default_factory=lambda: Path(".zhuge").resolve())
+    db_url: str | None = None
+    artifacts_url: str | None = None
+    dask_address: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    lease_seconds: float = 30.0  # a running job's lease; renewed by heartbeats
+    heartbeat_seconds: float = 5.0  # how often a running job renews its lease
+    retry_base_seconds: float = 2.0  # first retry delay; doubles per failure, with jitter
+    retry_max_seconds: float = 600.0
+    poll_seconds: float = 0.5  # scheduler's idle poll; submissions in-process wake it at once
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("ZHUGE_HOME") or ".zhuge").expanduser().resolve()
+        port_raw = env.get("ZHUGE_PORT")
+        try:
+            port = int(port_raw) if port_raw else DEFAULT_PORT
+        except ValueError as exc:
+            raise ConfigError(f"ZHUGE_PORT={port_raw!r} is not a port number") from exc
+        settings = cls(
+            home=home,
+            db_url=env.get("ZHUGE_DB_URL") or None,
+            artifacts_url=env.get("ZHUGE_ARTIFACTS_URL") or None,
+            dask_address=env.get("ZHUGE_DASK_ADDRESS") or None,
+            host=env.get("ZHUGE_HOST") or DEFAULT_HOST,
+            port=port,
+            lease_seconds=_float(env, "ZHUGE_LEASE_SECONDS", 30.0),
+            heartbeat_seconds=_float(env, "ZHUGE_HEARTBEAT_SECONDS", 5.0),
+            retry_base_seconds=_float(env, "ZHUGE_RETRY_BASE_SECONDS", 2.0),
+            retry_max_seconds=_float(env, "ZHUGE_RETRY_MAX_SECONDS", 600.0),
+            poll_seconds=_float(env, "ZHUGE_POLL_SECONDS", 0.5),
+        )
+        if overrides:
+            settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.heartbeat_seconds >= settings.lease_seconds:
+            raise ConfigError(
+                f"heartbeat interval ({settings.heartbeat_seconds}s) must be shorter than the "
+                f"lease ({settings.lease_seconds}s), or every running job would lose its lease"
+            )
+        return settings
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'zhuge.db'}"
+
+    @property
+    def artifacts_root(self) -> str:
+        return self.artifacts_url or (self.home / "artifacts").as_uri()
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

@@ -1,0 +1,121 @@
+"""Every error zhuge raises on purpose.
+
+    ZhugeError
+    ├── ConfigError              a setting is missing or malformed
+    ├── InvalidRequest           the caller asked for something that cannot be done
+    │   ├── UnknownKind          no job kind of that name
+    │   ├── InvalidParams        parameters do not fit the kind's model (carries the field errors)
+    │   └── DataError            input data is unusable (no numeric column, unknown column, ...)
+    ├── AuthError                no token, or a token of no tenant
+    ├── NotFound
+    │   ├── JobNotFound
+    │   └── ModelNotFound        an artifact or model that does not exist or fails verification
+    ├── Conflict
+    │   ├── IdempotencyConflict  same Idempotency-Key, different request
+    │   └── InvalidTransition    a state change the job model does not allow
+    ├── StoreError               the database failed underneath us
+    ├── QuotaExceeded            a tenant asked for more than its share
+    ├── MissingDependency        an optional extra (torch, cuML, s3fs) is not installed
+    └── ClientError              the HTTP API answered with an error the SDK could not map
+
+HTTP status codes for these are chosen in one place: ``zhuge.api.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "ClientError",
+    "ConfigError",
+    "Conflict",
+    "DataError",
+    "IdempotencyConflict",
+    "InvalidParams",
+    "InvalidRequest",
+    "InvalidTransition",
+    "JobNotFound",
+    "MissingDependency",
+    "ModelNotFound",
+    "NotFound",
+    "QuotaExceeded",
+    "StoreError",
+    "UnknownKind",
+    "ZhugeError",
+]
+
+
+class ZhugeError(Exception):
+    """Base class of every error zhuge raises on purpose."""
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(ZhugeError):
+    pass
+
+
+class InvalidRequest(ZhugeError):
+    pass
+
+
+class UnknownKind(InvalidRequest):
+    pass
+
+
+class InvalidParams(InvalidRequest):
+    """``details`` is a list of ``{"loc": [...], "msg": str, "type": str}`` as pydantic gives."""
+
+
+class DataError(InvalidRequest):
+    pass
+
+
+class AuthError(ZhugeError):
+    pass
+
+
+class NotFound(ZhugeError):
+    pass
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class Conflict(ZhugeError):
+    pass
+
+
+class IdempotencyConflict(Conflict):
+    pass
+
+
+class InvalidTransition(Conflict):
+    pass
+
+
+class StoreError(ZhugeError):
+    pass
+
+
+class QuotaExceeded(ZhugeError):
+    pass
+
+
+class MissingDependency(ZhugeError):
+    pass
+
+
+class ClientError(ZhugeError):
+    def __init__(self, message: str, *, status_code: int | None = None, details: Any = None):
+        super().__init__(message, details=details)
+        self.status_code = status_code

@@ -1,0 +1,46 @@
+"""Job kinds for exercising the platform itself: ``sleep`` and ``echo``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from zhuge.jobs.context import JobContext
+from zhuge.jobs.kinds import KindParams, kind
+
+
+class SleepParams(KindParams):
+    seconds: float = Field(1.0, ge=0, le=86_400, description="How long to sleep.")
+    fail_times: int = Field(
+        0, ge=0, description="Fail the first N attempts with an error (to exercise retries)."
+    )
+
+
+class SleepFailure(RuntimeError):
+    pass
+
+
+@kind("sleep", params=SleepParams, description="Sleep for a while; optionally fail first.")
+def run_sleep(params: SleepParams, ctx: JobContext) -> dict[str, Any]:
+    if ctx.attempt <= params.fail_times:
+        raise SleepFailure(f"failing attempt {ctx.attempt} of {params.fail_times} on purpose")
+    ctx.log(f"sleeping {params.seconds}s")
+    slept = 0.0
+    step = 0.1
+    while slept < params.seconds:
+        chunk = min(step, params.seconds - slept)
+        ctx.sleep(chunk)
+        slept += chunk
+        ctx.progress(slept, params.seconds)
+    ctx.log("awake")
+    return {"slept": params.seconds, "attempt": ctx.attempt}
+
+
+class EchoParams(KindParams):
+    model_config = KindParams.model_config | {"extra": "allow"}
+
+
+@kind("echo", params=EchoParams, description="Return the parameters it was given.")
+def run_echo(params: EchoParams, ctx: JobContext) -> dict[str, Any]:
+    return params.model_dump(mode="json")

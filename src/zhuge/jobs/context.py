@@ -1,0 +1,62 @@
+"""What a running job's code may touch: its ids, its artifact folder, logs, progress, cancel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zhuge.artifacts import ArtifactDir
+
+
+class JobCancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a job when it was cancelled or lost its lease; the runner swallows it."""
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    attempt: int
+    tenant: str
+    artifacts: ArtifactDir
+    """This attempt's own folder (``jobs/<id>/attempt-<n>/``); only the winning attempt's
+    folder is named in the committed result."""
+    artifacts_root: ArtifactDir
+    """The root of all artifacts, to read other jobs' outputs (``--model-from JOB``)."""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _log: Callable[[str], None] = print
+    _progress: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, message: str) -> None:
+        self._log(str(message))
+
+    def progress(self, done: float, total: float, message: str = "") -> None:
+        """Report progress; it reaches the store with the next heartbeat (no write per call)."""
+        self._progress.update(done=done, total=total, message=message)
+        self.check_cancelled()
+
+    @property
+    def latest_progress(self) -> dict[str, Any]:
+        return dict(self._progress)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled(f"job {self.job_id} attempt {self.attempt} was cancelled")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once if the job is cancelled."""
+        if self.cancelled.wait(seconds):
+            self.check_cancelled()
+
+
+def local_context(job_id: int = 0, *, artifacts_url: str, tenant: str = "local") -> JobContext:
+    """A context for running a kind's code in-process, outside the platform (tests, library use)."""
+    root = ArtifactDir(artifacts_url)
+    return JobContext(
+        job_id=job_id,
+        attempt=1,
+        tenant=tenant,
+        artifacts=root.child(f"jobs/{job_id}/attempt-1"),
+        artifacts_root=root,
+    )

@@ -1,0 +1,81 @@
+"""The job record as the rest of the code sees it: a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from zhuge.jobs.states import TERMINAL, JobState
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    tenant: str
+    kind: str
+    params: dict[str, Any]
+    state: JobState
+    priority: int = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    attempt: int = 0  # number of the latest attempt started; the fencing token of its writes
+    failures: int = 0  # failed attempts (errors and lost leases) counted against max_attempts
+    max_attempts: int = 3
+    idempotency_key: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    not_before: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires_at: float | None = None
+    worker: str | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+
+    def evolve(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def artifact_prefix(self, attempt: int | None = None) -> str:
+        """Where an attempt writes its outputs, relative to the artifacts root."""
+        return f"jobs/{self.id}/attempt-{attempt if attempt is not None else self.attempt}"
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: int
+    at: float
+    attempt: int
+    from_state: JobState | None
+    to_state: JobState
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int
+    job_id: int
+    attempt: int
+    at: float
+    line: str
+
+
+@dataclass(frozen=True)
+class Worker:
+    address: str
+    resources: dict[str, float]
+    last_seen: float
+    scheduler: str = ""
+    running: int = 0
