@@ -16,7 +16,8 @@
     ├── StoreError               the database failed underneath us
     ├── QuotaExceeded            a tenant asked for more than its share
     ├── MissingDependency        an optional extra (torch, cuML, s3fs) is not installed
-    └── ClientError              the HTTP API answered with an error the SDK could not map
+    ├── WaitTimeout              a job did not finish within the time a caller would wait
+    └── ClientError              the HTTP API could not be reached, or answered unexpectedly
 
 HTTP status codes for these are chosen in one place: ``zhuge.api.errors``.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "QuotaExceeded",
     "StoreError",
     "UnknownKind",
+    "WaitTimeout",
     "ZhugeError",
 ]
 
@@ -112,6 +114,10 @@ class QuotaExceeded(ZhugeError):
 
 
 class MissingDependency(ZhugeError):
+    pass
+
+
+class WaitTimeout(ZhugeError):
     pass
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from zhuge.artifacts import ArtifactDir
 
 
-class JobCancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
+class JobCancelled(Exception):
     """Raised inside a job when it was cancelled or lost its lease; the runner swallows it."""
 
 

@@ -29,6 +29,7 @@ class Job:
     finished_at: float | None = None
     lease_expires_at: float | None = None
     worker: str | None = None
+    progress: dict[str, Any] | None = None
     result: Any = None
     error: str | None = None
     traceback: str | None = None

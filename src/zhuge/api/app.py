@@ -1,0 +1,42 @@
+"""create_app(settings): the HTTP API. It only reads and writes rows; it never runs work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+import zhuge
+from zhuge.api import errors
+from zhuge.api.metrics import registry_for
+from zhuge.api.routes import jobs, system
+from zhuge.config import Settings
+from zhuge.jobs.store import JobStore
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: JobStore | None = None,
+    notify: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Build the API. ``notify`` is called after a submission or cancel, so an in-process
+    scheduler looks at the queue at once instead of at its next poll."""
+    app = FastAPI(
+        title="zhuge",
+        version=zhuge.__version__,
+        description="Durable ML jobs on SQL and Dask: submit, watch, cancel, retry.",
+    )
+    app.state.settings = settings
+    app.state.store = store or JobStore.open(
+        settings.database_url,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+    )
+    app.state.notify = notify or (lambda: None)
+    app.state.token_cache = {}
+    app.state.metrics = registry_for(app.state.store)
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(system.router)
+    return app

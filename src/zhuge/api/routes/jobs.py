@@ -1,0 +1,113 @@
+"""/v1/jobs: submit, list, inspect, cancel, retry, logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+
+from zhuge.api.auth import CurrentTenant, StoreDep
+from zhuge.api.schemas import EventOut, JobCreate, JobList, JobOut, LogOut, LogsOut
+from zhuge.errors import InvalidRequest
+from zhuge.jobs.service import submit_job
+from zhuge.jobs.states import JobState
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Job id.")]
+
+
+def _out(request: Request, job) -> JobOut:  # type: ignore[no-untyped-def]
+    return JobOut.of(job, request.app.state.settings.artifacts_root)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "Replay of an Idempotency-Key: the existing job."}},
+)
+def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    tenant: CurrentTenant,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise InvalidRequest("Idempotency-Key must not be blank")
+    job, created = submit_job(
+        store,
+        tenant=tenant,
+        kind=body.kind,
+        params=body.params,
+        priority=body.priority,
+        resources=body.resources,
+        max_attempts=body.max_attempts,
+        idempotency_key=idempotency_key,
+    )
+    if created:
+        request.app.state.notify()
+    else:
+        response.status_code = status.HTTP_200_OK
+    return _out(request, job)
+
+
+@router.get("")
+def list_jobs(
+    request: Request,
+    store: StoreDep,
+    tenant: CurrentTenant,
+    state: JobState | None = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> JobList:
+    jobs = store.list(tenant=tenant, state=state, kind=kind, limit=limit, before_id=before_id)
+    return JobList(
+        jobs=[_out(request, j) for j in jobs],
+        next_before_id=jobs[-1].id if len(jobs) == limit else None,
+    )
+
+
+@router.get("/{job_id}")
+def get_job(job_id: JobId, request: Request, store: StoreDep, tenant: CurrentTenant) -> JobOut:
+    return _out(request, store.get(job_id, tenant=tenant))
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: JobId, request: Request, store: StoreDep, tenant: CurrentTenant) -> JobOut:
+    job = store.cancel(job_id, tenant=tenant)
+    request.app.state.notify()
+    return _out(request, job)
+
+
+@router.post("/{job_id}/retry")
+def retry_job(job_id: JobId, request: Request, store: StoreDep, tenant: CurrentTenant) -> JobOut:
+    job = store.requeue_dead(job_id, tenant=tenant)
+    request.app.state.notify()
+    return _out(request, job)
+
+
+@router.get("/{job_id}/events")
+def job_events(job_id: JobId, store: StoreDep, tenant: CurrentTenant) -> list[EventOut]:
+    store.get(job_id, tenant=tenant)
+    return [EventOut.of(e) for e in store.events(job_id)]
+
+
+@router.get("/{job_id}/logs")
+def job_logs(
+    job_id: JobId,
+    store: StoreDep,
+    tenant: CurrentTenant,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> LogsOut:
+    job = store.get(job_id, tenant=tenant)
+    lines = store.logs(job_id, after_seq=after, limit=limit)
+    return LogsOut(
+        job_id=job_id,
+        state=job.state.value,
+        lines=[LogOut.of(line) for line in lines],
+        next_after=lines[-1].seq if lines else after,
+    )

@@ -1,0 +1,162 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
+
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")]
+
+
+def iso(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(min_length=1, max_length=64, description="A registered job kind.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first.")
+    resources: dict[ResourceName, Annotated[float, Field(gt=0, le=1024)]] | None = Field(
+        None, description="Dask worker resources, e.g. {'GPU': 1}; default: the kind's."
+    )
+    max_attempts: int = Field(3, ge=1, le=100)
+
+
+class JobOut(BaseModel):
+    id: int
+    tenant: str
+    kind: str
+    params: dict[str, Any]
+    state: str
+    priority: int
+    resources: dict[str, float]
+    attempt: int
+    failures: int
+    max_attempts: int
+    idempotency_key: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    not_before: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    worker: str | None
+    progress: dict[str, Any] | None
+    result: Any
+    error: str | None
+    traceback: str | None
+    cpu_seconds: float
+    gpu_seconds: float
+    duration_seconds: float | None
+    artifacts: str | None = Field(
+        description="Folder of the committed attempt's outputs (succeeded jobs only)."
+    )
+
+    @classmethod
+    def of(cls, job: Job, artifacts_root: str) -> JobOut:
+        return cls(
+            id=job.id,
+            tenant=job.tenant,
+            kind=job.kind,
+            params=job.params,
+            state=job.state.value,
+            priority=job.priority,
+            resources=job.resources,
+            attempt=job.attempt,
+            failures=job.failures,
+            max_attempts=job.max_attempts,
+            idempotency_key=job.idempotency_key,
+            created_at=iso(job.created_at),
+            updated_at=iso(job.updated_at),
+            not_before=iso(job.not_before),
+            started_at=iso(job.started_at),
+            finished_at=iso(job.finished_at),
+            lease_expires_at=iso(job.lease_expires_at),
+            worker=job.worker,
+            progress=job.progress,
+            result=job.result,
+            error=job.error,
+            traceback=job.traceback,
+            cpu_seconds=job.cpu_seconds,
+            gpu_seconds=job.gpu_seconds,
+            duration_seconds=job.duration_seconds,
+            artifacts=(
+                f"{artifacts_root.rstrip('/')}/{job.artifact_prefix()}"
+                if job.state.value == "succeeded"
+                else None
+            ),
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next_before_id: int | None
+
+
+class EventOut(BaseModel):
+    at: datetime | None
+    attempt: int
+    from_state: str | None
+    to_state: str
+    message: str
+
+    @classmethod
+    def of(cls, e: JobEvent) -> EventOut:
+        return cls(
+            at=iso(e.at),
+            attempt=e.attempt,
+            from_state=e.from_state.value if e.from_state else None,
+            to_state=e.to_state.value,
+            message=e.message,
+        )
+
+
+class LogOut(BaseModel):
+    seq: int
+    attempt: int
+    at: datetime | None
+    line: str
+
+    @classmethod
+    def of(cls, line: LogLine) -> LogOut:
+        return cls(seq=line.seq, attempt=line.attempt, at=iso(line.at), line=line.line)
+
+
+class LogsOut(BaseModel):
+    job_id: int
+    state: str
+    lines: list[LogOut]
+    next_after: int
+
+
+class WorkerOut(BaseModel):
+    address: str
+    resources: dict[str, float]
+    running: int
+    last_seen: datetime | None
+
+    @classmethod
+    def of(cls, w: Worker) -> WorkerOut:
+        return cls(
+            address=w.address, resources=w.resources, running=w.running, last_seen=iso(w.last_seen)
+        )
+
+
+class StatusOut(BaseModel):
+    states: dict[str, int]
+    queue_depth: int
+    by_kind: dict[str, dict[str, int]]
+    workers: list[WorkerOut]
+
+
+class KindOut(BaseModel):
+    name: str
+    description: str
+    resources: dict[str, float]
+    params_schema: dict[str, Any]

@@ -1,0 +1,223 @@
+"""The Python SDK: a thin, typed client of the HTTP API. The CLI uses it too.
+
+    from zhuge import Client
+    c = Client()                      # ZHUGE_URL / ZHUGE_TOKEN, or ZHUGE_HOME/token
+    job = c.submit("sleep", {"seconds": 1})
+    done = c.wait(job.id)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from zhuge import errors
+from zhuge.config import DEFAULT_HOST, DEFAULT_PORT
+
+TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead"})
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """A job as the API last described it."""
+
+    id: int
+    kind: str
+    state: str
+    attempt: int = 0
+    result: Any = None
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> JobHandle:
+        return cls(
+            id=data["id"],
+            kind=data["kind"],
+            state=data["state"],
+            attempt=data.get("attempt", 0),
+            result=data.get("result"),
+            error=data.get("error"),
+            raw=data,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+
+def default_url() -> str:
+    return os.environ.get("ZHUGE_URL") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+def default_token() -> str | None:
+    token = os.environ.get("ZHUGE_TOKEN")
+    if token:
+        return token
+    path = Path(os.environ.get("ZHUGE_HOME") or ".zhuge").expanduser() / "token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()["error"]
+        name, message, details = body.get("type"), body.get("message"), body.get("details")
+    except (ValueError, KeyError, TypeError):
+        name, message, details = None, response.text[:500], None
+    cls = getattr(errors, name or "", None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.ZhugeError)) or cls is errors.ClientError:
+        cls = {
+            401: errors.AuthError,
+            404: errors.NotFound,
+            409: errors.Conflict,
+            422: errors.InvalidRequest,
+            429: errors.QuotaExceeded,
+        }.get(response.status_code)
+    if cls is None:
+        raise errors.ClientError(
+            f"HTTP {response.status_code}: {message}",
+            status_code=response.status_code,
+            details=details,
+        )
+    raise cls(message or f"HTTP {response.status_code}", details=details)
+
+
+class Client:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or default_url()).rstrip("/")
+        self.token = token if token is not None else default_token()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise errors.ClientError(
+                f"cannot reach zhuge at {self.url} ({exc.__class__.__name__}); "
+                "is `zhuge up` running, and is ZHUGE_URL right?"
+            ) from exc
+        _raise_for(response)
+        return response.json()
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        params: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        resources: dict[str, float] | None = None,
+        max_attempts: int = 3,
+        idempotency_key: str | None = None,
+    ) -> JobHandle:
+        body: dict[str, Any] = {
+            "kind": kind,
+            "params": params or {},
+            "priority": priority,
+            "max_attempts": max_attempts,
+        }
+        if resources is not None:
+            body["resources"] = resources
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return JobHandle.of(self._request("POST", "/v1/jobs", json=body, headers=headers))
+
+    def get(self, job_id: int) -> JobHandle:
+        return JobHandle.of(self._request("GET", f"/v1/jobs/{job_id}"))
+
+    def list(
+        self, *, state: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[JobHandle]:
+        params = {k: v for k, v in {"state": state, "kind": kind, "limit": limit}.items() if v}
+        return [JobHandle.of(j) for j in self._request("GET", "/v1/jobs", params=params)["jobs"]]
+
+    def cancel(self, job_id: int) -> JobHandle:
+        return JobHandle.of(self._request("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    def retry(self, job_id: int) -> JobHandle:
+        return JobHandle.of(self._request("POST", f"/v1/jobs/{job_id}/retry"))
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/jobs/{job_id}/events")
+
+    def logs(self, job_id: int, *, after: int = 0) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}/logs", params={"after": after})
+
+    def follow_logs(self, job_id: int, *, poll: float = 0.5) -> Iterator[dict[str, Any]]:
+        """Yield log lines as they arrive, until the job reaches a terminal state."""
+        after = 0
+        while True:
+            page = self.logs(job_id, after=after)
+            yield from page["lines"]
+            after = page["next_after"]
+            if page["state"] in TERMINAL_STATES and not page["lines"]:
+                return
+            if not page["lines"]:
+                time.sleep(poll)
+
+    def wait(
+        self, job_id: int, *, timeout: float | None = None, poll: float = 0.05
+    ) -> JobHandle:
+        """Block until the job is succeeded, cancelled or dead; raise WaitTimeout after
+        ``timeout`` seconds. Polls gently: starts at ``poll`` and backs off to 1 s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            job = self.get(job_id)
+            if job.done:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise errors.WaitTimeout(
+                    f"job {job_id} is still {job.state} after {timeout:g}s", details=job.raw
+                )
+            sleep = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(sleep)
+            delay = min(1.0, delay * 1.5)
+
+    # -- system ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/status")
+
+    def kinds(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/kinds")
+
+    def health(self) -> bool:
+        try:
+            self._request("GET", "/healthz")
+        except errors.ZhugeError:
+            return False
+        return True

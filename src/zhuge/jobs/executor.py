@@ -1,0 +1,118 @@
+"""The bridge to Dask: start or join a cluster, submit attempts, read worker capacity.
+
+zhuge admits, Dask places: this module does not decide which job runs; it hands an admitted
+attempt to Dask with the resources the job asked for and reports what the cluster can hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+from distributed import Client, Future, LocalCluster
+
+from zhuge.hardware import gpu_count
+from zhuge.jobs.model import Worker
+from zhuge.jobs.runner import AttemptSpec, run_attempt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Job slots per resource class across live workers."""
+
+    cpu: int = 0
+    gpu: int = 0
+
+    def slots(self, resource_class: str) -> int:
+        return self.gpu if resource_class == "gpu" else self.cpu
+
+
+def worker_resources(gpus: int | None = None) -> dict[str, float]:
+    gpus = gpu_count() if gpus is None else gpus
+    resources = {"CPU": 1.0}
+    if gpus:
+        resources["GPU"] = float(gpus)
+    return resources
+
+
+class DaskExecutor:
+    """Owns a Dask client: to an embedded LocalCluster, or to an existing scheduler."""
+
+    def __init__(self, *, address: str | None = None, n_workers: int = 1) -> None:
+        self.address = address
+        self.n_workers = n_workers
+        self.cluster: LocalCluster | None = None
+        self.client: Client | None = None
+
+    def start(self) -> DaskExecutor:
+        if self.address:
+            self.client = Client(self.address, timeout="30s", set_as_default=False)
+        else:
+            # One single-threaded worker process per job slot: a job owns its process, so a
+            # crash or a GIL-bound job cannot stall others, and CPU accounting is per job.
+            with dask.config.set({"distributed.worker.daemon": False}):
+                self.cluster = LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    resources=worker_resources(),
+                    dashboard_address=None,
+                    silence_logs=logging.WARNING,
+                )
+            self.client = Client(self.cluster, set_as_default=False)
+        return self
+
+    def submit(
+        self,
+        spec: AttemptSpec,
+        resources: dict[str, float],
+    ) -> Future:
+        assert self.client is not None, "executor not started"
+        future = self.client.submit(
+            run_attempt,
+            spec,
+            key=f"zhuge-job-{spec.job_id}-attempt-{spec.attempt}",
+            resources=resources,
+            pure=False,
+            retries=0,
+        )
+        return future
+
+    def workers(self) -> list[Worker]:
+        assert self.client is not None, "executor not started"
+        info: dict[str, Any] = self.client.scheduler_info(n_workers=-1)
+        return [
+            Worker(
+                address=address,
+                resources={k: float(v) for k, v in (w.get("resources") or {}).items()},
+                last_seen=0.0,
+                running=int(w.get("metrics", {}).get("executing", 0) or 0),
+            )
+            for address, w in info.get("workers", {}).items()
+        ]
+
+    def capacity(self) -> Capacity:
+        cpu = gpu = 0.0
+        for worker in self.workers():
+            cpu += worker.resources.get("CPU", 0.0)
+            gpu += worker.resources.get("GPU", 0.0)
+        return Capacity(cpu=int(cpu), gpu=int(gpu))
+
+    def worker_processes(self) -> dict[str, int]:
+        """Worker address → OS process id (for tests that kill a worker)."""
+        assert self.client is not None
+        import os
+
+        return self.client.run(os.getpid)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None

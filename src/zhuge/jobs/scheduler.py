@@ -1,0 +1,211 @@
+"""Admission: decide which queued jobs start now, and keep the store and Dask in step.
+
+One loop per scheduler process. Each turn it
+1. takes finished attempts off its books (a worker lost mid-job fails that attempt at once),
+2. cancels Dask tasks of attempts that are no longer running in the store (cancelled jobs),
+3. expires leases of attempts whose worker went silent (any scheduler may do this),
+4. claims as many queued jobs as the cluster has free slots, and hands them to Dask.
+
+Jobs wait in the store, not in Dask: a queue of a million jobs costs Dask nothing, priorities
+apply at the moment a slot frees up, and nothing queued is lost if every process dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from distributed import Future
+
+from zhuge.config import Settings
+from zhuge.jobs.executor import Capacity, DaskExecutor
+from zhuge.jobs.model import Job
+from zhuge.jobs.runner import AttemptSpec
+from zhuge.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 1.0  # lease expiry, cancellations, worker census
+
+
+def free_slots(capacity: Capacity, running: dict[str, int]) -> dict[str, int]:
+    """Slots left per resource class: the admission rule, pure."""
+    return {
+        cls: max(0, capacity.slots(cls) - running.get(cls, 0)) for cls in ("cpu", "gpu")
+    }
+
+
+@dataclass
+class _InFlight:
+    job: Job
+    future: Future
+
+    @property
+    def resource_class(self) -> str:
+        return "gpu" if self.job.resources.get("GPU", 0) > 0 else "cpu"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: JobStore,
+        executor: DaskExecutor,
+        settings: Settings,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._in_flight: dict[tuple[int, int], _InFlight] = {}
+        self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self._capacity = Capacity()
+        self._last_housekeeping = 0.0
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._housekeeping(force=True)
+        self._thread = threading.Thread(target=self._loop, name="zhuge-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, release: bool = True) -> None:
+        """Stop admitting; give running jobs back to the queue so nothing is lost."""
+        self.stopping.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if release:
+            released = self.store.release(self.name)
+            if released:
+                log.info("released %d running job(s) back to the queue", released)
+        for flight in self._in_flight.values():
+            flight.future.cancel()
+        self._in_flight.clear()
+        self.store.forget_workers(self.name)
+
+    def notify(self) -> None:
+        """Something changed (a job was submitted): look at the queue now."""
+        self.wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("scheduler turn failed; retrying")
+                busy = False
+                self.stopping.wait(1.0)
+            if not busy:
+                self.wake.wait(self.settings.poll_seconds)
+            self.wake.clear()
+
+    def run_once(self) -> bool:
+        """One turn of the loop; True if it started any job (so look again at once)."""
+        self._reap_finished()
+        self._housekeeping()
+        return self._admit() > 0
+
+    def _reap_finished(self) -> None:
+        while True:
+            try:
+                future = self._done.get_nowait()
+            except queue.Empty:
+                return
+            flight = self._in_flight.pop(_key_of(future), None)
+            if flight is None:
+                continue
+            outcome = None
+            if future.status == "finished":
+                outcome = future.result().get("outcome")
+            elif future.status == "cancelled":
+                continue
+            if outcome == "stale" or future.status == "error":
+                # Dask re-ran the task (its worker died), or the task itself crashed outside
+                # the runner's guard: either way this attempt will never report. Fail it now
+                # rather than waiting for the lease to run out.
+                reason = repr(future.exception()) if future.status == "error" else "worker lost"
+                self.store.fail_attempt(
+                    flight.job.id,
+                    flight.job.attempt,
+                    error=f"attempt lost: {reason}",
+                    traceback=None,
+                )
+
+    def _housekeeping(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_housekeeping < HOUSEKEEPING_SECONDS:
+            return
+        self._last_housekeeping = now
+        # Cancelled (or otherwise superseded) attempts: stop their Dask tasks.
+        live = self.store.running_attempts(self._in_flight)
+        for key in list(self._in_flight):
+            if key not in live:
+                flight = self._in_flight.pop(key)
+                flight.future.cancel()
+        for job in self.store.expire_leases():
+            log.warning("job %s lost its lease (attempt %s): %s", job.id, job.attempt, job.state)
+        workers = self.executor.workers()
+        self.store.record_workers(self.name, workers)
+        self._capacity = self.executor.capacity()
+
+    def _admit(self) -> int:
+        running: dict[str, int] = {}
+        for flight in self._in_flight.values():
+            running[flight.resource_class] = running.get(flight.resource_class, 0) + 1
+        started = 0
+        for resource_class, slots in free_slots(self._capacity, running).items():
+            if not slots:
+                continue
+            jobs = self.store.claim(
+                limit=slots,
+                owner=self.name,
+                lease_seconds=self.settings.lease_seconds,
+                resource_classes=[resource_class],
+            )
+            for job in jobs:
+                self._launch(job)
+            started += len(jobs)
+        return started
+
+    def _launch(self, job: Job) -> None:
+        spec = AttemptSpec(
+            db_url=self.settings.database_url,
+            artifacts_url=self.settings.artifacts_root,
+            job_id=job.id,
+            attempt=job.attempt,
+            lease_seconds=self.settings.lease_seconds,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
+            retry_base_seconds=self.settings.retry_base_seconds,
+            retry_max_seconds=self.settings.retry_max_seconds,
+        )
+        future = self.executor.submit(spec, job.resources)
+        self._in_flight[(job.id, job.attempt)] = _InFlight(job, future)
+        # Registered after the book entry exists, so a task that finishes at once is reaped.
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: Future) -> None:
+        self._done.put(future)
+        self.wake.set()
+
+
+def _key_of(future: Future) -> tuple[int, int]:
+    # key: zhuge-job-<id>-attempt-<n>
+    parts = str(future.key).split("-")
+    return int(parts[2]), int(parts[4])

@@ -1,0 +1,786 @@
+"""JobStore: every job state change is one transaction on SQL (SQLite or PostgreSQL).
+
+The store is the source of truth. Writes that belong to an attempt (start, heartbeat,
+result, failure) are *fenced* by the attempt number: ``WHERE id = :id AND attempt = :n AND
+state = 'running'``. An attempt that lost its lease, or was cancelled, finds no row to update,
+so its late result is rejected and exactly one outcome is ever committed.
+
+Concurrency:
+- PostgreSQL: claims use ``SELECT ... FOR UPDATE SKIP LOCKED``, so many schedulers can claim
+  from one table and no job is claimed twice for the same attempt.
+- SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` (WAL mode), so writers are
+  serialised up front instead of failing on a lock upgrade half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from zhuge.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidTransition,
+    JobNotFound,
+    StoreError,
+)
+from zhuge.jobs import schema
+from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
+from zhuge.jobs.states import JobState, after_failure, backoff_seconds, check_transition
+
+Clock = Callable[[], float]
+
+DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+"""Upper bounds (seconds) of the job-duration histogram exported at /metrics."""
+
+MAX_LIST_LIMIT = 1000
+
+
+def request_sha256(
+    kind: str,
+    params: dict[str, Any],
+    priority: int,
+    resources: dict[str, float],
+    max_attempts: int,
+) -> str:
+    """A fingerprint of what was asked, to tell a replay from a different request."""
+    canonical = json.dumps(
+        {
+            "kind": kind,
+            "params": params,
+            "priority": priority,
+            "resources": resources,
+            "max_attempts": max_attempts,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def resource_class(resources: dict[str, float]) -> str:
+    return "gpu" if resources.get("GPU", 0) > 0 else "cpu"
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own handling
+        # defers BEGIN and would upgrade locks mid-transaction).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _row_to_job(row: sa.Row[Any]) -> Job:
+    m = row._mapping
+    return Job(
+        id=m["id"],
+        tenant=m["tenant"],
+        kind=m["kind"],
+        params=m["params"],
+        state=JobState(m["state"]),
+        priority=m["priority"],
+        resources=m["resources"],
+        attempt=m["attempt"],
+        failures=m["failures"],
+        max_attempts=m["max_attempts"],
+        idempotency_key=m["idempotency_key"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        not_before=m["not_before"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        lease_expires_at=m["lease_expires_at"],
+        worker=m["worker"],
+        progress=m["progress"],
+        result=m["result"],
+        error=m["error"],
+        traceback=m["traceback"],
+        cpu_seconds=m["cpu_seconds"],
+        gpu_seconds=m["gpu_seconds"],
+    )
+
+
+J = schema.jobs
+
+
+class JobStore:
+    """All reads and writes of jobs, events, logs, tenants and workers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock = time.time,
+        retry_base_seconds: float = 2.0,
+        retry_max_seconds: float = 600.0,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.retry_base_seconds = retry_base_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> JobStore:
+        store = cls(create_engine(url), **kwargs)
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        try:
+            schema.metadata.create_all(self.engine)
+        except IntegrityError:
+            # Two processes created the tables at the same moment (PostgreSQL catalog race).
+            schema.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the job store: {exc.orig}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"job store unavailable: {exc.orig}") from exc
+
+    def _event(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[int, int, JobState | None, JobState, str]],
+        now: float,
+    ) -> None:
+        if rows:
+            conn.execute(
+                schema.job_events.insert(),
+                [
+                    {
+                        "job_id": job_id,
+                        "attempt": attempt,
+                        "from_state": source.value if source else None,
+                        "to_state": target.value,
+                        "message": message,
+                        "at": now,
+                    }
+                    for job_id, attempt, source, target, message in rows
+                ],
+            )
+
+    # -- tenants and tokens ---------------------------------------------------------------
+
+    def ensure_tenant(self, name: str) -> None:
+        with self._tx() as conn:
+            exists = conn.execute(
+                sa.select(schema.tenants.c.name).where(schema.tenants.c.name == name)
+            ).first()
+            if not exists:
+                conn.execute(schema.tenants.insert().values(name=name, created_at=self.clock()))
+
+    def issue_token(self, tenant: str, description: str = "") -> str:
+        """Create a bearer token for ``tenant`` (created if new); only its hash is stored."""
+        self.ensure_tenant(tenant)
+        token = "zt_" + secrets.token_urlsafe(32)
+        with self._tx() as conn:
+            conn.execute(
+                schema.tokens.insert().values(
+                    token_sha256=_hash_token(token),
+                    tenant=tenant,
+                    created_at=self.clock(),
+                    description=description,
+                )
+            )
+        return token
+
+    def tenant_for_token(self, token: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(schema.tokens.c.tenant).where(
+                    schema.tokens.c.token_sha256 == _hash_token(token)
+                )
+            ).first()
+        return row[0] if row else None
+
+    # -- submission and reads -------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        tenant: str,
+        kind: str,
+        params: dict[str, Any],
+        priority: int = 0,
+        resources: dict[str, float] | None = None,
+        max_attempts: int = 3,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Insert a queued job; return ``(job, created)``.
+
+        With an idempotency key already used by this tenant: the same request returns the
+        existing job (``created`` False); a different request raises IdempotencyConflict.
+        """
+        if max_attempts < 1:
+            raise InvalidRequest("max_attempts must be at least 1")
+        resources = dict(resources or {"CPU": 1.0})
+        fingerprint = request_sha256(kind, params, priority, resources, max_attempts)
+        for _ in range(2):  # a concurrent insert of the same key loses once, then finds it
+            with self._tx() as conn:
+                if idempotency_key is not None:
+                    existing = conn.execute(
+                        sa.select(J).where(
+                            J.c.tenant == tenant, J.c.idempotency_key == idempotency_key
+                        )
+                    ).first()
+                    if existing is not None:
+                        if existing._mapping["request_sha256"] != fingerprint:
+                            raise IdempotencyConflict(
+                                f"Idempotency-Key {idempotency_key!r} was already used for a "
+                                f"different request (job {existing._mapping['id']})"
+                            )
+                        return _row_to_job(existing), False
+                now = self.clock()
+                try:
+                    with conn.begin_nested() if self.is_postgres else _null():
+                        row = conn.execute(
+                            J.insert()
+                            .values(
+                                tenant=tenant,
+                                kind=kind,
+                                params=params,
+                                state=JobState.QUEUED.value,
+                                priority=priority,
+                                resources=resources,
+                                resource_class=resource_class(resources),
+                                max_attempts=max_attempts,
+                                idempotency_key=idempotency_key,
+                                request_sha256=fingerprint,
+                                created_at=now,
+                                updated_at=now,
+                                not_before=now,
+                            )
+                            .returning(*J.c)
+                        ).one()
+                except IntegrityError:
+                    continue
+                job = _row_to_job(row)
+                self._event(conn, [(job.id, 0, None, JobState.QUEUED, "submitted")], now)
+                return job, True
+        raise StoreError("could not insert or find the job for this idempotency key")
+
+    def get(self, job_id: int, *, tenant: str | None = None) -> Job:
+        query = sa.select(J).where(J.c.id == job_id)
+        if tenant is not None:
+            query = query.where(J.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise JobNotFound(f"job {job_id} does not exist")
+        return _row_to_job(row)
+
+    def list(
+        self,
+        *,
+        tenant: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        """Newest first; page with ``before_id`` (the smallest id of the previous page)."""
+        query = sa.select(J).order_by(J.c.id.desc()).limit(max(1, min(limit, MAX_LIST_LIMIT)))
+        if tenant is not None:
+            query = query.where(J.c.tenant == tenant)
+        if state is not None:
+            query = query.where(J.c.state == state.value)
+        if kind is not None:
+            query = query.where(J.c.kind == kind)
+        if before_id is not None:
+            query = query.where(J.c.id < before_id)
+        with self.engine.connect() as conn:
+            return [_row_to_job(r) for r in conn.execute(query)]
+
+    def events(self, job_id: int) -> list[JobEvent]:
+        E = schema.job_events
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(E).where(E.c.job_id == job_id).order_by(E.c.id))
+            return [
+                JobEvent(
+                    job_id=r.job_id,
+                    at=r.at,
+                    attempt=r.attempt,
+                    from_state=JobState(r.from_state) if r.from_state else None,
+                    to_state=JobState(r.to_state),
+                    message=r.message,
+                )
+                for r in rows
+            ]
+
+    # -- the scheduler's side -------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        resource_classes: Iterable[str] = ("cpu",),
+    ) -> list[Job]:
+        """Move up to ``limit`` runnable queued jobs to running, highest priority first."""
+        classes = list(resource_classes)
+        if limit <= 0 or not classes:
+            return []
+        now = self.clock()
+        candidates = (
+            sa.select(J.c.id)
+            .where(
+                J.c.state == JobState.QUEUED.value,
+                J.c.resource_class.in_(classes),
+                J.c.not_before <= now,
+            )
+            .order_by(J.c.priority.desc(), J.c.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        with self._tx() as conn:
+            ids = [r[0] for r in conn.execute(candidates)]
+            if not ids:
+                return []
+            rows = conn.execute(
+                J.update()
+                .where(J.c.id.in_(ids), J.c.state == JobState.QUEUED.value)
+                .values(
+                    state=JobState.RUNNING.value,
+                    attempt=J.c.attempt + 1,
+                    lease_expires_at=now + lease_seconds,
+                    lease_owner=owner,
+                    worker=None,
+                    started_at=None,
+                    progress=None,
+                    updated_at=now,
+                )
+                .returning(*J.c)
+            ).all()
+            claimed = sorted((_row_to_job(r) for r in rows), key=lambda j: (-j.priority, j.id))
+            self._event(
+                conn,
+                [(j.id, j.attempt, JobState.QUEUED, JobState.RUNNING, owner) for j in claimed],
+                now,
+            )
+        return claimed
+
+    def expire_leases(self) -> list[Job]:
+        """Running attempts whose lease ran out (worker lost) count as failed attempts."""
+        now = self.clock()
+        with self.engine.connect() as conn:
+            expired = [
+                (r.id, r.attempt)
+                for r in conn.execute(
+                    sa.select(J.c.id, J.c.attempt).where(
+                        J.c.state == JobState.RUNNING.value, J.c.lease_expires_at < now
+                    )
+                )
+            ]
+        out = []
+        for job_id, attempt in expired:
+            job = self.fail_attempt(
+                job_id,
+                attempt,
+                error="lease expired: the worker stopped sending heartbeats (lost or killed)",
+                traceback=None,
+                require_expired=True,
+            )
+            if job is not None:
+                out.append(job)
+        return out
+
+    def release(self, owner: str) -> int:
+        """Return the running jobs claimed by ``owner`` to the queue (a clean shutdown).
+
+        A released attempt does not count as a failure. If its code is still running
+        somewhere, its next heartbeat finds the attempt superseded and it stops.
+        """
+        now = self.clock()
+        with self._tx() as conn:
+            rows = conn.execute(
+                J.update()
+                .where(J.c.state == JobState.RUNNING.value, J.c.lease_owner == owner)
+                .values(
+                    state=JobState.QUEUED.value,
+                    not_before=now,
+                    lease_expires_at=None,
+                    lease_owner=None,
+                    updated_at=now,
+                )
+                .returning(J.c.id, J.c.attempt)
+            ).all()
+            self._event(
+                conn,
+                [
+                    (r.id, r.attempt, JobState.RUNNING, JobState.QUEUED, "released at shutdown")
+                    for r in rows
+                ],
+                now,
+            )
+        return len(rows)
+
+    def running_attempts(self, job_ids: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which of these (job id, attempt) pairs are still the running attempt."""
+        pairs = list(job_ids)
+        if not pairs:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(J.c.id, J.c.attempt).where(
+                    J.c.id.in_([p[0] for p in pairs]), J.c.state == JobState.RUNNING.value
+                )
+            )
+            live = {(r.id, r.attempt) for r in rows}
+        return live & set(pairs)
+
+    # -- the worker's side: writes fenced by attempt --------------------------------------
+
+    def _running(self, job_id: int, attempt: int) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            J.c.id == job_id, J.c.attempt == attempt, J.c.state == JobState.RUNNING.value
+        )
+
+    def start_attempt(
+        self, job_id: int, attempt: int, *, worker: str, lease_seconds: float
+    ) -> Job | None:
+        """Mark the attempt as started on ``worker``; None if it is not this attempt's to run.
+
+        ``worker IS NULL`` makes this once-only: if Dask re-runs the same task after a worker
+        died, the re-run finds the attempt taken and leaves it to lease expiry, which starts
+        a fresh attempt with a new fencing number.
+        """
+        now = self.clock()
+        with self._tx() as conn:
+            row = conn.execute(
+                J.update()
+                .where(self._running(job_id, attempt), J.c.worker.is_(None))
+                .values(
+                    worker=worker,
+                    started_at=now,
+                    lease_expires_at=now + lease_seconds,
+                    updated_at=now,
+                )
+                .returning(*J.c)
+            ).first()
+        return _row_to_job(row) if row else None
+
+    def heartbeat(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        lease_seconds: float,
+        progress: dict[str, Any] | None = None,
+    ) -> bool:
+        """Renew the lease; False if the attempt is no longer running (cancelled, superseded)."""
+        now = self.clock()
+        values: dict[str, Any] = {"lease_expires_at": now + lease_seconds}
+        if progress:
+            values["progress"] = progress
+        with self._tx() as conn:
+            done = conn.execute(J.update().where(self._running(job_id, attempt)).values(**values))
+        return done.rowcount == 1
+
+    def complete(
+        self, job_id: int, attempt: int, *, result: Any, cpu_seconds: float = 0.0
+    ) -> bool:
+        """Commit the attempt's result; False (and nothing written) if the attempt lost."""
+        now = self.clock()
+        with self._tx() as conn:
+            done = conn.execute(
+                J.update()
+                .where(self._running(job_id, attempt))
+                .values(
+                    state=JobState.SUCCEEDED.value,
+                    result=result,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    cpu_seconds=J.c.cpu_seconds + cpu_seconds,
+                    updated_at=now,
+                    error=None,
+                    traceback=None,
+                )
+            )
+            if done.rowcount != 1:
+                return False
+            self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
+        return True
+
+    def fail_attempt(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        error: str,
+        traceback: str | None,
+        cpu_seconds: float = 0.0,
+        require_expired: bool = False,
+    ) -> Job | None:
+        """Record a failed attempt: back to queued after a backoff, or dead when exhausted.
+
+        Returns the job as it now is, or None if the attempt was no longer running.
+        """
+        now = self.clock()
+        guard = self._running(job_id, attempt)
+        if require_expired:
+            guard = sa.and_(guard, J.c.lease_expires_at < now)
+        with self._tx() as conn:
+            query = sa.select(J.c.failures, J.c.max_attempts).where(guard)
+            if self.is_postgres:
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            failures = row.failures + 1
+            target = after_failure(failures, row.max_attempts)
+            values: dict[str, Any] = {
+                "state": target.value,
+                "failures": failures,
+                "error": error,
+                "traceback": traceback,
+                "lease_expires_at": None,
+                "lease_owner": None,
+                "cpu_seconds": J.c.cpu_seconds + cpu_seconds,
+                "updated_at": now,
+            }
+            if target is JobState.QUEUED:
+                delay = backoff_seconds(
+                    failures, base=self.retry_base_seconds, cap=self.retry_max_seconds
+                )
+                values["not_before"] = now + delay
+                note = f"retry {failures + 1} of {row.max_attempts} in {delay:.1f}s"
+            else:
+                values["finished_at"] = now
+                note = f"no attempts left ({failures} of {row.max_attempts} failed)"
+            updated = conn.execute(J.update().where(guard).values(**values).returning(*J.c)).one()
+            self._event(
+                conn,
+                [
+                    (job_id, attempt, JobState.RUNNING, JobState.FAILED, error[:2000]),
+                    (job_id, attempt, JobState.FAILED, target, note),
+                ],
+                now,
+            )
+        return _row_to_job(updated)
+
+    # -- operator actions -----------------------------------------------------------------
+
+    def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
+        """Cancel a queued or running job. Cancelling a cancelled job is a no-op."""
+        job = self.get(job_id, tenant=tenant)
+        if job.state is JobState.CANCELLED:
+            return job
+        check_transition(job.state, JobState.CANCELLED)
+        now = self.clock()
+        with self._tx() as conn:
+            row = conn.execute(
+                J.update()
+                .where(
+                    J.c.id == job_id,
+                    J.c.state == job.state.value,
+                    J.c.attempt == job.attempt,
+                )
+                .values(
+                    state=JobState.CANCELLED.value,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .returning(*J.c)
+            ).first()
+            if row is None:  # it moved on between our read and write: look again
+                return self.cancel(job_id, tenant=tenant)
+            self._event(conn, [(job_id, job.attempt, job.state, JobState.CANCELLED, "")], now)
+        return _row_to_job(row)
+
+    def requeue_dead(self, job_id: int, *, tenant: str | None = None) -> Job:
+        """Put a dead job back in the queue with a fresh set of attempts."""
+        job = self.get(job_id, tenant=tenant)
+        if job.state is not JobState.DEAD:
+            raise InvalidTransition(
+                f"only dead jobs can be retried by hand; job {job_id} is {job.state.value}"
+            )
+        now = self.clock()
+        with self._tx() as conn:
+            row = conn.execute(
+                J.update()
+                .where(J.c.id == job_id, J.c.state == JobState.DEAD.value)
+                .values(
+                    state=JobState.QUEUED.value,
+                    failures=0,
+                    not_before=now,
+                    finished_at=None,
+                    updated_at=now,
+                )
+                .returning(*J.c)
+            ).first()
+            if row is None:
+                raise InvalidTransition(f"job {job_id} changed state while being retried")
+            self._event(
+                conn, [(job_id, job.attempt, JobState.DEAD, JobState.QUEUED, "retried by hand")], now
+            )
+        return _row_to_job(row)
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def append_logs(self, job_id: int, attempt: int, lines: Sequence[tuple[float, str]]) -> None:
+        if not lines:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                schema.job_logs.insert(),
+                [{"job_id": job_id, "attempt": attempt, "at": at, "line": line} for at, line in lines],
+            )
+
+    def logs(self, job_id: int, *, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        L = schema.job_logs
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(L)
+                .where(L.c.job_id == job_id, L.c.seq > after_seq)
+                .order_by(L.c.seq)
+                .limit(max(1, min(limit, 10_000)))
+            )
+            return [
+                LogLine(seq=r.seq, job_id=r.job_id, attempt=r.attempt, at=r.at, line=r.line)
+                for r in rows
+            ]
+
+    # -- workers and statistics -----------------------------------------------------------
+
+    def record_workers(self, scheduler: str, seen: Sequence[Worker]) -> None:
+        W = schema.workers
+        now = self.clock()
+        with self._tx() as conn:
+            conn.execute(W.delete().where(W.c.scheduler == scheduler))
+            if seen:
+                conn.execute(
+                    W.insert(),
+                    [
+                        {
+                            "address": w.address,
+                            "scheduler": scheduler,
+                            "resources": w.resources,
+                            "running": w.running,
+                            "last_seen": now,
+                        }
+                        for w in seen
+                    ],
+                )
+
+    def forget_workers(self, scheduler: str) -> None:
+        with self._tx() as conn:
+            conn.execute(schema.workers.delete().where(schema.workers.c.scheduler == scheduler))
+
+    def workers(self, *, seen_within: float = 60.0) -> list[Worker]:
+        W = schema.workers
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(W)
+                .where(W.c.last_seen >= self.clock() - seen_within)
+                .order_by(W.c.address)
+            )
+            return [
+                Worker(
+                    address=r.address,
+                    resources=r.resources,
+                    last_seen=r.last_seen,
+                    scheduler=r.scheduler,
+                    running=r.running,
+                )
+                for r in rows
+            ]
+
+    def counts(self, *, tenant: str | None = None) -> dict[tuple[str, str], int]:
+        """Number of jobs by (kind, state)."""
+        query = sa.select(J.c.kind, J.c.state, sa.func.count()).group_by(J.c.kind, J.c.state)
+        if tenant is not None:
+            query = query.where(J.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            return {(k, s): n for k, s, n in conn.execute(query)}
+
+    def duration_histogram(self) -> dict[str, tuple[list[int], float, int]]:
+        """Per kind: cumulative counts per DURATION_BUCKETS bound, sum and count of succeeded
+        jobs' run time (start of the winning attempt to commit)."""
+        duration = J.c.finished_at - J.c.started_at
+        columns = [
+            sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in DURATION_BUCKETS
+        ]
+        query = (
+            sa.select(J.c.kind, sa.func.count(), sa.func.sum(duration), *columns)
+            .where(J.c.state == JobState.SUCCEEDED.value, J.c.started_at.is_not(None))
+            .group_by(J.c.kind)
+        )
+        with self.engine.connect() as conn:
+            return {
+                r[0]: ([int(x or 0) for x in r[3:]], float(r[2] or 0.0), int(r[1]))
+                for r in conn.execute(query)
+            }
+
+    def attempts_total(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                k: int(n or 0)
+                for k, n in conn.execute(
+                    sa.select(J.c.kind, sa.func.sum(J.c.attempt)).group_by(J.c.kind)
+                )
+            }
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield
+
+
+_stores: dict[str, JobStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(url: str, **kwargs: Any) -> JobStore:
+    """One store (engine + pool) per URL per process; used inside Dask workers."""
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is None:
+            store = _stores[url] = JobStore.open(url, **kwargs)
+        return store

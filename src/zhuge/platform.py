@@ -1,0 +1,109 @@
+"""The embedded platform: store + scheduler + Dask, wired from Settings.
+
+``zhuge up`` runs one of these behind the HTTP API; tests and the convenience commands
+(``zhuge forecast`` with no server running) start one in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from zhuge.config import Settings
+from zhuge.jobs.executor import DaskExecutor
+from zhuge.jobs.scheduler import Scheduler
+from zhuge.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+ADMIN_TENANT = "default"
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (0600), never briefly world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    os.chmod(path, 0o600)
+
+
+def ensure_admin_token(store: JobStore, settings: Settings) -> str:
+    """Reuse ``ZHUGE_HOME/token`` if the store knows it, else issue one and write it."""
+    path = settings.token_path
+    if path.exists():
+        token = path.read_text().strip()
+        if token and store.tenant_for_token(token):
+            return token
+    token = store.issue_token(ADMIN_TENANT, description="admin token written by zhuge up")
+    write_secret(path, token)
+    return token
+
+
+class Platform:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_scheduler: bool = True,
+        start_dask: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.run_scheduler = run_scheduler
+        self.start_dask = start_dask
+        self.store: JobStore | None = None
+        self.executor: DaskExecutor | None = None
+        self.scheduler: Scheduler | None = None
+        self.token: str | None = None
+
+    def start(self) -> Platform:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore.open(
+            self.settings.database_url,
+            retry_base_seconds=self.settings.retry_base_seconds,
+            retry_max_seconds=self.settings.retry_max_seconds,
+        )
+        self.token = ensure_admin_token(self.store, self.settings)
+        if self.run_scheduler:
+            address = self.settings.dask_address
+            if address is None and not self.start_dask:
+                from zhuge.errors import ConfigError
+
+                raise ConfigError(
+                    "--no-dask needs an existing Dask scheduler: set ZHUGE_DASK_ADDRESS "
+                    "(e.g. tcp://host:8786) or pass --dask-address"
+                )
+            self.executor = DaskExecutor(address=address, n_workers=self.settings.workers).start()
+            self.scheduler = Scheduler(self.store, self.executor, self.settings)
+            self.scheduler.start()
+        return self
+
+    def app(self) -> FastAPI:
+        from zhuge.api.app import create_app
+
+        assert self.store is not None, "start() the platform first"
+        return create_app(
+            self.settings,
+            store=self.store,
+            notify=self.scheduler.notify if self.scheduler else None,
+        )
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop(release=True)
+            self.scheduler = None
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
+        if self.store is not None:
+            self.store.dispose()
+            self.store = None
+
+    def __enter__(self) -> Platform:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
