@@ -1,0 +1,27 @@
+"""The ``zhuge`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from zhuge.cli import jobs, server
+
+app = typer.Typer(
+    name="zhuge",
+    help="zhuge: durable ML jobs on SQL and Dask — fleet forecasting, migration planning, "
+    "clustering. Start with `zhuge up`, then `zhuge submit sleep -p seconds=1 --wait`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+app.command()(server.up)
+app.command()(server.worker)
+app.command()(jobs.submit)
+app.command()(jobs.status)
+app.command()(jobs.kinds)
+app.add_typer(jobs.jobs_app, name="jobs")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,328 @@
+"""zhuge submit / jobs ... / status / kinds: the job queue from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from zhuge.cli.common import (
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    client,
+    console,
+    print_json,
+    seconds,
+    styled_state,
+    user_errors,
+    when,
+)
+from zhuge.errors import InvalidRequest
+
+jobs_app = typer.Typer(help="Inspect and control jobs.", no_args_is_help=True)
+
+
+def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    """``key=value`` pairs over an optional JSON file; values are JSON where they parse
+    (``seconds=1.5`` is a number, ``name=web`` a string, ``ids=[1,2]`` a list)."""
+    params: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text())
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {params_file}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"{params_file} is not valid JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise InvalidRequest(f"{params_file} must hold a JSON object of parameters")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"--param {pair!r} is not key=value")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params[key.strip()] = value
+    return params
+
+
+def job_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(show_lines=False)
+    for col in ("id", "kind", "state", "attempt", "prio", "created", "took", "worker"):
+        table.add_column(col, justify="right" if col in ("id", "attempt", "prio") else "left")
+    for j in jobs:
+        table.add_row(
+            str(j["id"]),
+            j["kind"],
+            styled_state(j["state"]),
+            f"{j['attempt']}/{j['max_attempts']}",
+            str(j["priority"]),
+            when(j["created_at"]),
+            seconds(j["duration_seconds"]),
+            j["worker"] or "-",
+        )
+    return table
+
+
+def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    fields = [
+        ("state", styled_state(job["state"])),
+        ("kind", job["kind"]),
+        ("params", json.dumps(job["params"])),
+        ("attempt", f"{job['attempt']} (failures {job['failures']} of max {job['max_attempts']})"),
+        ("priority", str(job["priority"])),
+        ("resources", json.dumps(job["resources"])),
+        ("created", when(job["created_at"])),
+        ("started", when(job["started_at"])),
+        ("finished", when(job["finished_at"])),
+        ("took", seconds(job["duration_seconds"])),
+        ("cpu", f"{job['cpu_seconds']:.2f} s"),
+        ("worker", job["worker"] or "-"),
+    ]
+    if job.get("progress"):
+        p = job["progress"]
+        fields.append(("progress", f"{p.get('done')}/{p.get('total')} {p.get('message', '')}"))
+    if job.get("artifacts"):
+        fields.append(("artifacts", job["artifacts"]))
+    if job.get("result") is not None:
+        text = json.dumps(job["result"])
+        fields.append(("result", text if len(text) < 400 else text[:400] + " …"))
+    if job.get("error"):
+        fields.append(("error", f"[red]{job['error']}[/]"))
+    body = "\n".join(f"[bold]{k:>10}[/]  {v}" for k, v in fields)
+    console.print(Panel(body, title=f"job {job['id']}", expand=False))
+    if job.get("traceback") and job["state"] in ("dead", "queued"):
+        console.print(Panel(job["traceback"].rstrip(), title="last traceback", style="red"))
+    table = Table(title="history")
+    for col in ("at", "attempt", "from", "to", "message"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(
+            when(e["at"]), str(e["attempt"]), e["from_state"] or "", e["to_state"], e["message"]
+        )
+    console.print(table)
+
+
+def submit(
+    kind: Annotated[
+        str, typer.Argument(help="Job kind, e.g. sleep, echo, forecast (see `zhuge kinds`).")
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A parameter as key=value (repeatable; JSON values)."),
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option("--params-file", help="JSON file of parameters.")
+    ] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first (-1000..1000).")] = 0,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Resubmitting with the same key returns the same job, not a new one."),
+    ] = None,
+    max_attempts: Annotated[int, typer.Option(help="Attempts before the job is dead.")] = 3,
+    gpu: Annotated[float, typer.Option(help="GPUs to reserve (e.g. 1 or 0.5).")] = 0.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after S seconds.")
+    ] = None,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Submit a job to the queue.
+
+    Example: zhuge submit sleep -p seconds=2 --wait
+    """
+    with user_errors(json_output):
+        params = parse_params(param or [], params_file)
+        c = client(url, token)
+        resources = {"GPU": gpu} if gpu > 0 else None
+        job = c.submit(
+            kind,
+            params,
+            priority=priority,
+            resources=resources,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+        )
+        if wait:
+            job = c.wait(job.id, timeout=timeout)
+        if json_output:
+            print_json(job.raw)
+        else:
+            console.print(f"job [bold]{job.id}[/] ({job.kind}) {styled_state(job.state)}")
+            if job.state == "succeeded":
+                console.print_json(data=job.result)
+            elif job.error:
+                console.print(f"[red]{job.error}[/]")
+    if wait and job.state != "succeeded":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("ls")
+def ls(
+    state: Annotated[
+        str | None, typer.Option(help="queued, running, succeeded, cancelled, dead.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List jobs, newest first."""
+    with user_errors(json_output):
+        jobs = [j.raw for j in client(url, token).list(state=state, kind=kind, limit=limit)]
+    if json_output:
+        print_json(jobs)
+    elif not jobs:
+        console.print("no jobs")
+    else:
+        console.print(job_table(jobs))
+
+
+@jobs_app.command("show")
+def show(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Everything about one job: state, timings, result or error, history."""
+    with user_errors(json_output):
+        c = client(url, token)
+        job = c.get(job_id).raw
+        events = c.events(job_id)
+    if json_output:
+        print_json({**job, "events": events})
+    else:
+        show_job(job, events)
+
+
+@jobs_app.command("logs")
+def logs(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
+    ] = False,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Print a job's log lines (all attempts)."""
+    with user_errors(json_output):
+        c = client(url, token)
+        lines = c.follow_logs(job_id) if follow else iter(c.logs(job_id)["lines"])
+        for line in lines:
+            if json_output:
+                print_json(line)
+            else:
+                console.print(
+                    f"[dim]{when(line['at'])} #{line['attempt']}[/] {line['line']}", highlight=False
+                )
+
+
+@jobs_app.command("cancel")
+def cancel(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Cancel a queued or running job (a running job's Dask task is cancelled)."""
+    with user_errors(json_output):
+        job = client(url, token).cancel(job_id)
+    if json_output:
+        print_json(job.raw)
+    else:
+        console.print(f"job [bold]{job.id}[/] {styled_state(job.state)}")
+
+
+@jobs_app.command("wait")
+def wait(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    timeout: Annotated[float | None, typer.Option(help="Give up after S seconds (exit 2).")] = None,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Wait until a job is succeeded, cancelled or dead. Exit 0 only if it succeeded."""
+    from zhuge.errors import WaitTimeout
+
+    try:
+        with user_errors(json_output):
+            job = client(url, token).wait(job_id, timeout=timeout)
+    except WaitTimeout as exc:  # user_errors re-raises nothing else but Exit
+        if json_output:
+            print_json({"error": {"type": "WaitTimeout", "message": exc.message}})
+        else:
+            console.print(f"[yellow]{exc.message}[/]")
+        raise typer.Exit(2) from None
+    if json_output:
+        print_json(job.raw)
+    else:
+        console.print(f"job [bold]{job.id}[/] {styled_state(job.state)}")
+        if job.error and job.state != "succeeded":
+            console.print(f"[red]{job.error}[/]")
+    if job.state != "succeeded":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("retry")
+def retry(
+    job_id: Annotated[int, typer.Argument(help="Job id of a dead job.")],
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Re-queue a dead job with a fresh set of attempts."""
+    with user_errors(json_output):
+        job = client(url, token).retry(job_id)
+    if json_output:
+        print_json(job.raw)
+    else:
+        console.print(f"job [bold]{job.id}[/] {styled_state(job.state)}")
+
+
+def status(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Queue depth by state, and the workers with their resources."""
+    with user_errors(json_output):
+        data = client(url, token).status()
+    if json_output:
+        print_json(data)
+        return
+    states = Table(title=f"jobs (queue depth {data['queue_depth']})")
+    for s in data["states"]:
+        states.add_column(styled_state(s), justify="right")
+    states.add_row(*(str(n) for n in data["states"].values()))
+    console.print(states)
+    workers = Table(title=f"workers ({len(data['workers'])})")
+    for col in ("address", "resources", "running", "last seen"):
+        workers.add_column(col)
+    for w in data["workers"]:
+        res = ", ".join(f"{k}={v:g}" for k, v in sorted(w["resources"].items()))
+        workers.add_row(w["address"], res, str(w["running"]), when(w["last_seen"]))
+    console.print(workers)
+
+
+def kinds(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """The job kinds this server runs, with their parameters."""
+    with user_errors(json_output):
+        data = client(url, token).kinds()
+    if json_output:
+        print_json(data)
+        return
+    table = Table()
+    for col in ("kind", "description", "parameters"):
+        table.add_column(col)
+    for k in data:
+        props = k["params_schema"].get("properties", {})
+        table.add_row(k["name"], k["description"], ", ".join(props))
+    console.print(table)

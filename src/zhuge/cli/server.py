@@ -1,0 +1,141 @@
+"""zhuge up / zhuge worker: run the platform."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zhuge.cli.common import console, user_errors
+
+log = logging.getLogger("zhuge")
+
+
+def up(
+    home: Annotated[
+        Path | None,
+        typer.Option(envvar="ZHUGE_HOME", help="Where the database, artifacts and token live."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(envvar="ZHUGE_HOST", help="Interface to bind.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="ZHUGE_PORT", help="HTTP port.")] = 8470,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask worker processes (default: number of cores)."),
+    ] = None,
+    no_dask: Annotated[
+        bool,
+        typer.Option(
+            "--no-dask",
+            help="Start no local Dask cluster; run jobs on the one at ZHUGE_DASK_ADDRESS.",
+        ),
+    ] = False,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ZHUGE_DASK_ADDRESS", help="An existing Dask scheduler, tcp://host:8786."
+        ),
+    ] = None,
+    api_only: Annotated[
+        bool, typer.Option("--api-only", help="Serve the API only; another process schedules.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+) -> None:
+    """Start zhuge in the foreground: HTTP API, scheduler and a local Dask cluster.
+
+    Everything is stored under ZHUGE_HOME (default ./.zhuge): SQLite database, artifacts and
+    an admin token (ZHUGE_HOME/token, mode 0600). Set ZHUGE_DB_URL=postgresql+psycopg://...
+    for PostgreSQL. Ctrl-C or SIGTERM stops cleanly: running jobs go back to the queue.
+    """
+    import uvicorn
+
+    from zhuge.config import Settings
+    from zhuge.hardware import cpu_count
+    from zhuge.platform import Platform
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with user_errors():
+        env = dict(os.environ)
+        if home is not None:
+            env["ZHUGE_HOME"] = str(home)
+        settings = Settings.from_env(
+            env,
+            host=host,
+            port=port,
+            workers=workers or cpu_count(),
+            dask_address=dask_address,
+        )
+        platform = Platform(settings, run_scheduler=not api_only, start_dask=not no_dask)
+        platform.start()
+    try:
+        where = settings.dask_address or f"local cluster, {settings.workers} worker(s)"
+        console.print(f"[bold green]zhuge up[/] at [bold]{settings.url}[/]")
+        console.print(f"  home      {settings.home}")
+        console.print(f"  database  {_redact(settings.database_url)}")
+        console.print(f"  artifacts {settings.artifacts_root}")
+        console.print(f"  dask      {'none (API only)' if api_only else where}")
+        console.print(f"  token     {settings.token_path}")
+        config = uvicorn.Config(
+            platform.app(),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        server.run()
+    finally:
+        console.print("stopping: releasing running jobs back to the queue")
+        platform.stop()
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def worker(
+    scheduler: Annotated[
+        str | None,
+        typer.Argument(
+            envvar="ZHUGE_DASK_ADDRESS", help="Dask scheduler address, tcp://host:8786."
+        ),
+    ] = None,
+    nworkers: Annotated[int, typer.Option(help="Worker processes to start (one job each).")] = 1,
+    gpus: Annotated[
+        int | None, typer.Option(help="GPUs to advertise (default: what nvidia-smi sees).")
+    ] = None,
+) -> None:
+    """Start Dask workers for an existing scheduler, with the resources zhuge asks for
+    (CPU=1 per worker; GPU=n where a GPU is visible)."""
+    from zhuge.jobs.executor import worker_resources
+
+    with user_errors():
+        if not scheduler:
+            from zhuge.errors import ConfigError
+
+            raise ConfigError("give the Dask scheduler address, or set ZHUGE_DASK_ADDRESS")
+    resources = " ".join(f"{k}={v:g}" for k, v in worker_resources(gpus).items())
+    argv = [
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        scheduler,
+        "--nworkers",
+        str(nworkers),
+        "--nthreads",
+        "1",
+        "--resources",
+        resources,
+        "--no-dashboard",
+    ]
+    console.print(f"starting {nworkers} worker(s) for {scheduler} with {resources}")
+    os.execv(sys.executable, argv)
