@@ -1,9 +1,9 @@
 """The Python SDK: a thin, typed client of the HTTP API. The CLI uses it too.
 
-    from zhuge import Client
-    c = Client()                      # ZHUGE_URL / ZHUGE_TOKEN, or ZHUGE_HOME/token
-    job = c.submit("sleep", {"seconds": 1})
-    done = c.wait(job.id)
+from zhuge import Client
+c = Client()                      # ZHUGE_URL / ZHUGE_TOKEN, or ZHUGE_HOME/token
+job = c.submit("sleep", {"seconds": 1})
+done = c.wait(job.id)
 """
 
 from __future__ import annotations
@@ -79,7 +79,10 @@ def _raise_for(response: httpx.Response) -> None:
     except (ValueError, KeyError, TypeError):
         name, message, details = None, response.text[:500], None
     cls = getattr(errors, name or "", None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.ZhugeError)) or cls is errors.ClientError:
+    if (
+        not (isinstance(cls, type) and issubclass(cls, errors.ZhugeError))
+        or cls is errors.ClientError
+    ):
         cls = {
             401: errors.AuthError,
             404: errors.NotFound,
@@ -188,9 +191,7 @@ class Client:
             if not page["lines"]:
                 time.sleep(poll)
 
-    def wait(
-        self, job_id: int, *, timeout: float | None = None, poll: float = 0.05
-    ) -> JobHandle:
+    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 0.05) -> JobHandle:
         """Block until the job is succeeded, cancelled or dead; raise WaitTimeout after
         ``timeout`` seconds. Polls gently: starts at ``poll`` and backs off to 1 s."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -68,7 +68,9 @@ class _Heartbeat(threading.Thread):
             try:
                 self.store.append_logs(self.spec.job_id, self.spec.attempt, lines)
             except Exception:  # logs are best effort; the outcome is what must not be lost
-                log.exception("could not write %d log lines of job %s", len(lines), self.spec.job_id)
+                log.exception(
+                    "could not write %d log lines of job %s", len(lines), self.spec.job_id
+                )
 
     def run(self) -> None:
         while not self.stopped.wait(self.spec.heartbeat_seconds):

@@ -36,9 +36,7 @@ HOUSEKEEPING_SECONDS = 1.0  # lease expiry, cancellations, worker census
 
 def free_slots(capacity: Capacity, running: dict[str, int]) -> dict[str, int]:
     """Slots left per resource class: the admission rule, pure."""
-    return {
-        cls: max(0, capacity.slots(cls) - running.get(cls, 0)) for cls in ("cpu", "gpu")
-    }
+    return {cls: max(0, capacity.slots(cls) - running.get(cls, 0)) for cls in ("cpu", "gpu")}
 
 
 @dataclass

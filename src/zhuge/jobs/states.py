@@ -42,9 +42,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CANCELLED: frozenset(),
 }
 
-TERMINAL: frozenset[JobState] = frozenset(
-    {JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD}
-)
+TERMINAL: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD})
 """States a job does not leave by itself (``dead`` only by hand)."""
 
 

@@ -522,9 +522,7 @@ class JobStore:
             done = conn.execute(J.update().where(self._running(job_id, attempt)).values(**values))
         return done.rowcount == 1
 
-    def complete(
-        self, job_id: int, attempt: int, *, result: Any, cpu_seconds: float = 0.0
-    ) -> bool:
+    def complete(self, job_id: int, attempt: int, *, result: Any, cpu_seconds: float = 0.0) -> bool:
         """Commit the attempt's result; False (and nothing written) if the attempt lost."""
         now = self.clock()
         with self._tx() as conn:
@@ -658,7 +656,9 @@ class JobStore:
             if row is None:
                 raise InvalidTransition(f"job {job_id} changed state while being retried")
             self._event(
-                conn, [(job_id, job.attempt, JobState.DEAD, JobState.QUEUED, "retried by hand")], now
+                conn,
+                [(job_id, job.attempt, JobState.DEAD, JobState.QUEUED, "retried by hand")],
+                now,
             )
         return _row_to_job(row)
 
@@ -670,7 +670,10 @@ class JobStore:
         with self._tx() as conn:
             conn.execute(
                 schema.job_logs.insert(),
-                [{"job_id": job_id, "attempt": attempt, "at": at, "line": line} for at, line in lines],
+                [
+                    {"job_id": job_id, "attempt": attempt, "at": at, "line": line}
+                    for at, line in lines
+                ],
             )
 
     def logs(self, job_id: int, *, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
