@@ -24,5 +24,48 @@ def shared_data() -> Path:
     """
     path = _shared_data_dir()
     if not (path / "nab").is_dir():
-        pytest.skip(f"real data not found at {path} (set ZHUGE_TEST_DATA)")
+        skip_or_fail(f"real data not found at {path} (set ZHUGE_TEST_DATA)", required_by="ZHUGE_REQUIRE_DATA")
     return path
+
+
+def _required(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")
+
+
+def skip_or_fail(reason: str, *, required_by: str) -> None:
+    """Skip where a service or data set is absent, but fail where CI says it must be there."""
+    if _required(required_by):
+        pytest.fail(f"{reason} (and {required_by} is set: CI must run these tests)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL URL with a schema of its own for this test session."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    url = os.environ.get("ZHUGE_TEST_POSTGRES_URL")
+    if not url:
+        skip_or_fail("ZHUGE_TEST_POSTGRES_URL is not set", required_by="ZHUGE_REQUIRE_POSTGRES")
+    schema = f"zt_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL unreachable at {url}: {exc.orig}", required_by="ZHUGE_REQUIRE_POSTGRES")
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from zhuge.jobs import schema
+from zhuge.jobs.store import JobStore
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'zhuge.db'}"
+    url = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(url)
+    schema.metadata.create_all(engine)
+    with engine.begin() as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def store(db_url, clock) -> JobStore:
+    s = JobStore.open(db_url, clock=clock, retry_base_seconds=10.0, retry_max_seconds=100.0)
+    yield s
+    s.dispose()

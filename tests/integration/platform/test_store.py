@@ -1,0 +1,236 @@
+"""The job store's semantics, on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from zhuge.errors import IdempotencyConflict, InvalidTransition, JobNotFound
+from zhuge.jobs.states import JobState
+from zhuge.jobs.store import JobStore
+
+
+def submit(store: JobStore, **kw):
+    args = {"tenant": "t1", "kind": "sleep", "params": {"seconds": 1}} | kw
+    return store.submit(**args)[0]
+
+
+def claim_one(store: JobStore, owner: str = "s1"):
+    (job,) = store.claim(limit=1, owner=owner, lease_seconds=30)
+    return job
+
+
+def test_submit_then_get_round_trips(store):
+    job = submit(store, priority=5, resources={"CPU": 2.0}, max_attempts=4)
+    got = store.get(job.id)
+    assert got == job
+    assert got.state is JobState.QUEUED
+    assert (got.priority, got.resources, got.max_attempts, got.attempt) == (5, {"CPU": 2.0}, 4, 0)
+
+
+def test_get_is_scoped_to_tenant(store):
+    job = submit(store)
+    assert store.get(job.id, tenant="t1").id == job.id
+    with pytest.raises(JobNotFound):
+        store.get(job.id, tenant="someone-else")
+    with pytest.raises(JobNotFound):
+        store.get(10**12)
+
+
+def test_idempotency_same_request_returns_same_job_without_new_row(store):
+    first, created1 = store.submit(tenant="t1", kind="echo", params={"a": 1}, idempotency_key="k")
+    again, created2 = store.submit(tenant="t1", kind="echo", params={"a": 1}, idempotency_key="k")
+    assert (created1, created2) == (True, False)
+    assert again.id == first.id
+    assert len(store.list(tenant="t1")) == 1
+
+
+def test_idempotency_different_request_conflicts_and_writes_nothing(store):
+    store.submit(tenant="t1", kind="echo", params={"a": 1}, idempotency_key="k")
+    with pytest.raises(IdempotencyConflict, match="different request"):
+        store.submit(tenant="t1", kind="echo", params={"a": 2}, idempotency_key="k")
+    assert len(store.list(tenant="t1")) == 1
+
+
+def test_idempotency_keys_are_per_tenant(store):
+    a, _ = store.submit(tenant="t1", kind="echo", params={}, idempotency_key="k")
+    b, created = store.submit(tenant="t2", kind="echo", params={"x": 1}, idempotency_key="k")
+    assert created and a.id != b.id
+
+
+def test_claim_takes_highest_priority_first_then_oldest(store):
+    low = submit(store, priority=0)
+    high = submit(store, priority=10)
+    low2 = submit(store, priority=0)
+    claimed = store.claim(limit=3, owner="s1", lease_seconds=30)
+    assert [j.id for j in claimed] == [high.id, low.id, low2.id]
+    assert all(j.state is JobState.RUNNING and j.attempt == 1 for j in claimed)
+
+
+def test_claim_respects_not_before_and_resource_class(store, clock):
+    gpu = submit(store, resources={"GPU": 1.0})
+    assert store.claim(limit=5, owner="s", lease_seconds=30, resource_classes=["cpu"]) == []
+    (got,) = store.claim(limit=5, owner="s", lease_seconds=30, resource_classes=["gpu"])
+    assert got.id == gpu.id
+
+
+def test_concurrent_claims_never_hand_out_a_job_twice(store):
+    ids = {submit(store).id for _ in range(40)}
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while True:
+            jobs = store.claim(limit=3, owner=name, lease_seconds=30)
+            if not jobs:
+                return
+            with lock:
+                got.extend(j.id for j in jobs)
+
+    threads = [threading.Thread(target=worker, args=(f"s{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted(ids)  # each exactly once
+
+
+def test_only_the_current_attempt_can_commit(store, clock):
+    job = submit(store)
+    first = claim_one(store)
+    assert store.start_attempt(job.id, 1, worker="w1", lease_seconds=5) is not None
+    clock.advance(6)  # worker w1 goes silent
+    (expired,) = store.expire_leases()
+    assert expired.state is JobState.QUEUED and expired.failures == 1
+    clock.advance(100)
+    second = claim_one(store)
+    assert second.attempt == first.attempt + 1
+    # the old attempt wakes up and tries to commit: rejected, nothing written
+    assert store.complete(job.id, first.attempt, result={"from": "old"}) is False
+    assert store.heartbeat(job.id, first.attempt, lease_seconds=5) is False
+    assert store.complete(job.id, second.attempt, result={"from": "new"}) is True
+    final = store.get(job.id)
+    assert final.state is JobState.SUCCEEDED and final.result == {"from": "new"}
+    # and a second commit of the winner is also refused: one outcome only
+    assert store.complete(job.id, second.attempt, result={"again": True}) is False
+    succeeded = [e for e in store.events(job.id) if e.to_state is JobState.SUCCEEDED]
+    assert len(succeeded) == 1
+
+
+def test_start_attempt_is_once_only(store):
+    job = submit(store)
+    claim_one(store)
+    assert store.start_attempt(job.id, 1, worker="w1", lease_seconds=5) is not None
+    assert store.start_attempt(job.id, 1, worker="w2", lease_seconds=5) is None
+    assert store.get(job.id).worker == "w1"
+
+
+def test_failures_back_off_then_go_dead_keeping_error_and_traceback(store, clock):
+    job = submit(store, max_attempts=2)
+    claim_one(store)
+    after1 = store.fail_attempt(job.id, 1, error="boom 1", traceback="tb 1")
+    assert after1.state is JobState.QUEUED and after1.failures == 1
+    assert 5.0 <= after1.not_before - clock.now <= 10.0  # base 10 s, equal jitter
+    assert store.claim(limit=1, owner="s", lease_seconds=30) == []  # still backing off
+    clock.advance(10.01)
+    claim_one(store)
+    after2 = store.fail_attempt(job.id, 2, error="boom 2", traceback="tb 2")
+    assert after2.state is JobState.DEAD
+    assert (after2.error, after2.traceback) == ("boom 2", "tb 2")
+    states = [e.to_state for e in store.events(job.id)]
+    assert states == [
+        JobState.QUEUED, JobState.RUNNING, JobState.FAILED, JobState.QUEUED,
+        JobState.RUNNING, JobState.FAILED, JobState.DEAD,
+    ]
+
+
+def test_requeue_dead_by_hand_resets_failures(store):
+    job = submit(store, max_attempts=1)
+    claim_one(store)
+    store.fail_attempt(job.id, 1, error="x", traceback=None)
+    again = store.requeue_dead(job.id)
+    assert again.state is JobState.QUEUED and again.failures == 0
+    with pytest.raises(InvalidTransition, match="only dead jobs"):
+        store.requeue_dead(job.id)
+
+
+def test_release_returns_running_jobs_without_counting_a_failure(store):
+    mine, theirs = submit(store), submit(store)
+    store.claim(limit=1, owner="me", lease_seconds=30)
+    store.claim(limit=1, owner="other", lease_seconds=30)
+    assert store.release("me") == 1
+    assert store.get(mine.id).state is JobState.QUEUED
+    assert store.get(mine.id).failures == 0
+    assert store.get(theirs.id).state is JobState.RUNNING
+
+
+def test_cancel_queued_and_running_and_refuse_finished(store):
+    queued = submit(store)
+    running = submit(store)
+    assert store.cancel(queued.id).state is JobState.CANCELLED
+    claim_one(store)
+    assert store.cancel(running.id).state is JobState.CANCELLED
+    assert store.heartbeat(running.id, 1, lease_seconds=5) is False  # the worker learns
+    assert store.complete(running.id, 1, result=1) is False
+    assert store.cancel(running.id).state is JobState.CANCELLED  # idempotent
+    done = submit(store)
+    claim_one(store)
+    store.complete(done.id, 1, result=None)
+    with pytest.raises(InvalidTransition):
+        store.cancel(done.id)
+
+
+def test_heartbeat_extends_lease_so_it_does_not_expire(store, clock):
+    job = submit(store)
+    claim_one(store)
+    store.start_attempt(job.id, 1, worker="w", lease_seconds=5)
+    for _ in range(4):
+        clock.advance(3)
+        assert store.heartbeat(job.id, 1, lease_seconds=5, progress={"done": 1, "total": 2})
+        assert store.expire_leases() == []
+    assert store.get(job.id).progress == {"done": 1, "total": 2}
+
+
+def test_cpu_seconds_and_timestamps_recorded(store, clock):
+    job = submit(store)
+    claim_one(store)
+    store.start_attempt(job.id, 1, worker="w9", lease_seconds=5)
+    clock.advance(2.5)
+    store.complete(job.id, 1, result={}, cpu_seconds=1.25)
+    done = store.get(job.id)
+    assert done.cpu_seconds == pytest.approx(1.25)
+    assert done.duration_seconds == pytest.approx(2.5)
+    assert done.worker == "w9" and done.created_at <= done.started_at < done.finished_at
+
+
+def test_logs_page_in_order(store):
+    job = submit(store)
+    store.append_logs(job.id, 1, [(1.0, "a"), (2.0, "b"), (3.0, "c")])
+    first = store.logs(job.id, limit=2)
+    assert [line.line for line in first] == ["a", "b"]
+    rest = store.logs(job.id, after_seq=first[-1].seq)
+    assert [line.line for line in rest] == ["c"]
+
+
+def test_tokens_map_to_tenants_and_only_hashes_are_stored(store):
+    token = store.issue_token("acme")
+    assert store.tenant_for_token(token) == "acme"
+    assert store.tenant_for_token(token + "x") is None
+    with store.engine.connect() as conn:
+        stored = [r[0] for r in conn.exec_driver_sql("select token_sha256 from tokens")]
+    assert token not in stored and len(stored) == 1
+
+
+def test_counts_and_duration_histogram(store, clock):
+    for _ in range(3):
+        job = submit(store, kind="echo")
+        claim_one(store)
+        store.start_attempt(job.id, 1, worker="w", lease_seconds=5)
+        clock.advance(0.2)
+        store.complete(job.id, 1, result={})
+    submit(store)
+    assert store.counts() == {("echo", "succeeded"): 3, ("sleep", "queued"): 1}
+    cumulative, total, count = store.duration_histogram()["echo"]
+    assert count == 3 and total == pytest.approx(0.6)
+    assert cumulative[0] == 0 and cumulative[2] == 3  # 0.05 s bucket empty, 0.25 s has all
