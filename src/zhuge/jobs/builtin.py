@@ -44,3 +44,20 @@ class EchoParams(KindParams):
 @kind("echo", params=EchoParams, description="Return the parameters it was given.")
 def run_echo(params: EchoParams, ctx: JobContext) -> dict[str, Any]:
     return params.model_dump(mode="json")
+
+
+class BurnParams(KindParams):
+    seconds: float = Field(1.0, ge=0, le=3600, description="CPU time to burn.")
+
+
+@kind("burn", params=BurnParams, description="Keep one core busy; for CPU accounting tests.")
+def run_burn(params: BurnParams, ctx: JobContext) -> dict[str, Any]:
+    import time
+
+    start = time.process_time()
+    spins = 0
+    while time.process_time() - start < params.seconds:
+        spins += sum(range(10_000)) > 0
+        if spins % 100 == 0:
+            ctx.check_cancelled()
+    return {"spins": spins}

@@ -1,0 +1,121 @@
+"""The whole path with real Dask worker processes: scheduler → Dask → runner → store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from zhuge.config import Settings
+from zhuge.jobs.service import submit_job
+from zhuge.jobs.states import JobState
+from zhuge.platform import Platform
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(
+        home=home,
+        workers=2,
+        lease_seconds=2.0,
+        heartbeat_seconds=0.25,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+        poll_seconds=0.1,
+    )
+    with Platform(settings) as p:
+        yield p
+
+
+def submit(p: Platform, kind: str, **params):
+    max_attempts = params.pop("max_attempts", 3)
+    job, _ = submit_job(p.store, tenant="t", kind=kind, params=params, max_attempts=max_attempts)
+    p.scheduler.notify()
+    return job
+
+
+def wait_for(p: Platform, job_id: int, states, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = p.store.get(job_id)
+        if job.state in states:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {p.store.get(job_id).state} after {timeout}s")
+
+
+DONE = {JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED}
+
+
+def test_job_runs_on_a_worker_and_records_cpu_seconds(platform):
+    job = submit(platform, "burn", seconds=0.5)
+    done = wait_for(platform, job.id, DONE)
+    assert done.state is JobState.SUCCEEDED
+    assert done.worker and done.worker.startswith("tcp://")
+    assert 0.4 <= done.cpu_seconds <= 3.0
+    assert done.started_at >= done.created_at
+
+
+def test_retries_with_backoff_then_succeeds(platform):
+    job = submit(platform, "sleep", seconds=0, fail_times=2)
+    done = wait_for(platform, job.id, DONE)
+    assert (done.state, done.attempt, done.failures) == (JobState.SUCCEEDED, 3, 2)
+    failed = [e for e in platform.store.events(job.id) if e.to_state is JobState.FAILED]
+    assert len(failed) == 2 and "on purpose" in failed[0].message
+
+
+def test_exhausted_retries_make_a_dead_job_with_traceback(platform):
+    job = submit(platform, "sleep", seconds=0, fail_times=9, max_attempts=2)
+    dead = wait_for(platform, job.id, DONE)
+    assert dead.state is JobState.DEAD and dead.attempt == 2
+    assert "SleepFailure" in dead.error and "Traceback" in dead.traceback
+
+
+def test_cancel_running_job_frees_its_worker(platform):
+    job = submit(platform, "sleep", seconds=60)
+    wait_for(platform, job.id, {JobState.RUNNING})
+    while platform.store.get(job.id).worker is None:
+        time.sleep(0.05)
+    cancelled = platform.store.cancel(job.id)
+    assert cancelled.state is JobState.CANCELLED
+    # both slots must be usable again soon: the job noticed at its next heartbeat
+    quick = [submit(platform, "sleep", seconds=0.2) for _ in range(2)]
+    t0 = time.monotonic()
+    for q in quick:
+        assert wait_for(platform, q.id, DONE, timeout=10).state is JobState.SUCCEEDED
+    assert time.monotonic() - t0 < 5
+    assert platform.store.get(job.id).state is JobState.CANCELLED
+    assert platform.scheduler.in_flight == 0
+
+
+def test_sigkilled_worker_loses_the_attempt_and_the_job_runs_again(platform):
+    job = submit(platform, "sleep", seconds=2)
+    wait_for(platform, job.id, {JobState.RUNNING})
+    deadline = time.monotonic() + 10
+    while (worker := platform.store.get(job.id).worker) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = platform.executor.worker_processes()[worker]
+    os.kill(pid, signal.SIGKILL)
+    done = wait_for(platform, job.id, DONE, timeout=60)
+    assert done.state is JobState.SUCCEEDED
+    assert done.attempt >= 2 and done.worker != worker
+    events = platform.store.events(job.id)
+    assert sum(e.to_state is JobState.SUCCEEDED for e in events) == 1
+    assert any("lost" in e.message or "lease" in e.message for e in events)
+
+
+def test_queued_jobs_wait_in_priority_order_when_workers_are_busy(platform):
+    blockers = [submit(platform, "sleep", seconds=0.6) for _ in range(2)]
+    for b in blockers:
+        wait_for(platform, b.id, {JobState.RUNNING, JobState.SUCCEEDED})
+    low, _ = submit_job(platform.store, tenant="t", kind="echo", params={"n": "low"}, priority=0)
+    high, _ = submit_job(platform.store, tenant="t", kind="echo", params={"n": "high"}, priority=9)
+    low_done = wait_for(platform, low.id, DONE)
+    high_done = wait_for(platform, high.id, DONE)
+    assert high_done.started_at <= low_done.started_at
