@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -90,8 +91,14 @@ def up(
             access_log=False,
         )
         server = uvicorn.Server(config)
+        # uvicorn re-raises the signal that stopped it once it has shut down, which would
+        # kill us before the platform releases its running jobs. Handlers of our own, in
+        # place when uvicorn restores the originals, turn that re-raise into a no-op.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         server.run()
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces
         console.print("stopping: releasing running jobs back to the queue")
         platform.stop()
 

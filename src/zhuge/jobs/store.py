@@ -44,6 +44,8 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 """Upper bounds (seconds) of the job-duration histogram exported at /metrics."""
 
 MAX_LIST_LIMIT = 1000
+WORKER_LIVE_SECONDS = 10.0  # a worker not reported for this long is shown as gone
+WORKER_FORGET_SECONDS = 3600.0  # rows of schedulers that died without saying goodbye
 
 
 def request_sha256(
@@ -696,7 +698,11 @@ class JobStore:
         W = schema.workers
         now = self.clock()
         with self._tx() as conn:
-            conn.execute(W.delete().where(W.c.scheduler == scheduler))
+            conn.execute(
+                W.delete().where(
+                    (W.c.scheduler == scheduler) | (W.c.last_seen < now - WORKER_FORGET_SECONDS)
+                )
+            )
             if seen:
                 conn.execute(
                     W.insert(),
@@ -716,7 +722,8 @@ class JobStore:
         with self._tx() as conn:
             conn.execute(schema.workers.delete().where(schema.workers.c.scheduler == scheduler))
 
-    def workers(self, *, seen_within: float = 60.0) -> list[Worker]:
+    def workers(self, *, seen_within: float = WORKER_LIVE_SECONDS) -> list[Worker]:
+        """Workers some scheduler saw recently (schedulers report every second or so)."""
         W = schema.workers
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -1,0 +1,3 @@
+from zhuge.cli import main
+
+main()
