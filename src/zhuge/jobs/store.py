@@ -402,7 +402,10 @@ class JobStore:
             claimed = sorted((_row_to_job(r) for r in rows), key=lambda j: (-j.priority, j.id))
             self._event(
                 conn,
-                [(j.id, j.attempt, JobState.QUEUED, JobState.RUNNING, owner) for j in claimed],
+                [
+                    (j.id, j.attempt, JobState.QUEUED, JobState.RUNNING, f"claimed by {owner}")
+                    for j in claimed
+                ],
                 now,
             )
         return claimed

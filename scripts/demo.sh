@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# make demo: start zhuge, run a few jobs through it, show what happened, stop cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export ZHUGE_HOME="${ZHUGE_HOME:-$PWD/.zhuge-demo}"
+PORT="$($BIN/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export ZHUGE_URL="http://127.0.0.1:$PORT"
+export ZHUGE_RETRY_BASE_SECONDS=0.5
+zhuge() { "$BIN/zhuge" "$@"; }
+step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
+
+step "zhuge up (home $ZHUGE_HOME, port $PORT)"
+"$BIN/zhuge" up --port "$PORT" --workers 2 --log-level warning &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  if "$BIN/python" -c "import httpx,sys; sys.exit(httpx.get('$ZHUGE_URL/healthz').status_code != 200)" 2>/dev/null; then break; fi
+  sleep 0.5
+done
+
+step "submit an echo job and wait for it"
+zhuge submit echo -p greeting=hello -p fleet='["vm-1","vm-2"]' --wait
+
+step "submit three sleeps, one that fails once and is retried, one to cancel"
+ids=()
+for s in 1 2 1.5; do ids+=("$(zhuge submit sleep -p seconds=$s --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')"); done
+flaky="$(zhuge submit sleep -p seconds=0.5 -p fail_times=1 --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+doomed="$(zhuge submit sleep -p seconds=60 --priority -5 --json | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+zhuge jobs cancel "$doomed"
+
+step "the same request twice with one Idempotency-Key gives one job"
+zhuge submit echo -p run=nightly --idempotency-key nightly-demo
+zhuge submit echo -p run=nightly --idempotency-key nightly-demo
+
+step "wait for all of them"
+for id in "${ids[@]}" "$flaky"; do zhuge jobs wait "$id" --timeout 120; done
+
+step "jobs"
+zhuge jobs ls
+step "the retried job's history"
+zhuge jobs show "$flaky"
+step "status"
+zhuge status
