@@ -24,7 +24,9 @@ def shared_data() -> Path:
     """
     path = _shared_data_dir()
     if not (path / "nab").is_dir():
-        skip_or_fail(f"real data not found at {path} (set ZHUGE_TEST_DATA)", required_by="ZHUGE_REQUIRE_DATA")
+        skip_or_fail(
+            f"real data not found at {path} (set ZHUGE_TEST_DATA)", required_by="ZHUGE_REQUIRE_DATA"
+        )
     return path
 
 
@@ -55,7 +57,9 @@ def postgres_url() -> str:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     except sa.exc.OperationalError as exc:
-        skip_or_fail(f"PostgreSQL unreachable at {url}: {exc.orig}", required_by="ZHUGE_REQUIRE_POSTGRES")
+        skip_or_fail(
+            f"PostgreSQL unreachable at {url}: {exc.orig}", required_by="ZHUGE_REQUIRE_POSTGRES"
+        )
     sep = "&" if "?" in url else "?"
     yield f"{url}{sep}options=-csearch_path%3D{schema}"
     with engine.begin() as conn:

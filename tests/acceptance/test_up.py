@@ -48,7 +48,16 @@ class Server:
         self.log = self.home / f"server-{self.starts}.log"
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
-                [*ZHUGE, "up", "--port", str(self.port), "--workers", "2", "--log-level", "warning"],
+                [
+                    *ZHUGE,
+                    "up",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "2",
+                    "--log-level",
+                    "warning",
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -66,7 +75,9 @@ class Server:
         raise AssertionError("zhuge up did not become healthy in 60 s")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([*ZHUGE, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*ZHUGE, *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
         if check:
             assert done.returncode == 0, f"zhuge {' '.join(args)}: {done.stdout}\n{done.stderr}"
         return done
@@ -91,8 +102,10 @@ class Server:
         port = int(address.rsplit(":", 1)[1])
         for child in psutil.Process(self.proc.pid).children(recursive=True):
             try:
-                if any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
-                       for c in child.net_connections()):
+                if any(
+                    c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                    for c in child.net_connections()
+                ):
                     return child.pid
             except psutil.Error:
                 continue
@@ -130,7 +143,7 @@ def succeeded_events(home: Path) -> dict[int, int]:
 
 def test_up_survives_worker_kill_and_server_restarts(server):
     server.start()
-    token = (server.home / "token")
+    token = server.home / "token"
     assert token.stat().st_mode & 0o777 == 0o600
 
     # 1. a job whose worker is SIGKILLed mid-run finishes on another attempt
@@ -187,8 +200,11 @@ def test_cli_reports_bad_input_clearly_and_changes_nothing(server):
     missing = server.cli("jobs", "show", "4242", check=False)
     assert missing.returncode == 1 and "job 4242 does not exist" in missing.stderr
     notoken = subprocess.run(
-        [*ZHUGE, "jobs", "ls"], env={**server.env, "ZHUGE_TOKEN": "zt_nope"},
-        capture_output=True, text=True, timeout=60,
+        [*ZHUGE, "jobs", "ls"],
+        env={**server.env, "ZHUGE_TOKEN": "zt_nope"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert notoken.returncode == 1 and "does not belong to any tenant" in notoken.stderr
     assert server.cli_json("jobs", "ls") == []
@@ -201,7 +217,9 @@ def test_cli_reports_bad_input_clearly_and_changes_nothing(server):
     assert clash.returncode == 1 and "already used" in clash.stderr
 
     # wait, logs, dead and retry
-    dead = server.cli_json("submit", "sleep", "-p", "seconds=0", "-p", "fail_times=5", "--max-attempts", "1")
+    dead = server.cli_json(
+        "submit", "sleep", "-p", "seconds=0", "-p", "fail_times=5", "--max-attempts", "1"
+    )
     waited = server.cli("jobs", "wait", str(dead["id"]), "--timeout", "30", check=False)
     assert waited.returncode == 1 and "dead" in waited.stdout
     retried = server.cli_json("jobs", "retry", str(dead["id"]))

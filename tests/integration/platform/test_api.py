@@ -96,7 +96,9 @@ def test_tenants_do_not_see_each_others_jobs(api):
     assert r.status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/v1/jobs/999999", "/v1/jobs/0", "/v1/jobs/abc", "/v1/jobs/99999999999999999999999"])
+@pytest.mark.parametrize(
+    "path", ["/v1/jobs/999999", "/v1/jobs/0", "/v1/jobs/abc", "/v1/jobs/99999999999999999999999"]
+)
 def test_unknown_or_malformed_job_ids(api, path):
     r = api.get(path)
     assert r.status_code in (404, 422)
@@ -153,14 +155,28 @@ def test_sdk_maps_errors_to_exceptions(api):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.dictionaries(st.sampled_from(["kind", "params", "priority", "resources", "max_attempts", "x"]), json_values, max_size=5))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(["kind", "params", "priority", "resources", "max_attempts", "x"]),
+        json_values,
+        max_size=5,
+    )
+)
 def test_no_body_makes_a_500(api, body):
     r = api.post("/v1/jobs", json=body)
     assert r.status_code in (200, 201, 409, 422), r.text

@@ -140,8 +140,13 @@ def test_failures_back_off_then_go_dead_keeping_error_and_traceback(store, clock
     assert (after2.error, after2.traceback) == ("boom 2", "tb 2")
     states = [e.to_state for e in store.events(job.id)]
     assert states == [
-        JobState.QUEUED, JobState.RUNNING, JobState.FAILED, JobState.QUEUED,
-        JobState.RUNNING, JobState.FAILED, JobState.DEAD,
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.FAILED,
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.FAILED,
+        JobState.DEAD,
     ]
 
 
