@@ -1,0 +1,26 @@
+"""Live-migration window planning: a pre-copy downtime model, its calibration, a window
+planner (exact MILP and greedy), plan checks and plan evaluation. Pure: frames in, frames out.
+
+    model        MigrationModel.predict: downtime and duration per VM x load (vectorised)
+    calibration  calibrate: fit the dirty-rate coefficients from observed migrations
+    constraints  PlanConstraints: windows, concurrency, bandwidth, blackouts, deadline
+    planner      plan_migrations: a window per VM, and a summary
+    checks       check_plan: every violated constraint of a plan
+    evaluation   evaluate_plan: realised load/downtime vs the oracle and naive plans
+"""
+
+from zhuge.migration.checks import check_plan
+from zhuge.migration.constraints import PlanConstraints
+from zhuge.migration.model import MigrationEstimate, MigrationModel, simulate_precopy
+from zhuge.migration.planner import PLAN_COLUMNS, MigrationPlan, plan_migrations
+
+__all__ = [
+    "PLAN_COLUMNS",
+    "MigrationEstimate",
+    "MigrationModel",
+    "MigrationPlan",
+    "PlanConstraints",
+    "check_plan",
+    "plan_migrations",
+    "simulate_precopy",
+]
