@@ -70,6 +70,7 @@ class DaskExecutor:
         self,
         spec: AttemptSpec,
         resources: dict[str, float],
+        priority: int = 0,
     ) -> Future:
         assert self.client is not None, "executor not started"
         future = self.client.submit(
@@ -79,6 +80,7 @@ class DaskExecutor:
             resources=resources,
             pure=False,
             retries=0,
+            priority=priority,  # orders the few attempts prefetched to Dask like the queue
         )
         return future
 

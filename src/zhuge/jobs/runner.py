@@ -126,6 +126,17 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
         spec.job_id, spec.attempt, worker=_worker_name(), lease_seconds=spec.lease_seconds
     )
     if job is None:
+        # Not ours to run: cancelled or superseded before it started, or (Dask re-runs a task
+        # only after the worker that held it died) the attempt already started on a worker
+        # that is gone. In that last case fail the attempt now instead of waiting for its
+        # lease to run out; in the others the fenced write finds no row and does nothing.
+        store.fail_attempt(
+            spec.job_id,
+            spec.attempt,
+            error="attempt lost: its worker died (Dask re-ran the task elsewhere)",
+            traceback=None,
+            require_started=True,
+        )
         return {"job_id": spec.job_id, "attempt": spec.attempt, "outcome": "stale"}
 
     root = ArtifactDir(spec.artifacts_url)

@@ -34,9 +34,14 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 1.0  # lease expiry, cancellations, worker census
 
 
-def free_slots(capacity: Capacity, running: dict[str, int]) -> dict[str, int]:
-    """Slots left per resource class: the admission rule, pure."""
-    return {cls: max(0, capacity.slots(cls) - running.get(cls, 0)) for cls in ("cpu", "gpu")}
+def free_slots(
+    capacity: Capacity, in_flight: dict[str, int], *, prefetch: int = 0
+) -> dict[str, int]:
+    """How many more attempts to admit per resource class: the admission rule, pure."""
+    return {
+        cls: max(0, capacity.slots(cls) * (1 + prefetch) - in_flight.get(cls, 0))
+        for cls in ("cpu", "gpu")
+    }
 
 
 @dataclass
@@ -127,24 +132,17 @@ class Scheduler:
             except queue.Empty:
                 return
             flight = self._in_flight.pop(_key_of(future), None)
-            if flight is None:
-                continue
-            outcome = None
-            if future.status == "finished":
-                outcome = future.result().get("outcome")
-            elif future.status == "cancelled":
-                continue
-            if outcome == "stale" or future.status == "error":
-                # Dask re-ran the task (its worker died), or the task itself crashed outside
-                # the runner's guard: either way this attempt will never report. Fail it now
-                # rather than waiting for the lease to run out.
-                reason = repr(future.exception()) if future.status == "error" else "worker lost"
-                self.store.fail_attempt(
-                    flight.job.id,
-                    flight.job.attempt,
-                    error=f"attempt lost: {reason}",
-                    traceback=None,
-                )
+            if flight is None or future.status != "error":
+                continue  # the runner wrote the outcome itself; no need to fetch the result
+            # The task died outside the runner's guard (e.g. KilledWorker after repeated
+            # worker deaths): this attempt will never report, so fail it now rather than
+            # waiting for its lease to run out.
+            self.store.fail_attempt(
+                flight.job.id,
+                flight.job.attempt,
+                error=f"attempt lost: {future.exception()!r}",
+                traceback=None,
+            )
 
     def _housekeeping(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -157,6 +155,8 @@ class Scheduler:
             if key not in live:
                 flight = self._in_flight.pop(key)
                 flight.future.cancel()
+        if self._in_flight:
+            self.store.renew_unstarted(self.name, lease_seconds=self.settings.lease_seconds)
         for job in self.store.expire_leases():
             log.warning("job %s lost its lease (attempt %s): %s", job.id, job.attempt, job.state)
         workers = self.executor.workers()
@@ -168,7 +168,8 @@ class Scheduler:
         for flight in self._in_flight.values():
             running[flight.resource_class] = running.get(flight.resource_class, 0) + 1
         started = 0
-        for resource_class, slots in free_slots(self._capacity, running).items():
+        admit = free_slots(self._capacity, running, prefetch=self.settings.prefetch_per_slot)
+        for resource_class, slots in admit.items():
             if not slots:
                 continue
             jobs = self.store.claim(
@@ -193,7 +194,7 @@ class Scheduler:
             retry_base_seconds=self.settings.retry_base_seconds,
             retry_max_seconds=self.settings.retry_max_seconds,
         )
-        future = self.executor.submit(spec, job.resources)
+        future = self.executor.submit(spec, job.resources, job.priority)
         self._in_flight[(job.id, job.attempt)] = _InFlight(job, future)
         # Registered after the book entry exists, so a task that finishes at once is reaped.
         future.add_done_callback(self._on_done)

@@ -465,6 +465,25 @@ class JobStore:
             )
         return len(rows)
 
+    def renew_unstarted(self, owner: str, *, lease_seconds: float) -> int:
+        """Keep the leases of attempts ``owner`` handed to Dask that no worker has started.
+
+        Until its runner starts, an attempt has no heartbeat of its own; its scheduler
+        vouches for it. If the scheduler dies, these leases run out and the jobs run again.
+        """
+        now = self.clock()
+        with self._tx() as conn:
+            done = conn.execute(
+                J.update()
+                .where(
+                    J.c.state == JobState.RUNNING.value,
+                    J.c.lease_owner == owner,
+                    J.c.worker.is_(None),
+                )
+                .values(lease_expires_at=now + lease_seconds)
+            )
+        return done.rowcount
+
     def running_attempts(self, job_ids: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
         """Which of these (job id, attempt) pairs are still the running attempt."""
         pairs = list(job_ids)
@@ -559,6 +578,7 @@ class JobStore:
         traceback: str | None,
         cpu_seconds: float = 0.0,
         require_expired: bool = False,
+        require_started: bool = False,
     ) -> Job | None:
         """Record a failed attempt: back to queued after a backoff, or dead when exhausted.
 
@@ -568,6 +588,8 @@ class JobStore:
         guard = self._running(job_id, attempt)
         if require_expired:
             guard = sa.and_(guard, J.c.lease_expires_at < now)
+        if require_started:
+            guard = sa.and_(guard, J.c.worker.is_not(None))
         with self._tx() as conn:
             query = sa.select(J.c.failures, J.c.max_attempts).where(guard)
             if self.is_postgres:

@@ -239,3 +239,20 @@ def test_counts_and_duration_histogram(store, clock):
     cumulative, total, count = store.duration_histogram()["echo"]
     assert count == 3 and total == pytest.approx(0.6)
     assert cumulative[0] == 0 and cumulative[2] == 3  # 0.05 s bucket empty, 0.25 s has all
+
+
+def test_a_rerun_of_a_started_attempt_fails_it_at_once(db_url, tmp_path):
+    """Dask re-runs a task only after the worker holding it died: the re-run must not run
+    the job under the old attempt number, and must free the job for a fresh attempt."""
+    from zhuge.jobs.runner import AttemptSpec, run_attempt
+    from zhuge.jobs.store import store_for
+
+    store = store_for(db_url, retry_base_seconds=0.01, retry_max_seconds=0.01)
+    job, _ = store.submit(tenant="t", kind="echo", params={"x": 1})
+    (claimed,) = store.claim(limit=1, owner="s", lease_seconds=30)
+    store.start_attempt(job.id, claimed.attempt, worker="dead-worker", lease_seconds=30)
+    spec = AttemptSpec(db_url, tmp_path.as_uri(), job.id, claimed.attempt, 30, 5)
+    assert run_attempt(spec)["outcome"] == "stale"
+    after = store.get(job.id)
+    assert after.state is JobState.QUEUED and after.failures == 1
+    assert "worker died" in after.error
