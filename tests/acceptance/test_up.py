@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
 from tests.conftest import free_port
+
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobStore
 
@@ -92,10 +92,8 @@ class Server:
 
     def kill_all(self) -> None:
         assert self.proc is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
     def worker_pid(self, address: str) -> int:
