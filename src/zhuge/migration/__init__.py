@@ -9,18 +9,29 @@ planner (exact MILP and greedy), plan checks and plan evaluation. Pure: frames i
     evaluation   evaluate_plan: realised load/downtime vs the oracle and naive plans
 """
 
+from zhuge.migration.calibration import Calibration, calibrate, synthetic_history
 from zhuge.migration.checks import check_plan
 from zhuge.migration.constraints import PlanConstraints
+from zhuge.migration.evaluation import PlanEvaluation, baseline_plan, evaluate_plan
 from zhuge.migration.model import MigrationEstimate, MigrationModel, simulate_precopy
 from zhuge.migration.planner import PLAN_COLUMNS, MigrationPlan, plan_migrations
+from zhuge.migration.synthetic import SyntheticFleet, synthetic_fleet
 
 __all__ = [
     "PLAN_COLUMNS",
+    "Calibration",
     "MigrationEstimate",
     "MigrationModel",
     "MigrationPlan",
     "PlanConstraints",
+    "PlanEvaluation",
+    "SyntheticFleet",
+    "baseline_plan",
+    "calibrate",
     "check_plan",
+    "evaluate_plan",
     "plan_migrations",
     "simulate_precopy",
+    "synthetic_fleet",
+    "synthetic_history",
 ]
