@@ -42,8 +42,9 @@ def test_naive_plans_obey_the_constraints(fleet) -> None:
         plan, _ = baseline_plan(fleet.forecast, fleet.vms, CONSTRAINTS, strategy=strategy)
         assert check_plan(plan, fleet.vms, CONSTRAINTS) == []
     night, _ = baseline_plan(fleet.forecast, fleet.vms, CONSTRAINTS, strategy="night")
-    # capacity spreads them around 02:00, but 02:00 (on both days) is the busiest start
-    assert night["start"].dt.strftime("%H:%M").mode().tolist() == ["02:00"]
+    # capacity spreads them around 02:00, but the 02:00 windows are filled first
+    counts = night["start"].dt.strftime("%H:%M").value_counts()
+    assert counts["02:00"] == counts.max()
 
 
 def test_plan_off_the_actual_grid_is_refused(fleet) -> None:
