@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from tests.conftest import free_port
 
+from tests.conftest import free_port
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobStore
 

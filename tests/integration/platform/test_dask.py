@@ -122,3 +122,14 @@ def test_queued_jobs_wait_in_priority_order_when_workers_are_busy(platform):
     low_done = wait_for(platform, low.id, DONE)
     high_done = wait_for(platform, high.id, DONE)
     assert high_done.started_at <= low_done.started_at
+
+
+def test_gpu_job_waits_in_the_queue_while_no_gpu_worker_exists(platform):
+    gpu_job, _ = submit_job(
+        platform.store, tenant="t", kind="echo", params={"gpu": True}, resources={"GPU": 1.0}
+    )
+    cpu_job = submit(platform, "echo", n=1)
+    assert wait_for(platform, cpu_job.id, DONE).state is JobState.SUCCEEDED
+    time.sleep(0.5)
+    assert platform.store.get(gpu_job.id).state is JobState.QUEUED  # not claimed, not lost
+    platform.store.cancel(gpu_job.id)
