@@ -19,8 +19,8 @@ class ClusterInputError(DataError, ValueError):
     """
 
 
-def as_matrix(X: Any, *, what: str = "input") -> np.ndarray:
-    """A 2-D float64 array of at least two rows with no all-missing rows left after checks."""
+def as_matrix(X: Any, *, what: str = "input", min_rows: int = 2) -> np.ndarray:
+    """A finite 2-D float64 array of at least ``min_rows`` rows (2 to fit, 1 to predict)."""
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -38,7 +38,7 @@ def as_matrix(X: Any, *, what: str = "input") -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise ClusterInputError(f"{what} has 0 sample(s) (shape {arr.shape}); need at least 2 rows")
-    if arr.shape[0] == 1:
+    if arr.shape[0] == 1 and min_rows > 1:
         raise ClusterInputError(
             f"{what} has 1 sample (n_samples = 1); clustering needs at least 2 rows"
         )

@@ -78,6 +78,7 @@ class SearchOptions:
     tolerance: float = 0.03  # stability difference treated as a tie
     gap_rows: int = 3_000
     gap_references: int = 8
+    params: dict[str, Any] = field(default_factory=dict)  # fixed, e.g. {"n_init": 3}
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,13 @@ def search_clusterings(
                 check_k(opts.k_range[0], n)
             k, k_note, gap = _choose_k(X, opts, rng)
 
-    candidates = _candidates(algorithms, k, X, opts.random_state)
+    candidates = [
+        replace(c, params={**c.params, **dict(opts.params)}) if opts.params else c
+        for c in _candidates(algorithms, k, X, opts.random_state)
+    ]
+    candidates = list({c.label(): c for c in candidates}.values())  # params may merge some
+    if len(candidates) == 1:
+        return _fit_single(X, candidates[0], opts, k, k_note, gap, notes)
     order = rng.permutation(n)
     rungs = _rungs(n, opts)
     records: dict[str, CandidateRecord] = {}
@@ -360,7 +367,9 @@ def search_clusterings(
         alive = [r.candidate for r in survivors]
 
     final = rank_candidates([records[c.label()] for c in alive], opts.tolerance)
-    if not final or not final[0].valid:
+    if final and not final[0].valid and opts.n_clusters is not None:
+        notes.append(f"kept {final[0].candidate.label()} although {final[0].note}: k was given")
+    elif not final or not final[0].valid:
         raise ClusterInputError(
             "no candidate produced at least 2 clusters with under half the rows as noise; "
             "the data may have no cluster structure at this scale"
@@ -370,18 +379,41 @@ def search_clusterings(
         records[r.candidate.label()] = replace(
             r, eliminated=f"lost to {best.candidate.label()} at {r.rows} rows"
         )
-    final_params = dict(best.candidate.params)
-    if best.candidate.algorithm in ("kmeans", "minibatch_kmeans"):
-        # the search compares inits with few restarts; the one fit users keep gets more
-        final_params["n_init"] = FINAL_N_INIT
-    winner = fit_algorithm(
-        best.candidate.algorithm, X, final_params, random_state=opts.random_state
-    )
+    winner = _final_fit(X, best.candidate, opts)
     reason = _explain(best, final, k_note, rungs, len(candidates), opts.tolerance)
     ordered = rank_candidates(list(records.values()), math.inf)
     ordered.sort(key=lambda r: (-r.rung, 0 if r.valid else 1, -r.score))
     return SearchResult(
         winner, best, ordered, k, k_note, gap, rungs, reason, notes + list(winner.notes)
+    )
+
+
+def _final_fit(X: np.ndarray, candidate: Candidate, opts: SearchOptions) -> ClusterResult:
+    params = dict(candidate.params)
+    if candidate.algorithm in ("kmeans", "minibatch_kmeans") and "n_init" not in opts.params:
+        # the search compares inits with few restarts; the one fit users keep gets more
+        params["n_init"] = FINAL_N_INIT
+    return fit_algorithm(candidate.algorithm, X, params, random_state=opts.random_state)
+
+
+def _fit_single(
+    X: np.ndarray,
+    candidate: Candidate,
+    opts: SearchOptions,
+    k: int | None,
+    k_note: str,
+    gap: GapResult | None,
+    notes: list[str],
+) -> SearchResult:
+    """One candidate: nothing to compare, so no stability fits; fit it on all rows."""
+    winner = _final_fit(X, candidate, opts)
+    rng = np.random.default_rng(opts.random_state)
+    idx = np.sort(rng.choice(len(X), min(len(X), opts.max_search_rows), replace=False))
+    scores = internal_scores(X[idx], winner.labels[idx], random_state=opts.random_state)
+    record = CandidateRecord(candidate, len(X), winner.n_clusters, scores, True)
+    reason = f"Number of clusters: {k_note}. Only one candidate, {candidate.label()}: fitted on all rows without a search."
+    return SearchResult(
+        winner, record, [record], k, k_note, gap, [len(X)], reason, notes + list(winner.notes)
     )
 
 
@@ -397,7 +429,7 @@ def _explain(
     parts = [
         f"Number of clusters: {k_note}.",
         f"{n_candidates} candidates were screened by successive halving on samples of {rungs} rows.",
-        f"{best.candidate.label()} won at {best.rows} rows with stability {s['stability']:.3f} "
+        f"{best.candidate.label()} won at {best.rows} rows with stability {s.get('stability', float('nan')):.3f} "
         f"(agreement of fits on overlapping 80% subsamples), silhouette {s.get('silhouette', float('nan')):.3f}, "
         f"Calinski-Harabasz {s.get('calinski_harabasz', float('nan')):.1f}, "
         f"Davies-Bouldin {s.get('davies_bouldin', float('nan')):.3f}.",

@@ -1,0 +1,189 @@
+"""``Segmenter``: preprocessing + algorithm search as one scikit-learn clusterer, saveable."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from zhuge.artifacts import ArtifactDir
+from zhuge.errors import DataError, ModelNotFound
+from zhuge.ml.cluster._validation import ClusterInputError, as_matrix
+from zhuge.ml.cluster.algorithms import ClusterResult, predict_labels
+from zhuge.ml.cluster.search import SearchOptions, SearchResult, search_clusterings
+from zhuge.ml.preprocess import Preprocessor, PreprocessSpec
+
+__all__ = ["ARTIFACT_KIND", "Segmenter"]
+
+ARTIFACT_KIND = "zhuge.cluster.segmenter"
+_PAYLOAD = "segmenter.joblib"
+
+
+class Segmenter(ClusterMixin, BaseEstimator):
+    """Segment rows of a table: prepare, search algorithms/parameters, keep the winner.
+
+    Parameters (keyword-only):
+        algorithm: ``"auto"``, one name (``kmeans``, ``minibatch_kmeans``, ``dbscan``,
+            ``hdbscan``, ``gmm``, ``spectral``) or a list of names to search among.
+        n_clusters: fix k; ``None`` lets the gap statistic choose within ``k_range``.
+        k_range: inclusive range of k searched.
+        preprocess: ``"auto"``, a :class:`PreprocessSpec` / its dict, or ``None`` (input is
+            already numeric and scaled).
+        random_state: seed for every random choice.
+        map_fn: ``Executor.map``-like callable used to evaluate candidates in parallel.
+        max_search_rows: the largest sample the search looks at.
+        params: fixed parameters merged into every candidate, e.g. ``{"n_init": 3}``.
+
+    Learned: ``labels_``, ``n_clusters_``, ``result_`` (:class:`ClusterResult`),
+    ``search_`` (:class:`SearchResult`: every candidate and why the winner won),
+    ``preprocessor_``, ``cluster_centers_`` (k-means family), ``n_features_in_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: str | list[str] = "auto",
+        n_clusters: int | None = None,
+        k_range: tuple[int, int] = (2, 10),
+        preprocess: str | PreprocessSpec | dict[str, Any] | None = "auto",
+        random_state: int = 0,
+        map_fn: Callable[..., Any] | None = None,
+        max_search_rows: int = 20_000,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.n_clusters = n_clusters
+        self.k_range = k_range
+        self.preprocess = preprocess
+        self.random_state = random_state
+        self.map_fn = map_fn
+        self.max_search_rows = max_search_rows
+        self.params = params
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.preprocess is not None
+        tags.non_deterministic = False
+        return tags
+
+    # -- fitting -----------------------------------------------------------------------
+
+    def _prepare_fit(self, X: Any) -> np.ndarray:
+        if self.preprocess is None:
+            try:
+                validated = validate_data(self, X, reset=True, ensure_min_samples=2)
+            except ValueError as exc:  # keep scikit-learn's message, raise it as a DataError
+                raise ClusterInputError(str(exc)) from exc
+            self.preprocessor_ = None
+            return as_matrix(validated)
+        spec = None if self.preprocess == "auto" else self.preprocess
+        if isinstance(self.preprocess, str) and self.preprocess != "auto":
+            raise ClusterInputError(
+                f"preprocess must be 'auto', a spec or None, not {self.preprocess!r}"
+            )
+        self.preprocessor_ = Preprocessor(spec=spec)
+        try:
+            matrix = self.preprocessor_.fit_transform(X)
+        except DataError as exc:
+            raise ClusterInputError(exc.message) from exc
+        self.n_features_in_ = self.preprocessor_.n_features_in_
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = self.preprocessor_.feature_names_in_
+        return as_matrix(matrix, what="prepared table")
+
+    def fit(self, X: Any, y: Any = None) -> Segmenter:
+        matrix = self._prepare_fit(X)
+        algorithms = self.algorithm
+        options = SearchOptions(
+            algorithms=algorithms,
+            n_clusters=self.n_clusters,
+            k_range=tuple(self.k_range),
+            random_state=self.random_state,
+            max_search_rows=self.max_search_rows,
+            params=dict(self.params or {}),
+        )
+        self.search_: SearchResult = search_clusterings(matrix, options, map_fn=self.map_fn)
+        self.result_: ClusterResult = self.search_.winner
+        self.labels_ = self.result_.labels
+        self.n_clusters_ = self.result_.n_clusters
+        centers = getattr(self.result_.model, "cluster_centers_", None)
+        if centers is not None:
+            self.cluster_centers_ = np.asarray(centers)
+        return self
+
+    def _transform_new(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "result_")
+        if self.preprocessor_ is None:
+            try:
+                validated = validate_data(self, X, reset=False)
+            except ValueError as exc:
+                raise ClusterInputError(str(exc)) from exc
+            return as_matrix(validated, min_rows=1)
+        try:
+            return as_matrix(self.preprocessor_.transform(X), what="prepared table", min_rows=1)
+        except DataError as exc:
+            raise ClusterInputError(exc.message) from exc
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Assign new rows; ``DataError`` where the chosen algorithm cannot (spectral, DBSCAN,
+        HDBSCAN label only the rows they were fitted on)."""
+        check_is_fitted(self, "result_")
+        if not self.result_.can_predict:
+            predict_labels(self.result_, np.empty((0, 0)))  # raises the explanatory error
+        return predict_labels(self.result_, self._transform_new(X))
+
+    @property
+    def can_predict(self) -> bool:
+        check_is_fitted(self, "result_")
+        return self.result_.can_predict
+
+    # -- persistence -------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        check_is_fitted(self, "result_")
+        return {
+            "algorithm": self.result_.algorithm,
+            "params": self.result_.params,
+            "n_clusters": int(self.n_clusters_),
+            "can_predict": self.result_.can_predict,
+            "reason": self.search_.reason,
+            "preprocessing": self.preprocessor_.description_ if self.preprocessor_ else [],
+        }
+
+    def save(self, url: str) -> dict[str, Any]:
+        """Write the fitted segmenter under ``url`` with a hashed manifest; return the manifest."""
+        check_is_fitted(self, "result_")
+        buf = io.BytesIO()
+        joblib.dump(self, buf)
+        return ArtifactDir(url).save(
+            {_PAYLOAD: buf.getvalue()},
+            kind=ARTIFACT_KIND,
+            libraries=["scikit-learn", "numpy", "joblib", "pandas"],
+            metadata=_jsonable(self.summary()),
+        )
+
+    @classmethod
+    def load(cls, url: str) -> Segmenter:
+        """Load a segmenter saved by :meth:`save`, verifying the manifest hash first."""
+        _, files = ArtifactDir(url).load(kind=ARTIFACT_KIND)
+        # The payload's SHA-256 was checked against the manifest above before unpickling.
+        model = joblib.load(io.BytesIO(files[_PAYLOAD]))
+        if not isinstance(model, cls):
+            raise ModelNotFound(f"artifact at {url} does not hold a Segmenter")
+        return model
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj if isinstance(obj, str | int | float | bool | type(None)) else repr(obj)

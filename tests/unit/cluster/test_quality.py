@@ -1,0 +1,34 @@
+"""The quality bar: without being told k, ``algorithm="auto", preprocess="auto"`` reaches at
+least the adjusted Rand index of standardised KMeans given the true k, on sklearn's bundled
+data sets (no download)."""
+
+from __future__ import annotations
+
+import pytest
+from sklearn import datasets
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+
+from zhuge.ml.cluster import Segmenter
+
+
+def baseline_ari(X, y) -> float:
+    k = len(set(y))
+    labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(
+        StandardScaler().fit_transform(X)
+    )
+    return adjusted_rand_score(y, labels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
+def test_auto_matches_or_beats_kmeans_with_true_k(name: str) -> None:
+    data = getattr(datasets, f"load_{name}")(as_frame=True)
+    X, y = data.data, data.target.to_numpy()
+    seg = Segmenter().fit(X)
+    ours = adjusted_rand_score(y, seg.labels_)
+    base = baseline_ari(X.to_numpy(), y)
+    assert ours >= base - 1e-9, (
+        f"{name}: auto ARI {ours:.3f} < baseline {base:.3f}\n{seg.search_.reason}"
+    )

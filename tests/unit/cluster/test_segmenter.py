@@ -1,0 +1,87 @@
+"""Segmenter: scikit-learn contract, bad input, save/load with hash verification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.utils.estimator_checks import check_estimator
+
+from zhuge.errors import DataError, ModelNotFound
+from zhuge.ml.cluster import Segmenter
+
+
+def test_check_estimator_passes() -> None:
+    # One candidate (fixed init) keeps the ~40 checks quick; the search has its own tests.
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, preprocess=None, params={"init": "k-means++"})
+    check_estimator(seg, on_skip=None)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    return make_blobs(n_samples=300, centers=4, n_features=3, random_state=1)
+
+
+def test_auto_finds_blobs_and_explains(blobs) -> None:
+    X, _ = blobs
+    seg = Segmenter().fit(pd.DataFrame(X, columns=["a", "b", "c"]))
+    assert seg.n_clusters_ == 4
+    assert "gap statistic chose k=4" in seg.search_.reason
+    assert len(seg.search_.candidates) > 10
+    assert {r.candidate.algorithm for r in seg.search_.candidates} >= {"kmeans", "gmm", "dbscan"}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (pd.DataFrame({"customer": [f"c{i}" for i in range(30)]}), "no numeric columns"),
+        (pd.DataFrame({"a": [np.nan] * 5, "b": [np.nan] * 5}), "missing"),
+        (pd.DataFrame({"a": [1.0], "b": [2.0]}), "single row"),
+    ],
+)
+def test_bad_tables_raise_data_error(table, message) -> None:
+    with pytest.raises(DataError, match=message):
+        Segmenter().fit(table)
+
+
+def test_k_larger_than_rows() -> None:
+    with pytest.raises(DataError, match="larger than the number of rows"):
+        Segmenter(algorithm="kmeans", n_clusters=10, preprocess=None).fit(np.eye(5))
+
+
+def test_unknown_column_in_spec() -> None:
+    table = pd.DataFrame({"a": range(10), "b": range(10)})
+    with pytest.raises(DataError, match=r"unknown column name\(s\) \['nope'\]"):
+        Segmenter(preprocess={"numeric": ["a", "nope"]}).fit(table)
+
+
+def test_single_row_without_preprocessing_is_data_error() -> None:
+    with pytest.raises(DataError, match="1 sample"):
+        Segmenter(algorithm="kmeans", n_clusters=1, preprocess=None).fit(np.ones((1, 3)))
+
+
+def test_predict_refused_for_non_inductive_algorithm(blobs) -> None:
+    X, _ = blobs
+    seg = Segmenter(algorithm="spectral", n_clusters=4, preprocess=None).fit(X)
+    assert not seg.can_predict
+    with pytest.raises(DataError, match="cannot assign new rows"):
+        seg.predict(X[:5])
+
+
+def test_save_load_round_trip_and_tamper_detection(tmp_path, blobs) -> None:
+    X, _ = blobs
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    seg = Segmenter(algorithm="kmeans", n_clusters=4).fit(frame)
+    url = f"file://{tmp_path}/seg"
+    manifest = seg.save(url)
+    assert manifest["metadata"]["n_clusters"] == 4
+    loaded = Segmenter.load(url)
+    np.testing.assert_array_equal(loaded.predict(frame), seg.predict(frame))
+
+    payload = tmp_path / "seg" / "segmenter.joblib"
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    payload.write_bytes(bytes(data))
+    with pytest.raises(ModelNotFound, match="does not match its manifest hash"):
+        Segmenter.load(url)
