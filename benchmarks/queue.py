@@ -255,6 +255,7 @@ def run_rq(jobs: int, clients: int, workers: int, rate: float, paced: int) -> di
             if time.monotonic() > deadline:
                 raise RuntimeError("rq jobs did not finish")
             time.sleep(0.2)
+        fetched = Job.fetch_many(ids, connection=conn)  # fresh copies with all timestamps
 
         def ts(d):
             return d.timestamp()

@@ -60,7 +60,7 @@ class DaskExecutor:
                     threads_per_worker=1,
                     processes=True,
                     resources=worker_resources(),
-                    dashboard_address=None,
+                    dashboard_address=":0",  # no fixed port: several clusters per host
                     silence_logs=logging.WARNING,
                 )
             self.client = Client(self.cluster, set_as_default=False)
