@@ -226,3 +226,8 @@ def test_cli_reports_bad_input_clearly_and_changes_nothing(server):
     assert ok["state"] == "succeeded"
     logs = server.cli("jobs", "logs", str(ok["id"])).stdout
     assert "sleeping 0.2s" in logs and "awake" in logs
+    # --follow streams a running job's lines and returns when it ends
+    slow = server.cli_json("submit", "sleep", "-p", "seconds=1.5")
+    followed = server.cli("jobs", "logs", str(slow["id"]), "--follow").stdout
+    assert "sleeping 1.5s" in followed and "awake" in followed
+    assert server.cli_json("jobs", "show", str(slow["id"]))["state"] == "succeeded"
