@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from zhuge.errors import DataError
-from zhuge.ml.preprocess import PreprocessSpec, Preprocessor, load_spec
+from zhuge.ml.preprocess import Preprocessor, PreprocessSpec, load_spec
 
 
 @pytest.fixture
