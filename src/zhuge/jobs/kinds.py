@@ -27,7 +27,7 @@ from zhuge.errors import InvalidParams, UnknownKind
 if TYPE_CHECKING:
     from zhuge.jobs.context import JobContext
 
-KIND_MODULES: tuple[str, ...] = ("zhuge.jobs.builtin",)
+KIND_MODULES: tuple[str, ...] = ("zhuge.jobs.builtin", "zhuge.jobs.migration")
 
 DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}
 
