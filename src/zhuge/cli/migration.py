@@ -1,0 +1,358 @@
+"""``zhuge plan-migrations`` and ``zhuge calibrate-migrations``: the migration planner as commands.
+
+Both check their inputs here, before a job is submitted (the job kind's own checks, run on the
+local files), so a typo fails in a second with one line and nothing is written. The work runs
+as a ``plan-migration`` / ``calibrate-migration`` job on the server at ZHUGE_URL, or on an
+embedded platform when none answers. The kinds' module loads pandas and scipy, so it is
+imported only when a command runs, keeping ``zhuge --help`` fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from zhuge.cli.common import JsonOpt, console, print_json, user_errors
+from zhuge.cli.run import local_path, run_job
+from zhuge.errors import DataError, InvalidParams, MissingDependency
+
+UNPLACED_SHOWN = 10  # VMs listed with their reason; the JSON output and summary.json have 20
+
+PLAN_HELP = """Plan live migrations of VMs into the quietest windows of a load forecast.
+
+Each VM gets the window where its predicted downtime is lowest, within the limits: at most \
+--max-per-host migrations leaving a host and --max-per-cluster in a cluster at once, the \
+migrations' link rates within --bandwidth-gbps, none in a --blackout, all done by --deadline. \
+Inputs are checked before anything runs; bad input writes nothing.
+
+\b
+Example:
+  zhuge plan-migrations --forecast forecast.parquet --vms vms.parquet \\
+      --window 30min --deadline 24h --max-per-host 2 --max-per-cluster 20 \\
+      --blackout 08:00-10:00 --out plan.parquet --evaluate-with actual.parquet
+
+\b
+forecast.parquet: series_id (= vm_id), timestamp, yhat (CPU %), on a regular grid.
+vms.parquet:      vm_id, host_id, cluster_id, memory_gb
+                  (+ optional dirty_rate_coeff, priority, must_move_by).
+plan.parquet:     vm_id, start, end, predicted_load, predicted_downtime_ms,
+                  predicted_total_s, reason, bandwidth_gbps
+                  (no start for a VM that cannot be placed; reason says why).
+"""
+
+CALIBRATE_HELP = """Fit the migration downtime model to migrations that really happened.
+
+The history has one row per past migration: vm_id, start, memory_gb, observed_load (CPU %), \
+downtime_ms, total_s. The fleet's dirty-rate coefficients are fitted by least squares, and \
+each VM with at least --min-migrations rows gets its own coefficient. Without --history the \
+documented defaults are reported. The calibration is saved as an artifact of the job; pass \
+the job id (or the --out file) to `zhuge plan-migrations --calibration`.
+
+\b
+Example:
+  zhuge calibrate-migrations --history past_migrations.csv --out calibration.json
+  zhuge plan-migrations ... --calibration calibration.json
+"""
+
+
+def _path(value: Path | str | None) -> str | None:
+    return local_path(value)
+
+
+def _zero_is_none(value: float | None) -> float | None:
+    return None if value is not None and value <= 0 else value
+
+
+def _plan_params(**options: Any) -> dict[str, Any]:
+    """Parameters of the ``plan-migration`` job, validated by its model (InvalidParams if not)."""
+    from zhuge.jobs.kinds import get_kind
+
+    return get_kind("plan-migration").normalise(options)
+
+
+def plan_migrations_command(
+    vms: Annotated[
+        Path, typer.Option("--vms", help="Parquet VM table: vm_id, host_id, cluster_id, memory_gb.")
+    ],
+    forecast: Annotated[
+        Path | None,
+        typer.Option(
+            "--forecast", help="Parquet forecast: series_id, timestamp, yhat. Use this or --input."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the plan here (Parquet). It is also kept as an artifact."
+        ),
+    ] = None,
+    window: Annotated[str, typer.Option(help="Window length; migrations start on one.")] = "30min",
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            help="All migrations end by then: a duration after the start ('24h') or a timestamp. "
+            "Default: the end of the forecast."
+        ),
+    ] = None,
+    not_before: Annotated[
+        str | None,
+        typer.Option(help="Plan nothing before this (timestamp, or duration after the start)."),
+    ] = None,
+    max_per_host: Annotated[int, typer.Option(help="Concurrent migrations leaving a host.")] = 1,
+    max_per_cluster: Annotated[
+        int, typer.Option(help="Concurrent migrations in a cluster (0: no limit).")
+    ] = 8,
+    bandwidth_gbps: Annotated[
+        float,
+        typer.Option(help="Gbit/s shared by all migrations running at once (0: no limit)."),
+    ] = 100.0,
+    link_gbps: Annotated[
+        float | None,
+        typer.Option(help="Gbit/s one migration takes (default: the calibration's, else 10)."),
+    ] = None,
+    blackout: Annotated[
+        list[str] | None,
+        typer.Option("--blackout", help="Daily range with no migrations, e.g. 08:00-10:00."),
+    ] = None,
+    vm_list: Annotated[
+        Path | None, typer.Option("--vm-list", help="Plan only these vm_ids (one per line).")
+    ] = None,
+    hosts: Annotated[
+        Path | None,
+        typer.Option(help="Parquet host table: host_id, cluster_id (+ max_migrations)."),
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(help="calibrate-migrations job id, or its --out JSON file."),
+    ] = None,
+    evaluate_with: Annotated[
+        Path | None,
+        typer.Option(
+            "--evaluate-with",
+            help="Parquet of the load that really happened: score the plan against the "
+            "oracle and naive plans.",
+        ),
+    ] = None,
+    method: Annotated[str, typer.Option(help="auto, greedy or milp.")] = "auto",
+    input_: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Fleet metrics (series_id, timestamp, value): forecast first, then plan.",
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    with user_errors(json_output):
+        from zhuge.jobs.migration import PlanMigrationParams, prepare_plan
+
+        if (forecast is None) == (input_ is None):
+            raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
+        if input_ is not None:
+            forecast = _forecast_first(input_, json_output)
+        params = _plan_params(
+            forecast=_path(forecast),
+            vms=_path(vms),
+            vm_list=_path(vm_list),
+            hosts=_path(hosts),
+            window=window,
+            deadline=deadline,
+            not_before=not_before,
+            max_per_host=max_per_host,
+            max_per_cluster=max_per_cluster if max_per_cluster > 0 else None,
+            bandwidth_gbps=_zero_is_none(bandwidth_gbps),
+            link_gbps=link_gbps,
+            blackouts=blackout or [],
+            method=method,
+            calibration=_calibration_ref(calibration),
+            actual=_path(evaluate_with),
+            out=_path(out),
+        )
+        checked = PlanMigrationParams.model_validate(params)
+        if checked.actual is not None:
+            from zhuge.jobs.migration import read_parquet
+
+            read_parquet(checked.actual, "actual", required=("series_id", "timestamp"), columns=[])
+        # A job id names a saved artifact the job resolves on its own store; check files here.
+        if checked.calibration is not None and checked.calibration.isdigit():
+            checked = checked.model_copy(update={"calibration": None})
+        prepare_plan(checked, light=True)
+
+        job = run_job(
+            "plan-migration", params, title="planning migrations", json_output=json_output
+        )
+    result = job["result"]
+    if json_output:
+        print_json({"job_id": job["id"], "artifacts": job["artifacts"], **result})
+        return
+    _print_plan(result, job)
+
+
+def _calibration_ref(value: str | None) -> str | None:
+    if value is None or value.strip().isdigit():
+        return value.strip() if value else None
+    return _path(value)
+
+
+def _forecast_first(fleet: Path, json_output: bool) -> Path:
+    """Run the forecasting job on ``fleet`` and return where its forecast is."""
+    if importlib.util.find_spec("zhuge.jobs.forecast") is None:
+        raise MissingDependency(
+            "--input needs the forecasting capability (job kind 'forecast'), which this zhuge "
+            "does not have yet; forecast the fleet elsewhere and pass --forecast FILE"
+        )
+    raise MissingDependency(  # pragma: no cover - replaced when the forecast kind lands
+        "--input: the forecast job kind exists but plan-migrations does not chain it yet; "
+        "run the forecast job and pass its forecast with --forecast FILE"
+    )
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
+
+
+def _print_plan(result: dict[str, Any], job: dict[str, Any]) -> None:
+    s = result["summary"]
+    table = Table(title=f"Migration plan (job {job['id']})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    parts = s.get("partitions") or {}
+    rows = [
+        ("VMs placed", f"{s['placed']:,} of {s['vms']:,}"),
+        ("windows", f"{s['windows']} x {s['window']} from {s['first_window']}"),
+        ("deadline", s["deadline"]),
+        ("total predicted downtime", _fmt(s["total_predicted_downtime_ms"] / 1000, " s", 2)),
+        ("mean predicted downtime", _fmt(s["mean_predicted_downtime_ms"], " ms")),
+        ("mean predicted load", _fmt(s["mean_predicted_load"], " %")),
+        ("longest migration", _fmt(s["max_predicted_total_s"], " s")),
+        ("peak concurrent per host", _fmt(s["peak_concurrent_per_host"])),
+        ("peak concurrent per cluster", _fmt(s["peak_concurrent_per_cluster"])),
+        ("peak bandwidth", _fmt(s["peak_bandwidth_gbps"], " Gbit/s", 0)),
+        ("cannot converge (stop-and-copy)", _fmt(s["non_convergent"])),
+        ("solver", f"{s['method']}, {parts.get('count', 1)} partition(s), {s['seconds']} s"),
+        ("model", s.get("calibration", "defaults")),
+    ]
+    if s.get("violations"):
+        rows.append(("[red]constraint violations[/]", str(len(s["violations"]))))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+
+    if s["unplaced"]:
+        why = Table(title=f"{s['unplaced']:,} VM(s) cannot be placed, for example")
+        why.add_column("vm_id")
+        why.add_column("reason")
+        for example in s["unplaced_examples"][:UNPLACED_SHOWN]:
+            why.add_row(str(example["vm_id"]), example["reason"])
+        console.print(why)
+        counts = ", ".join(f"{k}: {v}" for k, v in s["unplaced_by_reason"].items())
+        console.print(f"unplaced by reason: {counts}")
+
+    evaluation = result.get("evaluation")
+    if evaluation:
+        _print_evaluation(evaluation)
+    console.print(f"plan: {result['out'] or result['artifacts']['plan']}")
+    console.print(f"[dim]artifacts: {job['artifacts']}[/]")
+
+
+def _print_evaluation(evaluation: dict[str, Any]) -> None:
+    table = Table(title="Realised on the actual load (same constraints)")
+    columns = ["plan", "placed", "mean_load", "total_downtime_ms", "p95_downtime_ms"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "plan" else "right")
+    for row in evaluation["table"]:
+        table.add_row(*(_fmt(row.get(c), digits=2) for c in columns))
+    console.print(table)
+    ratios = Table(title="Plan / other (below 1: the plan did better)")
+    ratios.add_column("measure")
+    ratios.add_column("ratio", justify="right")
+    for name, value in evaluation["ratios"].items():
+        style = "green" if value is not None and value <= 1 else "yellow"
+        ratios.add_row(name, f"[{style}]{_fmt(value, digits=3)}[/]")
+    console.print(ratios)
+
+
+def calibrate_migrations_command(
+    history: Annotated[
+        Path | None,
+        typer.Option(help="CSV or Parquet of past migrations. Without it: the defaults."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the calibration JSON here.")] = None,
+    min_migrations: Annotated[
+        int, typer.Option(help="Past migrations a VM needs for its own coefficient.")
+    ] = 3,
+    link_gbps: Annotated[float, typer.Option(help="Link rate the history ran at.")] = 10.0,
+    json_output: JsonOpt = False,
+) -> None:
+    with user_errors(json_output):
+        from zhuge.jobs.kinds import get_kind
+        from zhuge.jobs.migration import CalibrateMigrationParams, check_out, read_history
+
+        params = get_kind("calibrate-migration").normalise(
+            {
+                "history": _path(history),
+                "out": _path(out),
+                "min_migrations": min_migrations,
+                "link_gbps": link_gbps,
+            }
+        )
+        checked = CalibrateMigrationParams.model_validate(params)
+        if checked.history is not None:
+            frame = read_history(checked.history)
+            if len(frame) < 3:
+                raise DataError(
+                    f"history has {len(frame)} migration(s); at least 3 are needed to fit"
+                )
+        if checked.out is not None:
+            check_out(checked.out)
+        job = run_job("calibrate-migration", params, title="calibrating", json_output=json_output)
+    result = job["result"]
+    if json_output:
+        print_json({"job_id": job["id"], **result})
+        return
+    _print_calibration(result, job)
+
+
+def _print_calibration(result: dict[str, Any], job: dict[str, Any]) -> None:
+    model, defaults = result["model"], result["defaults"]
+    title = "fitted" if result["source"] == "fit" else "defaults (no history)"
+    table = Table(title=f"Migration model: {title} (job {job['id']})")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column("default", justify="right")
+    for name in ("base_dirty_mbps", "dirty_rate_coeff", "resume_overhead_ms", "bandwidth_gbps"):
+        table.add_row(name, _fmt(model[name], digits=3), _fmt(defaults[name], digits=3))
+    console.print(table)
+    metrics = result["metrics"]
+    if result["source"] == "fit":
+        fit = Table(title=f"Fit error over {metrics['migrations']:,} migrations")
+        fit.add_column("target")
+        fit.add_column("MAPE %", justify="right")
+        fit.add_column("R²", justify="right")
+        fit.add_column("MAPE % (fleet coefficient only)", justify="right")
+        for target in ("total_s", "downtime_ms"):
+            fit.add_row(
+                target,
+                _fmt(metrics[target]["mape_pct"], digits=2),
+                _fmt(metrics[target]["r2"], digits=3),
+                _fmt(metrics["fleet_only"][target]["mape_pct"], digits=2),
+            )
+        console.print(fit)
+        console.print(f"VMs with their own coefficient: {result['vms_with_own_coeff']:,}")
+    else:
+        console.print(metrics.get("note", "no history"))
+    use = result["out"] or job["id"]
+    console.print(f"use it: zhuge plan-migrations ... --calibration {use}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan-migrations", help=PLAN_HELP)(plan_migrations_command)
+    app.command("calibrate-migrations", help=CALIBRATE_HELP)(calibrate_migrations_command)
