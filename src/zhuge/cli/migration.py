@@ -187,7 +187,7 @@ def plan_migrations_command(
         )
     result = job["result"]
     if json_output:
-        print_json({"job_id": job["id"], "artifacts": job["artifacts"], **result})
+        print_json({"job_id": job["id"], **result})
         return
     _print_plan(result, job)
 

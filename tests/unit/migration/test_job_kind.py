@@ -92,7 +92,7 @@ def test_plan_is_written_with_a_summary_that_matches_it(files, ctx, tmp_path, fl
 
 
 def test_partitions_by_cluster_match_one_plan_when_bandwidth_cannot_bind(files, ctx, fleet):
-    whole = run_plan_migration(_params(files, bandwidth_gbps=None), ctx)
+    run_plan_migration(_params(files, bandwidth_gbps=None), ctx)
     ctx2 = local_context(8, artifacts_url=ctx.artifacts_root.url)
     split = run_plan_migration(_params(files, bandwidth_gbps=None, partition_vms=10), ctx2)
 

@@ -1,0 +1,115 @@
+"""``zhuge plan-migrations`` / ``calibrate-migrations`` end to end on an embedded platform.
+
+Each successful command starts a local Dask cluster (seconds), so there are few of them; the
+bad-input cases fail in the command's own checks, before any platform starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import free_port
+from zhuge.cli import app
+from zhuge.migration import MigrationModel, synthetic_fleet, synthetic_history
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return {
+        "ZHUGE_EMBEDDED": "1",
+        "ZHUGE_HOME": str(tmp_path / "home"),
+        "ZHUGE_RETRY_BASE_SECONDS": "0.05",
+        "ZHUGE_URL": f"http://127.0.0.1:{free_port()}",
+        "COLUMNS": "120",
+    }
+
+
+@pytest.fixture
+def fleet_files(tmp_path):
+    fleet = synthetic_fleet(60, seed=5, hours=24, vms_per_host=5, hosts_per_cluster=3)
+    fleet.vms.to_parquet(tmp_path / "vms.parquet")
+    fleet.forecast.to_parquet(tmp_path / "forecast.parquet")
+    fleet.actual.to_parquet(tmp_path / "actual.parquet")
+    return tmp_path
+
+
+def _plan_args(folder, *extra: str) -> list[str]:
+    return [
+        "plan-migrations",
+        "--forecast", str(folder / "forecast.parquet"),
+        "--vms", str(folder / "vms.parquet"),
+        "--window", "30min",
+        "--deadline", "24h",
+        "--max-per-host", "2",
+        "--max-per-cluster", "4",
+        "--blackout", "08:00-10:00",
+        "--out", str(folder / "plan.parquet"),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_plan_with_evaluation_as_json(fleet_files, env):
+    result = CliRunner().invoke(
+        app, _plan_args(fleet_files, "--evaluate-with", str(fleet_files / "actual.parquet"), "--json"),
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    plan = pd.read_parquet(fleet_files / "plan.parquet")
+    assert len(plan) == 60 and report["out"] == str(fleet_files / "plan.parquet")
+    summary = report["summary"]
+    assert summary["placed"] == plan["start"].notna().sum()
+    assert summary["peak_concurrent_per_host"] <= 2
+    assert summary["peak_concurrent_per_cluster"] <= 4
+    assert summary["violations"] == []
+    assert report["evaluation"]["ratios"]["mean_load plan/earliest"] < 1
+    assert report["artifacts"]["plan"].endswith("plan.parquet")
+
+
+def test_calibrate_then_plan_with_it(fleet_files, env):
+    history = fleet_files / "past_migrations.csv"
+    synthetic_history(200, MigrationModel(dirty_rate_coeff=20.0), n_vms=30, seed=2).to_csv(
+        history, index=False
+    )
+    out = fleet_files / "calibration.json"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["calibrate-migrations", "--history", str(history), "--out", str(out)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "Fit error over 200 migrations" in result.stdout
+    assert json.loads(out.read_text())["source"] == "fit"
+
+
+def test_vms_missing_from_the_forecast_exit_1_and_write_nothing(fleet_files, env):
+    forecast = pd.read_parquet(fleet_files / "forecast.parquet")
+    forecast[forecast["series_id"] != "vm000007"].to_parquet(fleet_files / "forecast.parquet")
+    result = CliRunner().invoke(app, _plan_args(fleet_files), env=env)
+    assert result.exit_code == 1
+    assert "VM(s) 'vm000007' have no rows in the forecast" in result.stderr
+    assert not (fleet_files / "plan.parquet").exists()
+    assert not (fleet_files / "home").exists()  # refused before any job was submitted
+
+
+def test_a_deadline_shorter_than_a_window_exits_1_and_writes_nothing(fleet_files, env):
+    args = _plan_args(fleet_files)
+    args[args.index("--deadline") + 1] = "20min"
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1
+    assert "less than one window" in result.stderr
+    assert not (fleet_files / "plan.parquet").exists()
+
+
+def test_one_shot_input_says_forecasting_is_not_available(fleet_files, env):
+    args = _plan_args(fleet_files)
+    args[args.index("--forecast")] = "--input"
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1
+    assert "forecast" in result.stderr and "--forecast FILE" in result.stderr
+    assert not (fleet_files / "plan.parquet").exists()
