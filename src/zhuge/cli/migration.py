@@ -9,7 +9,6 @@ imported only when a command runs, keeping ``zhuge --help`` fast.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,7 +152,7 @@ def plan_migrations_command(
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
         if input_ is not None:
-            forecast = _forecast_first(input_, json_output)
+            forecast = _forecast_first(input_)
         params = _plan_params(
             forecast=_path(forecast),
             vms=_path(vms),
@@ -198,16 +197,22 @@ def _calibration_ref(value: str | None) -> str | None:
     return _path(value)
 
 
-def _forecast_first(fleet: Path, json_output: bool) -> Path:
-    """Run the forecasting job on ``fleet`` and return where its forecast is."""
-    if importlib.util.find_spec("zhuge.jobs.forecast") is None:
+def _forecast_first(fleet: Path) -> Path:
+    """``--input``: forecast the fleet with the ``forecast`` job, then plan on its output.
+
+    Forecasting is not part of this zhuge yet. Until its job kind is registered (and its
+    parameters known here), refuse clearly: a plan is only as good as a real forecast.
+    """
+    from zhuge.jobs.kinds import all_kinds
+
+    if "forecast" not in {k.name for k in all_kinds()}:
         raise MissingDependency(
             "--input needs the forecasting capability (job kind 'forecast'), which this zhuge "
             "does not have yet; forecast the fleet elsewhere and pass --forecast FILE"
         )
-    raise MissingDependency(  # pragma: no cover - replaced when the forecast kind lands
-        "--input: the forecast job kind exists but plan-migrations does not chain it yet; "
-        "run the forecast job and pass its forecast with --forecast FILE"
+    raise MissingDependency(
+        "--input: this plan-migrations does not chain the 'forecast' job yet; run "
+        f"`zhuge submit forecast` on {fleet} and pass its forecast with --forecast FILE"
     )
 
 
