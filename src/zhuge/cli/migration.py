@@ -147,7 +147,7 @@ def plan_migrations_command(
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        from zhuge.jobs.migration import PlanMigrationParams, prepare_plan
+        from zhuge.jobs.migration import PlanMigrationParams, prepare_plan, read_actual
 
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
@@ -173,9 +173,7 @@ def plan_migrations_command(
         )
         checked = PlanMigrationParams.model_validate(params)
         if checked.actual is not None:
-            from zhuge.jobs.migration import read_parquet
-
-            read_parquet(checked.actual, "actual", required=("series_id", "timestamp"), columns=[])
+            read_actual(checked.actual, light=True)
         # A job id names a saved artifact the job resolves on its own store; check files here.
         if checked.calibration is not None and checked.calibration.isdigit():
             checked = checked.model_copy(update={"calibration": None})

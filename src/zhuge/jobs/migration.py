@@ -65,6 +65,7 @@ __all__ = [
     "check_out",
     "load_calibration",
     "prepare_plan",
+    "read_actual",
     "read_history",
     "run_calibrate_migration",
     "run_plan_migration",
@@ -230,8 +231,10 @@ def read_parquet(
     required: tuple[str, ...],
     optional: tuple[str, ...] = (),
     columns: list[str] | None = None,
+    one_of: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """A Parquet file or folder as a frame; a clear ``DataError`` for every way it can be bad."""
+    """A Parquet file or folder as a frame; a clear ``DataError`` for every way it can be bad.
+    ``one_of``: at least one of these columns must be there too."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -241,11 +244,25 @@ def read_parquet(
         names = list(dataset.schema.names)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{what} file {url} is not a readable Parquet file: {exc}") from exc
-    _check_columns(names, required, optional, what)
+    _check_columns(names, required, (*optional, *one_of), what)
+    if one_of and not set(one_of) & set(names):
+        raise DataError(f"{what} lacks a column {' or '.join(map(repr, one_of))}; it has {names}")
     try:
         return dataset.to_table(columns=columns).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{what} file {url} is not a readable Parquet file: {exc}") from exc
+
+
+def read_actual(url: str, *, light: bool = False) -> pd.DataFrame:
+    """The load that really happened: ``series_id, timestamp, yhat`` (or ``value``, as
+    telemetry names it). ``light`` checks the file and its columns without reading values."""
+    frame = read_parquet(
+        url, "actual", required=("series_id", "timestamp"), one_of=("yhat", "value"),
+        columns=[] if light else None,
+    )  # fmt: skip
+    if "yhat" not in frame.columns and not light:
+        frame = frame.rename(columns={"value": "yhat"})
+    return frame
 
 
 def read_history(url: str) -> pd.DataFrame:
@@ -683,15 +700,7 @@ def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str
         f"planning {len(prepared.vms)} VMs, window {prepared.constraints.window}, "
         f"calibration: {prepared.calibration}"
     )
-    actual = None
-    if params.actual is not None:
-        actual = read_parquet(params.actual, "actual", required=("series_id", "timestamp"))
-        if "yhat" not in actual.columns:
-            if "value" not in actual.columns:
-                raise DataError(
-                    f"actual lacks a 'yhat' (or 'value') column; it has {list(actual.columns)}"
-                )
-            actual = actual.rename(columns={"value": "yhat"})
+    actual = read_actual(params.actual) if params.actual is not None else None
 
     plan, summary = _plan_partitions(prepared, params, ctx)
     summary["calibration"] = prepared.calibration

@@ -216,6 +216,10 @@ def _break(kind: str, tmp_path: Path, files: dict[str, Path], fleet) -> dict:
         path = tmp_path / "ids.txt"
         path.write_text("vm000001\nvm999999\n")
         return {"vm_list": str(path)}
+    if kind == "actual without load":
+        path = tmp_path / "actual_no_load.parquet"
+        fleet.actual.rename(columns={"yhat": "cpu"}).to_parquet(path)
+        return {"actual": str(path)}
     if kind == "no output folder":
         return {"out": str(tmp_path / "missing" / "plan.parquet")}
     raise AssertionError(kind)
@@ -231,6 +235,7 @@ BAD_INPUTS = {
     "misspelt column": r"unknown column 'dirty_rate_coef'; did you mean 'dirty_rate_coeff'",
     "missing column": r"vms lacks column\(s\) \['memory_gb'\]",
     "unknown vm in list": r"'vm999999' in the vm list are not in vms",
+    "actual without load": r"actual lacks a column 'yhat' or 'value'",
     "no output folder": r"folder .*missing does not exist",
 }
 
