@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from zhuge.errors import DataError
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.kinds import KindParams, kind
 
@@ -15,6 +16,9 @@ class SleepParams(KindParams):
     fail_times: int = Field(
         0, ge=0, description="Fail the first N attempts with an error (to exercise retries)."
     )
+    bad_input: bool = Field(
+        False, description="Fail with a data error, which is not retried (to exercise that)."
+    )
 
 
 class SleepFailure(RuntimeError):
@@ -23,6 +27,8 @@ class SleepFailure(RuntimeError):
 
 @kind("sleep", params=SleepParams, description="Sleep for a while; optionally fail first.")
 def run_sleep(params: SleepParams, ctx: JobContext) -> dict[str, Any]:
+    if params.bad_input:
+        raise DataError("this job was asked to fail with a data error")
     if ctx.attempt <= params.fail_times:
         raise SleepFailure(f"failing attempt {ctx.attempt} of {params.fail_times} on purpose")
     ctx.log(f"sleeping {params.seconds}s")

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from zhuge.artifacts import ArtifactDir
+from zhuge.errors import InvalidRequest
 from zhuge.jobs.context import JobCancelled, JobContext
 from zhuge.jobs.kinds import get_kind
 from zhuge.jobs.store import JobStore, store_for
@@ -172,6 +173,9 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
             error=error,
             traceback=tb.format_exc(),
             cpu_seconds=_cpu_seconds() - cpu_before,
+            # Bad input (a missing column, an unknown model id) fails the same way every
+            # time: the job goes dead at once instead of burning its retries.
+            retryable=not isinstance(exc, InvalidRequest),
         )
         outcome = failed.state.value if failed else "superseded"
         if not isinstance(exc, Exception):

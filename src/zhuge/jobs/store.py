@@ -579,6 +579,7 @@ class JobStore:
         cpu_seconds: float = 0.0,
         require_expired: bool = False,
         require_started: bool = False,
+        retryable: bool = True,
     ) -> Job | None:
         """Record a failed attempt: back to queued after a backoff, or dead when exhausted.
 
@@ -598,7 +599,7 @@ class JobStore:
             if row is None:
                 return None
             failures = row.failures + 1
-            target = after_failure(failures, row.max_attempts)
+            target = after_failure(failures, row.max_attempts) if retryable else JobState.DEAD
             values: dict[str, Any] = {
                 "state": target.value,
                 "failures": failures,
@@ -617,7 +618,11 @@ class JobStore:
                 note = f"retry {failures + 1} of {row.max_attempts} in {delay:.1f}s"
             else:
                 values["finished_at"] = now
-                note = f"no attempts left ({failures} of {row.max_attempts} failed)"
+                note = (
+                    f"no attempts left ({failures} of {row.max_attempts} failed)"
+                    if retryable
+                    else "bad input: retrying cannot help"
+                )
             updated = conn.execute(J.update().where(guard).values(**values).returning(*J.c)).one()
             self._event(
                 conn,

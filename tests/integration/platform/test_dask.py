@@ -133,3 +133,11 @@ def test_gpu_job_waits_in_the_queue_while_no_gpu_worker_exists(platform):
     time.sleep(0.5)
     assert platform.store.get(gpu_job.id).state is JobState.QUEUED  # not claimed, not lost
     platform.store.cancel(gpu_job.id)
+
+
+def test_bad_input_inside_a_job_is_not_retried(platform):
+    job = submit(platform, "sleep", seconds=0, bad_input=True, max_attempts=5)
+    dead = wait_for(platform, job.id, DONE)
+    assert (dead.state, dead.attempt) == (JobState.DEAD, 1)
+    assert "DataError" in dead.error
+    assert platform.store.events(job.id)[-1].message == "bad input: retrying cannot help"

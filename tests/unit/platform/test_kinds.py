@@ -23,7 +23,7 @@ def test_unknown_params_are_rejected_not_dropped():
 
 
 def test_normalise_fills_defaults():
-    assert get_kind("sleep").normalise({}) == {"seconds": 1.0, "fail_times": 0}
+    assert get_kind("sleep").normalise({}) == {"seconds": 1.0, "fail_times": 0, "bad_input": False}
 
 
 def test_builtin_kinds_registered_with_cpu_resources():
