@@ -1,0 +1,323 @@
+"""``Forecaster``: forecast every series of a fleet, with model selection, intervals and bands.
+
+Contract (scikit-learn style): keyword-only ``__init__`` that stores parameters only; ``fit``
+validates, learns and returns ``self``; learned state ends in ``_``. The numeric work lives in
+the matrix-level modules beside it (``baselines``, ``gbm``, ``stats``, ``auto``).
+
+What ``fit`` does:
+
+1. pivots the long frame to a right-aligned matrix (:mod:`._fleet`);
+2. series shorter than ``2 * season`` (two days) get a baseline (seasonal naive with a day of
+   data, else last value) and a note in ``notes_``;
+3. ``model="auto"`` backtests ``candidates`` (default: the global GBM and every baseline) on
+   the last ``backtest_windows`` horizons and keeps the best (globally or per series);
+   ``selection_`` records the scores and the reason. A named model is backtested on one window
+   only when intervals are asked for (to calibrate them);
+4. quantile columns are conformal: empirical quantiles, per horizon step, of held-out errors
+   divided by each series' MASE scale, added back at that series' scale;
+5. the chosen model(s) are refitted on the whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from zhuge.errors import DataError, InvalidRequest
+from zhuge.ml.forecast._fleet import Fleet, daily_season, to_fleet, to_long
+from zhuge.ml.forecast.auto import Selection, WindowForecasts, backtest_models, select
+from zhuge.ml.forecast.baselines import BASELINES
+from zhuge.ml.forecast.buckets import DEFAULT_EDGES, assign_buckets, bucket_labels
+from zhuge.ml.forecast.gbm import GBMOptions
+from zhuge.ml.forecast.metrics import mase_scale
+from zhuge.ml.forecast.models import MODEL_NAMES, FleetModel, make_model
+
+__all__ = ["Forecaster", "quantile_column"]
+
+AUTO_CANDIDATES = ("gbm", *BASELINES)
+MIN_SEASONS_FOR_MODEL = 2  # series shorter than two days get a baseline
+
+
+def quantile_column(q: float) -> str:
+    """``0.1 -> "yhat_q10"``, ``0.975 -> "yhat_q97.5"``."""
+    return f"yhat_q{q * 100:g}"
+
+
+class Forecaster(BaseEstimator):
+    """Forecast a fleet of series ``horizon`` steps ahead.
+
+    Parameters (keyword-only):
+        model: ``"auto"``, ``"gbm"``, a baseline (``seasonal_naive``, ``last_value``,
+            ``window_median``, ``seasonal_median``), ``"autoets"``, ``"autoarima"``,
+            ``"mstl"`` or ``"lstm"`` (needs ``zhuge[torch]``).
+        freq: grid step of the input (``"5min"``, ``"1h"``).
+        horizon: steps to forecast.
+        quantiles: levels of the interval columns (``yhat_q10`` ...); empty for none.
+        target: ``"mean"`` (point forecast) or ``"bucket"`` (also the load band of each step,
+            edges ``buckets``; selection then minimises the share of wrong bands).
+        selection: ``"global"`` (one model for the fleet) or ``"per_series"``.
+        candidates: models ``auto`` chooses among (default: gbm and the baselines).
+        backtest_windows: held-out horizons the selection is scored on.
+        gbm_params: :class:`~zhuge.ml.forecast.gbm.GBMOptions` fields, e.g. ``{"num_boost_round": 50}``.
+        lstm_params: keyword arguments of the LSTM model.
+        max_history: keep at most this many recent steps per series (memory bound).
+        n_jobs: threads for LightGBM / processes for statsforecast.
+        random_state: seed for the GBM's sampling and boosting.
+
+    Learned: ``model_`` (global choice), ``selection_`` (dict: strategy, chosen, scores,
+    reason, windows, counts), ``series_model_`` (series_id -> model), ``notes_``,
+    ``residual_quantiles_`` (levels x horizon), ``models_``, ``history_``, ``season_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "auto",
+        freq: str = "1h",
+        horizon: int = 24,
+        quantiles: Sequence[float] = (0.1, 0.9),
+        target: str = "mean",
+        buckets: Sequence[float] = DEFAULT_EDGES,
+        selection: str = "global",
+        candidates: Sequence[str] | None = None,
+        backtest_windows: int = 2,
+        gbm_params: dict[str, Any] | None = None,
+        lstm_params: dict[str, Any] | None = None,
+        max_history: int | None = None,
+        n_jobs: int = 1,
+        random_state: int = 0,
+    ) -> None:
+        self.model = model
+        self.freq = freq
+        self.horizon = horizon
+        self.quantiles = quantiles
+        self.target = target
+        self.buckets = buckets
+        self.selection = selection
+        self.candidates = candidates
+        self.backtest_windows = backtest_windows
+        self.gbm_params = gbm_params
+        self.lstm_params = lstm_params
+        self.max_history = max_history
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        if self.model != "auto" and self.model not in MODEL_NAMES:
+            raise InvalidRequest(
+                f"unknown model {self.model!r}; choose auto or one of {', '.join(MODEL_NAMES)}"
+            )
+        if int(self.horizon) < 1:
+            raise InvalidRequest(f"horizon must be at least 1 step, not {self.horizon}")
+        if self.target not in ("mean", "bucket"):
+            raise InvalidRequest(f"target must be 'mean' or 'bucket', not {self.target!r}")
+        if self.selection not in ("global", "per_series"):
+            raise InvalidRequest(
+                f"selection must be 'global' or 'per_series', not {self.selection!r}"
+            )
+        if any(not 0 < q < 1 for q in self.quantiles):
+            raise InvalidRequest(f"quantiles must lie strictly between 0 and 1: {self.quantiles}")
+        edges = list(self.buckets)
+        if len(edges) < 2 or edges != sorted(edges):
+            raise InvalidRequest(f"buckets must be at least 2 increasing edges: {edges}")
+        daily_season(self.freq)
+
+    def _gbm_options(self) -> GBMOptions:
+        options = GBMOptions.from_dict(self.gbm_params)
+        overrides = {"random_state": self.random_state}
+        if "n_jobs" not in (self.gbm_params or {}):
+            overrides["n_jobs"] = self.n_jobs
+        return GBMOptions.from_dict({**asdict(options), **overrides})
+
+    def _factory(self, name: str):
+        return lambda: make_model(
+            name,
+            gbm_options=self._gbm_options(),
+            lstm_options=self.lstm_params,
+            n_jobs=self.n_jobs,
+        )
+
+    # -- fitting -------------------------------------------------------------------------
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> Forecaster:
+        """Learn from a long frame ``series_id, timestamp, value`` on the ``freq`` grid."""
+        self._validate()
+        fleet = to_fleet(frame, freq=self.freq, max_steps=self.max_history)
+        return self._fit_fleet(fleet)
+
+    def _fit_fleet(self, fleet: Fleet) -> Forecaster:
+        h = int(self.horizon)
+        season = fleet.season
+        self.season_ = season
+        self.n_series_ = fleet.n_series
+        self.notes_: list[str] = []
+        observed = fleet.values[~np.isnan(fleet.values)]
+        if observed.size == 0:
+            raise DataError("every series is empty (no numeric value to learn from)")
+        self.nonnegative_ = bool(observed.min() >= 0)
+        long_rows = np.flatnonzero(fleet.lengths() >= MIN_SEASONS_FOR_MODEL * season)
+        n_short = fleet.n_series - len(long_rows)
+        if n_short:
+            self.notes_.append(
+                f"{n_short} series shorter than {MIN_SEASONS_FOR_MODEL} days "
+                f"({MIN_SEASONS_FOR_MODEL * season} steps) use a baseline: seasonal_naive "
+                "with a day of data, else last_value"
+            )
+        long_fleet = fleet.take(long_rows)
+        # backtest windows that leave two days + a horizon of history to train on
+        room = (fleet.n_steps - MIN_SEASONS_FOR_MODEL * season - h) // h
+        windows = int(max(0, min(self.backtest_windows, room)))
+        wants_intervals = len(self.quantiles) > 0
+        metric = "mase" if self.target == "mean" else "bucket_error"
+        series_model = np.full(fleet.n_series, "", dtype=object)
+        wf: WindowForecasts | None = None
+        if len(long_rows) == 0:
+            chosen = "seasonal_naive"
+            self.selection_ = {
+                "strategy": "none",
+                "chosen": chosen,
+                "scores": {},
+                "windows": 0,
+                "counts": {},
+                "reason": "every series is too short for a model",
+            }
+        elif self.model == "auto" and windows == 0:
+            chosen = "seasonal_naive"
+            self.notes_.append(
+                f"history of {fleet.n_steps} steps leaves no backtest window; "
+                "auto falls back to seasonal_naive"
+            )
+            self.selection_ = {
+                "strategy": "none",
+                "chosen": chosen,
+                "scores": {},
+                "windows": 0,
+                "counts": {},
+                "reason": "history too short to backtest",
+            }
+        elif self.model == "auto":
+            names = list(self.candidates or AUTO_CANDIDATES)
+            wf = backtest_models(
+                long_fleet, {n: self._factory(n) for n in names}, horizon=h, windows=windows
+            )
+            sel: Selection = select(wf, strategy=self.selection, metric=metric, edges=self.buckets)
+            chosen = sel.chosen
+            self.selection_ = sel.to_dict()
+            if sel.per_series is not None:
+                series_model[long_rows] = sel.per_series
+        else:
+            chosen = self.model
+            self.selection_ = {
+                "strategy": "fixed",
+                "chosen": chosen,
+                "scores": {},
+                "windows": 0,
+                "counts": {},
+                "reason": "model named by the caller",
+            }
+            if wants_intervals and windows > 0:
+                wf = backtest_models(
+                    long_fleet, {chosen: self._factory(chosen)}, horizon=h, windows=1
+                )
+                self.selection_["scores"] = {chosen: float(np.nanmean(wf.mase(chosen)))}
+        series_model[long_rows] = np.where(
+            series_model[long_rows] == "", chosen, series_model[long_rows]
+        )
+        self.model_ = chosen
+        self.residual_quantiles_ = self._calibrate(fleet, long_rows, series_model, wf)
+        in_use = sorted({str(m) for m in series_model[long_rows]} | {chosen})
+        self.models_: dict[str, FleetModel] = {}
+        for name in in_use:
+            self.models_[name] = self._factory(name)().fit(
+                long_fleet if len(long_rows) else fleet, h
+            )
+        series_model[series_model == ""] = None
+        self.series_model_ = pd.Series(series_model, index=fleet.series_ids, name="model")
+        keep = min(fleet.n_steps, 15 * season + h)  # what features and scales look back on
+        self.history_ = fleet.tail(keep)
+        return self
+
+    def _calibrate(self, fleet, long_rows, series_model, wf) -> np.ndarray:
+        """(len(quantiles), horizon) conformal offsets in units of each series' MASE scale."""
+        levels = sorted(float(q) for q in self.quantiles)
+        h = int(self.horizon)
+        if not levels:
+            return np.zeros((0, h))
+        if wf is not None:
+            per_model = {name: wf.residuals(name) for name in wf.forecasts}
+            chosen = series_model[long_rows]
+            res = np.full_like(next(iter(per_model.values())), np.nan)
+            for name, r in per_model.items():
+                mask = chosen == name
+                res[:, mask] = r[:, mask]
+            res = res.reshape(-1, h)  # (W*n, h)
+        else:
+            # no held-out window: in-sample seasonal-naive errors, the same for every step
+            p = fleet.season
+            v = fleet.values
+            errs = ((v[:, p:] - v[:, :-p]) / mase_scale(v, p)[:, None]).reshape(-1)
+            res = np.repeat(errs[:, None], h, axis=1) if errs.size else np.zeros((1, h))
+        out = np.zeros((len(levels), h))
+        for k in range(h):
+            col = res[:, k]
+            col = col[np.isfinite(col)]
+            if col.size:
+                out[:, k] = np.quantile(col, levels)
+        return out
+
+    # -- forecasting ---------------------------------------------------------------------
+
+    def predict(self, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Forecast from the end of the fitted history, or of ``frame`` when given.
+
+        Returns ``series_id, timestamp, yhat`` (+ ``yhat_q10`` ..., + ``bucket`` for the
+        bucket target) + ``model`` (what forecast that series).
+        """
+        check_is_fitted(self, "models_")
+        if frame is None:
+            fleet = self.history_
+        else:
+            fleet = to_fleet(frame, freq=self.freq, max_steps=self.history_.n_steps)
+        columns = self._predict_fleet(fleet)
+        out = to_long(fleet.series_ids, fleet.first_forecast_time(), fleet.freq, columns)
+        if self.target == "bucket":
+            labels = bucket_labels(list(self.buckets))
+            index = out.pop("bucket_index").to_numpy()
+            out["bucket"] = pd.Categorical.from_codes(index, categories=labels)  # -1: NaN
+        return out
+
+    def _assign_models(self, fleet: Fleet) -> np.ndarray:
+        names = self.series_model_.reindex(fleet.series_ids).to_numpy(dtype=object)
+        names = np.where(pd.isna(names), self.model_, names)
+        lengths = fleet.lengths()
+        short = lengths < MIN_SEASONS_FOR_MODEL * fleet.season
+        fallback = np.where(lengths >= fleet.season, "seasonal_naive", "last_value")
+        return np.where(short, fallback, names).astype(object)
+
+    def _predict_fleet(self, fleet: Fleet) -> dict[str, np.ndarray]:
+        h = int(self.horizon)
+        names = self._assign_models(fleet)
+        yhat = np.full((fleet.n_series, h), np.nan)
+        for name in np.unique(names):
+            rows = np.flatnonzero(names == name)
+            model = self.models_.get(name) or make_model(name)
+            yhat[rows] = model.predict(fleet.take(rows), h)
+        columns: dict[str, np.ndarray] = {"yhat": yhat}
+        if len(self.residual_quantiles_):
+            scale = mase_scale(fleet.values, fleet.season)[:, None]
+            for q, offset in zip(sorted(self.quantiles), self.residual_quantiles_, strict=True):
+                columns[quantile_column(q)] = yhat + scale * offset[None, :]
+        if self.nonnegative_:
+            columns = {k: np.maximum(v, 0.0) for k, v in columns.items()}
+        if self.target == "bucket":
+            columns["bucket_index"] = assign_buckets(columns["yhat"], list(self.buckets))
+        columns["model"] = names
+        return columns
