@@ -64,7 +64,13 @@ def seasonal_naive(values: np.ndarray, horizon: int, season: int) -> np.ndarray:
     observed = ~np.isnan(block)
     first = observed.argmax(axis=1)  # (n, season)
     profile = np.take_along_axis(block, first[:, None, :], axis=1)[:, 0, :]
-    profile = _fill_rows(profile, last_observed(values))
+    last = last_observed(values)
+    profile = _fill_rows(profile, last)
+    # less than a season of data is no season: the last value, not a partial profile
+    observed_rows = ~np.isnan(values)
+    first_obs = np.where(observed_rows.any(axis=1), observed_rows.argmax(axis=1), values.shape[1])
+    short = values.shape[1] - first_obs < season
+    profile[short] = last[short, None]
     return _profile_to_horizon(profile, horizon)
 
 
