@@ -301,7 +301,8 @@ def clean_fleet(frame: pd.DataFrame, rules: CleaningRules | None = None) -> Prep
         }
     )
     # A VM's latest placement: where it runs now is where its future load lands.
-    latest_row = last_row[np.r_[grid.slot_series_starts[1:], len(slot_key)] - 1]
+    series_last_slot = np.r_[grid.slot_series_starts[1:], len(slot_key)] - 1
+    latest_row = last_row[series_last_slot] if len(slot_key) else last_row
     for column in ("host_id", "cluster_id"):
         if column in frame.columns:
             latest = frame[column].to_numpy()[latest_row]
@@ -330,7 +331,7 @@ def _regular_grid(
     code = slot_key // n_slots
     rel = slot_key % n_slots
     series_starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else code
-    series_ends = np.r_[series_starts[1:], len(code)] - 1
+    series_ends = np.r_[series_starts[1:], len(code)] - 1 if len(code) else code
     first_rel, last_rel = rel[series_starts], rel[series_ends]
     lengths = last_rel - first_rel + 1
     total = int(lengths.sum())
