@@ -360,8 +360,17 @@ def iter_series_chunks(
 
     unit: TimestampUnit = timestamp_unit
     emitted: set = set()
+
+    def emit(rows: pd.DataFrame) -> Telemetry:
+        nonlocal unit
+        telemetry = _standardise(rows, mapping, unit, url)
+        _check_grouped(telemetry.frame["series_id"], emitted, url)
+        if telemetry.timestamp_unit != "datetime":
+            unit = telemetry.timestamp_unit  # keep the first chunk's unit for the rest
+        return telemetry
+
     pending: list[pd.DataFrame] = []
-    pending_series = 0
+    pending_runs = 0  # an upper bound: a series cut by a batch edge counts twice
     for batch in _iter_raw_batches(url, fmt, batch_rows):
         if len(batch) == 0:
             continue
@@ -370,27 +379,28 @@ def iter_series_chunks(
                 f"{url}: column series_id (as {id_col!r}) not found; "
                 f"columns present: {list(batch.columns)}"
             )
-        ids = batch[id_col]
-        starts = np.flatnonzero(np.r_[True, ids.to_numpy()[1:] != ids.to_numpy()[:-1]])
         pending.append(batch)
-        pending_series += len(starts)
-        if pending_series <= series_per_chunk:
+        pending_runs += len(_run_starts(batch[id_col]))
+        if pending_runs <= series_per_chunk:
             continue
-        # Everything but the last series of this batch is complete: it may go on in the next.
         frame = pd.concat(pending, ignore_index=True)
-        last_start = len(frame) - (len(batch) - int(starts[-1]))
-        ready, rest = frame.iloc[:last_start], frame.iloc[last_start:]
-        telemetry = _standardise(ready, mapping, unit, url)
-        _check_grouped(telemetry.frame["series_id"], emitted, url)
-        unit = telemetry.timestamp_unit if telemetry.timestamp_unit != "datetime" else unit
-        yield telemetry
-        pending, pending_series = [rest], 1
+        starts = _run_starts(frame[id_col])
+        # The last run may go on in the next batch, so only the runs before it are complete.
+        while len(starts) - 1 >= series_per_chunk:
+            cut = int(starts[series_per_chunk])
+            yield emit(frame.iloc[:cut])
+            frame = frame.iloc[cut:].reset_index(drop=True)
+            starts = starts[series_per_chunk:] - cut
+        pending, pending_runs = [frame], len(starts)
     if pending:
         frame = pd.concat(pending, ignore_index=True)
         if len(frame):
-            telemetry = _standardise(frame, mapping, unit, url)
-            _check_grouped(telemetry.frame["series_id"], emitted, url)
-            yield telemetry
+            yield emit(frame)
+
+
+def _run_starts(series_ids: pd.Series) -> np.ndarray:
+    ids = series_ids.to_numpy()
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
 
 
 def _check_grouped(series_ids: pd.Series, emitted: set, url: str) -> None:
