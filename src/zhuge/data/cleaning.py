@@ -247,7 +247,7 @@ def clean_fleet(frame: pd.DataFrame, rules: CleaningRules | None = None) -> Prep
     last_row = row[np.r_[starts[1:], len(key)] - 1] if len(key) else row
 
     # 6. regular grid per series, short gaps filled
-    grid = _regular_grid(slot_key, slot_mean, n_slots, rules)
+    grid = _regular_grid(slot_key, slot_mean, n_slots, rules, ids)
     s_code = grid.series_code
     counts["points"][s_code] = grid.lengths
     counts["observed"][s_code] = np.diff(np.r_[grid.slot_series_starts, len(slot_key)])
@@ -326,7 +326,11 @@ class _Grid:
 
 
 def _regular_grid(
-    slot_key: np.ndarray, slot_mean: np.ndarray, n_slots: int, rules: CleaningRules
+    slot_key: np.ndarray,
+    slot_mean: np.ndarray,
+    n_slots: int,
+    rules: CleaningRules,
+    ids: np.ndarray,
 ) -> _Grid:
     code = slot_key // n_slots
     rel = slot_key % n_slots
@@ -339,7 +343,7 @@ def _regular_grid(
         ratio = lengths / np.diff(np.r_[series_starts, len(code)])
         worst = int(np.argmax(ratio))
         raise DataError(
-            f"series #{int(code[series_starts[worst]])} spans {int(lengths[worst])} steps of "
+            f"series {ids[code[series_starts[worst]]]!r} spans {int(lengths[worst])} steps of "
             f"{rules.freq} but has {int(np.diff(np.r_[series_starts, len(code)])[worst])} "
             "samples; check its timestamps (unit, stray dates) or raise max_grid_expansion"
         )

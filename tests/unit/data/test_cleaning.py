@@ -172,7 +172,7 @@ def test_bad_input_is_refused_with_the_column_named():
     stray = pd.concat(
         [_series("a", [1, 2, 3]), _series("a", [4], start=pd.Timestamp("1971-01-01"))]
     )
-    with pytest.raises(DataError, match=r"spans .* steps"):
+    with pytest.raises(DataError, match=r"series 'a' spans .* steps"):
         clean_fleet(stray)
 
 
