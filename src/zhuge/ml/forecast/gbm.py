@@ -49,7 +49,7 @@ class GBMOptions:
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 100
-    objective: str = "l2"
+    objective: str = "l1"  # MASE is an absolute-error metric; l1 scored better than l2/huber
     max_train_series: int = 2000
     origins_per_series: int = 8
     max_steps_per_origin: int = 48
