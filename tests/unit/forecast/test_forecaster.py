@@ -104,3 +104,15 @@ def test_predict_on_new_frame_uses_the_global_model(small_fleet):
     out = f.predict(small_fleet[small_fleet["series_id"] >= "vm-00030"])
     assert out["series_id"].nunique() == 30 and out["yhat"].notna().all()
     assert list(out.columns) == ["series_id", "timestamp", "yhat", "model"]
+
+
+def test_five_minute_grid_uses_a_288_step_day():
+    from zhuge.ml.forecast import synthetic_fleet
+
+    frame = synthetic_fleet(vms=20, days=5, freq="5min", seed=2)
+    f = Forecaster(model="auto", freq="5min", horizon=36, gbm_params=FAST_GBM).fit(frame)
+    assert f.season_ == 288 and f.selection_["windows"] == 2
+    out = f.predict()
+    assert len(out) == 20 * 36 and out["yhat"].notna().all()
+    steps = out.groupby("series_id")["timestamp"].diff().dropna()
+    assert (steps == pd.Timedelta("5min")).all()
