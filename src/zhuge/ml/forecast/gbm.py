@@ -107,6 +107,7 @@ class _FeatureBuilder:
             "day_mean",
             "day_median",
             *(f"week_{j}" for j in range(o.n_weeks)),
+            "week_adjusted",
             "day_max",
             "day_min",
             "day_std",
@@ -166,6 +167,11 @@ class _FeatureBuilder:
         weeks = z(_gather(values, rows, week_idx))
         for j in range(o.n_weeks):
             cols.append(weeks[:, :, j])
+        # the weekly-naive forecast with last week's level moved to this week's: the value at
+        # the target's time of week minus the mean of the day before the origin, last week
+        # (carries a weekend dip or Monday ramp that day-level features cannot see)
+        prev_week_level, _, _, _ = _window_stats(values, rows, origins - w, p)
+        cols.append(weeks[:, :, 0] - ((prev_week_level - level) / scale)[:, None])
         _, day_std, day_max, day_min = _window_stats(values, rows, origins, p)
         week_mean, _, _, _ = _window_stats(values, rows, origins, w)
         per_pair((day_max - level) / scale)
