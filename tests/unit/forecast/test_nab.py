@@ -30,3 +30,4 @@ def test_auto_is_no_worse_than_the_best_baseline_on_nab_cpu(shared_data):
     mase = result.overall.set_index("model")["mase"]
     best_baseline = mase[list(BASELINES)].min()
     assert mase["auto"] <= best_baseline + 1e-9, result.overall
+    assert "autoets" in result.selections["auto"][0]["scores"]  # small fleet: ETS tried too

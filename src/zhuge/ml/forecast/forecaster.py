@@ -9,7 +9,8 @@ What ``fit`` does:
 1. pivots the long frame to a right-aligned matrix (:mod:`._fleet`);
 2. series shorter than ``2 * season`` (two days) get a baseline (seasonal naive with a day of
    data, else last value) and a note in ``notes_``;
-3. ``model="auto"`` backtests ``candidates`` (default: the global GBM and every baseline) on
+3. ``model="auto"`` backtests ``candidates`` (default: the global GBM and every baseline, plus
+   AutoETS on small fleets) on
    the last ``backtest_windows`` horizons and keeps the best (globally or per series);
    ``selection_`` records the scores and the reason. A named model is backtested on one window
    only when intervals are asked for (to calibrate them);
@@ -41,6 +42,11 @@ from zhuge.ml.forecast.models import MODEL_NAMES, FleetModel, make_model
 __all__ = ["Forecaster", "quantile_column"]
 
 AUTO_CANDIDATES = ("gbm", *BASELINES)
+# small fleets also try AutoETS: a global model has little to learn from a handful of series
+# (it won on NAB's 10 CPU series), and at ~0.25 s CPU per series and fit it stays affordable
+# there. ETS seasonality is for short seasons only (a day of at most 24 steps).
+SMALL_FLEET_SERIES = 40
+SMALL_FLEET_EXTRA = ("autoets",)
 MIN_SEASONS_FOR_MODEL = 2  # series shorter than two days get a baseline
 
 
@@ -62,7 +68,9 @@ class Forecaster(BaseEstimator):
         target: ``"mean"`` (point forecast) or ``"bucket"`` (also the load band of each step,
             edges ``buckets``; selection then minimises the share of wrong bands).
         selection: ``"global"`` (one model for the fleet) or ``"per_series"``.
-        candidates: models ``auto`` chooses among (default: gbm and the baselines).
+        candidates: models ``auto`` chooses among (default: gbm and the baselines, plus
+            AutoETS for fleets of at most ``SMALL_FLEET_SERIES`` series on an hourly or
+            coarser grid).
         backtest_windows: held-out horizons the selection is scored on.
         gbm_params: :class:`~zhuge.ml.forecast.gbm.GBMOptions` fields, e.g. ``{"num_boost_round": 50}``.
         lstm_params: keyword arguments of the LSTM model.
@@ -205,6 +213,12 @@ class Forecaster(BaseEstimator):
             }
         elif self.model == "auto":
             names = list(self.candidates or AUTO_CANDIDATES)
+            if self.candidates is None and len(long_rows) <= SMALL_FLEET_SERIES and season <= 24:
+                names += SMALL_FLEET_EXTRA
+                self.notes_.append(
+                    f"small fleet ({len(long_rows)} series <= {SMALL_FLEET_SERIES}): "
+                    f"auto also tries {', '.join(SMALL_FLEET_EXTRA)}"
+                )
             wf = backtest_models(
                 long_fleet, {n: self._factory(n) for n in names}, horizon=h, windows=windows
             )
