@@ -109,15 +109,23 @@ def to_fleet(
         raise DataError("forecast input is empty")
     step = pd.Timedelta(freq).value
     codes, ids = pd.factorize(frame[id_col], sort=True)
-    ts = pd.to_datetime(frame[time_col]).to_numpy("datetime64[ns]").astype(np.int64)
+    ts = pd.to_datetime(frame[time_col]).to_numpy("datetime64[ns]").view(np.int64)
     values = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(np.float64)
     end = pd.Series(ts).groupby(codes).max().to_numpy()
-    pos_from_end = (end[codes] - ts) // step  # 0 = last step of that series
-    depth = int(pos_from_end.max()) + 1
+    # steps before each series' own end (0 = its last step), computed in place: at 100k
+    # series x 336 steps every temporary of this size is 270 MB
+    pos = end[codes]
+    pos -= ts
+    pos //= step
+    depth = int(pos.max()) + 1
     n_steps = depth if max_steps is None else min(depth, int(max_steps))
-    keep = pos_from_end < n_steps
+    if depth > n_steps:
+        keep = pos < n_steps
+        codes, pos, values = codes[keep], pos[keep], values[keep]
+    np.subtract(n_steps - 1, pos, out=pos)
     matrix = np.full((len(ids), n_steps), np.nan)
-    matrix[codes[keep], n_steps - 1 - pos_from_end[keep]] = values[keep]
+    matrix[codes, pos] = values
+    del pos, codes
     return Fleet(
         np.asarray(ids),
         matrix,

@@ -167,10 +167,9 @@ class Forecaster(BaseEstimator):
         self.season_ = season
         self.n_series_ = fleet.n_series
         self.notes_: list[str] = []
-        observed = fleet.values[~np.isnan(fleet.values)]
-        if observed.size == 0:
+        if np.isnan(fleet.values).all():
             raise DataError("every series is empty (no numeric value to learn from)")
-        self.nonnegative_ = bool(observed.min() >= 0)
+        self.nonnegative_ = bool(np.nanmin(fleet.values) >= 0)
         long_rows = np.flatnonzero(fleet.lengths() >= MIN_SEASONS_FOR_MODEL * season)
         n_short = fleet.n_series - len(long_rows)
         if n_short:
@@ -179,7 +178,7 @@ class Forecaster(BaseEstimator):
                 f"({MIN_SEASONS_FOR_MODEL * season} steps) use a baseline: seasonal_naive "
                 "with a day of data, else last_value"
             )
-        long_fleet = fleet.take(long_rows)
+        long_fleet = fleet if n_short == 0 else fleet.take(long_rows)
         # backtest windows that leave two days + a horizon of history to train on
         room = (fleet.n_steps - MIN_SEASONS_FOR_MODEL * season - h) // h
         windows = int(max(0, min(self.backtest_windows, room)))

@@ -40,9 +40,23 @@ def _nanmean_rows(a: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+SCALE_CHUNK_ROWS = 8192  # bounded temporaries on big fleets
+
+
 def mase_scale(history: np.ndarray, season: int) -> np.ndarray:
     """(n,) in-sample seasonal-naive MAE of each row of ``history`` (n, T), guarded > 0."""
     history = np.asarray(history, dtype=np.float64)
+    if history.shape[0] > SCALE_CHUNK_ROWS:
+        return np.concatenate(
+            [
+                _mase_scale(history[i : i + SCALE_CHUNK_ROWS], season)
+                for i in range(0, history.shape[0], SCALE_CHUNK_ROWS)
+            ]
+        )
+    return _mase_scale(history, season)
+
+
+def _mase_scale(history: np.ndarray, season: int) -> np.ndarray:
     scale = np.full(history.shape[0], np.nan)
     if season < history.shape[1]:
         scale = _nanmean_rows(np.abs(history[:, season:] - history[:, :-season]))
