@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from zhuge.ml.forecast._fleet import Fleet
+from zhuge.ml.forecast.buckets import assign_buckets
 from zhuge.ml.forecast.metrics import mase_scale
 from zhuge.ml.forecast.models import FleetModel
 
@@ -41,8 +42,6 @@ class WindowForecasts:
 
     def bucket_error(self, name: str, edges) -> np.ndarray:
         """(W, n) share of steps whose forecast falls in another load band than the actual."""
-        from zhuge.ml.forecast.buckets import assign_buckets
-
         wrong = assign_buckets(self.actual, edges) != assign_buckets(self.forecasts[name], edges)
         valid = ~np.isnan(self.actual)
         share = np.where(valid, wrong, 0).sum(axis=2) / np.maximum(valid.sum(axis=2), 1)

@@ -16,6 +16,7 @@ __all__ = [
     "BASELINES",
     "last_observed",
     "last_value",
+    "nanmedian",
     "seasonal_median",
     "seasonal_naive",
     "window_median",
@@ -74,7 +75,7 @@ def seasonal_naive(values: np.ndarray, horizon: int, season: int) -> np.ndarray:
     return _profile_to_horizon(profile, horizon)
 
 
-def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
+def nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
     """``np.nanmedian`` without the all-NaN warning (NaN is the answer there)."""
     # sort puts NaN last; take the middle of the observed part
     s = np.sort(a, axis=axis)
@@ -90,7 +91,7 @@ def _nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
 def window_median(values: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """Median of the last ``season`` steps (one day), repeated."""
     window = values[:, -max(1, season * WINDOW_MEDIAN_SEASONS) :]
-    med = _nanmedian(window, axis=1)
+    med = nanmedian(window, axis=1)
     med = np.where(np.isnan(med), last_observed(values), med)
     return np.repeat(med[:, None], horizon, axis=1)
 
@@ -98,7 +99,7 @@ def window_median(values: np.ndarray, horizon: int, season: int) -> np.ndarray:
 def seasonal_median(values: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """Per time of day, the median over the last week of days (robust daily profile)."""
     block = _season_block(values, season, SEASONAL_MEDIAN_SEASONS)
-    profile = _fill_rows(_nanmedian(block, axis=1), last_observed(values))
+    profile = _fill_rows(nanmedian(block, axis=1), last_observed(values))
     return _profile_to_horizon(profile, horizon)
 
 

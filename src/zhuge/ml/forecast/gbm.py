@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from zhuge.ml.forecast.baselines import nanmedian
+
 __all__ = ["GBMOptions", "GlobalGBM"]
 
 _DAY_NS = 86_400 * 10**9
@@ -198,9 +200,7 @@ def _row_nanmean(a: np.ndarray) -> np.ndarray:
 
 
 def _row_nanmedian(a: np.ndarray) -> np.ndarray:
-    from zhuge.ml.forecast.baselines import _nanmedian
-
-    return _nanmedian(a, axis=-1)
+    return nanmedian(a, axis=-1)
 
 
 class GlobalGBM:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from zhuge.ml.forecast.buckets import assign_buckets
+
 __all__ = [
     "bucket_accuracy_matrix",
     "coverage_matrix",
@@ -101,8 +103,6 @@ def coverage_matrix(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) ->
 
 def bucket_accuracy_matrix(actual: np.ndarray, forecast: np.ndarray, edges) -> np.ndarray:
     """(n,) share of steps whose forecast falls in the same load band as the actual."""
-    from zhuge.ml.forecast.buckets import assign_buckets
-
     actual = np.asarray(actual, dtype=np.float64)
     same = (assign_buckets(actual, edges) == assign_buckets(forecast, edges)).astype(float)
     return _nanmean_rows(np.where(np.isnan(actual), np.nan, same))
