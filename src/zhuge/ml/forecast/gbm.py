@@ -13,7 +13,8 @@ every value feature and the target are ``(x - level) / scale``. Features:
 * ``lag_j``: the last ``n_lags`` values before the origin;
 * ``day_j``: the value at the target's time of day, ``j`` days back (most recent observed
   day first: ``t - P*ceil(k/P)``, then one more day each), and their mean and median;
-* ``week_j``: the same time of week, ``j`` weeks back;
+* ``week_j``: the same time of week, ``j`` weeks back; ``week_adjusted``: ``week_0`` relative
+  to last week's level at the origin (a weekly-naive forecast moved to this week's level);
 * ``day_max / day_min / day_std``: of the last day; ``week_mean``: of the last week;
 * calendar of the target (hour of day, day of week), the step ``k``, and the series' raw
   ``level`` and ``cv`` (scale / level) so saturation and noise regimes are learnable.
