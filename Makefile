@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# The CPU build of PyTorch, for the LSTM forecaster's tests; an unpinned torch pulls a CUDA build.
+TORCH_CPU ?= torch==2.13.0
 
 .PHONY: demo test lint format bench-queue clean
 
@@ -18,7 +21,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	bash scripts/demo.sh
 
-test: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet '$(TORCH_CPU)'
+	touch $@
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

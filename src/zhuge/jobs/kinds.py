@@ -27,7 +27,12 @@ from zhuge.errors import InvalidParams, UnknownKind
 if TYPE_CHECKING:
     from zhuge.jobs.context import JobContext
 
-KIND_MODULES: tuple[str, ...] = ("zhuge.jobs.builtin", "zhuge.jobs.migration")
+KIND_MODULES: tuple[str, ...] = (
+    "zhuge.jobs.builtin",
+    "zhuge.jobs.migration",
+    "zhuge.jobs.forecast",
+    "zhuge.jobs.cluster",
+)
 
 DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}
 

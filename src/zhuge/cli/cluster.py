@@ -1,0 +1,9 @@
+"""The cluster commands of the `zhuge` CLI."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
