@@ -1,7 +1,9 @@
-"""Job kinds for exercising the platform itself: ``sleep`` and ``echo``."""
+"""Job kinds for exercising the platform itself: ``sleep``, ``echo`` and ``burn``."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from pydantic import Field
@@ -53,17 +55,32 @@ def run_echo(params: EchoParams, ctx: JobContext) -> dict[str, Any]:
 
 
 class BurnParams(KindParams):
-    seconds: float = Field(1.0, ge=0, le=3600, description="CPU time to burn.")
+    seconds: float = Field(1.0, ge=0, le=3600, description="CPU time to burn (per part).")
+    parts: int = Field(
+        1, ge=1, le=64, description="Burn in this many parts spread over the cluster (ctx.map)."
+    )
 
 
-@kind("burn", params=BurnParams, description="Keep one core busy; for CPU accounting tests.")
-def run_burn(params: BurnParams, ctx: JobContext) -> dict[str, Any]:
-    import time
-
+def _burn(seconds: float) -> dict[str, int]:
     start = time.process_time()
     spins = 0
-    while time.process_time() - start < params.seconds:
+    while time.process_time() - start < seconds:
         spins += sum(range(10_000)) > 0
-        if spins % 100 == 0:
-            ctx.check_cancelled()
-    return {"spins": spins}
+    return {"spins": spins, "pid": os.getpid()}
+
+
+@kind("burn", params=BurnParams, description="Keep cores busy; for CPU accounting tests.")
+def run_burn(params: BurnParams, ctx: JobContext) -> dict[str, Any]:
+    if params.parts == 1:
+        start = time.process_time()
+        spins = 0
+        while time.process_time() - start < params.seconds:
+            spins += sum(range(10_000)) > 0
+            if spins % 100 == 0:
+                ctx.check_cancelled()
+        return {"spins": spins, "pids": [os.getpid()]}
+    parts = ctx.map(_burn, [params.seconds] * params.parts, message="parts burnt")
+    return {
+        "spins": sum(p["spins"] for p in parts),
+        "pids": sorted({p["pid"] for p in parts}),
+    }

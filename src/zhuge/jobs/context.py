@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from zhuge.artifacts import ArtifactDir
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class JobCancelled(Exception):
@@ -27,6 +30,7 @@ class JobContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     _log: Callable[[str], None] = print
     _progress: dict[str, Any] = field(default_factory=dict)
+    _extra_cpu_seconds: float = 0.0
 
     def log(self, message: str) -> None:
         self._log(str(message))
@@ -39,6 +43,21 @@ class JobContext:
     @property
     def latest_progress(self) -> dict[str, Any]:
         return dict(self._progress)
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, message: str = "") -> list[R]:
+        """``[fn(item) for item in items]`` spread over the cluster's workers, with progress
+        (see ``zhuge.jobs.fanout``). Give it whole chunks of work, not one item per VM."""
+        from zhuge.jobs.fanout import fan_out
+
+        return fan_out(self, fn, items, message=message)
+
+    def add_cpu_seconds(self, seconds: float) -> None:
+        """Count CPU time this job's code spent in other processes (parts of ``map``)."""
+        self._extra_cpu_seconds += max(0.0, seconds)
+
+    @property
+    def extra_cpu_seconds(self) -> float:
+        return self._extra_cpu_seconds
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -158,7 +158,11 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
         result = kind.run(kind.parse(job.params), ctx)
         beat.stop()
         committed = store.complete(
-            job.id, job.attempt, result=result, cpu_seconds=_cpu_seconds() - cpu_before
+            job.id,
+            job.attempt,
+            result=result,
+            cpu_seconds=_cpu_seconds() - cpu_before + ctx.extra_cpu_seconds,
+            progress=ctx.latest_progress or None,
         )
         outcome = "succeeded" if committed else "superseded"
     except JobCancelled:
@@ -172,7 +176,7 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
             job.attempt,
             error=error,
             traceback=tb.format_exc(),
-            cpu_seconds=_cpu_seconds() - cpu_before,
+            cpu_seconds=_cpu_seconds() - cpu_before + ctx.extra_cpu_seconds,
             # Bad input (a missing column, an unknown model id) fails the same way every
             # time: the job goes dead at once instead of burning its retries.
             retryable=not isinstance(exc, InvalidRequest),

@@ -546,14 +546,25 @@ class JobStore:
             done = conn.execute(J.update().where(self._running(job_id, attempt)).values(**values))
         return done.rowcount == 1
 
-    def complete(self, job_id: int, attempt: int, *, result: Any, cpu_seconds: float = 0.0) -> bool:
-        """Commit the attempt's result; False (and nothing written) if the attempt lost."""
+    def complete(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        result: Any,
+        cpu_seconds: float = 0.0,
+        progress: dict[str, Any] | None = None,
+    ) -> bool:
+        """Commit the attempt's result (and its last progress report, which the heartbeat may
+        not have carried yet); False, and nothing written, if the attempt lost."""
         now = self.clock()
+        extra = {"progress": progress} if progress else {}
         with self._tx() as conn:
             done = conn.execute(
                 J.update()
                 .where(self._running(job_id, attempt))
                 .values(
+                    **extra,
                     state=JobState.SUCCEEDED.value,
                     result=result,
                     finished_at=now,

@@ -141,3 +141,27 @@ def test_bad_input_inside_a_job_is_not_retried(platform):
     assert (dead.state, dead.attempt) == (JobState.DEAD, 1)
     assert "DataError" in dead.error
     assert platform.store.events(job.id)[-1].message == "bad input: retrying cannot help"
+
+
+def test_map_spreads_parts_over_workers_and_counts_their_cpu(platform):
+    job = submit(platform, "burn", seconds=0.4, parts=4)
+    done = wait_for(platform, job.id, DONE, timeout=60)
+    assert done.state is JobState.SUCCEEDED, done.error
+    workers = set(platform.executor.worker_processes().values())
+    assert set(done.result["pids"]) == workers  # both worker processes ran parts
+    assert done.cpu_seconds >= 4 * 0.4 * 0.9  # parts run elsewhere are counted too
+    assert done.progress["done"] == done.progress["total"] == 4
+
+
+def test_map_parts_stop_when_the_job_is_cancelled(platform):
+    job = submit(platform, "burn", seconds=3.0, parts=8)
+    wait_for(platform, job.id, {JobState.RUNNING})
+    time.sleep(1.0)
+    platform.store.cancel(job.id)
+    # the remaining parts are cancelled: both slots take new work within a heartbeat or two
+    quick = [submit(platform, "sleep", seconds=0.1) for _ in range(2)]
+    t0 = time.monotonic()
+    for q in quick:
+        assert wait_for(platform, q.id, DONE, timeout=15).state is JobState.SUCCEEDED
+    assert time.monotonic() - t0 < 8  # not the 8 x 3 s of parts
+    assert platform.store.get(job.id).state is JobState.CANCELLED
