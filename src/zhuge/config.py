@@ -45,6 +45,11 @@ class Settings:
     retry_base_seconds: float = 2.0  # first retry delay; doubles per failure, with jitter
     retry_max_seconds: float = 600.0
     poll_seconds: float = 0.5  # scheduler's idle poll; submissions in-process wake it at once
+    chain_seconds: float = 1.0
+    """After its job, a worker task claims and runs the next queued job needing the same
+    resources itself, for up to this long, instead of a round trip through the scheduler
+    and Dask; the queue order is unchanged. This is what lets short jobs run at hundreds
+    per second. 0 turns it off."""
     prefetch_per_slot: int = 0
     """Attempts handed to Dask beyond the free slots, per slot. 1 raises throughput of very
     short jobs by ~50 % (a worker finds its next job already at Dask), but Dask queues them
@@ -71,6 +76,7 @@ class Settings:
             retry_base_seconds=_float(env, "ZHUGE_RETRY_BASE_SECONDS", 2.0),
             retry_max_seconds=_float(env, "ZHUGE_RETRY_MAX_SECONDS", 600.0),
             poll_seconds=_float(env, "ZHUGE_POLL_SECONDS", 0.5),
+            chain_seconds=_float(env, "ZHUGE_CHAIN_SECONDS", 1.0, allow_zero=True),
             prefetch_per_slot=int(_float(env, "ZHUGE_PREFETCH", 0.0, allow_zero=True)),
         )
         if overrides:

@@ -2,12 +2,14 @@
 
 One loop per scheduler process. Each turn it
 1. takes finished attempts off its books (a worker lost mid-job fails that attempt at once),
-2. cancels Dask tasks of attempts that are no longer running in the store (cancelled jobs),
+2. cancels the Dask tasks of cancelled jobs,
 3. expires leases of attempts whose worker went silent (any scheduler may do this),
 4. claims as many queued jobs as the cluster has free slots, and hands them to Dask.
 
 Jobs wait in the store, not in Dask: a queue of a million jobs costs Dask nothing, priorities
-apply at the moment a slot frees up, and nothing queued is lost if every process dies.
+apply at the moment a slot frees up, and nothing queued is lost if every process dies. A worker
+task that finishes its job early may claim the next ones itself (``Settings.chain_seconds``,
+``runner.run_attempt``): the slot stays one Dask task on this scheduler's books.
 """
 
 from __future__ import annotations
@@ -149,12 +151,10 @@ class Scheduler:
         if not force and now - self._last_housekeeping < HOUSEKEEPING_SECONDS:
             return
         self._last_housekeeping = now
-        # Cancelled (or otherwise superseded) attempts: stop their Dask tasks.
-        live = self.store.running_attempts(self._in_flight)
-        for key in list(self._in_flight):
-            if key not in live:
-                flight = self._in_flight.pop(key)
-                flight.future.cancel()
+        # Cancelled jobs: stop their Dask tasks (a task whose job merely finished is left
+        # alone: it may be running chained jobs, and ends by itself).
+        for key in self.store.cancelled_attempts(self._in_flight):
+            self._in_flight.pop(key).future.cancel()
         if self._in_flight:
             self.store.renew_unstarted(self.name, lease_seconds=self.settings.lease_seconds)
         for job in self.store.expire_leases():
@@ -193,6 +193,9 @@ class Scheduler:
             heartbeat_seconds=self.settings.heartbeat_seconds,
             retry_base_seconds=self.settings.retry_base_seconds,
             retry_max_seconds=self.settings.retry_max_seconds,
+            owner=self.name,
+            resources={k: float(v) for k, v in job.resources.items()},
+            chain_seconds=self.settings.chain_seconds,
         )
         future = self.executor.submit(spec, job.resources, job.priority)
         self._in_flight[(job.id, job.attempt)] = _InFlight(job, future)

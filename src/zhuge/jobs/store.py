@@ -410,6 +410,72 @@ class JobStore:
             )
         return claimed
 
+    def claim_next(
+        self,
+        *,
+        owner: str,
+        worker: str,
+        lease_seconds: float,
+        resources: dict[str, float],
+    ) -> Job | None:
+        """Claim *and start* the next runnable job on ``worker``, if it needs exactly
+        ``resources``: how a worker that just finished a job goes on to the next one without
+        a round trip through the scheduler and Dask (see ``Settings.chain_seconds``).
+
+        The same order as ``claim`` (priority, then age), so chaining never jumps the queue;
+        the lease is ``owner``'s, so that scheduler's shutdown releases the job like any other.
+        If the job at the head of the queue needs other resources, nothing is claimed.
+        """
+        now = self.clock()
+        head = (
+            sa.select(J.c.id, J.c.resources)
+            .where(
+                J.c.state == JobState.QUEUED.value,
+                J.c.resource_class == resource_class(resources),
+                J.c.not_before <= now,
+            )
+            .order_by(J.c.priority.desc(), J.c.id)
+            .limit(1)
+        )
+        if self.is_postgres:
+            head = head.with_for_update(skip_locked=True)
+        with self._tx() as conn:
+            row = conn.execute(head).first()
+            if row is None or {k: float(v) for k, v in row.resources.items()} != resources:
+                return None
+            claimed = conn.execute(
+                J.update()
+                .where(J.c.id == row.id, J.c.state == JobState.QUEUED.value)
+                .values(
+                    state=JobState.RUNNING.value,
+                    attempt=J.c.attempt + 1,
+                    lease_expires_at=now + lease_seconds,
+                    lease_owner=owner,
+                    worker=worker,
+                    started_at=now,
+                    progress=None,
+                    updated_at=now,
+                )
+                .returning(*J.c)
+            ).first()
+            if claimed is None:
+                return None
+            job = _row_to_job(claimed)
+            self._event(
+                conn,
+                [
+                    (
+                        job.id,
+                        job.attempt,
+                        JobState.QUEUED,
+                        JobState.RUNNING,
+                        f"claimed by {owner}, chained on {worker}",
+                    )
+                ],
+                now,
+            )
+        return job
+
     def expire_leases(self) -> list[Job]:
         """Running attempts whose lease ran out (worker lost) count as failed attempts."""
         now = self.clock()
@@ -484,19 +550,19 @@ class JobStore:
             )
         return done.rowcount
 
-    def running_attempts(self, job_ids: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-        """Which of these (job id, attempt) pairs are still the running attempt."""
+    def cancelled_attempts(self, job_ids: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which of these (job id, attempt) pairs belong to jobs cancelled since."""
         pairs = list(job_ids)
         if not pairs:
             return set()
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(J.c.id, J.c.attempt).where(
-                    J.c.id.in_([p[0] for p in pairs]), J.c.state == JobState.RUNNING.value
+                    J.c.id.in_([p[0] for p in pairs]), J.c.state == JobState.CANCELLED.value
                 )
             )
-            live = {(r.id, r.attempt) for r in rows}
-        return live & set(pairs)
+            cancelled = {(r.id, r.attempt) for r in rows}
+        return cancelled & set(pairs)
 
     # -- the worker's side: writes fenced by attempt --------------------------------------
 

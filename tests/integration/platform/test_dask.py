@@ -165,3 +165,33 @@ def test_map_parts_stop_when_the_job_is_cancelled(platform):
         assert wait_for(platform, q.id, DONE, timeout=15).state is JobState.SUCCEEDED
     assert time.monotonic() - t0 < 8  # not the 8 x 3 s of parts
     assert platform.store.get(job.id).state is JobState.CANCELLED
+
+
+def test_workers_chain_short_jobs_exactly_once_in_queue_order(platform):
+    jobs = [submit(platform, "echo", n=i) for i in range(40)]
+    done = [wait_for(platform, j.id, DONE) for j in jobs]
+    assert all(d.state is JobState.SUCCEEDED and d.attempt == 1 for d in done)
+    assert [d.result["n"] for d in done] == list(range(40))
+    chained = 0
+    for job in jobs:
+        events = platform.store.events(job.id)
+        assert sum(e.to_state is JobState.SUCCEEDED for e in events) == 1
+        chained += any("chained on" in e.message for e in events)
+    assert chained > 0  # most never went through the scheduler and Dask
+
+
+def test_a_chained_job_can_be_cancelled(platform):
+    first = submit(platform, "sleep", seconds=0.2)
+    second = submit(platform, "sleep", seconds=60)
+    blocker = submit(platform, "sleep", seconds=0.2)
+    for job in (first, blocker):
+        assert wait_for(platform, job.id, DONE).state is JobState.SUCCEEDED
+    wait_for(platform, second.id, {JobState.RUNNING})
+    while platform.store.get(second.id).worker is None:
+        time.sleep(0.05)
+    platform.store.cancel(second.id)
+    deadline = time.monotonic() + 3  # its task ends at the next heartbeat, freeing the slot
+    while platform.scheduler.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert platform.scheduler.in_flight == 0
+    assert platform.store.get(second.id).state is JobState.CANCELLED

@@ -256,3 +256,57 @@ def test_a_rerun_of_a_started_attempt_fails_it_at_once(db_url, tmp_path):
     after = store.get(job.id)
     assert after.state is JobState.QUEUED and after.failures == 1
     assert "worker died" in after.error
+
+
+def test_claim_next_starts_the_head_of_the_queue_on_the_worker(store, clock):
+    low = submit(store, priority=0)
+    high = submit(store, priority=10)
+    job = store.claim_next(owner="s1", worker="w1", lease_seconds=30, resources={"CPU": 1.0})
+    assert job.id == high.id
+    assert (job.state, job.attempt, job.worker, job.started_at) == (
+        JobState.RUNNING,
+        1,
+        "w1",
+        clock.now,
+    )
+    # started already: a scheduler's start_attempt for it finds nothing to do
+    assert store.start_attempt(job.id, 1, worker="w2", lease_seconds=30) is None
+    # the lease is the scheduler's: its clean shutdown gives the job back like any other
+    assert store.release("s1") == 1
+    assert store.get(high.id).state is JobState.QUEUED
+    assert store.get(low.id).state is JobState.QUEUED
+    (event,) = [e for e in store.events(high.id) if e.to_state is JobState.RUNNING]
+    assert event.message == "claimed by s1, chained on w1"
+
+
+def test_claim_next_takes_nothing_when_the_head_needs_other_resources(store, clock):
+    big = submit(store, priority=5, resources={"CPU": 2.0})
+    small = submit(store, priority=0)
+    assert store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0}) is None
+    assert store.get(big.id).state is JobState.QUEUED  # nothing claimed, not even `small`
+    assert store.get(small.id).state is JobState.QUEUED
+    got = store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 2.0})
+    assert got.id == big.id
+    gpu = submit(store, priority=9, resources={"GPU": 1.0})
+    nxt = store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0})
+    assert nxt.id == small.id  # GPU jobs are another queue
+    assert store.get(gpu.id).state is JobState.QUEUED
+
+
+def test_claim_next_waits_for_not_before(store, clock):
+    job = submit(store)
+    store.claim(limit=1, owner="s", lease_seconds=30)
+    store.fail_attempt(job.id, 1, error="boom", traceback=None)  # back to queued, with backoff
+    assert store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0}) is None
+    clock.advance(1000)
+    again = store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0})
+    assert (again.id, again.attempt) == (job.id, 2)
+
+
+def test_cancelled_attempts_names_only_cancelled_jobs(store):
+    submit(store)
+    a = claim_one(store)
+    b = submit(store)
+    store.cancel(a.id)
+    assert store.cancelled_attempts([(a.id, a.attempt), (b.id, 0)]) == {(a.id, a.attempt)}
+    assert store.cancelled_attempts([]) == set()
