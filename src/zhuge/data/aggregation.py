@@ -26,7 +26,14 @@ import pandas as pd
 
 from zhuge.errors import DataError
 
-__all__ = ["STATS", "aggregate", "resample_series", "roll_up"]
+__all__ = [
+    "STATS",
+    "aggregate",
+    "finish_roll_up",
+    "partial_roll_up",
+    "resample_series",
+    "roll_up",
+]
 
 Level = Literal["vm", "host", "cluster"]
 STATS = ("mean", "max", "min", "p50", "p95", "p99")
@@ -90,13 +97,27 @@ def roll_up(
     """
     if level not in ("vm", "host", "cluster"):
         raise DataError(f"level must be vm, host or cluster, not {level!r}")
-    if how not in ("mean", "sum"):
-        raise DataError(f"how must be mean or sum, not {how!r}")
     _check(frame, ("series_id", "timestamp", "value"), "roll_up")
     if level == "vm":
+        if how not in ("mean", "sum"):
+            raise DataError(f"how must be mean or sum, not {how!r}")
         return frame[["series_id", "timestamp", "value"]].assign(n_series=1)
-    group_col = f"{level}_id"
-    placement = _placement(frame, group_col, vms)
+    return finish_roll_up(partial_roll_up(frame, level, vms=vms), how=how)
+
+
+def partial_roll_up(
+    frame: pd.DataFrame, level: Level, *, vms: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The sums behind :func:`roll_up` for one part of a fleet: ``series_id`` (host or cluster),
+    ``timestamp``, ``load`` (Σ vcpus·cpu), ``weight`` (Σ vcpus), ``n_series``.
+
+    Sums add up, so a fleet read in chunks of VMs (a host's VMs may fall in several chunks)
+    is rolled up by concatenating the chunks' partials and :func:`finish_roll_up`.
+    """
+    if level not in ("host", "cluster"):
+        raise DataError(f"partial roll-up is for host or cluster level, not {level!r}")
+    _check(frame, ("series_id", "timestamp", "value"), "roll_up")
+    placement = _placement(frame, f"{level}_id", vms)
     weight = placement["vcpus"].to_numpy(np.float64) if "vcpus" in placement else None
     if weight is not None and (np.isnan(weight).any() or (weight <= 0).any()):
         raise DataError("column 'vcpus' must be positive for every VM")
@@ -105,21 +126,31 @@ def roll_up(
     w = np.ones(len(frame)) if weight is None else weight
     work = pd.DataFrame(
         {
-            "series_id": placement[group_col].to_numpy(),
+            "series_id": placement[f"{level}_id"].to_numpy(),
             "timestamp": frame["timestamp"].to_numpy(),
             "load": np.where(reported, w * value, 0.0),
             "weight": np.where(reported, w, 0.0),
             "n_series": reported.astype(np.int64),
         }
     )
-    sums = work.groupby(["series_id", "timestamp"], sort=True).sum()
+    return work.groupby(["series_id", "timestamp"], sort=True).sum().reset_index()
+
+
+def finish_roll_up(
+    partials: pd.DataFrame, *, how: Literal["mean", "sum"] = "mean"
+) -> pd.DataFrame:
+    """Combine :func:`partial_roll_up` sums (of one or many chunks) into host/cluster series."""
+    if how not in ("mean", "sum"):
+        raise DataError(f"how must be mean or sum, not {how!r}")
+    sums = partials.groupby(["series_id", "timestamp"], sort=True)[
+        ["load", "weight", "n_series"]
+    ].sum()
     if how == "mean":
         result = sums["load"] / sums["weight"].where(sums["weight"] > 0)
     else:
         # busy vCPUs; without vcpus this is the plain sum of percentages / 100
         result = (sums["load"] / 100.0).where(sums["n_series"] > 0)
-    out = pd.DataFrame({"value": result, "n_series": sums["n_series"]}).reset_index()
-    return out
+    return pd.DataFrame({"value": result, "n_series": sums["n_series"]}).reset_index()
 
 
 def _placement(frame: pd.DataFrame, group_col: str, vms: pd.DataFrame | None) -> pd.DataFrame:

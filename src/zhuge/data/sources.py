@@ -43,6 +43,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Telemetry",
     "TimestampUnit",
+    "UngroupedInput",
     "iter_series_chunks",
     "parse_column_map",
     "parse_timestamps",
@@ -60,6 +61,10 @@ FileFormat = Literal["auto", "csv", "parquet"]
 # Epoch numbers for dates between 2001 and 2286 have these magnitudes; each unit is 1000x the
 # last, so the bands never overlap and "auto" can tell them apart from the median value.
 _EPOCH_UNIT_BANDS = (("s", 1e9, 1e10), ("ms", 1e12, 1e13), ("us", 1e15, 1e16), ("ns", 1e18, 1e19))
+
+
+class UngroupedInput(DataError):
+    """Rows of one series are not contiguous; read with ``partitions=N`` instead."""
 
 
 @dataclass(frozen=True)
@@ -409,7 +414,7 @@ def _check_grouped(series_ids: pd.Series, emitted: set, url: str) -> None:
     runs = int(np.count_nonzero(series_ids.to_numpy()[1:] != series_ids.to_numpy()[:-1])) + 1
     if seen_again or runs != len(ids):
         example = seen_again[0] if seen_again else pd.Series(series_ids).value_counts().index[0]
-        raise DataError(
+        raise UngroupedInput(
             f"{url}: rows are not grouped by series_id (series {example!r} appears in two "
             "places); sort the input by series_id or pass partitions=N to hash-partition it"
         )

@@ -374,7 +374,9 @@ def check_request(params: FleetInput) -> dict[str, Any]:
         _exists(params.vms, "VM table")
         vms = read_parquet_url(params.vms)
         if "vm_id" not in vms.columns:
-            raise DataError(f"VM table {params.vms} lacks column 'vm_id'; it has {list(vms.columns)}")
+            raise DataError(
+                f"VM table {params.vms} lacks column 'vm_id'; it has {list(vms.columns)}"
+            )
         if params.level not in (None, "vm") and f"{params.level}_id" not in vms.columns:
             raise DataError(f"VM table {params.vms} lacks column '{params.level}_id'")
     return seen
@@ -403,7 +405,10 @@ class PreparedFleetParts:
 def _stage_chunks(params: FleetInput, partitions: int | None):
     if params.sql is not None:
         telemetry = read_sql(
-            params.sql, params.db or "", columns=params.columns, timestamp_unit=params.timestamp_unit
+            params.sql,
+            params.db or "",
+            columns=params.columns,
+            timestamp_unit=params.timestamp_unit,
         )
         frame = telemetry.frame.sort_values("series_id", kind="stable", ignore_index=True)
         codes = pd.factorize(frame["series_id"])[0]
@@ -792,9 +797,7 @@ def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
         "models": params.models,
         "overall": _records(overall),
         "auto_chose": dict(chosen.most_common()),
-        "auto_reasons": [r["reasons"]["auto"][-1] for r in results if r["reasons"].get("auto")][
-            :3
-        ],
+        "auto_reasons": [r["reasons"]["auto"][-1] for r in results if r["reasons"].get("auto")][:3],
         "prepare": _prepare_result(prepared),
         "artifacts": {"per_series": target, "report": prepared.report},
     }

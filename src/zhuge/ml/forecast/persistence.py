@@ -41,8 +41,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def save(forecaster: Forecaster, artifact_dir: ArtifactDir | str) -> dict[str, Any]:
-    """Write a fitted forecaster to ``artifact_dir``; return the manifest."""
+def save(
+    forecaster: Forecaster,
+    artifact_dir: ArtifactDir | str,
+    *,
+    extra: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Write a fitted forecaster to ``artifact_dir``; return the manifest.
+
+    ``extra`` files (e.g. how the input was prepared) are saved and hashed beside it.
+    """
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(forecaster, "models_")
@@ -90,6 +98,10 @@ def save(forecaster: Forecaster, artifact_dir: ArtifactDir | str) -> dict[str, A
         "models": models,
     }
     files["config.json"] = json.dumps(config, indent=2, sort_keys=True).encode()
+    for name, data in (extra or {}).items():
+        if name in files:
+            raise ValueError(f"extra file {name!r} would overwrite the forecaster's own")
+        files[name] = data
     libraries = ["numpy", "pandas", "lightgbm", "statsforecast", "scikit-learn"]
     if "lstm" in models:
         libraries.append("torch")
