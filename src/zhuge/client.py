@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,18 @@ class Client:
             body["resources"] = resources
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return JobHandle.of(self._request("POST", "/v1/jobs", json=body, headers=headers))
+
+    def submit_many(self, jobs: Sequence[dict[str, Any]]) -> list[JobHandle]:
+        """Submit many jobs in one request and one transaction (all or none), each a dict
+        like ``{"kind": "echo", "params": {...}, "priority": 0, "idempotency_key": "k"}``.
+        Batches over 1,000 are sent 1,000 at a time (each batch all or none)."""
+        out: list[JobHandle] = []
+        items = list(jobs)
+        for start in range(0, len(items), 1000):
+            body = {"jobs": items[start : start + 1000]}
+            answer = self._request("POST", "/v1/jobs/batch", json=body)
+            out.extend(JobHandle.of(j) for j in answer["jobs"])
+        return out
 
     def get(self, job_id: int) -> JobHandle:
         return JobHandle.of(self._request("GET", f"/v1/jobs/{job_id}"))

@@ -28,6 +28,21 @@ class JobCreate(BaseModel):
     max_attempts: int = Field(3, ge=1, le=100)
 
 
+MAX_BATCH = 1000
+
+
+class JobBatchItem(JobCreate):
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200, description="As the Idempotency-Key header."
+    )
+
+
+class JobBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class JobOut(BaseModel):
     id: int
     tenant: str
@@ -97,6 +112,11 @@ class JobOut(BaseModel):
 class JobList(BaseModel):
     jobs: list[JobOut]
     next_before_id: int | None
+
+
+class JobBatchOut(BaseModel):
+    jobs: list[JobOut]
+    created: list[bool] = Field(description="Per job: False where an idempotency key replayed.")
 
 
 class EventOut(BaseModel):

@@ -1,12 +1,13 @@
-"""Submitting a job: validate the kind and its parameters, then write one row."""
+"""Submitting jobs: validate the kind and its parameters, then write the rows."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from zhuge.errors import InvalidParams, UnknownKind
 from zhuge.jobs.kinds import get_kind
 from zhuge.jobs.model import Job
-from zhuge.jobs.store import JobStore
+from zhuge.jobs.store import JobRequest, JobStore
 
 
 def submit_job(
@@ -32,3 +33,28 @@ def submit_job(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
     )
+
+
+def submit_jobs(
+    store: JobStore, *, tenant: str, requests: list[JobRequest]
+) -> list[tuple[Job, bool]]:
+    """Validate every request, then enqueue them all in one transaction (all or nothing).
+    A bad request is named by its position: ``jobs[3]: unknown job kind ...``."""
+    valid = []
+    for i, request in enumerate(requests):
+        try:
+            spec = get_kind(request.kind)
+            params = spec.normalise(request.params)
+        except (UnknownKind, InvalidParams) as exc:
+            raise type(exc)(f"jobs[{i}]: {exc.message}", details=exc.details) from exc
+        valid.append(
+            JobRequest(
+                kind=request.kind,
+                params=params,
+                priority=request.priority,
+                resources=request.resources or spec.resources,
+                max_attempts=request.max_attempts,
+                idempotency_key=request.idempotency_key,
+            )
+        )
+    return store.submit_many(tenant=tenant, requests=valid)

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,6 +69,18 @@ def request_sha256(
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to submit, as ``JobStore.submit_many`` takes it (parameters already valid)."""
+
+    kind: str
+    params: dict[str, Any]
+    priority: int = 0
+    resources: dict[str, float] | None = None
+    max_attempts: int = 3
+    idempotency_key: str | None = None
 
 
 def resource_class(resources: dict[str, float]) -> str:
@@ -257,53 +270,108 @@ class JobStore:
         With an idempotency key already used by this tenant: the same request returns the
         existing job (``created`` False); a different request raises IdempotencyConflict.
         """
-        if max_attempts < 1:
-            raise InvalidRequest("max_attempts must be at least 1")
-        resources = dict(resources or {"CPU": 1.0})
-        fingerprint = request_sha256(kind, params, priority, resources, max_attempts)
+        request = JobRequest(kind, params, priority, resources, max_attempts, idempotency_key)
+        return self.submit_many(tenant=tenant, requests=[request])[0]
+
+    def submit_many(self, *, tenant: str, requests: Sequence[JobRequest]) -> list[tuple[Job, bool]]:
+        """Insert many queued jobs in one transaction; ``(job, created)`` for each, in order.
+
+        All or nothing: an idempotency conflict anywhere writes nothing. Idempotency keys
+        work as in ``submit``, also between requests of the same batch (the same key and
+        request twice is one job).
+        """
+        prepared = []
+        for request in requests:
+            if request.max_attempts < 1:
+                raise InvalidRequest("max_attempts must be at least 1")
+            resources = dict(request.resources or {"CPU": 1.0})
+            fingerprint = request_sha256(
+                request.kind, request.params, request.priority, resources, request.max_attempts
+            )
+            prepared.append((request, resources, fingerprint))
+        first_of_key: dict[str, int] = {}
+        for i, (request, _, fingerprint) in enumerate(prepared):
+            key = request.idempotency_key
+            if key is None:
+                continue
+            first = first_of_key.setdefault(key, i)
+            if prepared[first][2] != fingerprint:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {key!r} is used twice in this batch for different requests"
+                )
         for _ in range(2):  # a concurrent insert of the same key loses once, then finds it
             with self._tx() as conn:
-                if idempotency_key is not None:
-                    existing = conn.execute(
+                existing: dict[str, Any] = {}
+                if first_of_key:
+                    rows = conn.execute(
                         sa.select(J).where(
-                            J.c.tenant == tenant, J.c.idempotency_key == idempotency_key
+                            J.c.tenant == tenant, J.c.idempotency_key.in_(list(first_of_key))
                         )
-                    ).first()
-                    if existing is not None:
-                        if existing._mapping["request_sha256"] != fingerprint:
+                    ).all()
+                    for row in rows:
+                        key = row._mapping["idempotency_key"]
+                        if row._mapping["request_sha256"] != prepared[first_of_key[key]][2]:
                             raise IdempotencyConflict(
-                                f"Idempotency-Key {idempotency_key!r} was already used for a "
-                                f"different request (job {existing._mapping['id']})"
+                                f"Idempotency-Key {key!r} was already used for a "
+                                f"different request (job {row._mapping['id']})"
                             )
-                        return _row_to_job(existing), False
+                        existing[key] = row
                 now = self.clock()
+                fresh = [
+                    i
+                    for i, (request, _, _) in enumerate(prepared)
+                    if request.idempotency_key is None
+                    or (
+                        request.idempotency_key not in existing
+                        and first_of_key[request.idempotency_key] == i
+                    )
+                ]
+                values = [
+                    {
+                        "tenant": tenant,
+                        "kind": prepared[i][0].kind,
+                        "params": prepared[i][0].params,
+                        "state": JobState.QUEUED.value,
+                        "priority": prepared[i][0].priority,
+                        "resources": prepared[i][1],
+                        "resource_class": resource_class(prepared[i][1]),
+                        "max_attempts": prepared[i][0].max_attempts,
+                        "idempotency_key": prepared[i][0].idempotency_key,
+                        "request_sha256": prepared[i][2],
+                        "created_at": now,
+                        "updated_at": now,
+                        "not_before": now,
+                    }
+                    for i in fresh
+                ]
                 try:
                     with conn.begin_nested() if self.is_postgres else _null():
-                        row = conn.execute(
-                            J.insert()
-                            .values(
-                                tenant=tenant,
-                                kind=kind,
-                                params=params,
-                                state=JobState.QUEUED.value,
-                                priority=priority,
-                                resources=resources,
-                                resource_class=resource_class(resources),
-                                max_attempts=max_attempts,
-                                idempotency_key=idempotency_key,
-                                request_sha256=fingerprint,
-                                created_at=now,
-                                updated_at=now,
-                                not_before=now,
-                            )
-                            .returning(*J.c)
-                        ).one()
+                        rows = (
+                            conn.execute(
+                                J.insert().returning(*J.c, sort_by_parameter_order=True), values
+                            ).all()
+                            if values
+                            else []
+                        )
                 except IntegrityError:
                     continue
-                job = _row_to_job(row)
-                self._event(conn, [(job.id, 0, None, JobState.QUEUED, "submitted")], now)
-                return job, True
-        raise StoreError("could not insert or find the job for this idempotency key")
+                inserted = {i: _row_to_job(row) for i, row in zip(fresh, rows, strict=True)}
+                self._event(
+                    conn,
+                    [(j.id, 0, None, JobState.QUEUED, "submitted") for j in inserted.values()],
+                    now,
+                )
+                out: list[tuple[Job, bool]] = []
+                for i, (request, _, _) in enumerate(prepared):
+                    key = request.idempotency_key
+                    if i in inserted:
+                        out.append((inserted[i], True))
+                    elif key in existing:
+                        out.append((_row_to_job(existing[key]), False))
+                    else:  # the same key and request earlier in this batch
+                        out.append((inserted[first_of_key[key]], False))
+                return out
+        raise StoreError("could not insert or find the jobs for these idempotency keys")
 
     def get(self, job_id: int, *, tenant: str | None = None) -> Job:
         query = sa.select(J).where(J.c.id == job_id)

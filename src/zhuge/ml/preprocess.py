@@ -43,7 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from zhuge.errors import DataError
 
-__all__ = ["PreprocessSpec", "Preprocessor", "load_spec"]
+__all__ = ["PreprocessSpec", "Preprocessor", "load_spec", "resolve_columns"]
 
 KNN_IMPUTE_MAX_ROWS = 50_000  # KNNImputer compares every row with every other
 OUTLIER_MIN_ROWS = 100
@@ -162,6 +162,17 @@ def _resolve_columns(
             else:
                 notes.append(f"dropped {name}: {levels} distinct short strings (identifier-like)")
     return kinds
+
+
+def resolve_columns(
+    frame: pd.DataFrame, spec: PreprocessSpec | None = None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """What ``spec`` (default: all ``auto``) would use each column of ``frame`` as, without
+    fitting anything: ``({"numeric": [...], "categorical": [...], "text": [...]}, notes)``.
+    Cheap (one ``nunique`` per column), so a command can check a table before a job runs."""
+    notes: list[str] = []
+    kinds = _resolve_columns(frame, spec or PreprocessSpec(), notes)
+    return kinds, notes
 
 
 class Preprocessor(TransformerMixin, BaseEstimator):

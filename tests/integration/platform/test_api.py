@@ -180,3 +180,78 @@ json_values = st.recursive(
 def test_no_body_makes_a_500(api, body):
     r = api.post("/v1/jobs", json=body)
     assert r.status_code in (200, 201, 409, 422), r.text
+
+
+def test_batch_submit_queues_all_in_order_with_idempotency(api):
+    jobs = [{"kind": "echo", "params": {"n": i}} for i in range(5)]
+    jobs.append({"kind": "echo", "params": {"n": 99}, "idempotency_key": "k"})
+    jobs.append({"kind": "echo", "params": {"n": 99}, "idempotency_key": "k"})  # same job
+    r = api.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert [j["params"].get("n") for j in body["jobs"]] == [0, 1, 2, 3, 4, 99, 99]
+    assert body["created"] == [True] * 6 + [False]
+    assert body["jobs"][5]["id"] == body["jobs"][6]["id"]
+    assert all(j["state"] == "queued" for j in body["jobs"]) and api.notified == [1]
+    replay = api.post("/v1/jobs/batch", json={"jobs": jobs[5:]})
+    assert replay.status_code == 200 and replay.json()["created"] == [False, False]
+    assert len(api.get("/v1/jobs").json()["jobs"]) == 6
+
+
+@pytest.mark.parametrize(
+    ("jobs", "status", "needle"),
+    [
+        ([{"kind": "echo"}, {"kind": "nope"}], 422, "jobs[1]"),
+        ([{"kind": "echo"}, {"kind": "sleep", "params": {"seconds": "x"}}], 422, "jobs[1]"),
+        ([], 422, "jobs"),
+        ([{"kind": "echo"}] * 1001, 422, "jobs"),
+        (
+            [
+                {"kind": "echo", "params": {"a": 1}, "idempotency_key": "k"},
+                {"kind": "echo", "params": {"a": 2}, "idempotency_key": "k"},
+            ],
+            409,
+            "twice in this batch",
+        ),
+    ],
+)
+def test_a_bad_batch_writes_nothing(api, jobs, status, needle):
+    r = api.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert r.status_code == status, r.text
+    assert needle in r.text
+    assert api.get("/v1/jobs").json()["jobs"] == []
+
+
+def test_batch_conflicting_with_an_earlier_job_writes_nothing(api):
+    api.post(
+        "/v1/jobs", json={"kind": "echo", "params": {"a": 1}}, headers={"Idempotency-Key": "k"}
+    )
+    jobs = [{"kind": "echo"}, {"kind": "echo", "params": {"a": 2}, "idempotency_key": "k"}]
+    r = api.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert r.status_code == 409
+    assert len(api.get("/v1/jobs").json()["jobs"]) == 1
+
+
+def test_sdk_submit_many_splits_big_batches(api):
+    c = Client("http://testserver", api.token, transport=api._transport)
+    handles = c.submit_many([{"kind": "echo", "params": {"n": i}} for i in range(1500)])
+    assert [h.raw["params"]["n"] for h in handles] == list(range(1500))
+    assert len({h.id for h in handles}) == 1500
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    jobs=st.lists(
+        st.dictionaries(
+            st.sampled_from(["kind", "params", "priority", "idempotency_key", "max_attempts"]),
+            json_values,
+            max_size=4,
+        ),
+        max_size=3,
+    )
+)
+def test_no_batch_makes_a_500(api, jobs):
+    r = api.post("/v1/jobs/batch", json={"jobs": jobs})
+    assert r.status_code in (200, 201, 409, 422), r.text

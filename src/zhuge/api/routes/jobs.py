@@ -7,10 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from zhuge.api.auth import CurrentTenant, StoreDep
-from zhuge.api.schemas import EventOut, JobCreate, JobList, JobOut, LogOut, LogsOut
+from zhuge.api.schemas import (
+    EventOut,
+    JobBatchCreate,
+    JobBatchOut,
+    JobCreate,
+    JobList,
+    JobOut,
+    LogOut,
+    LogsOut,
+)
 from zhuge.errors import InvalidRequest
-from zhuge.jobs.service import submit_job
+from zhuge.jobs.service import submit_job, submit_jobs
 from zhuge.jobs.states import JobState
+from zhuge.jobs.store import JobRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -51,6 +61,43 @@ def create_job(
     else:
         response.status_code = status.HTTP_200_OK
     return _out(request, job)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "Every job was an idempotency replay: nothing new."}},
+)
+def create_jobs(
+    body: JobBatchCreate,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    tenant: CurrentTenant,
+) -> JobBatchOut:
+    """Submit up to 1,000 jobs in one transaction: all are queued, or none (a bad one is
+    named by its position). The way to enqueue many short jobs quickly."""
+    results = submit_jobs(
+        store,
+        tenant=tenant,
+        requests=[
+            JobRequest(
+                kind=item.kind,
+                params=item.params,
+                priority=item.priority,
+                resources=item.resources,
+                max_attempts=item.max_attempts,
+                idempotency_key=item.idempotency_key,
+            )
+            for item in body.jobs
+        ],
+    )
+    created = [c for _, c in results]
+    if any(created):
+        request.app.state.notify()
+    else:
+        response.status_code = status.HTTP_200_OK
+    return JobBatchOut(jobs=[_out(request, j) for j, _ in results], created=created)
 
 
 @router.get("")

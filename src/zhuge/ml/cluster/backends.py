@@ -19,7 +19,10 @@ __all__ = ["Backend", "BackendName", "cuml_available", "get_backend"]
 
 BackendName = Literal["auto", "sklearn", "cuml"]
 
-GPU_EXTRA_HINT = "install RAPIDS cuML on a CUDA machine (pip install 'zhuge[gpu]')"
+GPU_INSTALL_HINT = (
+    "install RAPIDS cuML from NVIDIA's package index on a machine with an NVIDIA GPU and CUDA 12: "
+    "pip install --extra-index-url=https://pypi.nvidia.com cuml-cu12"
+)
 
 # algorithm name -> (sklearn module, class name), (cuML module, class name) or None
 _CLASSES: dict[str, tuple[tuple[str, str], tuple[str, str] | None]] = {
@@ -61,7 +64,7 @@ class Backend:
                 return getattr(importlib.import_module(module), cls)
             except ImportError as exc:
                 raise MissingDependency(
-                    f"the cuml backend needs cuML ({module}.{cls}): {GPU_EXTRA_HINT}"
+                    f"the cuml backend needs cuML ({module}.{cls}): {GPU_INSTALL_HINT}"
                 ) from exc
         # cuML lacks this algorithm (or we are on CPU): scikit-learn's implementation
         return getattr(importlib.import_module(module), cls)
@@ -78,7 +81,7 @@ def get_backend(name: BackendName = "auto") -> Backend:
     if name == "cuml":
         if importlib.util.find_spec("cuml") is None:
             raise MissingDependency(
-                f"backend 'cuml' was requested but cuML is not installed: {GPU_EXTRA_HINT}"
+                f"backend 'cuml' was requested but cuML is not installed: {GPU_INSTALL_HINT}"
             )
         return Backend("cuml")
     if name == "auto":

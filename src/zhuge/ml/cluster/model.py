@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +17,17 @@ from zhuge.artifacts import ArtifactDir
 from zhuge.errors import DataError, ModelNotFound
 from zhuge.ml.cluster._validation import ClusterInputError, as_matrix
 from zhuge.ml.cluster.algorithms import ClusterResult, predict_labels
-from zhuge.ml.cluster.search import SearchOptions, SearchResult, search_clusterings
+from zhuge.ml.cluster.planning import TIME_LIMIT_S, FitPlan, plan_fit
+from zhuge.ml.cluster.search import (
+    AUTO_ALGORITHMS,
+    SearchOptions,
+    SearchResult,
+    search_clusterings,
+)
+from zhuge.ml.cluster.streaming import STREAMED_ARTIFACT_KIND, StreamedKMeans
 from zhuge.ml.preprocess import Preprocessor, PreprocessSpec
 
-__all__ = ["ARTIFACT_KIND", "Segmenter"]
+__all__ = ["ARTIFACT_KIND", "Segmenter", "load_model"]
 
 ARTIFACT_KIND = "zhuge.cluster.segmenter"
 _PAYLOAD = "segmenter.joblib"
@@ -39,9 +47,18 @@ class Segmenter(ClusterMixin, BaseEstimator):
         map_fn: ``Executor.map``-like callable used to evaluate candidates in parallel.
         max_search_rows: the largest sample the search looks at.
         params: fixed parameters merged into every candidate, e.g. ``{"n_init": 3}``.
+        memory_limit_bytes: memory the fit may plan to use (``None``: 70 % of what is
+            available when ``fit`` starts).
+        time_limit_s: estimated seconds above which an algorithm is switched or refused.
+
+    Before any fit, the algorithms are planned (:func:`~zhuge.ml.cluster.planning.plan_fit`)
+    on the prepared matrix's shape: a named algorithm that would not fit the limits raises a
+    ``DataError`` saying what to do instead (or KMeans becomes MiniBatchKMeans, with a note);
+    under ``"auto"`` such algorithms are left out, with a note.
 
     Learned: ``labels_``, ``n_clusters_``, ``result_`` (:class:`ClusterResult`),
     ``search_`` (:class:`SearchResult`: every candidate and why the winner won),
+    ``plan_`` (:class:`FitPlan`), ``notes_`` (what planning and the search changed),
     ``preprocessor_``, ``cluster_centers_`` (k-means family), ``n_features_in_``.
     """
 
@@ -56,6 +73,8 @@ class Segmenter(ClusterMixin, BaseEstimator):
         map_fn: Callable[..., Any] | None = None,
         max_search_rows: int = 20_000,
         params: dict[str, Any] | None = None,
+        memory_limit_bytes: int | None = None,
+        time_limit_s: float = TIME_LIMIT_S,
     ) -> None:
         self.algorithm = algorithm
         self.n_clusters = n_clusters
@@ -65,6 +84,8 @@ class Segmenter(ClusterMixin, BaseEstimator):
         self.map_fn = map_fn
         self.max_search_rows = max_search_rows
         self.params = params
+        self.memory_limit_bytes = memory_limit_bytes
+        self.time_limit_s = time_limit_s
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -99,9 +120,10 @@ class Segmenter(ClusterMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> Segmenter:
         matrix = self._prepare_fit(X)
-        algorithms = self.algorithm
+        self.plan_: FitPlan = self._plan(matrix.shape)
         options = SearchOptions(
-            algorithms=algorithms,
+            algorithms=self.plan_.algorithms,
+            auto=self.algorithm == "auto",
             n_clusters=self.n_clusters,
             k_range=tuple(self.k_range),
             random_state=self.random_state,
@@ -112,10 +134,28 @@ class Segmenter(ClusterMixin, BaseEstimator):
         self.result_: ClusterResult = self.search_.winner
         self.labels_ = self.result_.labels
         self.n_clusters_ = self.result_.n_clusters
+        self.notes_ = [*self.plan_.notes, *self.search_.notes]
         centers = getattr(self.result_.model, "cluster_centers_", None)
         if centers is not None:
             self.cluster_centers_ = np.asarray(centers)
         return self
+
+    def _plan(self, shape: tuple[int, int]) -> FitPlan:
+        if self.algorithm == "auto":
+            names: list[str] = list(AUTO_ALGORITHMS)
+        elif isinstance(self.algorithm, str):
+            names = [self.algorithm]
+        else:
+            names = list(self.algorithm)
+        return plan_fit(
+            shape[0],
+            shape[1],
+            names,
+            k=self.n_clusters or int(self.k_range[1]),
+            explicit=self.algorithm != "auto",
+            memory_limit_bytes=self.memory_limit_bytes,
+            time_limit_s=self.time_limit_s,
+        )
 
     def _transform_new(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "result_")
@@ -153,14 +193,17 @@ class Segmenter(ClusterMixin, BaseEstimator):
             "n_clusters": int(self.n_clusters_),
             "can_predict": self.result_.can_predict,
             "reason": self.search_.reason,
+            "notes": list(self.notes_),
             "preprocessing": self.preprocessor_.description_ if self.preprocessor_ else [],
         }
 
     def save(self, url: str) -> dict[str, Any]:
         """Write the fitted segmenter under ``url`` with a hashed manifest; return the manifest."""
         check_is_fitted(self, "result_")
+        stored = copy.copy(self)
+        stored.map_fn = None  # a job's ctx.map is bound to that job: not part of the model
         buf = io.BytesIO()
-        joblib.dump(self, buf)
+        joblib.dump(stored, buf)
         return ArtifactDir(url).save(
             {_PAYLOAD: buf.getvalue()},
             kind=ARTIFACT_KIND,
@@ -177,6 +220,19 @@ class Segmenter(ClusterMixin, BaseEstimator):
         if not isinstance(model, cls):
             raise ModelNotFound(f"artifact at {url} does not hold a Segmenter")
         return model
+
+
+def load_model(url: str) -> Segmenter | StreamedKMeans:
+    """A saved clustering model of either kind (its manifest says which), hash-verified."""
+    folder = ArtifactDir(url)
+    if not folder.exists("manifest.json"):
+        raise ModelNotFound(f"no saved clustering model at {url} (no manifest.json)")
+    kind = folder.read_json("manifest.json").get("kind")
+    if kind == STREAMED_ARTIFACT_KIND:
+        return StreamedKMeans.load(url)
+    if kind == ARTIFACT_KIND:
+        return Segmenter.load(url)
+    raise ModelNotFound(f"artifact at {url} is a {kind!r}, not a clustering model")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -31,6 +31,7 @@ once on all rows; the notes say so.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "CandidateRecord",
     "SearchOptions",
     "SearchResult",
+    "choose_k",
     "evaluate_candidate",
     "rank_candidates",
     "search_clusterings",
@@ -79,6 +81,7 @@ class SearchOptions:
     gap_rows: int = 3_000
     gap_references: int = 8
     params: dict[str, Any] = field(default_factory=dict)  # fixed, e.g. {"n_init": 3}
+    auto: bool = False  # algorithms is a list the caller did not choose (auto minus planning)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class CandidateRecord:
     note: str = ""
     rung: int = 0
     eliminated: str = ""
+    process: int = 0  # id of the process that evaluated it (several under a Dask map_fn)
 
     @property
     def score(self) -> float:
@@ -147,6 +151,11 @@ def evaluate_candidate(
     by the gap statistic, and stability is known to favour fewer clusters (k=2 is nearly
     always the most stable), so it must not overrule that decision.
     """
+    record = _evaluate(task)
+    return replace(record, process=os.getpid())
+
+
+def _evaluate(task: tuple[Candidate, np.ndarray, int, int, int, int | None]) -> CandidateRecord:
     candidate, X, pairs, seed, rung, k_star = task
     try:
         result = fit_algorithm(candidate.algorithm, X, candidate.params, random_state=seed)
@@ -275,6 +284,15 @@ def _choose_k(
     return k, f"{gap.explain()}; fell back to the best KMeans silhouette: k={k} ({sil[k]:.3f})", gap
 
 
+def choose_k(
+    X: np.ndarray, k_range: tuple[int, int] = (2, 10), *, random_state: int = 0
+) -> tuple[int, str]:
+    """The number of clusters the search would choose on ``X``, and why (gap statistic)."""
+    opts = SearchOptions(k_range=k_range, random_state=random_state)
+    k, note, _ = _choose_k(X, opts, np.random.default_rng(random_state))
+    return k, note
+
+
 def _rungs(n: int, opts: SearchOptions) -> list[int]:
     top = min(n, opts.max_search_rows)
     sizes = []
@@ -321,7 +339,8 @@ def search_clusterings(
             notes.append(
                 f"left out {dropped}: they cannot label rows beyond the {opts.max_search_rows} searched"
             )
-        if opts.algorithms == "auto" and "kmeans" in algorithms and n > 200_000:
+        auto = opts.algorithms == "auto" or opts.auto
+        if auto and "kmeans" in algorithms and n > 200_000:
             algorithms = ["minibatch_kmeans" if a == "kmeans" else a for a in algorithms]
             notes.append("kmeans replaced by minibatch_kmeans for more than 200000 rows")
 
