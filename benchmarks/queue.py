@@ -94,7 +94,13 @@ def paced_latency(submit_one, newest, rate: float, count: int) -> dict[str, floa
 
 
 def run_zhuge(
-    db_url: str | None, jobs: int, clients: int, workers: int, rate: float, paced: int
+    db_url: str | None,
+    jobs: int,
+    clients: int,
+    workers: int,
+    rate: float,
+    paced: int,
+    batch: int = 0,
 ) -> dict:
     home = Path(tempfile.mkdtemp(prefix="zhuge-bench-"))
     port = free_port()
@@ -142,6 +148,11 @@ def run_zhuge(
 
         def submit_many(n: int) -> None:
             with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+                if batch:
+                    for start in range(0, n, batch):
+                        body = {"jobs": [{"kind": "echo"}] * min(batch, n - start)}
+                        http.post("/v1/jobs/batch", json=body).raise_for_status()
+                    return
                 for _ in range(n):
                     r = http.post("/v1/jobs", json={"kind": "echo", "params": {}})
                     r.raise_for_status()
@@ -185,6 +196,8 @@ def run_zhuge(
         store.dispose()
         store_url = db_url or f"sqlite:///{home / 'zhuge.db'}"
         name = "zhuge+postgres" if db_url else "zhuge+sqlite"
+        if batch:
+            name += f" batch {batch}"
         out = summarise(
             name,
             np.array([j.created_at for j in measured]),
@@ -204,7 +217,7 @@ def run_zhuge(
         shutil.rmtree(home, ignore_errors=True)
 
 
-def run_rq(jobs: int, clients: int, workers: int, rate: float, paced: int) -> dict:
+def run_rq(jobs: int, clients: int, workers: int, rate: float, paced: int, batch: int = 0) -> dict:
     import redis
     from rq import Queue
 
@@ -238,7 +251,16 @@ def run_rq(jobs: int, clients: int, workers: int, rate: float, paced: int) -> di
 
         def enqueue_many(n: int) -> list[str]:
             q = Queue(name, connection=redis.Redis(host="127.0.0.1", port=6379))
-            return [q.enqueue("benchmarks.rq_tasks.noop").id for _ in range(n)]
+            if not batch:
+                return [q.enqueue("benchmarks.rq_tasks.noop").id for _ in range(n)]
+            ids = []
+            for start in range(0, n, batch):
+                data = [
+                    Queue.prepare_data("benchmarks.rq_tasks.noop")
+                    for _ in range(min(batch, n - start))
+                ]
+                ids.extend(job.id for job in q.enqueue_many(data))
+            return ids
 
         per_client = [jobs // clients + (i < jobs % clients) for i in range(clients)]
         t0 = time.time()
@@ -272,7 +294,7 @@ def run_rq(jobs: int, clients: int, workers: int, rate: float, paced: int) -> di
 
         idle = paced_latency(submit_one, newest, rate, paced)
         return idle | summarise(
-            "rq+redis",
+            f"rq+redis batch {batch}" if batch else "rq+redis",
             np.array([ts(j.enqueued_at) for j in fetched]),
             np.array([ts(j.started_at) for j in fetched]),
             np.array([ts(j.ended_at) for j in fetched]),
@@ -317,11 +339,18 @@ def main() -> None:
     parser.add_argument("--paced-jobs", type=int, default=200, help="jobs for the idle-latency run")
     parser.add_argument("--paced-rate", type=float, default=20.0, help="jobs/s in that run")
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="submit N jobs per request (zhuge: POST /v1/jobs/batch; RQ: enqueue_many "
+        "in a pipeline); 0: one request per job",
+    )
+    parser.add_argument(
         "--postgres-url", default=os.environ.get("ZHUGE_TEST_POSTGRES_URL", DEFAULT_PG)
     )
     args = parser.parse_args()
 
-    common = (args.jobs, args.clients, args.workers, args.paced_rate, args.paced_jobs)
+    common = (args.jobs, args.clients, args.workers, args.paced_rate, args.paced_jobs, args.batch)
     results = []
     for backend in args.backends.split(","):
         if backend == "sqlite":
@@ -339,7 +368,8 @@ def main() -> None:
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(
-        f"\n{args.jobs} no-op jobs, {args.clients} submitting clients, {args.workers} workers; {machine}\n"
+        f"\n{args.jobs} no-op jobs, {args.clients} submitting clients, {args.workers} workers, "
+        f"{'batches of ' + str(args.batch) if args.batch else 'one request per job'}; {machine}\n"
     )
     cols = [
         "backend",
@@ -352,9 +382,9 @@ def main() -> None:
         "idle_start_p50_ms",
         "idle_start_p99_ms",
     ]
-    print("  ".join(f"{c:>17}" for c in cols))
+    print("  ".join(f"{c:>22}" for c in cols))
     for r in results:
-        print("  ".join(f"{r[c]!s:>17}" for c in cols))
+        print("  ".join(f"{r[c]!s:>22}" for c in cols))
     print(
         "\nstart/done: under load (all jobs submitted at once); idle_start: one job at a time "
         f"at {args.paced_rate:g}/s with free workers (submit-to-start)"

@@ -51,13 +51,14 @@ from zhuge.data.sources import (
 from zhuge.errors import DataError, InvalidRequest, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.kinds import KindParams, kind
-from zhuge.ml.forecast import DEFAULT_EDGES, MODEL_NAMES, load, quantile_column
+from zhuge.ml.forecast import DEFAULT_EDGES, MODEL_NAMES, load
 from zhuge.ml.forecast.chunked import (
     Pipeline,
     backtest_part,
     concat_parquet,
     copy_file,
     load_pipeline,
+    parquet_columns,
     predict_part,
     prepare_part,
     read_parquet_url,
@@ -722,10 +723,7 @@ def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
         "horizon_steps": pipeline.horizon_steps,
         "level": pipeline.level,
         "target": pipeline.target,
-        "columns": ["series_id", "timestamp", "yhat"]
-        + [quantile_column(q) for q in pipeline.quantiles]
-        + (["bucket"] if pipeline.target == "bucket" else [])
-        + ["model"],
+        "columns": parquet_columns(target),
         "first_timestamp": str(first_last.min()),
         "last_timestamp": str(first_last.max()),
         "model": _model_summary(forecaster, pipeline.target),

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import traceback as tb
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -50,56 +50,101 @@ class AttemptSpec:
 
 
 class _Heartbeat(threading.Thread):
-    """Renews the lease and flushes logs and progress; sets ``cancelled`` when the attempt
-    is no longer ours (cancelled by a user, or superseded after our lease expired)."""
+    """Renews the lease of the attempt running now and flushes its logs and progress; sets
+    its ``cancelled`` when the attempt is no longer ours (cancelled by a user, or superseded
+    after our lease expired). One thread per Dask task, serving each attempt of a chain in
+    turn (``attach``/``detach``), so a chained job costs no thread start."""
 
-    def __init__(self, store: JobStore, spec: AttemptSpec, ctx: JobContext) -> None:
+    def __init__(self, store: JobStore, spec: AttemptSpec) -> None:
         super().__init__(name=f"zhuge-heartbeat-{spec.job_id}", daemon=True)
         self.store = store
-        self.spec = spec
-        self.ctx = ctx
+        self.interval = spec.heartbeat_seconds
+        self.lease_seconds = spec.lease_seconds
         self.stopped = threading.Event()
-        self._lines: list[tuple[float, str]] = []
+        self._current: tuple[int, int, JobContext] | None = None
+        self._lines: list[tuple[int, int, float, str]] = []
         self._lock = threading.Lock()
 
-    def log(self, line: str) -> None:
+    def attach(self, ctx: JobContext) -> None:
+        """Serve this attempt from now on; its ``ctx.log`` writes through us."""
+        job_id, attempt = ctx.job_id, ctx.attempt
+
+        def log_line(line: str) -> None:
+            with self._lock:
+                self._lines.append((job_id, attempt, time.time(), line))
+                full = len(self._lines) >= LOG_FLUSH_LINES
+            if full:
+                self.flush_logs()
+
+        ctx._log = log_line
         with self._lock:
-            self._lines.append((time.time(), line))
-            full = len(self._lines) >= LOG_FLUSH_LINES
-        if full:
-            self.flush_logs()
+            self._current = (job_id, attempt, ctx)
+
+    def detach(self) -> None:
+        """The attempt is over: stop renewing its lease and write its last log lines."""
+        with self._lock:
+            self._current = None
+        self.flush_logs()
 
     def flush_logs(self) -> None:
         with self._lock:
             lines, self._lines = self._lines, []
-        if lines:
+        by_attempt: dict[tuple[int, int], list[tuple[float, str]]] = {}
+        for job_id, attempt, at, line in lines:
+            by_attempt.setdefault((job_id, attempt), []).append((at, line))
+        for (job_id, attempt), batch in by_attempt.items():
             try:
-                self.store.append_logs(self.spec.job_id, self.spec.attempt, lines)
+                self.store.append_logs(job_id, attempt, batch)
             except Exception:  # logs are best effort; the outcome is what must not be lost
-                log.exception(
-                    "could not write %d log lines of job %s", len(lines), self.spec.job_id
-                )
+                log.exception("could not write %d log lines of job %s", len(batch), job_id)
 
     def run(self) -> None:
-        while not self.stopped.wait(self.spec.heartbeat_seconds):
+        while not self.stopped.wait(self.interval):
             self.flush_logs()
+            with self._lock:
+                current = self._current
+            if current is None:
+                continue
+            job_id, attempt, ctx = current
             try:
                 alive = self.store.heartbeat(
-                    self.spec.job_id,
-                    self.spec.attempt,
-                    lease_seconds=self.spec.lease_seconds,
-                    progress=self.ctx.latest_progress or None,
+                    job_id,
+                    attempt,
+                    lease_seconds=self.lease_seconds,
+                    progress=ctx.latest_progress or None,
                 )
             except Exception:
-                log.exception("heartbeat of job %s failed; will retry", self.spec.job_id)
+                log.exception("heartbeat of job %s failed; will retry", job_id)
                 continue
             if not alive:
-                self.ctx.cancelled.set()
-                return
+                ctx.cancelled.set()  # that attempt's ctx, even if another is attached by now
 
     def stop(self) -> None:
         self.stopped.set()
         self.flush_logs()
+
+
+@dataclass
+class _Chain:
+    """Whether, and as whom, a task goes on to the next queued job after each one."""
+
+    owner: str
+    worker: str
+    resources: dict[str, float]
+    lease_seconds: float
+    deadline: float
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self.deadline
+
+    def claim(self, store: JobStore) -> Job | None:
+        return store.claim_next(
+            owner=self.owner,
+            worker=self.worker,
+            lease_seconds=self.lease_seconds,
+            resources=self.resources,
+        )
 
 
 def _cpu_seconds() -> float:
@@ -156,27 +201,34 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
             require_started=True,
         )
         return {"job_id": spec.job_id, "attempt": spec.attempt, "outcome": "stale"}
-    outcome = _run_started(store, spec, job)
-    chained = 0
+    chain = None
     if spec.chain_seconds > 0 and spec.owner and spec.resources is not None:
-        deadline = time.monotonic() + spec.chain_seconds
-        last = outcome
-        while last not in ("cancelled", "superseded") and time.monotonic() < deadline:
-            nxt = store.claim_next(
-                owner=spec.owner,
-                worker=worker,
-                lease_seconds=spec.lease_seconds,
-                resources=spec.resources,
-            )
-            if nxt is None:
-                break
-            last = _run_started(store, spec, nxt)
+        chain = _Chain(
+            owner=spec.owner,
+            worker=worker,
+            resources=spec.resources,
+            lease_seconds=spec.lease_seconds,
+            deadline=time.monotonic() + spec.chain_seconds,
+        )
+    beat = _Heartbeat(store, spec)
+    beat.start()
+    chained = 0
+    try:
+        outcome, nxt = _run_started(store, spec, job, beat, chain)
+        while nxt is not None:
             chained += 1
+            _, nxt = _run_started(store, spec, nxt, beat, chain)
+    finally:
+        beat.stop()
     return {"job_id": job.id, "attempt": job.attempt, "outcome": outcome, "chained": chained}
 
 
-def _run_started(store: JobStore, spec: AttemptSpec, job: Job) -> str:
-    """Run a started attempt's code and commit its outcome; the outcome, in a word."""
+def _run_started(
+    store: JobStore, spec: AttemptSpec, job: Job, beat: _Heartbeat, chain: _Chain | None
+) -> tuple[str, Job | None]:
+    """Run a started attempt's code and commit its outcome: the outcome, in a word, and the
+    next job of the chain, already claimed and started (committed in the same transaction
+    as a success), or None."""
     root = ArtifactDir(spec.artifacts_url)
     ctx = JobContext(
         job_id=job.id,
@@ -185,28 +237,36 @@ def _run_started(store: JobStore, spec: AttemptSpec, job: Job) -> str:
         artifacts=root.child(job.artifact_prefix()),
         artifacts_root=root,
     )
-    beat = _Heartbeat(store, replace(spec, job_id=job.id, attempt=job.attempt), ctx)
-    ctx._log = beat.log
-    beat.start()
+    beat.attach(ctx)
     cpu_before = _cpu_seconds()
-    outcome: str
+    nxt: Job | None = None
     try:
         kind = get_kind(job.kind)
         result = kind.run(kind.parse(job.params), ctx)
-        beat.stop()
-        committed = store.complete(
-            job.id,
-            job.attempt,
-            result=result,
-            cpu_seconds=_cpu_seconds() - cpu_before + ctx.extra_cpu_seconds,
-            progress=ctx.latest_progress or None,
-        )
-        outcome = "succeeded" if committed else "superseded"
+        beat.detach()
+        complete = {
+            "result": result,
+            "cpu_seconds": _cpu_seconds() - cpu_before + ctx.extra_cpu_seconds,
+            "progress": ctx.latest_progress or None,
+        }
+        if chain is not None and chain.open:
+            committed, nxt = store.complete_and_claim_next(
+                job.id,
+                job.attempt,
+                **complete,
+                owner=chain.owner,
+                worker=chain.worker,
+                lease_seconds=chain.lease_seconds,
+                resources=chain.resources,
+            )
+        else:
+            committed = store.complete(job.id, job.attempt, **complete)
+        return ("succeeded" if committed else "superseded"), nxt
     except JobCancelled:
-        beat.stop()
-        outcome = "cancelled"
+        beat.detach()
+        return "cancelled", None  # a chain ends here: the task may be about to be cancelled
     except BaseException as exc:
-        beat.stop()
+        beat.detach()
         error = f"{type(exc).__name__}: {exc}"
         failed = store.fail_attempt(
             job.id,
@@ -218,9 +278,10 @@ def _run_started(store: JobStore, spec: AttemptSpec, job: Job) -> str:
             # time: the job goes dead at once instead of burning its retries.
             retryable=not isinstance(exc, InvalidRequest),
         )
-        outcome = failed.state.value if failed else "superseded"
         if not isinstance(exc, Exception):
             raise
-    finally:
-        beat.stopped.set()
-    return outcome
+        if failed is None:
+            return "superseded", None
+        if chain is not None and chain.open:
+            nxt = chain.claim(store)
+        return failed.state.value, nxt

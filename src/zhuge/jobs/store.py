@@ -494,6 +494,17 @@ class JobStore:
         the lease is ``owner``'s, so that scheduler's shutdown releases the job like any other.
         If the job at the head of the queue needs other resources, nothing is claimed.
         """
+        with self._tx() as conn:
+            return self._claim_next(conn, owner, worker, lease_seconds, resources)
+
+    def _claim_next(
+        self,
+        conn: Connection,
+        owner: str,
+        worker: str,
+        lease_seconds: float,
+        resources: dict[str, float],
+    ) -> Job | None:
         now = self.clock()
         head = (
             sa.select(J.c.id, J.c.resources)
@@ -507,41 +518,29 @@ class JobStore:
         )
         if self.is_postgres:
             head = head.with_for_update(skip_locked=True)
-        with self._tx() as conn:
-            row = conn.execute(head).first()
-            if row is None or {k: float(v) for k, v in row.resources.items()} != resources:
-                return None
-            claimed = conn.execute(
-                J.update()
-                .where(J.c.id == row.id, J.c.state == JobState.QUEUED.value)
-                .values(
-                    state=JobState.RUNNING.value,
-                    attempt=J.c.attempt + 1,
-                    lease_expires_at=now + lease_seconds,
-                    lease_owner=owner,
-                    worker=worker,
-                    started_at=now,
-                    progress=None,
-                    updated_at=now,
-                )
-                .returning(*J.c)
-            ).first()
-            if claimed is None:
-                return None
-            job = _row_to_job(claimed)
-            self._event(
-                conn,
-                [
-                    (
-                        job.id,
-                        job.attempt,
-                        JobState.QUEUED,
-                        JobState.RUNNING,
-                        f"claimed by {owner}, chained on {worker}",
-                    )
-                ],
-                now,
+        row = conn.execute(head).first()
+        if row is None or {k: float(v) for k, v in row.resources.items()} != resources:
+            return None
+        claimed = conn.execute(
+            J.update()
+            .where(J.c.id == row.id, J.c.state == JobState.QUEUED.value)
+            .values(
+                state=JobState.RUNNING.value,
+                attempt=J.c.attempt + 1,
+                lease_expires_at=now + lease_seconds,
+                lease_owner=owner,
+                worker=worker,
+                started_at=now,
+                progress=None,
+                updated_at=now,
             )
+            .returning(*J.c)
+        ).first()
+        if claimed is None:
+            return None
+        job = _row_to_job(claimed)
+        message = f"claimed by {owner}, chained on {worker}"
+        self._event(conn, [(job.id, job.attempt, JobState.QUEUED, JobState.RUNNING, message)], now)
         return job
 
     def expire_leases(self) -> list[Job]:
@@ -691,27 +690,58 @@ class JobStore:
     ) -> bool:
         """Commit the attempt's result (and its last progress report, which the heartbeat may
         not have carried yet); False, and nothing written, if the attempt lost."""
+        with self._tx() as conn:
+            return self._complete(conn, job_id, attempt, result, cpu_seconds, progress)
+
+    def complete_and_claim_next(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        result: Any,
+        cpu_seconds: float = 0.0,
+        progress: dict[str, Any] | None = None,
+        owner: str,
+        worker: str,
+        lease_seconds: float,
+        resources: dict[str, float],
+    ) -> tuple[bool, Job | None]:
+        """``complete`` then ``claim_next`` in one transaction (one commit per chained job).
+        Nothing is claimed when the commit lost."""
+        with self._tx() as conn:
+            if not self._complete(conn, job_id, attempt, result, cpu_seconds, progress):
+                return False, None
+            return True, self._claim_next(conn, owner, worker, lease_seconds, resources)
+
+    def _complete(
+        self,
+        conn: Connection,
+        job_id: int,
+        attempt: int,
+        result: Any,
+        cpu_seconds: float,
+        progress: dict[str, Any] | None,
+    ) -> bool:
         now = self.clock()
         extra = {"progress": progress} if progress else {}
-        with self._tx() as conn:
-            done = conn.execute(
-                J.update()
-                .where(self._running(job_id, attempt))
-                .values(
-                    **extra,
-                    state=JobState.SUCCEEDED.value,
-                    result=result,
-                    finished_at=now,
-                    lease_expires_at=None,
-                    cpu_seconds=J.c.cpu_seconds + cpu_seconds,
-                    updated_at=now,
-                    error=None,
-                    traceback=None,
-                )
+        done = conn.execute(
+            J.update()
+            .where(self._running(job_id, attempt))
+            .values(
+                **extra,
+                state=JobState.SUCCEEDED.value,
+                result=result,
+                finished_at=now,
+                lease_expires_at=None,
+                cpu_seconds=J.c.cpu_seconds + cpu_seconds,
+                updated_at=now,
+                error=None,
+                traceback=None,
             )
-            if done.rowcount != 1:
-                return False
-            self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
+        )
+        if done.rowcount != 1:
+            return False
+        self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
         return True
 
     def fail_attempt(
