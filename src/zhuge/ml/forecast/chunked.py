@@ -52,6 +52,7 @@ __all__ = [
     "concat_parquet",
     "copy_file",
     "load_pipeline",
+    "parquet_columns",
     "predict_part",
     "prepare_part",
     "read_parquet_url",
@@ -86,6 +87,12 @@ def read_parquet_url(url: str, columns: Sequence[str] | None = None) -> pd.DataF
     fs, path = fsspec.core.url_to_fs(url)
     with fs.open(path, "rb") as fh:
         return pq.read_table(fh, columns=list(columns) if columns else None).to_pandas()
+
+
+def parquet_columns(url: str) -> list[str]:
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "rb") as fh:
+        return list(pq.read_schema(fh).names)
 
 
 def _write(folder: str, name: str, frame: pd.DataFrame) -> str:
