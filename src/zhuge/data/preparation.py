@@ -78,13 +78,22 @@ def detect_sample_freq(frame: pd.DataFrame, freq: str) -> str:
     spacing = pd.Timedelta(int(np.median(gaps)), "ns")
     if spacing > target * 1.5:
         raise DataError(
-            f"the telemetry is sampled every {spacing} (median spacing), sparser than the "
+            f"the telemetry is sampled every {_duration(spacing)} (median spacing), sparser "
+            f"than the "
             f"forecast grid {freq}; choose a coarser freq"
         )
     fits = [g for g in SAMPLE_GRIDS if target % pd.Timedelta(g) == pd.Timedelta(0)]
     fits = [g for g in fits if pd.Timedelta(g) <= target] or [freq]
     best = min(fits, key=lambda g: abs(np.log(pd.Timedelta(g) / spacing)))
     return best
+
+
+def _duration(value: pd.Timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def prepare_chunk(frame: pd.DataFrame, spec: ChunkSpec) -> tuple[pd.DataFrame, PreparedFleet]:
