@@ -152,6 +152,59 @@ def _row_to_job(row: sa.Row[Any]) -> Job:
 
 J = schema.jobs
 
+# The statements of a worker's chain of short jobs, built once: building a SQLAlchemy
+# statement costs about as much as SQLite running it, and these run once per job.
+_HEAD_OF_QUEUE = (
+    sa.select(J.c.id, J.c.resources)
+    .where(
+        J.c.state == JobState.QUEUED.value,
+        J.c.resource_class == sa.bindparam("b_resource_class"),
+        J.c.not_before <= sa.bindparam("b_now"),
+    )
+    .order_by(J.c.priority.desc(), J.c.id)
+    .limit(1)
+)
+_HEAD_OF_QUEUE_LOCKED = _HEAD_OF_QUEUE.with_for_update(skip_locked=True)
+_START_CLAIMED = (
+    J.update()
+    .where(J.c.id == sa.bindparam("b_job_id"), J.c.state == JobState.QUEUED.value)
+    .values(
+        state=JobState.RUNNING.value,
+        attempt=J.c.attempt + 1,
+        lease_expires_at=sa.bindparam("b_lease_expires_at"),
+        lease_owner=sa.bindparam("b_owner"),
+        worker=sa.bindparam("b_worker"),
+        started_at=sa.bindparam("b_now"),
+        progress=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+    .returning(*J.c)
+)
+_RUNNING_ATTEMPT = sa.and_(
+    J.c.id == sa.bindparam("b_job_id"),
+    J.c.attempt == sa.bindparam("b_attempt"),
+    J.c.state == JobState.RUNNING.value,
+)
+
+
+def _succeed(with_progress: bool) -> sa.Update:
+    values: dict[str, Any] = {
+        "state": JobState.SUCCEEDED.value,
+        "result": sa.bindparam("b_result", type_=sa.JSON),
+        "finished_at": sa.bindparam("b_now"),
+        "lease_expires_at": None,
+        "cpu_seconds": J.c.cpu_seconds + sa.bindparam("b_cpu_seconds", type_=sa.Float),
+        "updated_at": sa.bindparam("b_now"),
+        "error": None,
+        "traceback": None,
+    }
+    if with_progress:
+        values["progress"] = sa.bindparam("b_progress", type_=sa.JSON)
+    return J.update().where(_RUNNING_ATTEMPT).values(**values)
+
+
+_SUCCEED = {False: _succeed(False), True: _succeed(True)}
+
 
 class JobStore:
     """All reads and writes of jobs, events, logs, tenants and workers."""
@@ -506,35 +559,21 @@ class JobStore:
         resources: dict[str, float],
     ) -> Job | None:
         now = self.clock()
-        head = (
-            sa.select(J.c.id, J.c.resources)
-            .where(
-                J.c.state == JobState.QUEUED.value,
-                J.c.resource_class == resource_class(resources),
-                J.c.not_before <= now,
-            )
-            .order_by(J.c.priority.desc(), J.c.id)
-            .limit(1)
-        )
-        if self.is_postgres:
-            head = head.with_for_update(skip_locked=True)
-        row = conn.execute(head).first()
+        head = _HEAD_OF_QUEUE_LOCKED if self.is_postgres else _HEAD_OF_QUEUE
+        row = conn.execute(
+            head, {"b_resource_class": resource_class(resources), "b_now": now}
+        ).first()
         if row is None or {k: float(v) for k, v in row.resources.items()} != resources:
             return None
         claimed = conn.execute(
-            J.update()
-            .where(J.c.id == row.id, J.c.state == JobState.QUEUED.value)
-            .values(
-                state=JobState.RUNNING.value,
-                attempt=J.c.attempt + 1,
-                lease_expires_at=now + lease_seconds,
-                lease_owner=owner,
-                worker=worker,
-                started_at=now,
-                progress=None,
-                updated_at=now,
-            )
-            .returning(*J.c)
+            _START_CLAIMED,
+            {
+                "b_job_id": row.id,
+                "b_lease_expires_at": now + lease_seconds,
+                "b_owner": owner,
+                "b_worker": worker,
+                "b_now": now,
+            },
         ).first()
         if claimed is None:
             return None
@@ -723,22 +762,16 @@ class JobStore:
         progress: dict[str, Any] | None,
     ) -> bool:
         now = self.clock()
-        extra = {"progress": progress} if progress else {}
-        done = conn.execute(
-            J.update()
-            .where(self._running(job_id, attempt))
-            .values(
-                **extra,
-                state=JobState.SUCCEEDED.value,
-                result=result,
-                finished_at=now,
-                lease_expires_at=None,
-                cpu_seconds=J.c.cpu_seconds + cpu_seconds,
-                updated_at=now,
-                error=None,
-                traceback=None,
-            )
-        )
+        values = {
+            "b_job_id": job_id,
+            "b_attempt": attempt,
+            "b_result": result,
+            "b_now": now,
+            "b_cpu_seconds": cpu_seconds,
+        }
+        if progress:
+            values["b_progress"] = progress
+        done = conn.execute(_SUCCEED[bool(progress)], values)
         if done.rowcount != 1:
             return False
         self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
