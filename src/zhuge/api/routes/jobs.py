@@ -80,17 +80,7 @@ def create_jobs(
     results = submit_jobs(
         store,
         tenant=tenant,
-        requests=[
-            JobRequest(
-                kind=item.kind,
-                params=item.params,
-                priority=item.priority,
-                resources=item.resources,
-                max_attempts=item.max_attempts,
-                idempotency_key=item.idempotency_key,
-            )
-            for item in body.jobs
-        ],
+        requests=[JobRequest(**item.model_dump()) for item in body.jobs],
     )
     created = [c for _, c in results]
     if any(created):
