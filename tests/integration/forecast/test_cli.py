@@ -160,14 +160,15 @@ def test_nab_backtest_with_mapped_columns(shared_data, env, tmp_path):
     raw = _nab_long_csv(shared_data, tmp_path / "nab.csv")
     columns = "series_id=host,timestamp=ts,value=cpu"
     report = ok_json(env, "backtest", "--input", str(tmp_path / "nab.csv"), "--columns", columns,
-                     "--freq", "1h", "--horizon", "24h", "--windows", "3")  # fmt: skip
+                     "--freq", "1h", "--horizon", "24h", "--windows", "2")  # fmt: skip
     prep = report["prepare"]
     assert prep["timestamp_unit"] == "iso" and prep["sample_freq"] == "5min"
     assert prep["cleaning"]["snapped"] > 0  # NAB samples at 14:27, 14:32 ...
     rows = {row["model"]: row for row in report["overall"]}
     assert set(rows) == {"auto"} | BASELINES and rows["auto"]["n_series"] == len(set(raw["host"]))
     best_baseline = min(rows[b]["mase"] for b in BASELINES)
-    # the benchmark's figures: auto 1.071 vs last value 1.165 on these windows
+    # measured: auto 1.27 vs window median 1.39 on these 2 windows (3 windows, in the
+    # engine's benchmark: 1.07 vs last value 1.17); 2 keep the test's time down
     assert rows["auto"]["mase"] <= best_baseline
 
 
