@@ -197,8 +197,9 @@ class Segmenter(ClusterMixin, BaseEstimator):
             "preprocessing": self.preprocessor_.description_ if self.preprocessor_ else [],
         }
 
-    def save(self, url: str) -> dict[str, Any]:
-        """Write the fitted segmenter under ``url`` with a hashed manifest; return the manifest."""
+    def save(self, url: str, *, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the fitted segmenter under ``url`` with a hashed manifest; return the manifest.
+        ``metadata`` (e.g. which columns and template fed it) is stored in the manifest too."""
         check_is_fitted(self, "result_")
         stored = copy.copy(self)
         stored.map_fn = None  # a job's ctx.map is bound to that job: not part of the model
@@ -208,7 +209,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
             {_PAYLOAD: buf.getvalue()},
             kind=ARTIFACT_KIND,
             libraries=["scikit-learn", "numpy", "joblib", "pandas"],
-            metadata=_jsonable(self.summary()),
+            metadata=_jsonable({**self.summary(), **(metadata or {})}),
         )
 
     @classmethod

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -85,7 +86,7 @@ class StreamedKMeans:
             "columns": self.columns,
         }
 
-    def save(self, url: str) -> dict[str, Any]:
+    def save(self, url: str, *, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         doc = {
             "columns": self.columns,
             "mean": self.mean.tolist(),
@@ -96,7 +97,7 @@ class StreamedKMeans:
             {_STREAMED_FILE: json.dumps(doc).encode()},
             kind=STREAMED_ARTIFACT_KIND,
             libraries=["scikit-learn", "numpy", "pyarrow"],
-            metadata=self.summary(),
+            metadata={**self.summary(), **(metadata or {})},
         )
 
     @classmethod
@@ -114,9 +115,20 @@ class StreamedKMeans:
             raise ModelNotFound(f"artifact at {url} holds no usable streamed model: {exc}") from exc
 
 
+def _open_parquet(url: str | Path) -> pq.ParquetFile:
+    """A local path or any fsspec URL, opened for page-by-page reading."""
+    fs, path = fsspec.core.url_to_fs(str(url))
+    if not fs.exists(path):
+        raise ClusterInputError(f"input {url} does not exist")
+    try:
+        return pq.ParquetFile(fs.open(path, "rb"))
+    except (pa.ArrowException, OSError) as exc:
+        raise ClusterInputError(f"input {url} is not a readable Parquet file: {exc}") from exc
+
+
 def numeric_columns(path: str | Path) -> list[str]:
     """Integer and floating columns of a Parquet file, from its schema (no data read)."""
-    schema = pq.ParquetFile(str(path)).schema_arrow
+    schema = _open_parquet(path).schema_arrow
     return [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
 
 
@@ -129,7 +141,7 @@ def sample_parquet(
     random_state: int = 0,
 ) -> np.ndarray:
     """About ``rows`` uniformly drawn rows of ``columns``, reading one page at a time."""
-    pf = pq.ParquetFile(str(path))
+    pf = _open_parquet(path)
     share = min(1.0, rows / max(pf.metadata.num_rows, 1))
     rng = np.random.default_rng(random_state)
     parts = [page[rng.random(len(page)) < share] for page in _pages(pf, list(columns), batch_rows)]
@@ -176,8 +188,8 @@ def stream_minibatch_kmeans(
     id_column: str | None = None,
 ) -> StreamingResult:
     """Fit MiniBatchKMeans on ``input_path`` page by page; write labels to ``output_path``
-    (with ``id_column`` copied beside them when given)."""
-    pf = pq.ParquetFile(str(input_path))
+    (with ``id_column`` copied beside them when given). Both are paths or fsspec URLs."""
+    pf = _open_parquet(input_path)
     schema = pf.schema_arrow
     numeric = numeric_columns(input_path)
     if columns is None:
@@ -234,7 +246,8 @@ def stream_minibatch_kmeans(
         if id_column
         else None
     )
-    with pq.ParquetWriter(str(output_path), out_schema) as writer:
+    out_fs, out_path = fsspec.core.url_to_fs(str(output_path))
+    with out_fs.open(out_path, "wb") as sink, pq.ParquetWriter(sink, out_schema) as writer:
         for page in _pages(pf, columns, batch_rows):
             scaled = (page - mean) / std
             labels = model.predict(scaled)
