@@ -162,7 +162,7 @@ def _source(
     }
 
 
-def _checked(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+def checked_params(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     """The job's parameters, validated by its model and checked on the input's first rows."""
     from zhuge.jobs import forecast as jobs
     from zhuge.jobs.kinds import get_kind
@@ -218,7 +218,7 @@ def forecast_command(
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        params = _checked(
+        params = checked_params(
             "forecast",
             {
                 **_source(input_, sql, db, columns, timestamp_unit),
@@ -271,7 +271,7 @@ def backtest_command(
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        params = _checked(
+        params = checked_params(
             "backtest",
             {
                 **_source(input_, sql, db, columns, timestamp_unit),
@@ -318,7 +318,7 @@ def prepare_command(
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        params = _checked(
+        params = checked_params(
             "prepare",
             {
                 **_source(input_, sql, db, columns, timestamp_unit),
@@ -366,7 +366,7 @@ def train_command(
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        params = _checked(
+        params = checked_params(
             "train",
             {
                 **_source(input_, sql, db, columns, timestamp_unit),

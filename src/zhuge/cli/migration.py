@@ -9,15 +9,19 @@ imported only when a command runs, keeping ``zhuge --help`` fast.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, print_json, user_errors
 from zhuge.cli.run import local_path, run_job
-from zhuge.errors import DataError, InvalidParams, MissingDependency
+from zhuge.errors import DataError, InvalidParams
+
+if TYPE_CHECKING:
+    from zhuge.jobs.migration import PlanMigrationParams
 
 UNPLACED_SHOWN = 10  # VMs listed with their reason; the JSON output and summary.json have 20
 
@@ -144,6 +148,21 @@ def plan_migrations_command(
             help="Fleet metrics (series_id, timestamp, value): forecast first, then plan.",
         ),
     ] = None,
+    freq: Annotated[
+        str, typer.Option("--freq", help="With --input: the forecast's grid, 5min or 1h.")
+    ] = "1h",
+    horizon: Annotated[
+        str | None,
+        typer.Option(
+            "--horizon",
+            help="With --input: how far to forecast (default: --deadline when it is a "
+            "duration, plus --not-before; else 24h).",
+        ),
+    ] = None,
+    model_from: Annotated[
+        int | None,
+        typer.Option("--model-from", help="With --input: forecast with this job's saved model."),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
@@ -151,10 +170,14 @@ def plan_migrations_command(
 
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
+        forecast_options: dict[str, Any] = {}
+        forecast_job: dict[str, Any] = {}
         if input_ is not None:
-            forecast = _forecast_first(input_)
+            forecast_options = _forecast_options(
+                input_, freq, horizon or _horizon_of(deadline, not_before), model_from, vms
+            )
         params = _plan_params(
-            forecast=_path(forecast),
+            forecast=_path(forecast) if forecast is not None else _path(input_),
             vms=_path(vms),
             vm_list=_path(vm_list),
             hosts=_path(hosts),
@@ -172,6 +195,14 @@ def plan_migrations_command(
             out=_path(out),
         )
         checked = PlanMigrationParams.model_validate(params)
+        if forecast_options:
+            # check what does not need the forecast, forecast, then check the rest and plan
+            _check_without_forecast(checked)
+            forecast_job = run_job(
+                "forecast", forecast_options, title="forecasting", json_output=json_output
+            )
+            params["forecast"] = forecast_job["result"]["artifacts"]["forecast"]
+            checked = PlanMigrationParams.model_validate(params)
         if checked.actual is not None:
             read_actual(checked.actual, light=True)
         # A job id names a saved artifact the job resolves on its own store; check files here.
@@ -183,9 +214,23 @@ def plan_migrations_command(
             "plan-migration", params, title="planning migrations", json_output=json_output
         )
     result = job["result"]
+    made = None
+    if forecast_options:
+        made = {
+            "job_id": forecast_job["id"],
+            "forecast": params["forecast"],
+            "series": forecast_job["result"]["series"],
+            "model": forecast_job["result"]["model"]["chosen"],
+            "why": forecast_job["result"]["model"]["reason"],
+        }
     if json_output:
-        print_json({"job_id": job["id"], **result})
+        print_json({"job_id": job["id"], **result, "forecast_job": made})
         return
+    if made is not None:
+        console.print(
+            f"forecast first (job {made['job_id']}): {made['series']:,} VMs by {made['model']}"
+            f" — {made['why']}"
+        )
     _print_plan(result, job)
 
 
@@ -195,23 +240,54 @@ def _calibration_ref(value: str | None) -> str | None:
     return _path(value)
 
 
-def _forecast_first(fleet: Path) -> Path:
-    """``--input``: forecast the fleet with the ``forecast`` job, then plan on its output.
+def _horizon_of(deadline: str | None, not_before: str | None) -> str:
+    """How far ``--input`` forecasts: to the deadline when both are durations, else a day."""
+    import pandas as pd
 
-    Forecasting is not part of this zhuge yet. Until its job kind is registered (and its
-    parameters known here), refuse clearly: a plan is only as good as a real forecast.
-    """
-    from zhuge.jobs.kinds import all_kinds
+    from zhuge.jobs.migration import _parse_when
 
-    if "forecast" not in {k.name for k in all_kinds()}:
-        raise MissingDependency(
-            "--input needs the forecasting capability (job kind 'forecast'), which this zhuge "
-            "does not have yet; forecast the fleet elsewhere and pass --forecast FILE"
-        )
-    raise MissingDependency(
-        "--input: this plan-migrations does not chain the 'forecast' job yet; run "
-        f"`zhuge submit forecast` on {fleet} and pass its forecast with --forecast FILE"
+    if deadline is None:
+        return "24h"
+    until = _parse_when(deadline)
+    if not isinstance(until, pd.Timedelta):
+        return "24h"
+    if not_before is not None:
+        start = _parse_when(not_before)
+        if isinstance(start, pd.Timedelta):
+            until += start
+    minutes = max(1, math.ceil(until / pd.Timedelta(minutes=1)))
+    return f"{minutes}min"
+
+
+def _forecast_options(
+    fleet: Path, freq: str, horizon: str, model_from: int | None, vms: Path
+) -> dict[str, Any]:
+    """``--input``: the ``forecast`` job's parameters, checked on the fleet's first rows."""
+    from zhuge.cli.forecast import checked_params
+
+    return checked_params(
+        "forecast",
+        {
+            "input": _path(fleet),
+            "freq": None if model_from is not None else freq,
+            "horizon": horizon if model_from is None else None,
+            "model_from": model_from,
+        },
     )
+
+
+def _check_without_forecast(params: PlanMigrationParams) -> None:
+    """The plan's own inputs, before the forecast is made (bad input writes nothing)."""
+    from zhuge.jobs.migration import VM_OPTIONAL, VM_REQUIRED, check_out, read_parquet
+    from zhuge.migration.validation import validate_vms
+
+    if params.out is not None:
+        check_out(params.out)
+    validate_vms(read_parquet(params.vms, "vms", required=VM_REQUIRED, optional=VM_OPTIONAL))
+    if params.actual is not None:
+        from zhuge.jobs.migration import read_actual
+
+        read_actual(params.actual, light=True)
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:

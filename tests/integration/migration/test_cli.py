@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import free_port
 from zhuge.cli import app
+from zhuge.data import write_fleet
 from zhuge.migration import MigrationModel, synthetic_fleet, synthetic_history
 
 pytestmark = pytest.mark.slow
@@ -106,10 +107,37 @@ def test_a_deadline_shorter_than_a_window_exits_1_and_writes_nothing(fleet_files
     assert not (fleet_files / "plan.parquet").exists()
 
 
-def test_one_shot_input_says_forecasting_is_not_available(fleet_files, env):
-    args = _plan_args(fleet_files)
-    args[args.index("--forecast")] = "--input"
+def test_one_shot_input_forecasts_then_plans(env, tmp_path):
+    files = write_fleet(tmp_path / "fleet", 24, 3, "5min", seed=4)
+    out = tmp_path / "plan.parquet"
+    args = ["plan-migrations", "--input", files.telemetry, "--vms", files.vms,
+            "--window", "30min", "--deadline", "12h", "--max-per-host", "2",
+            "--out", str(out), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    made = report["forecast_job"]
+    assert made["series"] == 24 and made["job_id"] != report["job_id"]
+    forecast = pd.read_parquet(made["forecast"].removeprefix("file://"))
+    # forecast as far as the deadline: 12 hourly steps per VM, from the end of its telemetry
+    assert (forecast.groupby("series_id").size() == 12).all()
+    plan = pd.read_parquet(out)
+    assert sorted(plan["vm_id"]) == sorted(forecast["series_id"].unique())
+    placed = plan.dropna(subset=["start"])
+    assert len(placed) == report["summary"]["placed"] > 0
+    assert (placed["end"] <= pd.Timestamp(report["summary"]["deadline"])).all()
+    assert report["summary"]["violations"] == []
+    assert report["summary"]["peak_concurrent_per_host"] <= 2
+
+
+def test_one_shot_input_checks_the_plan_inputs_before_forecasting(env, tmp_path):
+    files = write_fleet(tmp_path / "fleet", 4, 1, "5min", seed=4)
+    vms = pd.read_parquet(files.vms).rename(columns={"memory_gb": "memory_gib"})
+    vms.to_parquet(tmp_path / "bad_vms.parquet")
+    args = ["plan-migrations", "--input", files.telemetry, "--vms", str(tmp_path / "bad_vms.parquet"),
+            "--out", str(tmp_path / "plan.parquet")]  # fmt: skip
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 1
-    assert "forecast" in result.stderr and "--forecast FILE" in result.stderr
-    assert not (fleet_files / "plan.parquet").exists()
+    assert "memory_gib" in result.stderr and "memory_gb" in result.stderr
+    assert not (tmp_path / "plan.parquet").exists()
+    assert not (tmp_path / "home").exists()  # no forecast job was submitted either
