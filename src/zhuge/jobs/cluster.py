@@ -425,6 +425,7 @@ def _search_report(seg: Any) -> dict[str, Any]:
         "params": seg.result_.params,
         "n_clusters": int(seg.n_clusters_),
         "can_predict": bool(seg.result_.can_predict),
+        "winner": search.winner_record.candidate.label(),
         "reason": search.reason,
         "k_selection": search.k_selection,
         "gap": None if gap is None else {"k": gap.ks, "gap": gap.gap, "s": gap.s},
