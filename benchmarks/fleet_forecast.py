@@ -17,6 +17,7 @@ RSS includes the fleet matrix it inherits). Prints a table and a final JSON line
 
     .venv/bin/python benchmarks/fleet_forecast.py --vms 1000
     .venv/bin/python benchmarks/fleet_forecast.py --vms 1000 --big 100000
+    .venv/bin/python benchmarks/fleet_forecast.py --platform 100000   # the job path
 """
 
 from __future__ import annotations
@@ -346,6 +347,69 @@ def big_run(args) -> dict:
     }
 
 
+def platform_run(args) -> dict:
+    """``zhuge forecast`` through the job path (embedded platform: store, scheduler, Dask
+    workers) on --platform VMs of raw 5-minute telemetry. CPU is every process of the command
+    (the CLI, the platform, the Dask workers: ``RUSAGE_CHILDREN`` once it exited); peak RSS is
+    the largest sum of RSS over that process tree, sampled every 0.2 s."""
+    import subprocess
+    import tempfile
+
+    import psutil
+
+    from zhuge.data import write_fleet
+
+    folder = Path(args.platform_dir or tempfile.mkdtemp(prefix="zhuge-platform-bench-"))
+    started = time.perf_counter()
+    files = write_fleet(folder / "fleet", args.platform, args.days, "5min", args.seed)
+    gen_s = time.perf_counter() - started
+    print(f"  [platform] {files.series:,} VMs, {files.rows:,} samples in {gen_s:.0f} s", flush=True)
+    env = {
+        **os.environ,
+        "ZHUGE_EMBEDDED": "1",
+        "ZHUGE_HOME": str(folder / "home"),
+        "ZHUGE_URL": "http://127.0.0.1:9",
+    }
+    command = [
+        str(Path(sys.executable).with_name("zhuge")), "forecast",
+        "--input", files.telemetry, "--freq", "1h", "--horizon", f"{args.horizon}h",
+        "--quantiles", "0.1,0.9", "--out", str(folder / "forecast.parquet"), "--json",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    root = psutil.Process(proc.pid)
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    out = proc.stdout.read() if proc.stdout else b""
+    wall = time.perf_counter() - wall0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"zhuge forecast failed: {out.decode()[-2000:]}")
+    result = json.loads(out)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "vms": args.platform,
+        "samples": files.rows,
+        "command": " ".join(command),
+        "wall_s": round(wall, 1),
+        "cpu_s_all_processes": round(cpu, 1),
+        "cpu_ms_per_series": round(1000 * cpu / args.platform, 3),
+        "peak_rss_mb_process_tree": round(peak),
+        "chosen": result["model"]["chosen"],
+        "reason": result["model"]["reason"],
+        "chunks": result["prepare"]["chunks"],
+        "forecast_rows": result["rows"],
+        "generate_s": round(gen_s, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vms", type=int, default=1000)
@@ -359,6 +423,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-nab", action="store_true")
+    parser.add_argument(
+        "--platform", type=int, default=0,
+        help="only `zhuge forecast` through the job path, on this many VMs of raw 5-min data",
+    )  # fmt: skip
+    parser.add_argument("--platform-dir", default=None, help="where --platform writes its data")
     args = parser.parse_args()
 
     machine = {
@@ -368,6 +437,11 @@ def main() -> None:
     }
     print(f"machine: {machine}", flush=True)
     results: dict = {"machine": machine, "args": vars(args)}
+    if args.platform:
+        results["platform"] = platform_run(args)
+        print(f"platform: {results['platform']}", flush=True)
+        print(json.dumps(results, default=str))
+        return
     pd.set_option("display.width", 200)
     frame, source = synthetic_hourly(args.vms, args.days, args.seed)
     print(f"synthetic fleet: {args.vms} VMs x {args.days} days from {source}", flush=True)

@@ -4,7 +4,7 @@ Every kind starts the same way (:func:`prepare_fleet`):
 
 1. **stage**: the job streams the telemetry (CSV/Parquet at any fsspec URL, or a SQL query)
    as chunks of ``chunk_series`` whole series and writes each to ``staged/part-N.parquet``
-   in its attempt folder. Memory holds one chunk. Input not grouped by ``series_id`` is
+   in its attempt folder (removed once cleaned). Memory holds one chunk. Input not grouped by ``series_id`` is
    hash-partitioned first (one more pass through temporary files). SQL results are read
    whole, so a query must fit in memory.
 2. **clean**: the staged chunks are spread over the cluster (``ctx.map``, one part per chunk):
@@ -492,6 +492,7 @@ def prepare_fleet(params: FleetInput, ctx: JobContext, spec: ChunkSpec | None = 
         list(enumerate(staged)),
         message="chunks cleaned",
     )
+    _remove(staged)  # raw copies of the input: as big as the input itself
     report = _combine_reports(parts, ctx)
     summary = _sum_counts(parts)
     if spec.level == "vm":
@@ -504,6 +505,12 @@ def prepare_fleet(params: FleetInput, ctx: JobContext, spec: ChunkSpec | None = 
     prepared = PreparedFleetParts(urls, counts, spec, unit, report, summary)
     prepared.notes = _notes(report)
     return prepared
+
+
+def _remove(urls: list[str]) -> None:
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url)
+        fs.rm(path)
 
 
 def _combine_reports(parts: list[dict[str, Any]], ctx: JobContext) -> str:

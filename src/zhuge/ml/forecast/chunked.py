@@ -212,7 +212,7 @@ def backtest_part(
         "chosen": {
             name: [s.get("chosen") for s in selections]
             for name, selections in result.selections.items()
-            if name == "auto" or name.startswith("auto")
+            if name == "auto"
         },
         "reasons": {
             name: [s.get("reason") for s in selections]
