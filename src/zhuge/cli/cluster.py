@@ -196,7 +196,13 @@ def cluster_command(
     if ctx.invoked_subcommand is not None:
         return
     with user_errors(json_output):
-        from zhuge.jobs.cluster import ClusterParams, check_out, choose_route, prepare_input
+        from zhuge.jobs.cluster import (
+            ClusterParams,
+            check_out,
+            check_plan,
+            choose_route,
+            prepare_input,
+        )
         from zhuge.jobs.kinds import get_kind
 
         params = get_kind("cluster").normalise(
@@ -214,7 +220,7 @@ def cluster_command(
         if checked.out is not None:
             check_out(checked.out)
         if not choose_route(checked).stream:
-            prepare_input(checked)
+            check_plan(checked, prepare_input(checked))
         job = run_job("cluster", params, title="clustering", json_output=json_output)
     result = job["result"]
     if json_output:
@@ -277,7 +283,7 @@ def tune_command(
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        from zhuge.jobs.cluster import TuneParams, prepare_input
+        from zhuge.jobs.cluster import TuneParams, check_plan, prepare_input
         from zhuge.jobs.kinds import get_kind
 
         params = get_kind("tune").normalise(
@@ -286,7 +292,8 @@ def tune_command(
                 memory_limit_gb,
             )
         )  # fmt: skip
-        prepare_input(TuneParams.model_validate(params))
+        checked = TuneParams.model_validate(params)
+        check_plan(checked, prepare_input(checked))
         job = run_job("tune", params, title="searching", json_output=json_output)
     result = job["result"]
     if json_output:

@@ -48,6 +48,7 @@ __all__ = [
     "PreparedInput",
     "TuneParams",
     "check_out",
+    "check_plan",
     "choose_route",
     "prepare_input",
     "read_table",
@@ -290,6 +291,24 @@ def prepare_input(params: ClusterInputParams, frame: pd.DataFrame | None = None)
                 f"{fitted} clusters"
             )
     return PreparedInput(features.reset_index(drop=True), ids, id_name, fit_rows, notes)
+
+
+def check_plan(params: ClusterInputParams, prepared: PreparedInput) -> None:
+    """Refuse now what the Segmenter's planning would refuse once the job runs (planned on the
+    table's shape before preprocessing; the job plans again on the prepared matrix)."""
+    from zhuge.ml.cluster.planning import plan_fit
+    from zhuge.ml.cluster.search import AUTO_ALGORITHMS
+
+    auto = params.algorithm == "auto"
+    rows = len(prepared.fit_frame)
+    plan_fit(
+        rows,
+        max(1, prepared.features.shape[1]),
+        list(AUTO_ALGORITHMS) if auto else [params.algorithm],
+        k=params.k or params.k_max,
+        explicit=not auto,
+        memory_limit_bytes=int(params.memory_limit_gb * 2**30) if params.memory_limit_gb else None,
+    )
 
 
 @dataclass(frozen=True)
