@@ -136,9 +136,7 @@ def partial_roll_up(
     return work.groupby(["series_id", "timestamp"], sort=True).sum().reset_index()
 
 
-def finish_roll_up(
-    partials: pd.DataFrame, *, how: Literal["mean", "sum"] = "mean"
-) -> pd.DataFrame:
+def finish_roll_up(partials: pd.DataFrame, *, how: Literal["mean", "sum"] = "mean") -> pd.DataFrame:
     """Combine :func:`partial_roll_up` sums (of one or many chunks) into host/cluster series."""
     if how not in ("mean", "sum"):
         raise DataError(f"how must be mean or sum, not {how!r}")
