@@ -39,11 +39,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from zhuge.errors import DataError
 
-__all__ = ["PreprocessSpec", "Preprocessor", "load_spec", "resolve_columns"]
+__all__ = ["PreprocessInputError", "PreprocessSpec", "Preprocessor", "load_spec", "resolve_columns"]
 
 KNN_IMPUTE_MAX_ROWS = 50_000  # KNNImputer compares every row with every other
 OUTLIER_MIN_ROWS = 100
@@ -80,7 +80,9 @@ class PreprocessSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise DataError(f"unknown preprocessing option(s) {unknown}; known: {sorted(known)}")
+            raise PreprocessInputError(
+                f"unknown preprocessing option(s) {unknown}; known: {sorted(known)}"
+            )
         return cls(**data)
 
 
@@ -89,18 +91,32 @@ def load_spec(path: str | Path) -> PreprocessSpec:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read preprocessing spec {path}: {exc}") from exc
+        raise PreprocessInputError(f"cannot read preprocessing spec {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise DataError(f"preprocessing spec {path} must be a JSON object")
+        raise PreprocessInputError(f"preprocessing spec {path} must be a JSON object")
     return PreprocessSpec.from_dict(data)
 
 
-def _as_frame(X: Any) -> pd.DataFrame:
+class PreprocessInputError(DataError, ValueError):
+    """Unusable input: a ``DataError`` for zhuge's API, a ``ValueError`` for scikit-learn's
+    tooling (``check_estimator``)."""
+
+
+def _as_frame(estimator: Preprocessor, X: Any, *, reset: bool) -> pd.DataFrame:
+    """A DataFrame as given (columns keep their kinds), or an array checked the scikit-learn
+    way (2-D, numeric, dense, no infinity, feature count as in fit) and named ``x0``, ``x1``..."""
     if isinstance(X, pd.DataFrame):
         return X
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise DataError(f"expected a 2-D table, got an array of shape {arr.shape}")
+    try:
+        arr = validate_data(
+            estimator,
+            X,
+            reset=reset,
+            ensure_all_finite="allow-nan",
+            ensure_min_samples=2 if reset else 1,
+        )
+    except ValueError as exc:
+        raise PreprocessInputError(str(exc)) from exc
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 
@@ -132,7 +148,7 @@ def _resolve_columns(
     ]
     unknown = sorted(set(given + list(spec.drop)) - set(cols))
     if unknown:
-        raise DataError(f"unknown column name(s) {unknown}; the table has {cols}")
+        raise PreprocessInputError(f"unknown column name(s) {unknown}; the table has {cols}")
     taken = set(given) | set(spec.drop)
     kinds: dict[str, list[str]] = {"numeric": [], "categorical": [], "text": []}
     for key in kinds:
@@ -180,7 +196,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
     Learned: ``resolved_spec_`` (every ``auto`` replaced by the choice made),
     ``description_`` (one line per step), ``outlier_mask_`` (training rows flagged),
-    ``column_transformer_``, ``pca_``, ``feature_names_in_``, ``n_features_in_``.
+    ``column_transformer_``, ``pca_``, ``columns_``, ``n_features_in_`` (and
+    ``feature_names_in_`` when fitted on a DataFrame). Arrays must be numeric; pass a
+    DataFrame for categorical and text columns.
     """
 
     def __init__(self, *, spec: PreprocessSpec | dict[str, Any] | None = None) -> None:
@@ -193,31 +211,42 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             return PreprocessSpec.from_dict(self.spec)
         return self.spec
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are imputed
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> Preprocessor:
         self.fit_transform(X)
         return self
 
     def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
         spec = self._spec()
-        frame = _as_frame(X)
+        frame = _as_frame(self, X, reset=True)
         if len(frame) == 0:
-            raise DataError("the table has no rows")
+            raise PreprocessInputError("the table has no rows")
         if len(frame) == 1:
-            raise DataError("the table has a single row; clustering needs at least 2 rows")
+            raise PreprocessInputError(
+                "the table has a single row; clustering needs at least 2 rows"
+            )
         if frame.isna().all(axis=None):
-            raise DataError(f"all rows are missing: every value of all {len(frame)} rows is empty")
+            raise PreprocessInputError(
+                f"all rows are missing: every value of all {len(frame)} rows is empty"
+            )
         notes: list[str] = []
         kinds = _resolve_columns(frame, spec, notes)
         if not kinds["numeric"] and not kinds["categorical"] and not kinds["text"]:
-            raise DataError(
+            raise PreprocessInputError(
                 f"no numeric columns (and no usable categorical or text column) in {list(frame.columns)}"
             )
         numeric = frame[kinds["numeric"]].apply(pd.to_numeric, errors="coerce").astype(float)
         used = pd.concat([numeric, frame[kinds["categorical"] + kinds["text"]]], axis=1)
         if used.isna().all(axis=None):
-            raise DataError("all rows are missing: every value in the used columns is empty")
+            raise PreprocessInputError(
+                "all rows are missing: every value in the used columns is empty"
+            )
         if not kinds["categorical"] and not kinds["text"] and numeric.isna().all(axis=1).all():
-            raise DataError("all rows are missing: no row has a single numeric value")
+            raise PreprocessInputError("all rows are missing: no row has a single numeric value")
 
         n_missing = int(numeric.isna().sum().sum())
         impute = spec.impute
@@ -234,7 +263,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         matrix = self.column_transformer_.fit_transform(prepared)
         if n_missing:
             if impute == "none":
-                raise DataError(f"{n_missing} missing numeric values and impute='none'")
+                raise PreprocessInputError(f"{n_missing} missing numeric values and impute='none'")
             notes.append(f"imputed {n_missing} missing numeric values ({impute})")
 
         outliers = spec.outliers
@@ -268,8 +297,12 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             notes.append(f"PCA: {before} -> {matrix.shape[1]} components keep {pca} of variance")
 
         self.kinds_ = kinds
-        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.columns_ = [str(c) for c in frame.columns]
         self.n_features_in_ = len(frame.columns)
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(self.columns_, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_  # refitted on an array: no names, as scikit-learn does
         self.resolved_spec_ = replace(
             spec,
             numeric=kinds["numeric"],
@@ -290,10 +323,12 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "column_transformer_")
-        frame = _as_frame(X)
-        missing = [c for c in self.feature_names_in_ if c not in frame.columns.astype(str)]
+        frame = _as_frame(self, X, reset=False)
+        missing = [c for c in self.columns_ if c not in frame.columns.astype(str)]
         if missing:
-            raise DataError(f"columns {missing} seen in fit are missing from the new table")
+            raise PreprocessInputError(
+                f"columns {missing} seen in fit are missing from the new table"
+            )
         frame.columns = frame.columns.astype(str)
         matrix = self.column_transformer_.transform(self._prepare(frame, self.kinds_))
         if self.pca_ is not None:

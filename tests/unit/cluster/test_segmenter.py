@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +13,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from zhuge.errors import DataError, ModelNotFound
 from zhuge.ml.cluster import Segmenter
+from zhuge.ml.preprocess import Preprocessor
 
 
 def test_check_estimator_passes() -> None:
@@ -85,3 +89,35 @@ def test_save_load_round_trip_and_tamper_detection(tmp_path, blobs) -> None:
     payload.write_bytes(bytes(data))
     with pytest.raises(ModelNotFound, match="does not match its manifest hash"):
         Segmenter.load(url)
+
+
+def test_check_estimator_with_auto_preprocessing_and_the_preprocessor_itself() -> None:
+    seg = Segmenter(algorithm="kmeans", n_clusters=3, params={"init": "k-means++"})
+    check_estimator(seg, on_skip=None)
+    check_estimator(Preprocessor(), on_skip=None)
+
+
+def test_search_through_a_pool_map_fn_matches_the_serial_search(blobs) -> None:
+    # across processes (Dask workers) this is tests/integration/cluster/test_tune_dask.py
+    X = blobs[0][:120]
+    fixed = {"algorithm": ["kmeans", "gmm"], "n_clusters": 4, "preprocess": None}
+    serial = Segmenter(**fixed).fit(X)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parallel = Segmenter(**fixed, map_fn=pool.map).fit(X)
+    np.testing.assert_array_equal(parallel.labels_, serial.labels_)
+    assert [r.scores for r in parallel.search_.candidates] == [
+        r.scores for r in serial.search_.candidates
+    ]
+    assert {r.process for r in serial.search_.candidates} == {os.getpid()}
+
+
+def test_save_leaves_out_the_map_fn(tmp_path, blobs) -> None:
+    X, _ = blobs
+    seg = Segmenter(
+        algorithm="kmeans", n_clusters=4, preprocess=None, map_fn=lambda f, xs: map(f, xs)
+    )
+    seg.fit(X)  # a lambda cannot be pickled: saving works only because map_fn is not stored
+    seg.save(f"file://{tmp_path}/seg")
+    loaded = Segmenter.load(f"file://{tmp_path}/seg")
+    assert loaded.map_fn is None and seg.map_fn is not None
+    np.testing.assert_array_equal(loaded.predict(X), seg.labels_)

@@ -115,13 +115,19 @@ class StreamedKMeans:
             raise ModelNotFound(f"artifact at {url} holds no usable streamed model: {exc}") from exc
 
 
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return "file" in protocols
+
+
 def _open_parquet(url: str | Path) -> pq.ParquetFile:
     """A local path or any fsspec URL, opened for page-by-page reading."""
     fs, path = fsspec.core.url_to_fs(str(url))
     if not fs.exists(path):
         raise ClusterInputError(f"input {url} does not exist")
     try:
-        return pq.ParquetFile(fs.open(path, "rb"))
+        # local files through Arrow's own reader: pages are read without Python buffers
+        return pq.ParquetFile(path if _is_local(fs) else fs.open(path, "rb"))
     except (pa.ArrowException, OSError) as exc:
         raise ClusterInputError(f"input {url} is not a readable Parquet file: {exc}") from exc
 
@@ -247,7 +253,8 @@ def stream_minibatch_kmeans(
         else None
     )
     out_fs, out_path = fsspec.core.url_to_fs(str(output_path))
-    with out_fs.open(out_path, "wb") as sink, pq.ParquetWriter(sink, out_schema) as writer:
+    sink = out_path if _is_local(out_fs) else out_fs.open(out_path, "wb")
+    with pq.ParquetWriter(sink, out_schema) as writer:
         for page in _pages(pf, columns, batch_rows):
             scaled = (page - mean) / std
             labels = model.predict(scaled)
@@ -259,6 +266,8 @@ def stream_minibatch_kmeans(
             writer.write_table(pa.table(arrays, schema=out_schema))
             pages += 1
             peak = max(peak, pa.total_allocated_bytes())
+    if not isinstance(sink, str):
+        sink.close()
     streamed = StreamedKMeans(columns, mean, std, np.asarray(model.cluster_centers_))
     return StreamingResult(
         n_rows=n_rows,
