@@ -1,12 +1,15 @@
 """Clustering benchmarks, side by side; prints a table and one JSON line.
 
-(a) platform overhead: zhuge's KMeans path (Segmenter, one candidate, no preprocessing) vs
-    scikit-learn KMeans directly, same data, n_init and seed.
+(a) platform overhead: zhuge's KMeans path (Segmenter, one candidate, no preprocessing: input
+    checks, planning, the fit, a lone candidate's scores) vs scikit-learn KMeans directly, same
+    data, n_init and seed. Repeated ``--repeats`` times, interleaved (sklearn, zhuge, sklearn,
+    ...) so both see the same machine load; medians of wall and CPU seconds, the median of the
+    paired ratios, and sklearn's own spread between repeats as the noise floor.
 (b) automatic search (successive halving) vs an exhaustive grid that evaluates every
     candidate on all rows with the same criteria: speed ratio and whether winners agree.
 (c) ARI on sklearn's bundled sets: auto (k unknown) vs standardised KMeans with the true k.
 
-    python benchmarks/clustering.py --rows 1000000 --cols 32
+    python -m benchmarks.clustering --rows 1000000 --cols 32 --repeats 5
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 
 from sklearn import datasets
@@ -24,50 +28,100 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from zhuge.ml.cluster import Segmenter
-from zhuge.ml.cluster.search import SearchOptions, search_clusterings
+from zhuge.ml.cluster.search import SearchOptions, choose_k, search_clusterings
 
 
-def overhead(rows: int, cols: int, k: int, n_init: int) -> dict:
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def overhead(rows: int, cols: int, k: int, n_init: int, repeats: int) -> dict:
     X, _ = make_blobs(n_samples=rows, n_features=cols, centers=k, random_state=0)
-    t = time.perf_counter()
-    direct = KMeans(n_clusters=k, n_init=n_init, random_state=0).fit(X)
-    t_direct = time.perf_counter() - t
-    t = time.perf_counter()
-    seg = Segmenter(
-        algorithm="kmeans",
-        n_clusters=k,
-        preprocess=None,
-        params={"init": "k-means++", "n_init": n_init},
-    ).fit(X)
-    t_zhuge = time.perf_counter() - t
-    assert adjusted_rand_score(direct.labels_, seg.labels_) > 0.999
+
+    def direct():
+        return KMeans(n_clusters=k, n_init=n_init, random_state=0).fit(X)
+
+    def zhuge():
+        return Segmenter(
+            algorithm="kmeans",
+            n_clusters=k,
+            preprocess=None,
+            params={"init": "k-means++", "n_init": n_init},
+        ).fit(X)
+
+    runs = []
+    for _ in range(repeats):
+        model, s_wall, s_cpu = _timed(direct)
+        seg, z_wall, z_cpu = _timed(zhuge)
+        assert adjusted_rand_score(model.labels_, seg.labels_) > 0.999
+        runs.append(
+            {"sklearn_s": s_wall, "zhuge_s": z_wall, "sklearn_cpu": s_cpu, "zhuge_cpu": z_cpu}
+        )
+    med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    sk = [r["sklearn_s"] for r in runs]
     return {
         "rows": rows,
         "cols": cols,
-        "sklearn_s": t_direct,
-        "zhuge_s": t_zhuge,
-        "overhead_pct": 100 * (t_zhuge / t_direct - 1),
+        "k": k,
+        "n_init": n_init,
+        "repeats": repeats,
+        "runs": runs,
+        **{f"median_{key}": value for key, value in med.items()},
+        "overhead_pct_median_wall": 100 * (med["zhuge_s"] / med["sklearn_s"] - 1),
+        "overhead_pct_median_cpu": 100 * (med["zhuge_cpu"] / med["sklearn_cpu"] - 1),
+        "overhead_pct_paired_median": 100
+        * statistics.median(r["zhuge_s"] / r["sklearn_s"] - 1 for r in runs),
+        # how much sklearn alone varied between repeats: differences below this are noise
+        "noise_pct_sklearn_spread": 100 * (max(sk) - min(sk)) / statistics.median(sk),
     }
 
 
-def search_vs_grid() -> dict:
-    X = StandardScaler().fit_transform(datasets.load_digits().data)
-    t = time.perf_counter()
-    halving = search_clusterings(X, SearchOptions())
-    t_halving = time.perf_counter() - t
-    t = time.perf_counter()
-    # exhaustive: every candidate judged on all rows (one rung), same criteria
-    grid = search_clusterings(X, SearchOptions(min_rung_rows=len(X)))
-    t_grid = time.perf_counter() - t
+def search_vs_grid(name: str, X, k_range: tuple[int, int] = (2, 10)) -> dict:
+    """k is chosen once (the gap statistic, shared by both); then the candidates at that k are
+    searched by successive halving and by an exhaustive grid (every candidate on all rows,
+    one rung, same criteria). Both the search alone and the totals are reported."""
+    (k, _), t_k, _ = _timed(lambda: choose_k(X, k_range))
+    halving, t_halving, c_halving = _timed(
+        lambda: search_clusterings(X, SearchOptions(n_clusters=k))
+    )
+    grid, t_grid, c_grid = _timed(
+        lambda: search_clusterings(X, SearchOptions(n_clusters=k, min_rung_rows=len(X)))
+    )
     same = halving.winner_record.candidate.label() == grid.winner_record.candidate.label()
     return {
-        "data": "digits (standardised)",
+        "data": name,
+        "rows": len(X),
+        "cols": X.shape[1],
+        "k": k,
+        "candidates": len(grid.candidates),
+        "rungs": halving.rungs,
+        "choose_k_s": t_k,
         "halving_s": t_halving,
         "grid_s": t_grid,
+        "halving_cpu": c_halving,
+        "grid_cpu": c_grid,
         "speedup": t_grid / t_halving,
+        "speedup_cpu": c_grid / c_halving,
+        "speedup_with_k_choice": (t_k + t_grid) / (t_k + t_halving),
         "same_winner": same,
+        # different winners can still be the same partition of the rows
+        "winners_ari": adjusted_rand_score(halving.winner.labels, grid.winner.labels),
         "winner": halving.winner_record.candidate.label(),
+        "grid_winner": grid.winner_record.candidate.label(),
     }
+
+
+def search_sets(big_rows: int) -> list[dict]:
+    digits = StandardScaler().fit_transform(datasets.load_digits().data)
+    blobs, _ = make_blobs(
+        n_samples=big_rows, n_features=8, centers=6, cluster_std=1.5, random_state=0
+    )
+    return [
+        search_vs_grid("digits (standardised)", digits),
+        search_vs_grid(f"blobs {big_rows}x8, 6 centres", StandardScaler().fit_transform(blobs)),
+    ]
 
 
 def ari_table() -> list[dict]:
@@ -99,6 +153,8 @@ def main() -> None:
     parser.add_argument("--cols", type=int, default=32)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--n-init", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--search-rows", type=int, default=10_000, help="rows of the blobs in (b)")
     parser.add_argument("--parts", default="a,b,c", help="which of a,b,c to run")
     args = parser.parse_args()
     machine = {
@@ -107,17 +163,24 @@ def main() -> None:
         "python": platform.python_version(),
     }
     parts = set(args.parts.split(","))
-    a = overhead(args.rows, args.cols, args.k, args.n_init) if "a" in parts else None
-    b = search_vs_grid() if "b" in parts else None
+    a = overhead(args.rows, args.cols, args.k, args.n_init, args.repeats) if "a" in parts else None
+    b = search_sets(args.search_rows) if "b" in parts else []
     c = ari_table() if "c" in parts else []
     print(f"machine: {machine}")
     if a:
         print(
-            f"(a) KMeans {a['rows']}x{a['cols']} k={args.k} n_init={args.n_init}: sklearn {a['sklearn_s']:.2f}s  zhuge {a['zhuge_s']:.2f}s  overhead {a['overhead_pct']:+.1f}%"
+            f"(a) KMeans {a['rows']}x{a['cols']} k={args.k} n_init={args.n_init}, {a['repeats']} interleaved repeats (median):"
+            f" sklearn {a['median_sklearn_s']:.2f}s wall / {a['median_sklearn_cpu']:.2f}s cpu,"
+            f" zhuge {a['median_zhuge_s']:.2f}s wall / {a['median_zhuge_cpu']:.2f}s cpu;"
+            f" overhead {a['overhead_pct_median_wall']:+.1f}% wall, {a['overhead_pct_median_cpu']:+.1f}% cpu,"
+            f" paired {a['overhead_pct_paired_median']:+.1f}%; sklearn's own spread {a['noise_pct_sklearn_spread']:.0f}%"
         )
-    if b:
+    for r in b:
         print(
-            f"(b) search on {b['data']}: halving {b['halving_s']:.1f}s  exhaustive {b['grid_s']:.1f}s  speed-up x{b['speedup']:.2f}  same winner: {b['same_winner']} ({b['winner']})"
+            f"(b) {r['data']}: k={r['k']} chosen in {r['choose_k_s']:.1f}s; {r['candidates']} candidates, rungs {r['rungs']}:"
+            f" halving {r['halving_s']:.1f}s ({r['halving_cpu']:.1f}s cpu), exhaustive {r['grid_s']:.1f}s ({r['grid_cpu']:.1f}s cpu);"
+            f" speed-up x{r['speedup']:.1f} wall, x{r['speedup_cpu']:.1f} cpu, x{r['speedup_with_k_choice']:.1f} with the k choice;"
+            f" same winner: {r['same_winner']} ({r['winner']} / {r['grid_winner']}, ARI between them {r['winners_ari']:.3f})"
         )
     if c:
         print("(c) set            kmeans(true k)  auto   auto k  algorithm   seconds")

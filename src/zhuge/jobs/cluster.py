@@ -267,6 +267,12 @@ def prepare_input(params: ClusterInputParams, frame: pd.DataFrame | None = None)
         features = numeric
         if features.isna().all(axis=1).all():
             raise DataError("all rows are missing: no row has a single numeric value")
+        missing = int(features.isna().sum().sum())
+        if missing:
+            raise DataError(
+                f"{missing} missing value(s) and preprocess none; use --preprocess auto "
+                "(KNN imputation) or fill them first"
+            )
     else:
         kinds, _ = resolve_columns(features, None if spec == "auto" else spec)
         if not any(kinds.values()):

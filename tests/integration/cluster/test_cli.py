@@ -235,6 +235,10 @@ BAD_TABLES = {
     "none preprocessing on text": (
         pd.DataFrame({"name": ["x", "y", "z"]}), ["--preprocess", "none"], "no numeric columns"
     ),
+    "missing values without preprocessing": (
+        pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "b": [1.0, 2.0, 3.0, 4.0]}),
+        ["--preprocess", "none"], "1 missing value(s) and preprocess none",
+    ),
     "spectral too big": (
         pd.DataFrame({"a": np.arange(25_000.0), "b": np.arange(25_000.0)}),
         ["--algorithm", "spectral"], "spectral grows with rows squared",

@@ -19,8 +19,11 @@ class ClusterInputError(DataError, ValueError):
     """
 
 
-def as_matrix(X: Any, *, what: str = "input", min_rows: int = 2) -> np.ndarray:
-    """A finite 2-D float64 array of at least ``min_rows`` rows (2 to fit, 1 to predict)."""
+def as_matrix(
+    X: Any, *, what: str = "input", min_rows: int = 2, known_finite: bool = False
+) -> np.ndarray:
+    """A finite 2-D float64 array of at least ``min_rows`` rows (2 to fit, 1 to predict).
+    ``known_finite``: already checked (by ``validate_data``); skip the pass over every value."""
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -42,7 +45,7 @@ def as_matrix(X: Any, *, what: str = "input", min_rows: int = 2) -> np.ndarray:
         raise ClusterInputError(
             f"{what} has 1 sample (n_samples = 1); clustering needs at least 2 rows"
         )
-    if not np.isfinite(arr).all():
+    if not known_finite and not np.isfinite(arr).all():
         if np.isnan(arr).all(axis=1).all():
             raise ClusterInputError(f"{what}: all rows are missing (every value is NaN)")
         raise ClusterInputError(

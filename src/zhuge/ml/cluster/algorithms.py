@@ -171,7 +171,9 @@ def fit_algorithm(
     raw = np.asarray(raw)
     # KMeans-family labels stay aligned with predict(); others are renumbered 0..k-1.
     labels = raw.astype(np.int64) if info.can_predict else _relabel(raw)
-    n_found = len(np.unique(labels[labels >= 0]))
+    found = labels[labels >= 0]
+    # counting labels, not sorting them: O(n) on the million-row final fit
+    n_found = int(np.count_nonzero(np.bincount(found))) if len(found) else 0
     return ClusterResult(name, params, labels, n_found, info.can_predict, estimator, notes)
 
 

@@ -102,7 +102,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
             except ValueError as exc:  # keep scikit-learn's message, raise it as a DataError
                 raise ClusterInputError(str(exc)) from exc
             self.preprocessor_ = None
-            return as_matrix(validated)
+            return as_matrix(validated, known_finite=True)
         spec = None if self.preprocess == "auto" else self.preprocess
         if isinstance(self.preprocess, str) and self.preprocess != "auto":
             raise ClusterInputError(

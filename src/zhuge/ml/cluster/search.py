@@ -60,6 +60,9 @@ __all__ = [
 AUTO_ALGORITHMS = ("kmeans", "gmm", "spectral", "dbscan", "hdbscan")
 MAX_NOISE_FRACTION = 0.5
 FINAL_N_INIT = 10  # restarts for the winning k-means fit on all rows
+# A lone candidate's scores only inform (nothing is compared): a small sample keeps the cost
+# of calling one algorithm through zhuge within a few percent of calling it directly.
+SINGLE_SCORE_ROWS = 1_000
 CONSENSUS = (("silhouette", True), ("calinski_harabasz", True), ("davies_bouldin", False))
 
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
@@ -427,7 +430,7 @@ def _fit_single(
     """One candidate: nothing to compare, so no stability fits; fit it on all rows."""
     winner = _final_fit(X, candidate, opts)
     rng = np.random.default_rng(opts.random_state)
-    idx = np.sort(rng.choice(len(X), min(len(X), opts.max_search_rows), replace=False))
+    idx = np.sort(rng.choice(len(X), min(len(X), SINGLE_SCORE_ROWS), replace=False))
     scores = internal_scores(X[idx], winner.labels[idx], random_state=opts.random_state)
     record = CandidateRecord(candidate, len(X), winner.n_clusters, scores, True)
     reason = f"Number of clusters: {k_note}. Only one candidate, {candidate.label()}: fitted on all rows without a search."
