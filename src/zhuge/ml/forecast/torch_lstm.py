@@ -4,14 +4,16 @@ One model for the whole fleet, like the GBM: training examples are windows of ev
 (``lookback`` steps in, ``horizon`` steps out), each normalised by its own level (mean of the
 last day) and scale (standard deviation of the window, floored). Per input step the network
 sees the value and the calendar (sin/cos of time of day and of time of week); at the origin
-it also sees last week's values at the forecast steps. It emits the whole horizon at once as
-a **correction to the seasonal naive** (the last day repeated), and the correction starts at
-zero, so an untrained network is exactly the seasonal naive forecast.
+it also sees, per forecast step, last week's value and the last day's value (what the GBM
+gets as features). It emits the whole horizon at once as a
+**correction to the seasonal mean** (each time of day averaged over the lookback's days; the
+seasonal naive with a one-day lookback), and the correction starts at zero, so an untrained
+network is exactly that seasonal mean.
 
 Training: Adam on the L1 loss (MASE is an absolute-error metric), early stopping on a
 validation set (the last horizon of a sample of series, never overlapping a training target;
 a random tenth of the windows when the history is too short for that), and the best epoch's
-weights are kept -- including "epoch 0", the seasonal naive itself.
+weights are kept -- including "epoch 0", the seasonal mean itself.
 
 Where it runs is one choice, :func:`placement`: ``device="auto"`` takes CUDA when torch sees
 a GPU, else the CPU; ``precision="auto"`` autocasts to bfloat16 on a GPU that supports it
@@ -161,10 +163,13 @@ def _examples(
     horizon: int,
     season: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs (k, lookback, channels), week-ago values (k, horizon), level and scale (k, 1).
+    """Inputs (k, lookback, channels), context (k, 2, horizon), level and scale (k, 1).
 
     ``origins`` index each example's last input step in ``filled`` (gaps already carried
-    forward; leading NaN left for the caller to drop or fill).
+    forward; leading NaN left for the caller to drop or fill). Context, per forecast step:
+    last week's value there (the seasonal naive where there is none) and the seasonal naive
+    (the last day) -- what a GBM gets as features, handed to the output layer so the
+    recurrent state need not memorise them.
     """
     idx = origins[:, None] + np.arange(-lookback + 1, 1)[None, :]
     x = filled[rows[:, None], idx]
@@ -172,14 +177,15 @@ def _examples(
     scale = x.std(axis=1, keepdims=True)
     scale = np.maximum(scale, np.maximum(np.abs(level) * SCALE_FLOOR_REL, SCALE_FLOOR_ABS))
     z = (x - level) / scale
-    # last week's value at each forecast step; the seasonal naive where there is none
+    phase = np.arange(horizon) % season
+    naive = z[:, lookback - season + phase]
     week_idx = origins[:, None] + 1 + np.arange(horizon)[None, :] - 7 * season
     week = filled[rows[:, None], np.maximum(week_idx, 0)]
-    naive = z[:, lookback - season + np.arange(horizon) % season]
     week = np.where((week_idx >= 0) & ~np.isnan(week), (week - level) / scale, naive)
     cal = _calendar(monday_steps[rows] + origins - lookback + 1, lookback, season)
     inputs = np.concatenate([z[:, :, None], cal], axis=-1)
-    return inputs.astype(np.float32), week.astype(np.float32), level, scale
+    context = np.stack([week, naive], axis=1)
+    return inputs.astype(np.float32), context.astype(np.float32), level, scale
 
 
 def _network(torch: Any, hidden: int, layers: int, lookback: int, horizon: int, season: int):
@@ -187,18 +193,22 @@ def _network(torch: Any, hidden: int, layers: int, lookback: int, horizon: int, 
         def __init__(self) -> None:
             super().__init__()
             self.lstm = torch.nn.LSTM(N_CHANNELS, hidden, num_layers=layers, batch_first=True)
-            self.head = torch.nn.Linear(hidden + horizon, horizon)
+            self.head = torch.nn.Linear(hidden + 2 * horizon, horizon)
             # zero correction at the start: the untrained model is the seasonal naive
             torch.nn.init.zeros_(self.head.weight)
             torch.nn.init.zeros_(self.head.bias)
-            naive = lookback - season + torch.arange(horizon) % season
-            self.register_buffer("naive_index", naive, persistent=False)
+            # the base forecast: each time of day's mean over the lookback's whole days
+            phase = torch.arange(horizon) % season
+            days = torch.arange(1, lookback // season + 1)
+            index = lookback - days[:, None] * season + phase[None, :]
+            self.register_buffer("day_index", index, persistent=False)  # (days, horizon)
 
-        def forward(self, x: Any, week: Any) -> Any:
+        def forward(self, x: Any, context: Any) -> Any:
             out, _ = self.lstm(x)
-            naive = x[:, self.naive_index, 0]
-            correction = self.head(torch.cat([out[:, -1], week - naive], dim=1))
-            return naive + correction.float()
+            base = x[:, self.day_index, 0].mean(dim=1)
+            relative = (context - base[:, None, :]).flatten(1)
+            correction = self.head(torch.cat([out[:, -1], relative], dim=1))
+            return base + correction.float()
 
     return SeasonalCorrectionLSTM()
 
@@ -210,7 +220,7 @@ class LSTMModel:
     """Fleet model (see :mod:`.models`): ``LSTMModel(**options).fit(fleet, h).predict(...)``.
 
     Learned: ``net_``, ``lookback_``, ``horizon_``, ``season_``, ``device_``, ``precision_``,
-    ``epochs_`` (run), ``best_epoch_`` (0: the seasonal naive was never beaten),
+    ``epochs_`` (run), ``best_epoch_`` (0: the seasonal mean was never beaten),
     ``validation_loss_`` (normalised L1 of the kept weights), ``n_windows_``.
     """
 
@@ -252,8 +262,8 @@ class LSTMModel:
 
     def _train(self, torch: Any, where: Placement, train: tuple, valid: tuple) -> None:
         o = self.options
-        x, week, y = (torch.from_numpy(a).to(where.device) for a in train)
-        vx, vweek, vy = (torch.from_numpy(a).to(where.device) for a in valid)
+        x, context, y = (torch.from_numpy(a).to(where.device) for a in train)
+        vx, vcontext, vy = (torch.from_numpy(a).to(where.device) for a in valid)
         shuffle = torch.Generator().manual_seed(o.random_state)
         fused = {"fused": True} if where.device.type == "cuda" else {}
         opt = torch.optim.Adam(self.net_.parameters(), lr=o.learning_rate, **fused)
@@ -263,7 +273,7 @@ class LSTMModel:
                 return float("nan")
             self.net_.eval()
             with torch.no_grad(), where.autocast():
-                loss = _masked_l1(torch, self.net_(vx, vweek), vy)
+                loss = _masked_l1(torch, self.net_(vx, vcontext), vy)
             self.net_.train()
             return float(loss)
 
@@ -277,7 +287,7 @@ class LSTMModel:
             for start in range(0, len(x), o.batch_size):
                 batch = order[start : start + o.batch_size]
                 with where.autocast():
-                    loss = _masked_l1(torch, self.net_(x[batch], week[batch]), y[batch])
+                    loss = _masked_l1(torch, self.net_(x[batch], context[batch]), y[batch])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net_.parameters(), 1.0)
@@ -320,13 +330,13 @@ class LSTMModel:
         out = np.full((len(values), horizon), np.nan)
         for lo in range(0, len(values), PREDICT_CHUNK):
             rows = np.arange(lo, min(lo + PREDICT_CHUNK, len(values)))
-            inputs, week, level, scale = window.examples(
+            inputs, context, level, scale = window.examples(
                 rows, np.full(len(rows), filled.shape[1] - 1)
             )
             with torch.no_grad(), where.autocast():
                 z = self.net_(
                     torch.from_numpy(np.nan_to_num(inputs)).to(where.device),
-                    torch.from_numpy(np.nan_to_num(week)).to(where.device),
+                    torch.from_numpy(np.nan_to_num(context)).to(where.device),
                 )
             out[rows] = level + scale * z.float().cpu().numpy().astype(np.float64)
         empty = np.isnan(filled[:, -1])
@@ -401,12 +411,12 @@ class _Windows:
         )
 
     def labelled(self, rows: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(inputs, week, target) of complete windows; target NaN where unobserved."""
-        inputs, week, level, scale = self.examples(rows, origins)
+        """(inputs, context, target) of complete windows; target NaN where unobserved."""
+        inputs, context, level, scale = self.examples(rows, origins)
         idx = origins[:, None] + 1 + np.arange(self.horizon)[None, :]
         target = ((self.values[rows[:, None], idx] - level) / scale).astype(np.float32)
         keep = ~np.isnan(inputs).any(axis=(1, 2)) & ~np.isnan(target).all(axis=1)
-        return inputs[keep], week[keep], target[keep]
+        return inputs[keep], context[keep], target[keep]
 
     def split(self, max_windows: int, validation_series: int, rng: np.random.Generator):
         """(train, valid): validation is the last horizon of a sample of series, and training
