@@ -1,19 +1,56 @@
 """Fit the dirty-rate model to migrations that really happened.
 
 History: one row per past migration, ``vm_id, start, memory_gb, observed_load, downtime_ms,
-total_s``, all over links of the model's ``bandwidth_gbps``.
+total_s``, all over links of the model's ``bandwidth_gbps``. Fitted: ``base_dirty_mbps``,
+``dirty_rate_coeff`` and ``resume_overhead_ms`` for the fleet, and a ``dirty_rate_coeff`` per VM
+with at least ``min_migrations`` rows (a column to merge into the VM table).
 
-The duration is where the dirty rate shows: pre-copy sends about ``M / (1 - r)`` in total, so
-``total_s`` pins down ``r = D / B`` well, while the exact downtime jumps with the last round
-boundary (see ``zhuge.migration.model``). So:
+**What the data say.** Pre-copy sends about ``M / (1 - r)`` in all, ``r = D / B``, so ``total_s``
+measures the dirty rate of each migration; ``downtime_ms`` is the resume overhead plus a
+stop-and-copy that jumps with the last round boundary (a sawtooth, see
+``zhuge.migration.model``), so it says little about ``D`` and much about the overhead. A
+migration that did not converge (``D >= B``: the guest was paused and all of ``M`` sent again)
+has ``total = 2 M / B`` whatever ``D`` was: it says only that ``D`` was high.
 
-1. a linearised start: ``r ≈ 1 - M / (B * total)``, ``D = r B``, ordinary least squares of
-   ``D`` on ``[1, load/100 * memory_gb]`` → ``base_dirty_mbps, dirty_rate_coeff``;
-2. ``scipy.optimize.least_squares`` on the model itself, log residuals of ``total_s`` and of
-   ``downtime_ms`` (the latter against the model's expected downtime; it also fits
-   ``resume_overhead_ms``), bounded at 0;
-3. per VM with at least ``min_migrations`` rows, its own ``dirty_rate_coeff`` (the fleet's base
-   and overhead held fixed): a column to merge into the VM table.
+**Why the old fit was wrong** (base rate ≈ 105 MB/s for a truth of 20, coefficient ≈ 16 for 25,
+even on noise-free data). The model's total is not monotone in the dirty rate: it climbs as
+``r -> 1`` and drops to ``2 M / B`` past it. Read through ``r ≈ 1 - M / (B total)``, a
+non-converged migration looks like ``r = 0.5``, so the big busy guests dragged the linear start to
+a low coefficient and a high base; the least-squares fit could not cross ``r = 1`` from there
+and stayed in that local minimum. The log residual of the sawtooth downtime against its mean
+added a further bias (``E log V != log E V``).
+
+**The method.**
+
+1. Rows whose stop-and-copy carried at least half the memory (``downtime ≳ M / 2B``) are
+   *non-converged*: they enter only as a one-sided bound, ``r >= 0.5^(1/max_rounds)``
+   (what sending ``M r^k >= M / 2`` at the round limit implies).
+2. Start: ``r ≈ 1 - M / (B total)`` on the other rows, OLS of ``D = r B`` on
+   ``[1, load/100 * memory_gb]``.
+3. ``scipy.optimize.least_squares`` on the model itself, each residual in units of its own
+   noise: log ratio of ``total_s`` over the relative noise ``sigma`` (estimated from the data
+   by the MAD of a first fit, then refitted); downtime as a plain difference (unbiased against
+   the expected sawtooth) over its sawtooth spread plus ``sigma``. Past ``r = 1`` the fit follows
+   the round-limited branch (``total = M (1 + r + ... + r^max_rounds) / B``), which keeps the
+   objective continuous and increasing in ``D``. Soft-L1 loss beyond 2 sigma (outliers),
+   explicit parameter scales, base bounded to ``[0, B]``.
+4. Per VM: one joint fit of base, overhead, the fleet coefficient and ``log(c_vm / c_fleet)``
+   per VM with a Gaussian prior of sd ``VM_COEFF_SPREAD``: a VM whose own history cannot pin its
+   coefficient (a 2 GB guest barely dirties a 10 Gbit/s link) stays near the fleet's, and the
+   base is not biased by a heterogeneous fleet.
+5. Uncertainty: covariance ``s^2 (J^T J)^-1`` from the Jacobian at the solution; each fleet
+   parameter reports its standard error, 95 % interval and ``identified`` (interval within
+   ±``IDENTIFIED_REL_CI`` of the value, or of a floor for values near zero). Parameters the
+   history cannot identify are flagged and listed in ``metrics["warnings"]``; the point
+   estimate is kept (it fits the history as well as any other value in its interval), so use
+   it for guests like those in the history, not to extrapolate.
+
+**What it can and cannot identify.** The coefficient needs busy, big guests (``load x memory``
+spread); the overhead needs converged migrations; the base rate is only a small share of a
+fast link (5 MB/s is 0.4 % of 10 Gbit/s) and needs many migrations at low load of guests
+whose duration it moves by more than the noise: with 3 % noise, a few hundred migrations. A
+history whose ``load x memory`` barely varies cannot tell base from coefficient (only their sum
+at that point): both are flagged, the correlation is reported.
 
 Fit quality is reported as MAPE and R² of both targets. Without history, the documented
 defaults of ``MigrationModel`` are returned, and the report says so.
@@ -21,6 +58,7 @@ defaults of ``MigrationModel`` are returned, and the report says so.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,16 +72,52 @@ from zhuge.migration.model import MB_PER_GB, MigrationModel
 
 __all__ = ["HISTORY_COLUMNS", "Calibration", "calibrate", "fit_metrics", "synthetic_history"]
 
+log = logging.getLogger(__name__)
+
 HISTORY_COLUMNS = ("vm_id", "memory_gb", "observed_load", "downtime_ms", "total_s")
-DOWNTIME_WEIGHT = 0.3  # the exact downtime is a sawtooth around the expected: trust it less
+FLEET_PARAMETERS = ("base_dirty_mbps", "dirty_rate_coeff", "resume_overhead_ms")
+IDENTIFIED_REL_CI = 0.5  # identified: 95 % interval within ±50 % of the value
+# below these a parameter is "about zero": its interval is judged against the floor instead
+IDENTIFIED_FLOOR = {
+    "base_dirty_mbps": 0.005,  # x link rate in MB/s: moves a duration by 0.5 %
+    "dirty_rate_coeff": 1.0,  # MB/s per GB at full CPU
+    "resume_overhead_ms": 5.0,  # ms
+}
+VM_COEFF_SPREAD = 0.5  # prior sd of log(VM coefficient / fleet coefficient): a factor 1.65
+ROBUST_SCALE = 2.0  # soft-L1 loss: quadratic within 2 noise sd, linear beyond
+INITIAL_NOISE = 0.03  # relative noise assumed for the first fit, before it is estimated
+MIN_NOISE = (
+    0.002  # floor on the estimated relative noise (a perfect history is not infinitely precise)
+)
+NOT_CONVERGED_SHARE = 0.5
+# x link rate: starting points of the base rate (the objective has local minima, see calibrate)
+# The expected downtime is an approximation (the history's sawtooth is not exactly averaged):
+# in the recovery study (tests/unit/migration/test_calibration_recovery.py) it biases the
+# fitted parameters by up to ~5 %, which the Jacobian cannot see; added to every standard error.
+MODEL_REL_ERROR = 0.05
+SAWTOOTH_BINS = 10  # the overhead needs the history's last rounds spread over the sawtooth...
+SAWTOOTH_BINS_HIT = 7  # ...in at least 7 of 10 phase bins, or 10 exact one-round downtimes
+BASE_STARTS = (
+    0.0005,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+)  # a stop-and-copy of at least this share of memory: did not converge
 
 
 @dataclass(frozen=True)
 class Calibration:
     model: MigrationModel  # fleet-wide fitted parameters (or the defaults)
-    per_vm: pd.DataFrame  # vm_id, dirty_rate_coeff, migrations: merge into the VM table
+    per_vm: pd.DataFrame  # vm_id, dirty_rate_coeff, migrations, std_error, identified
     metrics: dict[str, Any] = field(default_factory=dict)
     source: str = "defaults"  # "fit" or "defaults"
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the history could not identify (empty: every fleet parameter was)."""
+        return list(self.metrics.get("warnings", []))
 
 
 def fit_metrics(observed: NDArray[np.float64], predicted: NDArray[np.float64]) -> dict[str, float]:
@@ -86,19 +160,320 @@ def _load_memory(h: pd.DataFrame) -> NDArray[np.float64]:
     return h["observed_load"].to_numpy() / 100 * h["memory_gb"].to_numpy()
 
 
+def _not_converged(model: MigrationModel, h: pd.DataFrame) -> NDArray[np.bool_]:
+    """Migrations whose stop-and-copy sent at least half the memory (read off the downtime)."""
+    stop_copy_mb = h["downtime_ms"].to_numpy() / 1000 * model.bandwidth_mbps
+    return stop_copy_mb >= NOT_CONVERGED_SHARE * h["memory_gb"].to_numpy() * MB_PER_GB
+
+
 def _linear_rate(model: MigrationModel, h: pd.DataFrame) -> NDArray[np.float64]:
-    """Dirty rate read off the duration: total ≈ M / (B (1 - r)), so D = B (1 - M / (B total))."""
+    """Dirty rate read off the duration: total ≈ M / (B (1 - r)), so D = B (1 - M / (B total)).
+    Only meaningful for converged migrations."""
     bandwidth = model.bandwidth_mbps
     copy_s = np.maximum(h["total_s"].to_numpy() - model.resume_overhead_ms / 1000, 1e-9)
     r = np.clip(1 - h["memory_gb"].to_numpy() * MB_PER_GB / (bandwidth * copy_s), 0, 0.99)
     return r * bandwidth
 
 
-def _residuals(model: MigrationModel, h: pd.DataFrame, coeff: NDArray[np.float64] | None = None):
+def _precopy(
+    model: MigrationModel,
+    memory_gb: NDArray[np.float64],
+    load_pct: NDArray[np.float64],
+    coeff: NDArray[np.float64] | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Downtime (ms), duration (s) and ``r = D / B`` as the fit sees them.
+
+    ``model.predict`` (expected downtime), with two changes that make it a likelihood rather
+    than a planning estimate: a guest that needs one round gets its exact stop-and-copy
+    ``r M`` (there is no sawtooth to average over), and past ``r = 1`` the round-limited branch
+    is followed on (``M (1 + r + ... + r^K)``) instead of dropping to ``2 M``, so the
+    objective stays continuous and increasing in the dirty rate.
+    """
+    est = model.predict(memory_gb, load_pct, coeff)
+    bandwidth = model.bandwidth_mbps
+    overhead_ms = model.resume_overhead_ms
+    memory_mb = memory_gb * MB_PER_GB
+    r = est.dirty_rate_mbps / bandwidth
+    one_round = (r < 1) & (r * memory_mb <= model.stop_threshold_mb)
+    downtime = np.where(one_round, r * memory_mb / bandwidth * 1000 + overhead_ms, est.downtime_ms)
+    total = np.where(one_round, (1 + r) * memory_mb / bandwidth + overhead_ms / 1000, est.total_s)
+    over = r >= 1
+    if over.any():
+        rounds = int(model.max_rounds)
+        q = np.clip(np.where(over, r, 2.0), 1 + 1e-9, 10.0)  # 10 x the link: far enough
+        sent = memory_mb * (q ** (rounds + 1) - 1) / (q - 1)
+        total = np.where(over, sent / bandwidth + overhead_ms / 1000, total)
+        downtime = np.where(over, memory_mb * q**rounds / bandwidth * 1000 + overhead_ms, downtime)
+    return downtime, total, r
+
+
+def _downtime_spread_ms(
+    model: MigrationModel, h: pd.DataFrame, coeff: NDArray[np.float64] | None, noise: float
+) -> NDArray[np.float64]:
+    """Standard deviation of each observed downtime around the expected one: the sawtooth
+    (``log V_k`` uniform over one factor ``r``, as in the model) plus measurement noise."""
     est = _predict(model, h, coeff)
-    total = np.log(est.total_s / h["total_s"].to_numpy())
-    downtime = np.log(est.downtime_ms / h["downtime_ms"].to_numpy())
-    return np.concatenate([total, DOWNTIME_WEIGHT * downtime])
+    r = np.clip(est.dirty_rate_mbps / model.bandwidth_mbps, 1e-12, 1 - 1e-9)
+    threshold = model.stop_threshold_mb
+    log_inv_r = -np.log(r)
+    variance = threshold**2 * ((1 - r**2) / (2 * log_inv_r) - ((1 - r) / log_inv_r) ** 2)
+    # one-round guests too: their exact downtime jumps into the sawtooth band as soon as
+    # they need a second round, and a tight weight there would make the fit chase that jump
+    sawtooth_ms = np.where(est.converged, np.sqrt(np.maximum(variance, 0)), 0)
+    sawtooth_ms /= model.bandwidth_mbps
+    sawtooth_ms *= 1000
+    return np.sqrt(sawtooth_ms**2 + (noise * h["downtime_ms"].to_numpy()) ** 2)
+
+
+@dataclass
+class _Objective:
+    """Residuals of a history in units of their noise (see the module docstring)."""
+
+    h: pd.DataFrame
+    not_converged: NDArray[np.bool_]
+    noise: float  # relative sd of an observed duration (and of the measured part of a downtime)
+    downtime_sd_ms: NDArray[np.float64]
+
+    def __call__(
+        self, model: MigrationModel, coeff: NDArray[np.float64] | None = None
+    ) -> NDArray[np.float64]:
+        h, ok = self.h, ~self.not_converged
+        downtime, total, r = _precopy(
+            model, h["memory_gb"].to_numpy(), h["observed_load"].to_numpy(), coeff
+        )
+        # a stop-and-copy of M r^K >= M/2 at the round limit K means r >= 0.5^(1/K)
+        least_r = NOT_CONVERGED_SHARE ** (1 / model.max_rounds)
+        return np.concatenate(
+            [
+                np.log(total[ok] / h["total_s"].to_numpy()[ok]) / self.noise,
+                (downtime[ok] - h["downtime_ms"].to_numpy()[ok]) / self.downtime_sd_ms[ok],
+                np.maximum(np.log(least_r / np.maximum(r[~ok], 1e-12)), 0) / self.noise,
+            ]
+        )
+
+    def rows(self) -> NDArray[np.intp]:
+        """The history row of each residual (for the Jacobian's sparsity)."""
+        ok = np.flatnonzero(~self.not_converged)
+        return np.concatenate([ok, ok, np.flatnonzero(self.not_converged)])
+
+    def total_noise(self, model: MigrationModel, coeff: NDArray[np.float64] | None) -> float:
+        """Relative noise of the durations: robust sd (MAD) of their log residuals."""
+        ok = ~self.not_converged
+        _, total, _ = _precopy(
+            model, self.h["memory_gb"].to_numpy(), self.h["observed_load"].to_numpy(), coeff
+        )
+        residual = np.log(total[ok] / self.h["total_s"].to_numpy()[ok])
+        mad = np.median(np.abs(residual - np.median(residual)))
+        return max(1.4826 * float(mad), MIN_NOISE)
+
+
+def _objective(
+    model: MigrationModel,
+    h: pd.DataFrame,
+    not_converged: NDArray[np.bool_],
+    noise: float,
+    coeff: NDArray[np.float64] | None = None,
+) -> _Objective:
+    return _Objective(h, not_converged, noise, _downtime_spread_ms(model, h, coeff, noise))
+
+
+def _fleet_bounds(model: MigrationModel, h: pd.DataFrame) -> tuple[NDArray, NDArray, NDArray]:
+    """Lower and upper bounds and typical sizes of (base, coefficient, overhead)."""
+    bandwidth = model.bandwidth_mbps
+    # no guest in the history dirties more than 10 x the link
+    most_coeff = 10 * bandwidth / max(float(h["memory_gb"].max()), 1e-9)
+    lower = np.zeros(3)
+    upper = np.array([bandwidth, most_coeff, np.inf])
+    scale = np.array(
+        [
+            IDENTIFIED_FLOOR["base_dirty_mbps"] * bandwidth,
+            max(model.dirty_rate_coeff, IDENTIFIED_FLOOR["dirty_rate_coeff"]),
+            max(model.resume_overhead_ms, IDENTIFIED_FLOOR["resume_overhead_ms"]),
+        ]
+    )
+    return lower, upper, scale
+
+
+def _fleet_model(model: MigrationModel, theta: NDArray[np.float64]) -> MigrationModel:
+    return model.evolve(
+        base_dirty_mbps=float(theta[0]),
+        dirty_rate_coeff=float(theta[1]),
+        resume_overhead_ms=float(theta[2]),
+    )
+
+
+def _fit_fleet_from(
+    model: MigrationModel, objective: _Objective, starts: list[NDArray[np.float64]]
+) -> list[Any]:
+    """Fits from each start and from each base rate in ``BASE_STARTS``, best (cheapest) first."""
+    bandwidth = model.bandwidth_mbps
+    grid = [np.array([share * bandwidth, *starts[0][1:]]) for share in BASE_STARTS]
+    fits = [_fit_fleet(model, objective, x0) for x0 in [*starts, *grid]]
+    return sorted(fits, key=lambda fit: fit.cost)
+
+
+def _fit_fleet(model: MigrationModel, objective: _Objective, x0: NDArray[np.float64]) -> Any:
+    lower, upper, scale = _fleet_bounds(model, objective.h)
+    x0 = np.clip(x0, lower + 1e-6 * scale, np.minimum(upper * (1 - 1e-6), 1e12))
+    return least_squares(
+        lambda theta: objective(_fleet_model(model, theta)),
+        x0,
+        bounds=(lower, upper),
+        x_scale=scale,
+        loss="soft_l1",
+        f_scale=ROBUST_SCALE,
+    )
+
+
+@dataclass
+class _PerVmFit:
+    fit: Any  # scipy's OptimizeResult
+    own: pd.Index  # the VMs with their own coefficient, in the order of theta[3:]
+    slot: NDArray[np.intp]  # per history row: its VM's place in ``own``, -1 for none
+
+    def coefficients(self, theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Per history row: its VM's coefficient, NaN where the VM uses the fleet's."""
+        own = theta[1] * np.exp(theta[3:])
+        return np.where(self.slot >= 0, own[np.maximum(self.slot, 0)], np.nan)
+
+
+def _fit_per_vm(
+    model: MigrationModel,
+    objective: _Objective,
+    x0: NDArray[np.float64],
+    min_migrations: int,
+) -> _PerVmFit | None:
+    """One joint fit: base, fleet coefficient, overhead and ``log(c_vm / c_fleet)`` per VM with
+    enough history, under a Gaussian prior of sd ``VM_COEFF_SPREAD`` (VMs with less keep the
+    fleet coefficient). Joint, because a fleet-wide fit of a heterogeneous fleet biases the
+    base rate, which would then bias every per-VM coefficient."""
+    h = objective.h
+    counts = h["vm_id"].value_counts()
+    own = counts.index[counts >= min_migrations].sort_values()
+    if len(own) == 0:
+        return None
+    slot = pd.Index(own).get_indexer(h["vm_id"])
+    per_vm = _PerVmFit(None, own, slot)
+
+    def residuals(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        fitted = _fleet_model(model, theta)
+        prior = theta[3:] / VM_COEFF_SPREAD
+        return np.concatenate([objective(fitted, per_vm.coefficients(theta)), prior])
+
+    rows = objective.rows()
+    n_data, k = len(rows), len(own)
+    sparsity = np.zeros((n_data + k, 3 + k), dtype=bool)
+    sparsity[:n_data, :3] = True
+    mine = slot[rows] >= 0
+    sparsity[np.flatnonzero(mine), 3 + slot[rows][mine]] = True
+    sparsity[n_data + np.arange(k), 3 + np.arange(k)] = True
+
+    lower, upper, scale = _fleet_bounds(model, h)
+    lower = np.concatenate([lower, np.full(k, -np.inf)])
+    upper = np.concatenate([upper, np.full(k, np.inf)])
+    scale = np.concatenate([scale, np.full(k, VM_COEFF_SPREAD)])
+    start = np.concatenate([x0, np.zeros(k)])
+    start = np.clip(start, lower + 1e-6 * scale, np.minimum(upper * (1 - 1e-6), 1e12))
+    per_vm.fit = least_squares(
+        residuals,
+        start,
+        bounds=(lower, upper),
+        x_scale=scale,
+        jac_sparsity=sparsity,
+        loss="soft_l1",
+        f_scale=ROBUST_SCALE,
+    )
+    return per_vm
+
+
+def _covariance(fit: Any) -> NDArray[np.float64]:
+    """``s^2 (J^T J)^-1`` at the solution, ``s^2`` from the (robust) cost per degree of freedom."""
+    jac = fit.jac.toarray() if hasattr(fit.jac, "toarray") else np.asarray(fit.jac)
+    dof = max(jac.shape[0] - jac.shape[1], 1)
+    return 2 * fit.cost / dof * np.linalg.pinv(jac.T @ jac)
+
+
+def _sawtooth_sampled(
+    model: MigrationModel,
+    h: pd.DataFrame,
+    coeff: NDArray[np.float64] | None,
+    not_converged: NDArray[np.bool_],
+) -> bool:
+    """Do the history's downtimes average over the sawtooth, as the expected downtime assumes?
+    Yes when the position of the last round boundary (the fractional part of the rounds
+    needed) is spread over most of its range, or enough guests needed one round only (their
+    downtime is exact)."""
+    est = _predict(model, h, coeff)
+    r = np.clip(est.dirty_rate_mbps / model.bandwidth_mbps, 1e-12, 1 - 1e-9)
+    needed = np.log(h["memory_gb"].to_numpy() * MB_PER_GB / model.stop_threshold_mb) / -np.log(r)
+    converged = est.converged & ~not_converged
+    one_round = converged & (needed <= 1)
+    phase = (np.ceil(needed) - needed)[converged & ~one_round]
+    bins = np.unique(np.minimum((phase * SAWTOOTH_BINS).astype(int), SAWTOOTH_BINS - 1))
+    return bool(len(bins) >= SAWTOOTH_BINS_HIT or one_round.sum() >= SAWTOOTH_BINS)
+
+
+def _identified(name: str, value: float, half_width: float, model: MigrationModel) -> bool:
+    """Is the 95 % interval (half width) within ±IDENTIFIED_REL_CI of the value (or floor)?"""
+    floor = IDENTIFIED_FLOOR[name] * (model.bandwidth_mbps if name == "base_dirty_mbps" else 1)
+    return bool(
+        np.isfinite(half_width) and half_width <= IDENTIFIED_REL_CI * max(abs(value), floor)
+    )
+
+
+def _parameter_report(
+    fitted: MigrationModel,
+    cov: NDArray[np.float64],
+    rivals: list[NDArray[np.float64]],
+    sawtooth_sampled: bool,
+) -> tuple[dict[str, Any], float, list[str]]:
+    """Value, standard error, 95 % interval and ``identified`` of each fleet parameter; the
+    base/coefficient correlation; and a warning per parameter the history does not identify.
+    The interval is the Jacobian's, widened to take in the rivals: other local minima that
+    fit the history as well."""
+    report: dict[str, Any] = {}
+    warnings: list[str] = []
+    values = np.array([getattr(fitted, name) for name in FLEET_PARAMETERS])
+    std = np.hypot(np.sqrt(np.maximum(np.diag(cov)[:3], 0)), MODEL_REL_ERROR * values)
+    units = {
+        "base_dirty_mbps": "MB/s",
+        "dirty_rate_coeff": "MB/s per GB",
+        "resume_overhead_ms": "ms",
+    }
+    for i, name in enumerate(FLEET_PARAMETERS):
+        value = float(getattr(fitted, name))
+        others = [float(rival[i]) for rival in rivals]
+        low = min([value - 1.96 * std[i], *others])
+        high = max([value + 1.96 * std[i], *others])
+        half_width = max(value - low, high - value)
+        identified = _identified(name, value, half_width, fitted)
+        if name == "resume_overhead_ms" and not sawtooth_sampled:
+            identified = False
+            warnings.append(
+                "the downtimes of this history sample too little of the stop-and-copy sawtooth "
+                "(their last rounds all end at about the same point) to tell it from the "
+                "resume overhead: add migrations at other loads or of other sizes"
+            )
+        report[name] = {
+            "value": value,
+            "std_error": float(std[i]),
+            "ci95": [max(low, 0.0), high],
+            "identified": identified,
+        }
+        if not identified:
+            warnings.append(
+                f"{name} is not identified by this history: {value:.3g}, 95 % interval "
+                f"[{max(low, 0.0):.3g}, {high:.3g}] {units[name]}; use it for guests like "
+                "those in the history only"
+            )
+    correlation = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if std[0] * std[1] > 0 else 0.0
+    if abs(correlation) > 0.9 and not all(report[n]["identified"] for n in FLEET_PARAMETERS[:2]):
+        warnings.append(
+            f"base_dirty_mbps and dirty_rate_coeff are {correlation:+.2f} correlated: the "
+            "history's load x memory varies too little to tell them apart; add migrations of "
+            "idle and of busy big guests"
+        )
+    return report, correlation, warnings
 
 
 def calibrate(
@@ -108,98 +483,109 @@ def calibrate(
     min_migrations: int = 3,
 ) -> Calibration:
     """Fit ``base_dirty_mbps``, ``dirty_rate_coeff``, ``resume_overhead_ms`` (fleet) and a
-    ``dirty_rate_coeff`` per VM with at least ``min_migrations`` past migrations."""
+    ``dirty_rate_coeff`` per VM with at least ``min_migrations`` past migrations.
+
+    ``metrics["parameters"]`` holds each fleet parameter's standard error, 95 % interval and
+    whether the history identifies it; ``metrics["warnings"]`` (also ``Calibration.warnings``)
+    says what it could not identify."""
     model = model or MigrationModel()
-    empty = pd.DataFrame({"vm_id": [], "dirty_rate_coeff": [], "migrations": []})
+    empty = pd.DataFrame(
+        {"vm_id": [], "dirty_rate_coeff": [], "migrations": [], "std_error": [], "identified": []}
+    )
     if history is None or len(history) == 0:
         return Calibration(
             model, empty, {"migrations": 0, "note": "no history: documented defaults"}
         )
     h = _history(history)
-    if len(h) < 3:
+    not_converged = _not_converged(model, h)
+    converged = int((~not_converged).sum())
+    if converged < 3:
         raise DataError(
-            f"history has {len(h)} migration(s); at least 3 are needed to fit 3 parameters"
+            f"history has {converged} converged migration(s) (of {len(h)}); at least 3 are "
+            "needed to fit 3 parameters"
         )
 
-    design = np.column_stack([np.ones(len(h)), _load_memory(h)])
-    start, *_ = np.linalg.lstsq(design, _linear_rate(model, h), rcond=None)
-    x0 = np.array([max(start[0], 0.1), max(start[1], 0.1), max(model.resume_overhead_ms, 1.0)])
+    ok = ~not_converged
+    design = np.column_stack([np.ones(converged), _load_memory(h)[ok]])
+    start, *_ = np.linalg.lstsq(design, _linear_rate(model, h)[ok], rcond=None)
+    x0 = np.array([start[0], start[1], model.resume_overhead_ms])
+    # A first fit with an assumed noise, then again with the noise (and sawtooth) it measured.
+    # The one-round downtimes make the objective jump where a guest starts needing a second
+    # round, so it has local minima: start from several base rates, keep the best, and keep
+    # the others that fit as well (within the 95 % likelihood-ratio bound) as rivals.
+    fit = _fit_fleet_from(model, _objective(model, h, not_converged, INITIAL_NOISE), [x0])[0]
+    fitted = _fleet_model(model, fit.x)
+    noise = _objective(fitted, h, not_converged, INITIAL_NOISE).total_noise(fitted, None)
+    objective = _objective(fitted, h, not_converged, noise)
+    fit, *others = _fit_fleet_from(model, objective, [fit.x, x0])
+    fitted = _fleet_model(model, fit.x)
+    dof = max(len(objective.rows()) - 3, 1)
+    rivals = [o.x for o in others if o.cost - fit.cost <= 1.92 * 2 * fit.cost / dof]
 
-    def fleet(theta: NDArray[np.float64]) -> NDArray[np.float64]:
-        candidate = model.evolve(
-            base_dirty_mbps=theta[0], dirty_rate_coeff=theta[1], resume_overhead_ms=theta[2]
-        )
-        return _residuals(candidate, h)
-
-    fit = least_squares(fleet, x0, bounds=(0.0, np.inf), x_scale="jac")
-    fitted = model.evolve(
-        base_dirty_mbps=float(fit.x[0]),
-        dirty_rate_coeff=float(fit.x[1]),
-        resume_overhead_ms=float(fit.x[2]),
+    per_vm_fit = _fit_per_vm(model, objective, fit.x, min_migrations)
+    if per_vm_fit is None:
+        coeff, per_vm, final = None, empty, fit
+    else:
+        final = per_vm_fit.fit
+        fitted = _fleet_model(model, final.x)
+        coeff = per_vm_fit.coefficients(final.x)
+    cov = _covariance(final)
+    if per_vm_fit is not None:
+        per_vm = _per_vm_report(per_vm_fit, h, cov, fitted)
+    parameters, correlation, warnings = _parameter_report(
+        fitted, cov, rivals, _sawtooth_sampled(fitted, h, None, not_converged)
     )
-
-    fitted, per_vm, coeff = _fit_per_vm(fitted, h, min_migrations)
-    if per_vm.empty:
-        per_vm = empty
+    for warning in warnings:
+        log.warning("migration calibration: %s", warning)
 
     fleet_est = _predict(fitted, h)
     vm_est = _predict(fitted, h, coeff)
     metrics = {
         "migrations": len(h),
+        "not_converged": int(not_converged.sum()),
         "vms_with_own_coeff": len(per_vm),
+        "vms_identified": int(per_vm["identified"].sum()) if len(per_vm) else 0,
         "total_s": fit_metrics(h["total_s"], vm_est.total_s),
         "downtime_ms": fit_metrics(h["downtime_ms"], vm_est.downtime_ms),
         "fleet_only": {
             "total_s": fit_metrics(h["total_s"], fleet_est.total_s),
             "downtime_ms": fit_metrics(h["downtime_ms"], fleet_est.downtime_ms),
         },
-        "converged": bool(fit.success),
+        "converged": bool(final.success),
+        "noise": {"total_s_relative_sd": noise},
+        "parameters": parameters,
+        "correlation_base_coeff": correlation,
+        "identified": all(p["identified"] for p in parameters.values()),
+        "warnings": warnings,
     }
     return Calibration(fitted, per_vm, metrics, source="fit")
 
 
-def _fit_per_vm(
-    fleet: MigrationModel, h: pd.DataFrame, min_migrations: int
-) -> tuple[MigrationModel, pd.DataFrame, NDArray[np.float64]]:
-    """One joint fit: base, overhead and a coefficient per VM with enough history (VMs with
-    less keep the fleet coefficient). Joint, because a fleet-wide fit of a heterogeneous fleet
-    biases the base rate, which would then bias every per-VM coefficient."""
+def _per_vm_report(
+    per_vm_fit: _PerVmFit, h: pd.DataFrame, cov: NDArray[np.float64], fitted: MigrationModel
+) -> pd.DataFrame:
+    """Each VM's coefficient, its standard error (delta method on ``c_fleet exp(u_vm)``) and
+    whether its own history identifies it (else it stays near the fleet's, by the prior)."""
+    theta = per_vm_fit.fit.x
+    coeff = theta[1] * np.exp(theta[3:])
+    k = len(coeff)
+    # var(log c_vm) = var(c)/c^2 + var(u) + 2 cov(c, u)/c
+    c = max(theta[1], 1e-12)
+    log_var = cov[1, 1] / c**2 + np.diag(cov)[3:] + 2 * cov[1, 3 : 3 + k] / c
+    std_error = coeff * np.sqrt(np.maximum(log_var, 0))
     counts = h["vm_id"].value_counts()
-    own = counts.index[counts >= min_migrations].sort_values()
-    if len(own) == 0:
-        return fleet, pd.DataFrame(), np.full(len(h), np.nan)
-    slot = pd.Index(own).get_indexer(h["vm_id"])  # -1: fleet coefficient
-    n = len(h)
-
-    def unpack(theta: NDArray[np.float64]) -> tuple[MigrationModel, NDArray[np.float64]]:
-        model = fleet.evolve(base_dirty_mbps=theta[0], resume_overhead_ms=theta[1])
-        return model, np.where(slot >= 0, theta[2:][slot], np.nan)
-
-    def residuals(theta: NDArray[np.float64]) -> NDArray[np.float64]:
-        model, coeff = unpack(theta)
-        return _residuals(model, h, coeff)
-
-    sparsity = np.zeros((2 * n, 2 + len(own)), dtype=bool)
-    sparsity[:, :2] = True
-    rows = np.flatnonzero(slot >= 0)
-    sparsity[rows, 2 + slot[rows]] = True
-    sparsity[n + rows, 2 + slot[rows]] = True
-    # start each VM from its linearised estimate (median over its migrations)
-    linear = pd.Series((_linear_rate(fleet, h) - fleet.base_dirty_mbps) / _load_memory(h)).replace(
-        [np.inf, -np.inf], np.nan
+    return pd.DataFrame(
+        {
+            "vm_id": per_vm_fit.own,
+            "dirty_rate_coeff": coeff,
+            "migrations": counts.loc[per_vm_fit.own].to_numpy(),
+            "std_error": std_error,
+            "identified": [
+                _identified("dirty_rate_coeff", v, 1.96 * s, fitted)
+                for v, s in zip(coeff, std_error, strict=True)
+            ],
+        }
     )
-    start = (
-        linear.groupby(h["vm_id"].to_numpy()).median().reindex(own).fillna(fleet.dirty_rate_coeff)
-    )
-    x0 = np.concatenate(
-        [[fleet.base_dirty_mbps, fleet.resume_overhead_ms], np.maximum(start.to_numpy(), 0.0)]
-    )
-    fit = least_squares(residuals, x0, bounds=(0.0, np.inf), jac_sparsity=sparsity, x_scale="jac")
-    model, coeff = unpack(fit.x)
-    per_vm = pd.DataFrame(
-        {"vm_id": own, "dirty_rate_coeff": fit.x[2:], "migrations": counts.loc[own].to_numpy()}
-    )
-    return model, per_vm, coeff
 
 
 def synthetic_history(
@@ -210,13 +596,17 @@ def synthetic_history(
     vm_coeff: NDArray[np.float64] | None = None,
     noise: float = 0.03,  # multiplicative (log-normal sigma) on both observed targets
     seed: int = 0,
+    memory_sizes_gb: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0),
+    load_range: tuple[float, float] = (0.0, 100.0),  # % CPU, uniform
 ) -> pd.DataFrame:
-    """Past migrations as the exact pre-copy rounds of ``model`` would have run them, plus noise."""
+    """Past migrations as the exact pre-copy rounds of ``model`` would have run them, plus noise.
+    Each VM's memory is drawn from ``memory_sizes_gb``, each migration's load from
+    ``load_range`` (narrow them to make a history that cannot identify the model)."""
     rng = np.random.default_rng(seed)
     vm = rng.integers(0, n_vms, n)
-    memory_of_vm = rng.choice([2.0, 4.0, 8.0, 16.0, 32.0, 64.0], n_vms)
+    memory_of_vm = rng.choice(np.asarray(memory_sizes_gb, dtype=float), n_vms)
     memory = memory_of_vm[vm]
-    load = rng.uniform(0, 100, n)
+    load = rng.uniform(*load_range, n)
     coeff = None if vm_coeff is None else np.asarray(vm_coeff, dtype=float)[vm]
     est = model.predict(memory, load, coeff, expected=False)
     return pd.DataFrame(
