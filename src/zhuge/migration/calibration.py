@@ -45,12 +45,23 @@ added a further bias (``E log V != log E V``).
    estimate is kept (it fits the history as well as any other value in its interval), so use
    it for guests like those in the history, not to extrapolate.
 
-**What it can and cannot identify.** The coefficient needs busy, big guests (``load x memory``
-spread); the overhead needs converged migrations; the base rate is only a small share of a
-fast link (5 MB/s is 0.4 % of 10 Gbit/s) and needs many migrations at low load of guests
-whose duration it moves by more than the noise: with 3 % noise, a few hundred migrations. A
-history whose ``load x memory`` barely varies cannot tell base from coefficient (only their sum
-at that point): both are flagged, the correlation is reported.
+   The interval also carries a ``MODEL_REL_ERROR`` (5 %) floor: the expected downtime only
+   approximates the history's sawtooth, which biases the fit by a few percent (overhead about
+   -1.5 ms) where the Jacobian cannot see it. The one-round downtimes make the objective jump
+   where a guest starts needing a second round, so the fleet fit starts from several base
+   rates; rival minima that fit as well widen the interval.
+
+**What it can and cannot identify** (measured in ``tests/unit/migration/
+test_calibration_recovery.py``, 3 % noise, loads over 0-100 %, guests of 2-64 GB). The
+coefficient needs busy, big guests: within 7 % at 100 migrations, 1.5 % at 1000. The base rate
+is a small share of a fast link (20 MB/s is 1.6 % of 10 Gbit/s); it shows in the durations of
+idle guests and, more sharply, in the downtime of small guests that need one round
+(``r M / B``): within ~30 % at 100 migrations, 8 % at 1000. The overhead needs converged
+migrations whose last rounds end at many points of the sawtooth, or one-round guests. A history
+whose ``load x memory`` barely varies cannot tell base from coefficient (only their sum at that
+point): both are flagged, with their correlation; one whose last rounds all end at the same point
+flags the overhead. Not caught: a history of small guests only (2-4 GB), where the one-round
+jumps dominate and the intervals come out too narrow (the study's truth fell outside them).
 
 Fit quality is reported as MAPE and R² of both targets. Without history, the documented
 defaults of ``MigrationModel`` are returned, and the report says so.
