@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=LSTMOptions().hidden, help="LSTM width")
     parser.add_argument("--no-cpu-lstm", action="store_true", help="skip the CPU LSTM")
     parser.add_argument("--no-gbm", action="store_true")
     args = parser.parse_args()
@@ -108,7 +109,8 @@ def main() -> None:
     torch = require_torch()
     info = machine(torch)
     print("machine:", json.dumps(info), flush=True)
-    print("lstm options:", json.dumps(LSTMOptions().__dict__), flush=True)
+    options = {**LSTMOptions().__dict__, "hidden": args.hidden}
+    print("lstm options:", json.dumps(options), flush=True)
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     h = args.horizon
@@ -126,11 +128,17 @@ def main() -> None:
             # first CUDA use pays for context creation and cuDNN loading: not the model's cost
             LSTMModel(device="cuda", max_epochs=1, max_windows=512).fit(history, h)
             methods += [
-                ("lstm cuda bf16", lambda: LSTMModel(device="cuda", precision="bf16")),
-                ("lstm cuda fp32", lambda: LSTMModel(device="cuda", precision="fp32")),
+                (
+                    "lstm cuda bf16",
+                    lambda: LSTMModel(device="cuda", precision="bf16", hidden=args.hidden),
+                ),
+                (
+                    "lstm cuda fp32",
+                    lambda: LSTMModel(device="cuda", precision="fp32", hidden=args.hidden),
+                ),
             ]
         if not args.no_cpu_lstm:
-            methods.append(("lstm cpu fp32", lambda: LSTMModel(device="cpu")))
+            methods.append(("lstm cpu fp32", lambda: LSTMModel(device="cpu", hidden=args.hidden)))
         if not args.no_gbm:
             methods.append(("gbm cpu", lambda: GBMModel(GBMOptions())))
         rows = [{"method": "seasonal_naive", "mase": naive_mase}]
