@@ -123,8 +123,8 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
                 ctx.progress(done, total, f"{done}/{total} {label}")
             results: list[Any] = client.gather(futures)
         finally:
-            if pending:
-                client.cancel(list(pending))
+            # finished parts too: their results would otherwise stay in worker memory
+            client.cancel(futures)
     out = []
     for result, cpu, pid in results:
         if pid != me:  # the job's own process is already counted by the runner

@@ -167,3 +167,14 @@ def test_options_and_device_choice(monkeypatch):
         placement(torch, "cuda")
     assert placement(torch, "cpu", "bf16").precision == "bf16"  # asked for explicitly
     assert LSTMOptions().device == "auto"
+
+
+def test_forecaster_random_state_reaches_the_lstm(sine):
+    def fit(seed: int, **extra) -> Forecaster:
+        params = {**FAST_LSTM, **extra}
+        return Forecaster(
+            model="lstm", freq="1h", horizon=12, lstm_params=params, random_state=seed
+        ).fit(sine)
+
+    assert fit(5).models_["lstm"].options.random_state == 5  # determinism: tested above
+    assert fit(5, random_state=9).models_["lstm"].options.random_state == 9  # lstm_params wins

@@ -76,7 +76,8 @@ class Forecaster(BaseEstimator):
         lstm_params: keyword arguments of the LSTM model.
         max_history: keep at most this many recent steps per series (memory bound).
         n_jobs: threads for LightGBM / processes for statsforecast.
-        random_state: seed for the GBM's sampling and boosting.
+        random_state: seed for the GBM's sampling and boosting and the LSTM's training
+            (``lstm_params['random_state']`` wins for the LSTM).
 
     Learned: ``model_`` (global choice), ``selection_`` (dict: strategy, chosen, scores,
     reason, windows, counts), ``series_model_`` (series_id -> model), ``notes_``,
@@ -149,7 +150,7 @@ class Forecaster(BaseEstimator):
         return lambda: make_model(
             name,
             gbm_options=self._gbm_options(),
-            lstm_options=self.lstm_params,
+            lstm_options={"random_state": self.random_state, **(self.lstm_params or {})},
             n_jobs=self.n_jobs,
         )
 
