@@ -36,9 +36,34 @@ zhuge submit echo -p run=nightly --idempotency-key nightly-demo
 step "wait for all of them"
 for id in "${ids[@]}" "$flaky"; do zhuge jobs wait "$id" --timeout 120; done
 
-step "jobs"
+step "jobs so far"
 zhuge jobs ls
 step "the retried job's history"
 zhuge jobs show "$flaky"
 step "status"
 zhuge status
+
+# --- the headline pipeline: fleet telemetry -> forecast -> migration plan -> VM segments ----
+DATA="$ZHUGE_HOME/demo-fleet"
+step "generate a synthetic fleet: 300 VMs, 14 days at 5 minutes (cycles, bursts, gaps, level shifts)"
+zhuge demo-data fleet --vms 300 --days 14 --freq 5min --out "$DATA"
+
+step "backtest: zhuge auto next to the baselines, 2 rolling windows of 24 h"
+zhuge backtest --input "$DATA/telemetry.parquet" --freq 1h --horizon 24h --windows 2
+
+step "forecast every VM for the next 24 h with an 80 % interval"
+zhuge forecast --input "$DATA/telemetry.parquet" --freq 1h --horizon 24h --quantiles 0.1,0.9 \
+  --out "$DATA/forecast.parquet"
+
+step "plan live migrations into the quietest hours (2 per host, 20 per cluster, 10 Gbit/s shared)"
+zhuge plan-migrations --forecast "$DATA/forecast.parquet" --vms "$DATA/vms.parquet" \
+  --window 1h --deadline 24h --max-per-host 2 --max-per-cluster 20 --bandwidth-gbps 10 \
+  --out "$DATA/plan.parquet"
+
+step "group the VMs by the shape of their daily load"
+zhuge cluster --template load-profile --input "$DATA/telemetry.parquet" --out "$DATA/vm_groups.parquet"
+
+step "every job of this demo"
+zhuge jobs ls
+step "outputs"
+ls -l "$DATA"

@@ -143,7 +143,13 @@ def evaluate_plan(
 ) -> PlanEvaluation:
     """Realised load and downtime of ``plan`` against the oracle and the naive plans."""
     problem = build_problem(
-        actual, vms, constraints or PlanConstraints(), model or MigrationModel(), hosts
+        actual,
+        vms,
+        constraints or PlanConstraints(),
+        model or MigrationModel(),
+        hosts,
+        ragged=False,  # what really happened must cover every VM and window
+        what="actual",
     )
     chosen = {"plan": _chosen_from_plan(problem, plan)}
     oracle, _ = assign_windows(problem, problem.downtime_ms, goal="quietest window", method=method)

@@ -296,6 +296,12 @@ def _unplaced_reason(
             f"host {problem.host_ids[host]} allows no migrations (max_migrations = 0)",
             "host-disabled",
         )
+    if not problem.forecast_known[v].any():
+        return (
+            f"no forecast in the planning period from {problem.window_starts[0]}: its "
+            "forecast ends before (its telemetry stopped early)",
+            "no-forecast",
+        )
     if not problem.ends_in_time[v].any():
         must = problem.vms["must_move_by"].iat[v]
         limit = problem.deadline if pd.isna(must) or must >= problem.deadline else must
@@ -307,7 +313,9 @@ def _unplaced_reason(
         )
     windows = np.flatnonzero(problem.feasible[v])
     if len(windows) == 0:
-        return "every window it could finish in overlaps a blackout", "blackout"
+        if not problem.blackout.any():
+            return "no window it could finish in is covered by its forecast", "no-forecast"
+        return "every window it could finish in overlaps a blackout or lacks a forecast", "blackout"
     vm = np.full(len(windows), v)
     host_full, cluster_full, bandwidth_full = _blockers(
         problem, vm, windows, host_occ, cluster_occ, bandwidth

@@ -45,7 +45,8 @@ class PlanningProblem:
     total_s: NDArray[np.float64]  # (V, W)
     span: NDArray[np.int64]  # (V, W) windows held when starting in that window
     ends_in_time: NDArray[np.bool_]  # (V, W) ends by the deadline and must_move_by
-    feasible: NDArray[np.bool_]  # (V, W) ends_in_time and no held window in a blackout
+    feasible: NDArray[np.bool_]  # (V, W) ends_in_time, forecast known, no held window dark
+    forecast_known: NDArray[np.bool_]  # (V, W) the VM's forecast covers the window
     blackout: NDArray[np.bool_]  # (W,)
 
     @property
@@ -58,7 +59,9 @@ class PlanningProblem:
 
 
 def _grid_origin(grid: ForecastGrid, constraints: PlanConstraints) -> pd.Timestamp:
-    origin = grid.start
+    # Planning starts where the freshest forecasts start ("now"); a VM whose telemetry
+    # stopped early has no forecast from there and is reported as such, not planned in the past.
+    origin = grid.now
     if constraints.not_before is not None:
         not_before = _same_tz(constraints.not_before, grid.start, "not_before")
         if not_before > origin:
@@ -103,7 +106,12 @@ def build_problem(
     constraints: PlanConstraints,
     model: MigrationModel,
     hosts: pd.DataFrame | None = None,
+    *,
+    ragged: bool = True,
+    what: str = "forecast",
 ) -> PlanningProblem:
+    """The planning problem of ``forecast``; ``ragged`` lets VMs' forecasts start and end at
+    different times (see ``forecast_matrix``)."""
     vms = validate_vms(vms)
     hosts = validate_hosts(hosts, vms)
     if constraints.bandwidth_gbps is not None and model.bandwidth_gbps > constraints.bandwidth_gbps:
@@ -111,7 +119,7 @@ def build_problem(
             f"one migration takes {model.bandwidth_gbps} Gbit/s but the shared budget per window "
             f"is {constraints.bandwidth_gbps} Gbit/s: nothing could ever run"
         )
-    grid = forecast_matrix(forecast, vms["vm_id"])
+    grid = forecast_matrix(forecast, vms["vm_id"], ragged=ragged, what=what)
     origin = _grid_origin(grid, constraints)
     window = constraints.window
     deadline = grid.end
@@ -132,6 +140,8 @@ def build_problem(
     starts, load = starts[:n_windows], load[:, :n_windows]
     deadline = min(deadline, origin + window * n_windows)
 
+    known = ~np.isnan(load)
+    load = np.where(known, load, 0.0)  # unknown windows are made infeasible below
     memory = vms["memory_gb"].to_numpy()
     estimate = model.predict(memory[:, None], load, vms["dirty_rate_coeff"].to_numpy()[:, None])
     downtime, total = estimate.downtime_ms, estimate.total_s
@@ -157,7 +167,12 @@ def build_problem(
     dark_before = np.concatenate([[0], np.cumsum(blackout)])
     last = np.minimum(np.arange(n_windows)[None, :] + span, n_windows)
     clear = dark_before[last] == dark_before[:n_windows][None, :]
-    feasible = ends_in_time & clear
+    unknown_before = np.concatenate(
+        [np.zeros((len(vms), 1), dtype=np.int64), np.cumsum(~known, axis=1)], axis=1
+    )
+    rows = np.arange(len(vms))[:, None]
+    covered = unknown_before[rows, last] == unknown_before[:, :n_windows]
+    feasible = ends_in_time & clear & covered
 
     host_codes, host_ids = pd.factorize(vms["host_id"])
     cluster_codes, cluster_ids = pd.factorize(vms["cluster_id"])
@@ -189,5 +204,6 @@ def build_problem(
         span=span,
         ends_in_time=ends_in_time,
         feasible=feasible,
+        forecast_known=known,
         blackout=blackout,
     )

@@ -133,11 +133,27 @@ def validate_hosts(hosts: pd.DataFrame | None, vms: pd.DataFrame) -> pd.DataFram
 
 @dataclass(frozen=True)
 class ForecastGrid:
-    """The forecast as a VMs x timestamps matrix on a regular grid."""
+    """The forecast as a VMs x timestamps matrix on a regular grid.
+
+    Rows may be *ragged*: a VM whose telemetry stopped early has a forecast that starts (and
+    ends) earlier than the fleet's; its cells outside its own forecast are NaN.
+    """
 
     values: NDArray[np.float64]  # (n_vms, n_steps), rows in the order of the VM table
     start: pd.Timestamp
     step: pd.Timedelta
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """Where the freshest forecasts start: the latest first forecast step of any VM."""
+        known = ~np.isnan(self.values)
+        first = np.where(known.any(axis=1), known.argmax(axis=1), 0)
+        return self.start + self.step * int(first.max())
+
+    def last_forecast(self, row: int) -> pd.Timestamp | None:
+        """The last forecast timestamp of VM ``row`` (None if it has none)."""
+        known = np.flatnonzero(~np.isnan(self.values[row]))
+        return None if len(known) == 0 else self.start + self.step * int(known[-1])
 
     @property
     def end(self) -> pd.Timestamp:
@@ -146,12 +162,14 @@ class ForecastGrid:
 
 
 def forecast_matrix(
-    forecast: pd.DataFrame, vm_ids: pd.Series, *, what: str = "forecast"
+    forecast: pd.DataFrame, vm_ids: pd.Series, *, what: str = "forecast", ragged: bool = False
 ) -> ForecastGrid:
     """Pivot the long frame onto a regular grid, one row per VM; series not in ``vm_ids`` are ignored.
 
     Fails on VMs without a forecast, duplicate or missing timestamps, irregular grids and
-    missing values, naming the series.
+    missing values, naming the series. With ``ragged``, series may start and end at different
+    times (each forecast starts where its own telemetry ended), as long as each is
+    contiguous; the cells outside a series' own span are NaN.
     """
     _require_columns(forecast, FORECAST_COLUMNS, what)
     if len(forecast) == 0:
@@ -188,15 +206,22 @@ def forecast_matrix(
     if (counts > 1).any():
         dup_rows = np.flatnonzero(counts > 1) // n_steps
         raise DataError(f"{what} has duplicate timestamps for series {_listed(vm_index[dup_rows])}")
-    if (counts == 0).any():
-        gap_rows = np.flatnonzero(counts == 0) // n_steps
+    per_vm = counts.reshape(len(vm_index), n_steps) > 0
+    if ragged:
+        first = per_vm.argmax(axis=1)
+        last = n_steps - 1 - per_vm[:, ::-1].argmax(axis=1)
+        holes = per_vm.sum(axis=1) != last - first + 1
+    else:
+        holes = ~per_vm.all(axis=1)
+    if holes.any():
+        gap_rows = np.flatnonzero(holes)
         raise DataError(
             f"{what} misses timestamps on the {pd.Timedelta(step_ns)} grid for series "
             f"{_listed(vm_index[gap_rows])}; fill gaps before planning"
         )
-    matrix = np.empty(len(vm_index) * n_steps, dtype=np.float64)
-    matrix[flat] = values
-    if np.isnan(matrix).any():
-        nan_rows = np.flatnonzero(np.isnan(matrix)) // n_steps
+    if np.isnan(values).any():
+        nan_rows = row[np.isnan(values)]
         raise DataError(f"{what}.yhat has missing values for series {_listed(vm_index[nan_rows])}")
+    matrix = np.full(len(vm_index) * n_steps, np.nan, dtype=np.float64)
+    matrix[flat] = values
     return ForecastGrid(matrix.reshape(len(vm_index), n_steps), start, pd.Timedelta(step_ns))
