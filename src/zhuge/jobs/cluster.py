@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,6 +39,7 @@ from zhuge.artifacts import ArtifactDir
 from zhuge.errors import DataError, InvalidRequest, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.kinds import KindParams, kind
+from zhuge.jobs.outputs import check_out, copy_out, existing_location, json_safe, latest_saved
 
 __all__ = [
     "ALGORITHM_CHOICES",
@@ -147,18 +147,6 @@ class PredictParams(KindParams):
 # -- reading and checking the input ---------------------------------------------------------
 
 
-def _fs(url: str, what: str) -> tuple[Any, str]:
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise DataError(f"{what} {url!r}: cannot open that location ({exc})") from exc
-    if not fs.exists(path):
-        raise DataError(f"{what} file {url} does not exist")
-    return fs, path
-
-
 def _is_csv(url: str) -> bool:
     return url.lower().endswith((".csv", ".csv.gz", ".tsv"))
 
@@ -168,7 +156,7 @@ def read_table(url: str, what: str = "input") -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, path = _fs(url, what)
+    fs, path = existing_location(url, what)
     try:
         if _is_csv(url):
             with fs.open(path, "rb", compression="infer") as fh:
@@ -342,7 +330,7 @@ def choose_route(params: ClusterParams) -> Route:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, path = _fs(params.input, "input")
+    fs, path = existing_location(params.input, "input")
     try:
         with fs.open(path, "rb") as fh:
             meta = pq.ParquetFile(fh).metadata
@@ -374,18 +362,6 @@ def choose_route(params: ClusterParams) -> Route:
     return Route(True, rows, cols, f"streamed in pages of {params.batch_rows} rows ({why})")
 
 
-def check_out(url: str) -> None:
-    """The folder an output goes to must exist (checked before any work)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and not fs.exists(parent):
-        raise DataError(f"cannot write {url}: folder {parent} does not exist")
-    if fs.isdir(path):
-        raise DataError(f"cannot write {url}: it is a folder")
-
-
 def _makedirs(url: str) -> None:
     import fsspec
 
@@ -393,35 +369,7 @@ def _makedirs(url: str) -> None:
     fs.makedirs(path, exist_ok=True)
 
 
-def _copy_out(source: str, url: str) -> str:
-    """Copy an artifact to ``url`` whole: to a temporary name first, then moved into place."""
-    import fsspec
-
-    check_out(url)
-    fs, path = fsspec.core.url_to_fs(url)
-    tmp = f"{path}.tmp-{time.time_ns()}"
-    with fsspec.open(source, "rb") as src, fs.open(tmp, "wb") as dst:
-        while chunk := src.read(16 * 2**20):
-            dst.write(chunk)
-    fs.mv(tmp, path)
-    return url
-
-
-# -- results as JSON --------------------------------------------------------------------------
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj if isinstance(obj, str | int | float | bool | type(None)) else str(obj)
+# -- results ----------------------------------------------------------------------------------
 
 
 def _profile_summary(profile: pd.DataFrame) -> list[dict[str, Any]]:
@@ -573,9 +521,9 @@ def run_cluster(params: ClusterParams, ctx: JobContext) -> dict[str, Any]:
         "artifacts": artifacts,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    result = _json_safe(result)
+    result = json_safe(result)
     artifacts["summary"] = ctx.artifacts.write_json("summary.json", result)
-    result["out"] = _copy_out(artifacts["labels"], params.out) if params.out else None
+    result["out"] = copy_out(artifacts["labels"], params.out) if params.out else None
     ctx.progress(4, 4, f"{result['n_clusters']} clusters")
     return result
 
@@ -681,9 +629,9 @@ def _run_streaming(
         "artifacts": artifacts,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    report = _json_safe(report)
+    report = json_safe(report)
     artifacts["summary"] = ctx.artifacts.write_json("summary.json", report)
-    report["out"] = _copy_out(labels_url, params.out) if params.out else None
+    report["out"] = copy_out(labels_url, params.out) if params.out else None
     ctx.progress(4, 4, f"{k} clusters")
     return report
 
@@ -699,16 +647,9 @@ def resolve_model(ref: str, artifacts_root: ArtifactDir | None) -> tuple[Any, di
     if ref.isdigit():
         if artifacts_root is None:
             raise DataError(f"model job {ref}: no artifact store to look in")
-        job_dir = artifacts_root.child(f"jobs/{ref}")
-        attempts = sorted(
-            (n for n in job_dir.listdir() if re.fullmatch(r"attempt-\d+", n)),
-            key=lambda n: int(n.split("-")[1]),
-            reverse=True,
-        )
-        for name in attempts:
-            folder = job_dir.child(f"{name}/model")
-            if folder.exists("manifest.json"):
-                return _load(folder, load_model)
+        folder = latest_saved(artifacts_root, ref, "model")
+        if folder is not None:
+            return _load(folder, load_model)
         raise DataError(
             f"job {ref} saved no clustering model (is it a cluster job that succeeded?)"
         )
@@ -760,7 +701,7 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
     labels_frame = _labels_frame(labels, frame[id_name] if id_name else None, id_name)
     artifacts = {"labels": ctx.artifacts.write_parquet("labels.parquet", labels_frame)}
     sizes = pd.Series(labels).value_counts().sort_index()
-    result = _json_safe(
+    result = json_safe(
         {
             "model_from": params.model_from,
             "algorithm": meta.get("algorithm"),
@@ -771,7 +712,7 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
             "artifacts": artifacts,
         }
     )
-    result["out"] = _copy_out(artifacts["labels"], params.out) if params.out else None
+    result["out"] = copy_out(artifacts["labels"], params.out) if params.out else None
     ctx.progress(2, 2, "labelled")
     return result
 
@@ -795,6 +736,6 @@ def run_tune(params: TuneParams, ctx: JobContext) -> dict[str, Any]:
     report["rows"] = len(prepared.fit_frame)
     report["features"] = [str(c) for c in prepared.features.columns]
     report["seconds"] = round(time.perf_counter() - started, 3)
-    report = _json_safe(report)
+    report = json_safe(report)
     report["artifacts"] = {"candidates": ctx.artifacts.write_json("candidates.json", report)}
     return report

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import fsspec
-import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
@@ -51,12 +50,12 @@ from zhuge.data.sources import (
 from zhuge.errors import DataError, InvalidRequest, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.kinds import KindParams, kind
+from zhuge.jobs.outputs import check_out, copy_out, existing_location, json_safe, latest_saved
 from zhuge.ml.forecast import DEFAULT_EDGES, MODEL_NAMES, load
 from zhuge.ml.forecast.chunked import (
     Pipeline,
     backtest_part,
     concat_parquet,
-    copy_file,
     load_pipeline,
     parquet_columns,
     predict_part,
@@ -314,13 +313,7 @@ class BacktestParams(FleetInput, ModelChoice):
 
 
 def _exists(url: str, what: str) -> tuple[Any, str]:
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise DataError(f"{what} {url!r}: cannot open that location ({exc})") from exc
-    if not fs.exists(path):
-        raise DataError(f"{what} {url} does not exist")
-    return fs, path
+    return existing_location(url, what, missing=f"{what} {url} does not exist")
 
 
 def _head(url: str, rows: int = 2000) -> pd.DataFrame:
@@ -342,16 +335,6 @@ def _head(url: str, rows: int = 2000) -> pd.DataFrame:
             return batch.to_pandas() if batch is not None else pd.DataFrame()
     except (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise DataError(f"input {url} is not readable CSV or Parquet: {exc}") from exc
-
-
-def check_out(url: str) -> None:
-    """The folder an output goes to must exist (checked before any work)."""
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and not fs.exists(parent):
-        raise DataError(f"cannot write {url}: folder {parent} does not exist")
-    if fs.isdir(path):
-        raise DataError(f"cannot write {url}: it is a folder")
 
 
 def check_request(params: FleetInput) -> dict[str, Any]:
@@ -635,16 +618,9 @@ def _model_summary(forecaster: Forecaster, target: str) -> dict[str, Any]:
 
 def find_model(job_id: int, artifacts_root: ArtifactDir) -> ArtifactDir:
     """The saved model of job ``job_id`` (the latest attempt that saved a whole one)."""
-    job_dir = artifacts_root.child(f"jobs/{job_id}")
-    attempts = sorted(
-        (n for n in job_dir.listdir() if re.fullmatch(r"attempt-\d+", n)),
-        key=lambda n: int(n.split("-")[1]),
-        reverse=True,
-    )
-    for name in attempts:
-        folder = job_dir.child(f"{name}/model")
-        if folder.exists("manifest.json"):
-            return folder
+    folder = latest_saved(artifacts_root, job_id, "model")
+    if folder is not None:
+        return folder
     raise DataError(
         f"job {job_id} saved no forecast model (is it a train or forecast job that succeeded?)"
     )
@@ -664,7 +640,7 @@ def run_prepare(params: PrepareParams, ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, 1, "writing the prepared series")
     target = ctx.artifacts.path("prepared.parquet")
     rows = concat_parquet(prepared.parts, target)
-    out = copy_file(target, params.out) if params.out is not None else None
+    out = copy_out(target, params.out) if params.out is not None else None
     ctx.progress(1, 1, "done")
     return {
         **_prepare_result(prepared),
@@ -724,7 +700,7 @@ def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
     models: Counter[str] = Counter()
     for r in results:
         models.update(r["models"])
-    out = copy_file(target, params.out) if params.out is not None else None
+    out = copy_out(target, params.out) if params.out is not None else None
     first_last = read_parquet_url(target, ["timestamp"])["timestamp"]
     return {
         "series": int(sum(r["series"] for r in results)),
@@ -804,23 +780,9 @@ def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
         "freq": prepared.spec.freq,
         "level": prepared.spec.level,
         "models": params.models,
-        "overall": _records(overall),
+        "overall": json_safe(overall.to_dict(orient="records")),
         "auto_chose": dict(chosen.most_common()),
         "auto_reasons": [r["reasons"]["auto"][-1] for r in results if r["reasons"].get("auto")][:3],
         "prepare": _prepare_result(prepared),
         "artifacts": {"per_series": target, "report": prepared.report},
     }
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for row in frame.to_dict(orient="records"):
-        clean = {}
-        for key, value in row.items():
-            if isinstance(value, np.generic):
-                value = value.item()
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            clean[str(key)] = value
-        out.append(clean)
-    return out

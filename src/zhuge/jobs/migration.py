@@ -45,6 +45,7 @@ from zhuge.artifacts import ArtifactDir
 from zhuge.errors import DataError, InvalidRequest, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.kinds import KindParams, kind
+from zhuge.jobs.outputs import check_out, existing_location, json_safe, latest_saved, write_out
 from zhuge.migration import (
     Calibration,
     MigrationModel,
@@ -195,18 +196,6 @@ def _parse_when(text: str) -> pd.Timedelta | pd.Timestamp:
 # -- reading inputs -------------------------------------------------------------------------
 
 
-def _filesystem(url: str, what: str) -> tuple[Any, str]:
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise DataError(f"{what} {url!r}: cannot open that location ({exc})") from exc
-    if not fs.exists(path):
-        raise DataError(f"{what} file {url} does not exist")
-    return fs, path
-
-
 def _check_columns(
     names: list[str], required: tuple[str, ...], optional: tuple[str, ...], what: str
 ) -> None:
@@ -238,7 +227,7 @@ def read_parquet(
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    fs, path = _filesystem(url, what)
+    fs, path = existing_location(url, what)
     try:
         dataset = ds.dataset(path, filesystem=fs, format="parquet")
         names = list(dataset.schema.names)
@@ -269,7 +258,7 @@ def read_history(url: str) -> pd.DataFrame:
     """Past migrations from CSV (by its name) or Parquet."""
     what = "history"
     if url.lower().endswith((".csv", ".csv.gz")):
-        fs, path = _filesystem(url, what)
+        fs, path = existing_location(url, what)
         try:
             with fs.open(path, "rb", compression="infer") as fh:
                 frame = pd.read_csv(fh)
@@ -281,7 +270,7 @@ def read_history(url: str) -> pd.DataFrame:
 
 
 def _read_vm_list(url: str) -> list[str]:
-    fs, path = _filesystem(url, "vm list")
+    fs, path = existing_location(url, "vm list")
     try:
         with fs.open(path, "rt") as fh:
             lines = fh.read().splitlines()
@@ -304,7 +293,7 @@ def _listed(values: Any, limit: int = 5) -> str:
 
 
 def calibration_document(calibration: Calibration) -> dict[str, Any]:
-    return _json_safe(
+    return json_safe(
         {
             "format": CALIBRATION_FORMAT,
             "source": calibration.source,
@@ -332,23 +321,15 @@ def load_calibration(ref: str, artifacts_root: ArtifactDir | None = None) -> Cal
     if ref.isdigit():
         if artifacts_root is None:
             raise DataError(f"calibration job {ref}: no artifact store to look in")
-        job_dir = artifacts_root.child(f"jobs/{ref}")
-        attempts = sorted(
-            (n for n in job_dir.listdir() if re.fullmatch(r"attempt-\d+", n)),
-            key=lambda n: int(n.split("-")[1]),
-            reverse=True,
-        )
-        # the committing attempt is the last one that saved a complete (manifest-verified) copy
-        for name in attempts:
-            folder = job_dir.child(f"{name}/calibration")
-            if folder.exists("manifest.json"):
-                return load_calibration(folder.url)
+        folder = latest_saved(artifacts_root, ref, "calibration")
+        if folder is not None:
+            return load_calibration(folder.url)
         raise DataError(
             f"job {ref} saved no migration calibration (is it a calibrate-migration job "
             "that succeeded?)"
         )
     if ref.endswith(".json"):
-        fs, path = _filesystem(ref, "calibration")
+        fs, path = existing_location(ref, "calibration")
         try:
             with fs.open(path, "rb") as fh:
                 doc = json.load(fh)
@@ -433,7 +414,10 @@ def prepare_plan(
             forecast = forecast.assign(timestamp=pd.to_datetime(forecast["timestamp"]))
         except (ValueError, TypeError) as exc:
             raise DataError(f"forecast.timestamp must be timestamps: {exc}") from exc
-    constraints = _constraints(params, forecast["timestamp"].min(), forecast["timestamp"].max())
+    # relative times count from "now": where the freshest forecasts start (a VM whose
+    # telemetry stopped early has an older forecast; the planner reports it, see build_problem)
+    now = forecast.groupby("series_id", sort=False)["timestamp"].min().max()
+    constraints = _constraints(params, now, forecast["timestamp"].max())
     return PreparedPlan(vms, forecast, hosts, constraints, model, source)
 
 
@@ -648,46 +632,6 @@ def _merge_summaries(
 # -- the kinds --------------------------------------------------------------------------------
 
 
-def _json_safe(obj: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, NaN/inf to null, timestamps to ISO text."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, pd.Timestamp | pd.Timedelta):
-        return str(obj)
-    return obj
-
-
-def check_out(url: str) -> None:
-    """The folder an output goes to must exist (checked before any work, so nothing is half-done)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and not fs.exists(parent):
-        raise DataError(f"cannot write {url}: folder {parent} does not exist")
-    if fs.isdir(path):
-        raise DataError(f"cannot write {url}: it is a folder")
-
-
-def _write_out(url: str, data: bytes) -> str:
-    """Write ``data`` to ``url`` whole: to a temporary name first, then moved into place."""
-    import fsspec
-
-    check_out(url)
-    fs, path = fsspec.core.url_to_fs(url)
-    tmp = f"{path}.tmp-{time.time_ns()}"
-    with fs.open(tmp, "wb") as fh:
-        fh.write(data)
-    fs.mv(tmp, path)
-    return url
-
-
 @kind(
     "plan-migration",
     params=PlanMigrationParams,
@@ -719,17 +663,17 @@ def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str
         ).to_dict()  # fmt: skip
 
     ctx.progress(3, 3, "writing the plan")
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     artifacts = {
         "plan": ctx.artifacts.write_parquet("plan.parquet", plan),
         "summary": ctx.artifacts.write_json("summary.json", summary),
     }
     if evaluation is not None:
-        evaluation = _json_safe(evaluation)
+        evaluation = json_safe(evaluation)
         artifacts["evaluation"] = ctx.artifacts.write_json("evaluation.json", evaluation)
     out = None
     if params.out is not None:
-        out = _write_out(params.out, ctx.artifacts.read_bytes("plan.parquet"))
+        out = write_out(params.out, ctx.artifacts.read_bytes("plan.parquet"))
     return {"summary": summary, "evaluation": evaluation, "artifacts": artifacts, "out": out}
 
 
@@ -755,7 +699,7 @@ def run_calibrate_migration(params: CalibrateMigrationParams, ctx: JobContext) -
         libraries=["numpy", "scipy", "pandas"],
         metadata={"source": calibration.source, "history": params.history},
     )
-    out = _write_out(params.out, data) if params.out is not None else None
+    out = write_out(params.out, data) if params.out is not None else None
     ctx.progress(2, 2, "saved")
     return {
         "source": calibration.source,

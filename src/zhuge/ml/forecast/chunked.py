@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -50,7 +49,6 @@ __all__ = [
     "Pipeline",
     "backtest_part",
     "concat_parquet",
-    "copy_file",
     "load_pipeline",
     "parquet_columns",
     "predict_part",
@@ -239,17 +237,6 @@ def concat_parquet(urls: Iterable[str], target: str) -> int:
             if writer is not None:
                 writer.close()
     return rows
-
-
-def copy_file(source: str, target: str) -> str:
-    """Copy ``source`` to ``target`` (any fsspec URLs) through a temporary name, streaming."""
-    src_fs, src_path = fsspec.core.url_to_fs(source)
-    dst_fs, dst_path = fsspec.core.url_to_fs(target)
-    tmp = f"{dst_path}.tmp-{time.time_ns()}"
-    with src_fs.open(src_path, "rb") as fin, dst_fs.open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, length=16 * 2**20)
-    dst_fs.mv(tmp, dst_path)
-    return target
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
