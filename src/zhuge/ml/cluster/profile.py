@@ -82,7 +82,7 @@ def load_profile_features(
     _need(fleet, [series, timestamp, value])
     hours = pd.to_datetime(fleet[timestamp]).dt.hour
     shape = fleet.assign(_h=hours).pivot_table(
-        index=series, columns="_h", values=value, aggfunc="mean"
+        index=series, columns="_h", values=value, aggfunc="mean", observed=True
     )
     shape = shape.reindex(columns=range(24)).interpolate(axis=1, limit_direction="both")
     level = shape.mean(axis=1).replace(0, np.nan)

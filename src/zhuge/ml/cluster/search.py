@@ -18,7 +18,9 @@ How the winner is chosen (label-free, so it works on a customer table as on a be
    sample; a partition imposed by the algorithm's shape assumptions is not.
 3. **Consensus among the stable.** Candidates within ``tolerance`` of the best stability are
    contenders; among them the best mean rank of silhouette (high), Calinski–Harabasz (high)
-   and Davies–Bouldin (low) wins (plus BIC when all contenders are Gaussian mixtures).
+   and Davies–Bouldin (low) wins (plus BIC when all contenders are Gaussian mixtures). A
+   candidate with a silhouette <= 0 (a split that is stable only because it is nearly
+   constant, as spectral clustering finds on shapeless data) ranks after every other.
 4. **Successive halving.** Candidates are first judged on a small random sample; the best
    ``1/eta`` go on to a sample ``eta`` times larger, up to ``max_search_rows``. Most candidates
    never see more than a few hundred rows.
@@ -203,18 +205,28 @@ def _consensus_rank(records: list[CandidateRecord]) -> dict[int, float]:
     return {i: float(np.mean(v)) for i, v in ranks.items()}
 
 
+def _sound(record: CandidateRecord) -> bool:
+    """A partition whose silhouette is not positive puts the average row nearer another
+    cluster than its own: stable maybe (a near-constant split is found again on every
+    subsample), but no segmentation. It may win only if nothing better was found."""
+    silhouette = record.scores.get("silhouette", math.nan)
+    return not silhouette <= 0.0  # NaN (not computed) counts as sound
+
+
 def rank_candidates(records: list[CandidateRecord], tolerance: float) -> list[CandidateRecord]:
     """Best first: repeatedly take, among those within ``tolerance`` of the best stability
-    score, the one with the best consensus rank of silhouette / CH / DB."""
-    remaining = [r for r in records if r.valid]
+    score, the one with the best consensus rank of silhouette / CH / DB; candidates with a
+    silhouette <= 0 come after all others."""
     ordered: list[CandidateRecord] = []
-    while remaining:
-        best = max(r.score for r in remaining)
-        contenders = [r for r in remaining if r.score >= best - tolerance]
-        ranks = _consensus_rank(contenders)
-        pick = contenders[min(ranks, key=lambda i: (ranks[i], -contenders[i].score))]
-        ordered.append(pick)
-        remaining.remove(pick)
+    for sound in (True, False):
+        remaining = [r for r in records if r.valid and _sound(r) == sound]
+        while remaining:
+            best = max(r.score for r in remaining)
+            contenders = [r for r in remaining if r.score >= best - tolerance]
+            ranks = _consensus_rank(contenders)
+            pick = contenders[min(ranks, key=lambda i: (ranks[i], -contenders[i].score))]
+            ordered.append(pick)
+            remaining.remove(pick)
     return ordered + [r for r in records if not r.valid]
 
 
