@@ -168,6 +168,8 @@ def fit_algorithm(
         else:
             raw = estimator.fit_predict(X)
     notes = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    if backend.name != "sklearn":  # say which engine did the work when it is not the default
+        notes = (backend.describe(name), *notes)
     raw = np.asarray(raw)
     # KMeans-family labels stay aligned with predict(); others are renumbered 0..k-1.
     labels = raw.astype(np.int64) if info.can_predict else _relabel(raw)

@@ -17,6 +17,7 @@ from zhuge.artifacts import ArtifactDir
 from zhuge.errors import DataError, ModelNotFound
 from zhuge.ml.cluster._validation import ClusterInputError, as_matrix
 from zhuge.ml.cluster.algorithms import ClusterResult, predict_labels
+from zhuge.ml.cluster.backends import BackendName, get_backend
 from zhuge.ml.cluster.planning import TIME_LIMIT_S, FitPlan, plan_fit
 from zhuge.ml.cluster.search import (
     AUTO_ALGORITHMS,
@@ -50,6 +51,9 @@ class Segmenter(ClusterMixin, BaseEstimator):
         memory_limit_bytes: memory the fit may plan to use (``None``: 70 % of what is
             available when ``fit`` starts).
         time_limit_s: estimated seconds above which an algorithm is switched or refused.
+        backend: clustering engine, ``"auto"`` (cuML, else torch k-means on CUDA, else
+            scikit-learn), ``"sklearn"``, ``"cuml"`` or ``"torch"``; see
+            :mod:`zhuge.ml.cluster.backends`. ``notes_`` says which engine fitted the winner.
 
     Before any fit, the algorithms are planned (:func:`~zhuge.ml.cluster.planning.plan_fit`)
     on the prepared matrix's shape: a named algorithm that would not fit the limits raises a
@@ -75,6 +79,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
         params: dict[str, Any] | None = None,
         memory_limit_bytes: int | None = None,
         time_limit_s: float = TIME_LIMIT_S,
+        backend: BackendName = "auto",
     ) -> None:
         self.algorithm = algorithm
         self.n_clusters = n_clusters
@@ -86,6 +91,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
         self.params = params
         self.memory_limit_bytes = memory_limit_bytes
         self.time_limit_s = time_limit_s
+        self.backend = backend
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -119,6 +125,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
         return as_matrix(matrix, what="prepared table")
 
     def fit(self, X: Any, y: Any = None) -> Segmenter:
+        get_backend(self.backend)  # an unknown or uninstalled engine fails before any work
         matrix = self._prepare_fit(X)
         self.plan_: FitPlan = self._plan(matrix.shape)
         options = SearchOptions(
@@ -129,6 +136,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
             random_state=self.random_state,
             max_search_rows=self.max_search_rows,
             params=dict(self.params or {}),
+            backend=self.backend,
         )
         self.search_: SearchResult = search_clusterings(matrix, options, map_fn=self.map_fn)
         self.result_: ClusterResult = self.search_.winner

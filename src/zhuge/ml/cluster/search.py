@@ -36,6 +36,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from zhuge.ml.cluster._validation import ClusterInputError, check_k
 from zhuge.ml.cluster.algorithms import ALGORITHMS, ClusterResult, fit_algorithm
+from zhuge.ml.cluster.backends import BackendName, get_backend
 from zhuge.ml.cluster.scoring import GapResult, gap_statistic, internal_scores, stability
 
 __all__ = [
@@ -87,6 +89,7 @@ class SearchOptions:
     gap_references: int = 8
     params: dict[str, Any] = field(default_factory=dict)  # fixed, e.g. {"n_init": 3}
     auto: bool = False  # algorithms is a list the caller did not choose (auto minus planning)
+    backend: BackendName = "auto"  # engine of every fit: see zhuge.ml.cluster.backends
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,11 @@ class SearchResult:
 
 
 def evaluate_candidate(
-    task: tuple[Candidate, np.ndarray, int, int, int, int | None],
+    task: tuple[Candidate, np.ndarray, int, int, int, int | None, BackendName],
 ) -> CandidateRecord:
     """Fit one candidate on a sample and score it.
 
-    ``task`` = (candidate, X, stability pairs, seed, rung, k*). A density method that finds a
+    ``task`` = (candidate, X, stability pairs, seed, rung, k*, backend name). A density method that finds a
     number of clusters other than ``k*`` is invalid: the number of clusters is decided once,
     by the gap statistic, and stability is known to favour fewer clusters (k=2 is nearly
     always the most stable), so it must not overrule that decision.
@@ -160,10 +163,13 @@ def evaluate_candidate(
     return replace(record, process=os.getpid())
 
 
-def _evaluate(task: tuple[Candidate, np.ndarray, int, int, int, int | None]) -> CandidateRecord:
-    candidate, X, pairs, seed, rung, k_star = task
+def _evaluate(
+    task: tuple[Candidate, np.ndarray, int, int, int, int | None, BackendName],
+) -> CandidateRecord:
+    candidate, X, pairs, seed, rung, k_star, backend_name = task
+    fit = partial(fit_algorithm, backend=get_backend(backend_name))
     try:
-        result = fit_algorithm(candidate.algorithm, X, candidate.params, random_state=seed)
+        result = fit(candidate.algorithm, X, candidate.params, random_state=seed)
     except (ValueError, np.linalg.LinAlgError) as exc:
         return CandidateRecord(candidate, len(X), 0, {}, False, f"failed: {exc}", rung)
     scores = internal_scores(X, result.labels, model=result.model, random_state=seed)
@@ -183,7 +189,9 @@ def _evaluate(task: tuple[Candidate, np.ndarray, int, int, int, int | None]) -> 
     ):
         note = f"found {result.n_clusters} clusters, not the chosen k={k_star}"
         return CandidateRecord(candidate, len(X), result.n_clusters, scores, False, note, rung)
-    stab = stability(X, candidate.algorithm, candidate.params, n_pairs=pairs, random_state=seed)
+    stab = stability(
+        X, candidate.algorithm, candidate.params, n_pairs=pairs, random_state=seed, fit=fit
+    )
     scores["stability"] = stab
     scores["stability_score"] = stab * (1.0 - noise)
     return CandidateRecord(candidate, len(X), result.n_clusters, scores, True, "", rung)
@@ -386,7 +394,7 @@ def search_clusterings(
         last = level == len(rungs) - 1
         sample = X[np.sort(order[:rows])]
         pairs = opts.stability_pairs + (2 if last else 0)
-        tasks = [(c, sample, pairs, opts.random_state, level, k) for c in alive]
+        tasks = [(c, sample, pairs, opts.random_state, level, k, opts.backend) for c in alive]
         evaluated = list(mapper(evaluate_candidate, tasks))
         for rec in evaluated:
             records[rec.candidate.label()] = rec
@@ -427,7 +435,10 @@ def _final_fit(X: np.ndarray, candidate: Candidate, opts: SearchOptions) -> Clus
     if candidate.algorithm in ("kmeans", "minibatch_kmeans") and "n_init" not in opts.params:
         # the search compares inits with few restarts; the one fit users keep gets more
         params["n_init"] = FINAL_N_INIT
-    return fit_algorithm(candidate.algorithm, X, params, random_state=opts.random_state)
+    backend = get_backend(opts.backend)
+    return fit_algorithm(
+        candidate.algorithm, X, params, random_state=opts.random_state, backend=backend
+    )
 
 
 def _fit_single(
