@@ -55,9 +55,9 @@ step "forecast every VM for the next 24 h with an 80 % interval"
 zhuge forecast --input "$DATA/telemetry.parquet" --freq 1h --horizon 24h --quantiles 0.1,0.9 \
   --out "$DATA/forecast.parquet"
 
-step "plan live migrations into the quietest hours (2 per host, 20 per cluster, 10 Gbit/s shared)"
+step "plan live migrations into the quietest hours (2 per host, 20 per cluster, 200 Gbit/s shared)"
 zhuge plan-migrations --forecast "$DATA/forecast.parquet" --vms "$DATA/vms.parquet" \
-  --window 1h --deadline 24h --max-per-host 2 --max-per-cluster 20 --bandwidth-gbps 10 \
+  --window 1h --deadline 24h --max-per-host 2 --max-per-cluster 20 --bandwidth-gbps 200 \
   --out "$DATA/plan.parquet"
 
 step "group the VMs by the shape of their daily load"
