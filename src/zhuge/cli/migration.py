@@ -244,15 +244,15 @@ def _horizon_of(deadline: str | None, not_before: str | None) -> str:
     """How far ``--input`` forecasts: to the deadline when both are durations, else a day."""
     import pandas as pd
 
-    from zhuge.jobs.migration import _parse_when
+    from zhuge.jobs.migration import parse_when
 
     if deadline is None:
         return "24h"
-    until = _parse_when(deadline)
+    until = parse_when(deadline)
     if not isinstance(until, pd.Timedelta):
         return "24h"
     if not_before is not None:
-        start = _parse_when(not_before)
+        start = parse_when(not_before)
         if isinstance(start, pd.Timedelta):
             until += start
     minutes = max(1, math.ceil(until / pd.Timedelta(minutes=1)))

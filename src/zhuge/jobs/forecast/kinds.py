@@ -1,0 +1,191 @@
+"""The job kinds ``prepare``, ``train``, ``forecast`` and ``backtest``."""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from typing import Any
+
+from zhuge.errors import DataError, ModelNotFound
+from zhuge.jobs.context import JobContext
+from zhuge.jobs.forecast.checks import check_request
+from zhuge.jobs.forecast.models import find_model, model_summary, train_forecaster
+from zhuge.jobs.forecast.params import (
+    BacktestParams,
+    ForecastParams,
+    PrepareParams,
+    TrainParams,
+    horizon_steps,
+)
+from zhuge.jobs.forecast.prepare import prepare_fleet, prepare_result
+from zhuge.jobs.kinds import kind
+from zhuge.jobs.outputs import copy_out, json_safe
+from zhuge.ml.forecast import load
+from zhuge.ml.forecast.chunked import (
+    backtest_part,
+    concat_parquet,
+    load_pipeline,
+    parquet_columns,
+    predict_part,
+    read_parquet_url,
+)
+from zhuge.ml.forecast.metrics import summarize
+
+
+@kind(
+    "prepare",
+    params=PrepareParams,
+    description="Clean fleet telemetry onto the forecast grid; report per series what was done.",
+)
+def run_prepare(params: PrepareParams, ctx: JobContext) -> dict[str, Any]:
+    check_request(params)
+    prepared = prepare_fleet(params, ctx)
+    ctx.progress(0, 1, "writing the prepared series")
+    target = ctx.artifacts.path("prepared.parquet")
+    rows = concat_parquet(prepared.parts, target)
+    out = copy_out(target, params.out) if params.out is not None else None
+    ctx.progress(1, 1, "done")
+    return {
+        **prepare_result(prepared),
+        "rows": rows,
+        "artifacts": {"prepared": target, "report": prepared.report},
+        "out": out,
+    }
+
+
+@kind("train", params=TrainParams, description="Train a fleet forecaster and save it.")
+def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
+    check_request(params)
+    prepared = prepare_fleet(params, ctx)
+    forecaster, pipeline, model_url, n_sample = train_forecaster(params, prepared, ctx)
+    ctx.progress(1, 1, "saved")
+    return {
+        "prepare": prepare_result(prepared),
+        "model": model_summary(forecaster, params.target),
+        "pipeline": pipeline.__dict__,
+        "trained_on_series": n_sample,
+        "artifacts": {"model": model_url, "report": prepared.report},
+    }
+
+
+@kind(
+    "forecast",
+    params=ForecastParams,
+    description="Forecast every series of a fleet (train, or reuse model_from), in chunks.",
+)
+def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
+    if params.model_from is not None:
+        folder = find_model(params.model_from, ctx.artifacts_root)
+        try:
+            pipeline = load_pipeline(folder)
+            forecaster = load(folder)
+        except ModelNotFound as exc:
+            raise DataError(f"model of job {params.model_from}: {exc.message}") from exc
+        params = params.resolved(pipeline)
+        check_request(params)
+        prepared = prepare_fleet(params, ctx, spec=pipeline.chunk_spec())
+        model_url, n_sample = folder.url, None
+    else:
+        params = params.resolved()
+        check_request(params)
+        prepared = prepare_fleet(params, ctx)
+        forecaster, pipeline, model_url, n_sample = train_forecaster(params, prepared, ctx)
+    results = ctx.map(
+        functools.partial(predict_part, model=model_url, out=ctx.artifacts.path("forecast")),
+        list(enumerate(prepared.parts)),
+        message="chunks forecast",
+    )
+    ctx.progress(len(results), len(results), "writing the forecast")
+    target = ctx.artifacts.path("forecast.parquet")
+    rows = concat_parquet(
+        [ctx.artifacts.path(f"forecast/part-{r['index']:05d}.parquet") for r in results], target
+    )
+    models: Counter[str] = Counter()
+    for r in results:
+        models.update(r["models"])
+    out = copy_out(target, params.out) if params.out is not None else None
+    first_last = read_parquet_url(target, ["timestamp"])["timestamp"]
+    return {
+        "series": int(sum(r["series"] for r in results)),
+        "rows": rows,
+        "freq": pipeline.freq,
+        "horizon": pipeline.horizon,
+        "horizon_steps": pipeline.horizon_steps,
+        "level": pipeline.level,
+        "target": pipeline.target,
+        "columns": parquet_columns(target),
+        "first_timestamp": str(first_last.min()),
+        "last_timestamp": str(first_last.max()),
+        "model": model_summary(forecaster, pipeline.target),
+        "models_used": dict(models.most_common()),
+        "model_from": params.model_from,
+        "trained_on_series": n_sample,
+        "prepare": prepare_result(prepared),
+        "artifacts": {"forecast": target, "model": model_url, "report": prepared.report},
+        "out": out,
+    }
+
+
+@kind(
+    "backtest",
+    params=BacktestParams,
+    description="Rolling-origin backtest of forecast models next to the baselines.",
+)
+def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
+    check_request(params)
+    prepared = prepare_fleet(params, ctx)
+    steps = horizon_steps(params.horizon, prepared.spec.freq)
+    forecaster_params = {
+        "selection": params.selection,
+        "backtest_windows": params.selection_windows,
+        "n_jobs": 1,
+        "random_state": params.seed,
+    }
+    results = ctx.map(
+        functools.partial(
+            backtest_part,
+            out=ctx.artifacts.path("backtest"),
+            freq=prepared.spec.freq,
+            horizon=steps,
+            windows=params.windows,
+            models=params.models,
+            quantiles=params.quantiles,
+            buckets=params.buckets if params.target == "bucket" else None,
+            forecaster_params=forecaster_params,
+        ),
+        list(enumerate(prepared.parts)),
+        message="chunks backtested",
+    )
+    ctx.progress(len(results), len(results), "scoring")
+    target = ctx.artifacts.path("backtest.parquet")
+    concat_parquet(
+        [ctx.artifacts.path(f"backtest/part-{r['index']:05d}.parquet") for r in results], target
+    )
+    per_series = read_parquet_url(target)
+    overall = summarize(per_series, by="model")
+    cpu: Counter[str] = Counter()
+    for r in results:
+        cpu.update(r["cpu_seconds"])
+    series = int(sum(r["series"] for r in results))
+    overall["cpu_ms_per_series_window"] = overall["model"].map(
+        lambda m: 1000 * cpu[m] / max(1, series * params.windows)
+    )
+    overall = overall.sort_values("mase", kind="stable").reset_index(drop=True)
+    chosen: Counter[str] = Counter()
+    for r in results:
+        for name in r["chosen"].get("auto", []):
+            chosen[str(name)] += 1
+    return {
+        "series": series,
+        "windows": params.windows,
+        "horizon": params.horizon,
+        "horizon_steps": steps,
+        "freq": prepared.spec.freq,
+        "level": prepared.spec.level,
+        "models": params.models,
+        "overall": json_safe(overall.to_dict(orient="records")),
+        "auto_chose": dict(chosen.most_common()),
+        "auto_reasons": [r["reasons"]["auto"][-1] for r in results if r["reasons"].get("auto")][:3],
+        "prepare": prepare_result(prepared),
+        "artifacts": {"per_series": target, "report": prepared.report},
+    }

@@ -1,0 +1,248 @@
+"""Parameters of the forecast job kinds: where the telemetry comes from, how it is prepared, and
+what is forecast."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from zhuge.data.sources import (
+    TimestampUnit,
+    parse_column_map,
+)
+from zhuge.errors import DataError, InvalidRequest
+from zhuge.jobs.kinds import KindParams
+from zhuge.ml.forecast import DEFAULT_EDGES, MODEL_NAMES
+from zhuge.ml.forecast.chunked import (
+    Pipeline,
+)
+
+Freq = Literal["5min", "1h"]
+Agg = Literal["mean", "max", "p95"]
+Level = Literal["vm", "host", "cluster"]
+# Series per chunk. Each worker cleans one chunk at a time, so peak memory is about two chunks'
+# cleaning temporaries (two workers) plus the platform: 2,000 series x 14 days of 5-min samples
+# peaked at 4.18 GB for the whole process tree at 100k VMs, over the 4 GB goal; 1,000 halves the
+# chunks' share (not yet re-measured).
+CHUNK_SERIES = 1000
+TRAIN_SERIES = 2000  # series the model is trained on (the GBM's own sample size)
+
+
+def _value_error(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from exc
+
+
+class FleetInput(KindParams):
+    """Where the telemetry comes from and how it becomes series on the forecast grid."""
+
+    input: str | None = Field(
+        None, description="CSV or Parquet of series_id, timestamp, value (any fsspec URL)."
+    )
+    sql: str | None = Field(None, description="A SQL query giving those columns (with db).")
+    db: str | None = Field(None, description="SQLAlchemy URL of the database sql runs on.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical name -> name in the input, e.g. 'series_id=vm,value=cpu'.",
+    )
+    timestamp_unit: TimestampUnit = Field(
+        "auto", description="iso, or epoch s/ms/us/ns; auto detects it and reports what it chose."
+    )
+    vms: str | None = Field(
+        None, description="Parquet VM table (vm_id, host_id, cluster_id, vcpus) for host/cluster."
+    )
+    freq: Freq = Field("1h", description="Forecast grid.")
+    agg: Agg = Field("mean", description="Statistic of each forecast slot: mean, max or p95.")
+    level: Level = Field("vm", description="Forecast each VM, or each host's / cluster's load.")
+    sample_freq: str | None = Field(
+        None, description="Grid the raw samples are cleaned on; default: detected."
+    )
+    chunk_series: int = Field(CHUNK_SERIES, ge=1, description="Series per chunk of work.")
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        return _value_error(parse_column_map, value)
+
+    @field_validator("sample_freq")
+    @classmethod
+    def _sample_freq(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                step = pd.Timedelta(pd.tseries.frequencies.to_offset(value))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{value!r} is not a duration such as '5min'") from exc
+            if step <= pd.Timedelta(0):
+                raise ValueError("sample_freq must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FleetInput:
+        if (self.input is None) == (self.sql is None):
+            raise ValueError("give exactly one of input (a file or URL) or sql (with db)")
+        if self.sql is not None and not self.db:
+            raise ValueError("sql needs db, the database URL to run it on")
+        step = pd.Timedelta(self.freq or "1h")
+        if self.sample_freq is not None and step % pd.Timedelta(self.sample_freq):
+            raise ValueError(f"sample_freq {self.sample_freq} must divide freq {self.freq}")
+        return self
+
+
+def parse_horizon(text: str) -> pd.Timedelta:
+    text = str(text).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[a-zA-Z]+(\s*\d+(\.\d+)?\s*[a-zA-Z]+)*", text):
+        raise InvalidRequest(f"horizon {text!r} is not a duration such as '24h' or '90min'")
+    try:
+        value = pd.Timedelta(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"horizon {text!r} is not a duration such as '24h'") from exc
+    if value <= pd.Timedelta(0):
+        raise InvalidRequest(f"horizon must be positive, not {text!r}")
+    return value
+
+
+def horizon_steps(horizon: str, freq: str) -> int:
+    """Forecast steps covering ``horizon`` on ``freq`` (rounded up: 90min at 1h is 2 steps)."""
+    return max(1, math.ceil(parse_horizon(horizon) / pd.Timedelta(freq)))
+
+
+def _check_model(value: str) -> str:
+    if value != "auto" and value not in MODEL_NAMES:
+        raise ValueError(f"unknown model {value!r}; choose auto or one of {list(MODEL_NAMES)}")
+    return value
+
+
+class ModelChoice(KindParams):
+    """What is forecast and how models are chosen (shared by train, forecast and backtest)."""
+
+    horizon: str = Field("24h", description="How far ahead: any duration ('24h', '90min').")
+    quantiles: list[float] = Field(
+        default_factory=list, description="Interval levels, e.g. [0.1, 0.9] -> yhat_q10, yhat_q90."
+    )
+    target: Literal["mean", "bucket"] = Field(
+        "mean", description="bucket: also predict the load band of each step."
+    )
+    buckets: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_EDGES), description="Band edges for target=bucket."
+    )
+    selection: Literal["global", "per_series"] = Field(
+        "global", description="auto: one model for the fleet, or each series its own."
+    )
+    selection_windows: int = Field(2, ge=1, le=10, description="Windows auto selects on.")
+    seed: int = 0
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, value: str | None) -> str | None:
+        if value is not None:
+            _value_error(parse_horizon, value)
+        return value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if any(not 0 < q < 1 for q in value):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1: {value}")
+        return sorted(set(value))
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if len(value) < 2 or any(b >= a for a, b in zip(value[1:], value, strict=False)):
+            raise ValueError(f"buckets must be at least 2 strictly increasing edges: {value}")
+        return value
+
+
+class PrepareParams(FleetInput):
+    out: str | None = Field(None, description="Also write the prepared series here (Parquet).")
+
+
+class TrainParams(FleetInput, ModelChoice):
+    model: str = Field("auto", description=f"auto, or one of {', '.join(MODEL_NAMES)}.")
+    train_series: int = Field(
+        TRAIN_SERIES, ge=1, description="Train on a random sample of at most this many series."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return _check_model(value)
+
+
+_FROM_MODEL = "default: the model's with model_from, else as for train"
+PIPELINE_FIELDS = ("freq", "horizon", "agg", "level", "target", "quantiles", "buckets")
+
+
+class ForecastParams(TrainParams):
+    model_from: int | None = Field(
+        None, ge=1, description="Reuse the model a train/forecast job saved (its id)."
+    )
+    out: str | None = Field(None, description="Also write the forecast here (Parquet).")
+    # How the input is prepared and what is predicted: None takes them from the reused model
+    # (or the train defaults), so that a stored job says what the caller really asked for.
+    freq: Freq | None = Field(None, description=f"Forecast grid ({_FROM_MODEL}).")
+    horizon: str | None = Field(None, description=f"How far ahead ({_FROM_MODEL}).")
+    agg: Agg | None = Field(None, description=f"Statistic per slot ({_FROM_MODEL}).")
+    level: Level | None = Field(None, description=f"vm, host or cluster ({_FROM_MODEL}).")
+    target: Literal["mean", "bucket"] | None = Field(None, description=_FROM_MODEL)
+    quantiles: list[float] | None = Field(None, description=f"Interval levels ({_FROM_MODEL}).")
+    buckets: list[float] | None = Field(None, description=f"Band edges ({_FROM_MODEL}).")
+
+    def resolved(self, pipeline: Pipeline | None = None) -> ForecastParams:
+        """Every None filled from ``pipeline`` (a reused model) or the train defaults;
+        ``DataError`` where a given value contradicts the reused model."""
+        updates: dict[str, Any] = {}
+        for name in PIPELINE_FIELDS:
+            mine = getattr(self, name)
+            if pipeline is None:
+                if mine is None:
+                    default = TrainParams.model_fields[name]
+                    updates[name] = default.get_default(call_default_factory=True)
+                continue
+            theirs = getattr(pipeline, name)
+            same = mine is None or (
+                horizon_steps(mine, pipeline.freq) == pipeline.horizon_steps
+                if name == "horizon"
+                else [float(x) for x in mine] == [float(x) for x in theirs]
+                if isinstance(mine, list)
+                else mine == theirs
+            )
+            if not same:
+                raise DataError(
+                    f"the model of job {self.model_from} was trained with {name}={theirs!r}, "
+                    f"not {mine!r}; leave {name} out to use the model's, or train a new model"
+                )
+            updates[name] = theirs
+        return self.model_copy(update=updates)
+
+
+class BacktestParams(FleetInput, ModelChoice):
+    windows: int = Field(3, ge=1, le=50, description="Rolling origins, one horizon apart.")
+    models: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="Models to score; the baselines are always scored beside them.",
+    )
+    quantiles: list[float] = Field(
+        default_factory=lambda: [0.1, 0.9], description="Interval whose coverage is reported."
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_model(name)
+        if not value:
+            raise ValueError("give at least one model")
+        return list(dict.fromkeys(value))

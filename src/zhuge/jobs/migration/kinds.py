@@ -1,0 +1,106 @@
+"""The job kinds ``plan-migration`` and ``calibrate-migration``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from zhuge.jobs.context import JobContext
+from zhuge.jobs.kinds import kind
+from zhuge.jobs.migration.calibration import (
+    CALIBRATION_FILE,
+    CALIBRATION_KIND,
+    calibration_document,
+)
+from zhuge.jobs.migration.inputs import read_actual, read_history
+from zhuge.jobs.migration.params import CalibrateMigrationParams, PlanMigrationParams
+from zhuge.jobs.migration.partitions import plan_partitions
+from zhuge.jobs.migration.prepare import prepare_plan
+from zhuge.jobs.outputs import check_out, json_safe, write_out
+from zhuge.migration import (
+    MigrationModel,
+    calibrate,
+    check_plan,
+    evaluate_plan,
+)
+
+
+@kind(
+    "plan-migration",
+    params=PlanMigrationParams,
+    description="Plan live migrations into the quietest windows of a load forecast.",
+)
+def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str, Any]:
+    ctx.progress(0, 3, "reading inputs")
+    prepared = prepare_plan(params, artifacts_root=ctx.artifacts_root)
+    ctx.log(
+        f"planning {len(prepared.vms)} VMs, window {prepared.constraints.window}, "
+        f"calibration: {prepared.calibration}"
+    )
+    actual = read_actual(params.actual) if params.actual is not None else None
+
+    plan, summary = plan_partitions(prepared, params, ctx)
+    summary["calibration"] = prepared.calibration
+    summary["violations"] = check_plan(
+        plan, prepared.vms, prepared.constraints, hosts=prepared.hosts
+    )
+    if summary["violations"]:
+        ctx.log(f"plan check found {len(summary['violations'])} violation(s)")
+
+    evaluation = None
+    if actual is not None:
+        ctx.progress(2, 3, "evaluating against the actual load")
+        evaluation = evaluate_plan(
+            plan, actual, prepared.vms, prepared.constraints, model=prepared.model,
+            hosts=prepared.hosts,
+        ).to_dict()  # fmt: skip
+
+    ctx.progress(3, 3, "writing the plan")
+    summary = json_safe(summary)
+    artifacts = {
+        "plan": ctx.artifacts.write_parquet("plan.parquet", plan),
+        "summary": ctx.artifacts.write_json("summary.json", summary),
+    }
+    if evaluation is not None:
+        evaluation = json_safe(evaluation)
+        artifacts["evaluation"] = ctx.artifacts.write_json("evaluation.json", evaluation)
+    out = None
+    if params.out is not None:
+        out = write_out(params.out, ctx.artifacts.read_bytes("plan.parquet"))
+    return {"summary": summary, "evaluation": evaluation, "artifacts": artifacts, "out": out}
+
+
+@kind(
+    "calibrate-migration",
+    params=CalibrateMigrationParams,
+    description="Fit the migration downtime model to past migrations.",
+)
+def run_calibrate_migration(params: CalibrateMigrationParams, ctx: JobContext) -> dict[str, Any]:
+    ctx.progress(0, 2, "reading history")
+    if params.out is not None:
+        check_out(params.out)
+    history = read_history(params.history) if params.history is not None else None
+    defaults = MigrationModel(bandwidth_gbps=params.link_gbps)
+    ctx.progress(1, 2, f"fitting {0 if history is None else len(history)} migrations")
+    calibration = calibrate(history, defaults, min_migrations=params.min_migrations)
+    document = calibration_document(calibration)
+    data = json.dumps(document, indent=2, sort_keys=True).encode()
+    folder = ctx.artifacts.child("calibration")
+    folder.save(
+        {CALIBRATION_FILE: data},
+        kind=CALIBRATION_KIND,
+        libraries=["numpy", "scipy", "pandas"],
+        metadata={"source": calibration.source, "history": params.history},
+    )
+    out = write_out(params.out, data) if params.out is not None else None
+    ctx.progress(2, 2, "saved")
+    return {
+        "source": calibration.source,
+        "model": document["model"],
+        "defaults": dataclasses.asdict(defaults),
+        "metrics": document["metrics"],
+        "vms_with_own_coeff": len(calibration.per_vm),
+        "artifacts": {"calibration": folder.url},
+        "out": out,
+    }
