@@ -96,7 +96,10 @@ def prepare_plan(
             forecast = forecast.assign(timestamp=pd.to_datetime(forecast["timestamp"]))
         except (ValueError, TypeError) as exc:
             raise DataError(f"forecast.timestamp must be timestamps: {exc}") from exc
-    constraints = _constraints(params, forecast["timestamp"].min(), forecast["timestamp"].max())
+    # relative times count from "now": where the freshest forecasts start (a VM whose
+    # telemetry stopped early has an older forecast; the planner reports it, see build_problem)
+    now = forecast.groupby("series_id", sort=False, observed=True)["timestamp"].min().max()
+    constraints = _constraints(params, now, forecast["timestamp"].max())
     return PreparedPlan(vms, forecast, hosts, constraints, model, source)
 
 
