@@ -20,22 +20,10 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
-from tests.conftest import free_port
 from zhuge.cli import app
 from zhuge.data import generate_fleet
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    return {
-        "ZHUGE_EMBEDDED": "1",
-        "ZHUGE_HOME": str(tmp_path / "home"),
-        "ZHUGE_RETRY_BASE_SECONDS": "0.05",
-        "ZHUGE_URL": f"http://127.0.0.1:{free_port()}",
-        "COLUMNS": "160",
-    }
 
 
 def _run(args: list[str], env: dict[str, str]):

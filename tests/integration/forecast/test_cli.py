@@ -16,23 +16,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import free_port
 from zhuge.cli import app
 
 pytestmark = pytest.mark.slow
 
 BASELINES = {"last_value", "seasonal_naive", "window_median", "seasonal_median"}
-
-
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    return {
-        "ZHUGE_EMBEDDED": "1",
-        "ZHUGE_HOME": str(tmp_path / "home"),
-        "ZHUGE_RETRY_BASE_SECONDS": "0.05",
-        "ZHUGE_URL": f"http://127.0.0.1:{free_port()}",
-        "COLUMNS": "140",
-    }
 
 
 def invoke(env, *args: str):
