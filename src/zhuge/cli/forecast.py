@@ -143,6 +143,9 @@ BucketsOpt = Annotated[str, typer.Option("--buckets", help="Band edges for --tar
 SelectionOpt = Annotated[
     str, typer.Option("--selection", help="auto: global (one model) or per_series.")
 ]
+TrainSeriesOpt = Annotated[
+    int, typer.Option("--train-series", help="Train on at most this many series.")
+]
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:
@@ -164,6 +167,47 @@ def _source(
         "columns": columns,
         "timestamp_unit": unit,
     }
+
+
+def _model(
+    freq: str,
+    horizon: str,
+    model: str,
+    level: str | None,
+    agg: str | None,
+    quantiles: str | None,
+    target: str | None,
+    buckets: str | None,
+    selection: str,
+    vms: Path | None,
+) -> dict[str, Any]:
+    """The options that say what to model, as forecast, train and backtest share them."""
+    return {
+        "freq": freq,
+        "horizon": horizon,
+        "model": model,
+        "level": level,
+        "agg": agg,
+        "quantiles": _floats(quantiles, "--quantiles"),
+        "target": target,
+        "buckets": _floats(buckets, "--buckets"),
+        "selection": selection,
+        "vms": local_path(vms),
+    }
+
+
+def _run(
+    kind: str, options: dict[str, Any], *, title: str, json_output: bool
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Check the options, run the job with a progress bar; with ``--json`` print the result
+    and return None, else return ``(job, result)`` for the command to print."""
+    with user_errors(json_output):
+        params = checked_params(kind, options)
+        job = run_job(kind, params, title=title, json_output=json_output)
+    if json_output:
+        print_json({"job_id": job["id"], **job["result"]})
+        return None
+    return job, job["result"]
 
 
 def checked_params(kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -215,39 +259,22 @@ def forecast_command(
     db: DbOpt = None,
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
-    train_series: Annotated[
-        int, typer.Option("--train-series", help="Train on at most this many series.")
-    ] = 2000,
+    train_series: TrainSeriesOpt = 2000,
     chunk_series: ChunkOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    with user_errors(json_output):
-        params = checked_params(
-            "forecast",
-            {
-                **_source(input_, sql, db, columns, timestamp_unit),
-                "freq": freq,
-                "horizon": horizon,
-                "model": model,
-                "level": level,
-                "agg": agg,
-                "quantiles": _floats(quantiles, "--quantiles"),
-                "target": target,
-                "buckets": _floats(buckets, "--buckets"),
-                "selection": selection,
-                "vms": local_path(vms),
-                "model_from": model_from,
-                "train_series": train_series,
-                "chunk_series": chunk_series,
-                "out": local_path(out),
-            },
-        )
-        job = run_job("forecast", params, title="forecasting", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
-        return
-    _print_forecast(result, job)
+    options = {
+        **_source(input_, sql, db, columns, timestamp_unit),
+        **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
+        "model_from": model_from,
+        "train_series": train_series,
+        "chunk_series": chunk_series,
+        "out": local_path(out),
+    }
+    done = _run("forecast", options, title="forecasting", json_output=json_output)
+    if done:
+        job, result = done
+        _print_forecast(result, job)
 
 
 def backtest_command(
@@ -274,31 +301,17 @@ def backtest_command(
     chunk_series: ChunkOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    with user_errors(json_output):
-        params = checked_params(
-            "backtest",
-            {
-                **_source(input_, sql, db, columns, timestamp_unit),
-                "freq": freq,
-                "horizon": horizon,
-                "windows": windows,
-                "models": [m.strip() for m in model.split(",") if m.strip()],
-                "quantiles": _floats(quantiles, "--quantiles"),
-                "level": level,
-                "agg": agg,
-                "target": target,
-                "buckets": _floats(buckets, "--buckets"),
-                "selection": selection,
-                "vms": local_path(vms),
-                "chunk_series": chunk_series,
-            },
-        )
-        job = run_job("backtest", params, title="backtesting", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
-        return
-    _print_backtest(result, job)
+    options = {
+        **_source(input_, sql, db, columns, timestamp_unit),
+        **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
+        "windows": windows,
+        "chunk_series": chunk_series,
+    }
+    options["models"] = [m.strip() for m in options.pop("model").split(",") if m.strip()]
+    done = _run("backtest", options, title="backtesting", json_output=json_output)
+    if done:
+        job, result = done
+        _print_backtest(result, job)
 
 
 def prepare_command(
@@ -321,25 +334,20 @@ def prepare_command(
     chunk_series: ChunkOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    with user_errors(json_output):
-        params = checked_params(
-            "prepare",
-            {
-                **_source(input_, sql, db, columns, timestamp_unit),
-                "freq": freq,
-                "agg": agg,
-                "level": level,
-                "vms": local_path(vms),
-                "sample_freq": sample_freq,
-                "chunk_series": chunk_series,
-                "out": local_path(out),
-            },
-        )
-        job = run_job("prepare", params, title="preparing", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
+    options = {
+        **_source(input_, sql, db, columns, timestamp_unit),
+        "freq": freq,
+        "agg": agg,
+        "level": level,
+        "vms": local_path(vms),
+        "sample_freq": sample_freq,
+        "chunk_series": chunk_series,
+        "out": local_path(out),
+    }
+    done = _run("prepare", options, title="preparing", json_output=json_output)
+    if not done:
         return
+    _, result = done
     _print_prepare(result)
     console.print(f"prepared: {result['out'] or result['artifacts']['prepared']}")
     console.print(f"report (one row per series): {result['artifacts']['report']}")
@@ -363,36 +371,20 @@ def train_command(
     db: DbOpt = None,
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
-    train_series: Annotated[
-        int, typer.Option("--train-series", help="Train on at most this many series.")
-    ] = 2000,
+    train_series: TrainSeriesOpt = 2000,
     chunk_series: ChunkOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    with user_errors(json_output):
-        params = checked_params(
-            "train",
-            {
-                **_source(input_, sql, db, columns, timestamp_unit),
-                "freq": freq,
-                "horizon": horizon,
-                "model": model,
-                "level": level,
-                "agg": agg,
-                "quantiles": _floats(quantiles, "--quantiles"),
-                "target": target,
-                "buckets": _floats(buckets, "--buckets"),
-                "selection": selection,
-                "vms": local_path(vms),
-                "train_series": train_series,
-                "chunk_series": chunk_series,
-            },
-        )
-        job = run_job("train", params, title="training", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
+    options = {
+        **_source(input_, sql, db, columns, timestamp_unit),
+        **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
+        "train_series": train_series,
+        "chunk_series": chunk_series,
+    }
+    done = _run("train", options, title="training", json_output=json_output)
+    if not done:
         return
+    job, result = done
     _print_model(result["model"], result["trained_on_series"])
     console.print(f"model: {result['artifacts']['model']}")
     console.print(
