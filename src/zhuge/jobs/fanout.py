@@ -108,8 +108,7 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
         pending = set(futures)
         try:
             while pending:
-                if ctx.cancelled.is_set():
-                    ctx.check_cancelled()
+                ctx.check_cancelled()
                 try:
                     finished, pending = wait(
                         pending, timeout=WAIT_SECONDS, return_when="FIRST_COMPLETED"

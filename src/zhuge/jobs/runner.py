@@ -124,27 +124,27 @@ class _Heartbeat(threading.Thread):
         self.flush_logs()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Chain:
-    """Whether, and as whom, a task goes on to the next queued job after each one."""
+    """How a task goes on to the next queued job after each one, until ``deadline``."""
 
-    owner: str
+    spec: AttemptSpec
     worker: str
-    resources: dict[str, float]
-    lease_seconds: float
     deadline: float
 
     @property
     def open(self) -> bool:
         return time.monotonic() < self.deadline
 
-    def claim(self, store: JobStore) -> Job | None:
-        return store.claim_next(
-            owner=self.owner,
-            worker=self.worker,
-            lease_seconds=self.lease_seconds,
-            resources=self.resources,
-        )
+    @property
+    def claim_as(self) -> dict[str, Any]:
+        """``claim_next``'s arguments: the scheduler's lease, this worker, the task's resources."""
+        return {
+            "owner": self.spec.owner,
+            "worker": self.worker,
+            "lease_seconds": self.spec.lease_seconds,
+            "resources": self.spec.resources,
+        }
 
 
 def _cpu_seconds() -> float:
@@ -203,13 +203,7 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
         return {"job_id": spec.job_id, "attempt": spec.attempt, "outcome": "stale"}
     chain = None
     if spec.chain_seconds > 0 and spec.owner and spec.resources is not None:
-        chain = _Chain(
-            owner=spec.owner,
-            worker=worker,
-            resources=spec.resources,
-            lease_seconds=spec.lease_seconds,
-            deadline=time.monotonic() + spec.chain_seconds,
-        )
+        chain = _Chain(spec, worker, deadline=time.monotonic() + spec.chain_seconds)
     beat = _Heartbeat(store, spec)
     beat.start()
     chained = 0
@@ -251,13 +245,7 @@ def _run_started(
         }
         if chain is not None and chain.open:
             committed, nxt = store.complete_and_claim_next(
-                job.id,
-                job.attempt,
-                **complete,
-                owner=chain.owner,
-                worker=chain.worker,
-                lease_seconds=chain.lease_seconds,
-                resources=chain.resources,
+                job.id, job.attempt, **complete, **chain.claim_as
             )
         else:
             committed = store.complete(job.id, job.attempt, **complete)
@@ -283,5 +271,5 @@ def _run_started(
         if failed is None:
             return "superseded", None
         if chain is not None and chain.open:
-            nxt = chain.claim(store)
+            nxt = store.claim_next(**chain.claim_as)
         return failed.state.value, nxt

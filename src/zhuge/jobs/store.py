@@ -152,17 +152,28 @@ def _row_to_job(row: sa.Row[Any]) -> Job:
 
 J = schema.jobs
 
+
+def _runnable(
+    columns: Sequence[Any], of_class: sa.ColumnElement[bool], now: Any, limit: int
+) -> sa.Select[Any]:
+    """Queued jobs that may start now, in the queue's order (priority, then age). The one
+    definition of that order, shared by ``claim`` (the scheduler) and ``claim_next`` (a
+    worker's chain): admission rules such as quotas belong here, so both obey them."""
+    return (
+        sa.select(*columns)
+        .where(J.c.state == JobState.QUEUED.value, of_class, J.c.not_before <= now)
+        .order_by(J.c.priority.desc(), J.c.id)
+        .limit(limit)
+    )
+
+
 # The statements of a worker's chain of short jobs, built once: building a SQLAlchemy
 # statement costs about as much as SQLite running it, and these run once per job.
-_HEAD_OF_QUEUE = (
-    sa.select(J.c.id, J.c.resources)
-    .where(
-        J.c.state == JobState.QUEUED.value,
-        J.c.resource_class == sa.bindparam("b_resource_class"),
-        J.c.not_before <= sa.bindparam("b_now"),
-    )
-    .order_by(J.c.priority.desc(), J.c.id)
-    .limit(1)
+_HEAD_OF_QUEUE = _runnable(
+    [J.c.id, J.c.resources],
+    J.c.resource_class == sa.bindparam("b_resource_class"),
+    sa.bindparam("b_now"),
+    1,
 )
 _HEAD_OF_QUEUE_LOCKED = _HEAD_OF_QUEUE.with_for_update(skip_locked=True)
 _START_CLAIMED = (
@@ -489,16 +500,7 @@ class JobStore:
         if limit <= 0 or not classes:
             return []
         now = self.clock()
-        candidates = (
-            sa.select(J.c.id)
-            .where(
-                J.c.state == JobState.QUEUED.value,
-                J.c.resource_class.in_(classes),
-                J.c.not_before <= now,
-            )
-            .order_by(J.c.priority.desc(), J.c.id)
-            .limit(limit)
-        )
+        candidates = _runnable([J.c.id], J.c.resource_class.in_(classes), now, limit)
         if self.is_postgres:
             candidates = candidates.with_for_update(skip_locked=True)
         with self._tx() as conn:

@@ -181,17 +181,19 @@ def test_workers_chain_short_jobs_exactly_once_in_queue_order(platform):
 
 
 def test_a_chained_job_can_be_cancelled(platform):
-    first = submit(platform, "sleep", seconds=0.2)
-    second = submit(platform, "sleep", seconds=60)
-    blocker = submit(platform, "sleep", seconds=0.2)
-    for job in (first, blocker):
-        assert wait_for(platform, job.id, DONE).state is JobState.SUCCEEDED
-    wait_for(platform, second.id, {JobState.RUNNING})
-    while platform.store.get(second.id).worker is None:
+    busy = [submit(platform, "sleep", seconds=0.5) for _ in range(2)]  # both slots taken
+    for job in busy:
+        wait_for(platform, job.id, {JobState.RUNNING})
+    long = submit(platform, "sleep", seconds=60)
+    wait_for(platform, long.id, {JobState.RUNNING})
+    # no slot was free when it arrived: a finishing worker chained it
+    claimed = [e for e in platform.store.events(long.id) if e.to_state is JobState.RUNNING]
+    assert "chained on" in claimed[-1].message
+    while platform.store.get(long.id).worker is None:
         time.sleep(0.05)
-    platform.store.cancel(second.id)
+    platform.store.cancel(long.id)
     deadline = time.monotonic() + 3  # its task ends at the next heartbeat, freeing the slot
     while platform.scheduler.in_flight and time.monotonic() < deadline:
         time.sleep(0.05)
     assert platform.scheduler.in_flight == 0
-    assert platform.store.get(second.id).state is JobState.CANCELLED
+    assert platform.store.get(long.id).state is JobState.CANCELLED
