@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from zhuge.cli.common import JsonOpt, console, print_json, user_errors
-from zhuge.cli.run import local_path, run_job
+from zhuge.cli.common import JsonOpt, console, user_errors
+from zhuge.cli.run import local_path, run_and_report
 from zhuge.errors import InvalidParams
 
 CANDIDATES_SHOWN = 15  # rows of the candidates table; --json has them all
@@ -221,12 +221,10 @@ def cluster_command(
             check_out(checked.out)
         if not choose_route(checked).stream:
             check_plan(checked, prepare_input(checked))
-        job = run_job("cluster", params, title="clustering", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
-        return
-    _print_cluster(result, job)
+        done = run_and_report("cluster", params, title="clustering", json_output=json_output)
+    if done:
+        job, result = done
+        _print_cluster(result, job)
 
 
 def predict_command(
@@ -254,11 +252,10 @@ def predict_command(
         if params["out"] is not None:
             check_out(params["out"])
         read_table(params["input"])  # a missing or unreadable file fails here, not in a job
-        job = run_job("cluster-predict", params, title="labelling", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
+        done = run_and_report("cluster-predict", params, title="labelling", json_output=json_output)
+    if not done:
         return
+    job, result = done
     table = Table(title=f"Labelled {result['rows']:,} rows with job {result['model_from']}'s "
                   f"{result['algorithm']} model (job {job['id']})")  # fmt: skip
     table.add_column("cluster", justify="right")
@@ -294,11 +291,10 @@ def tune_command(
         )  # fmt: skip
         checked = TuneParams.model_validate(params)
         check_plan(checked, prepare_input(checked))
-        job = run_job("tune", params, title="searching", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
+        done = run_and_report("tune", params, title="searching", json_output=json_output)
+    if not done:
         return
+    job, result = done
     _print_choice(result, f"Search over {result['rows']:,} rows (job {job['id']})")
     _print_candidates(result, show_all=True)
     processes = result.get("processes") or []

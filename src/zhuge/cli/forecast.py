@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, print_json, user_errors
-from zhuge.cli.run import local_path, run_job
+from zhuge.cli.run import local_path, run_and_report
 from zhuge.errors import InvalidParams
 
 BASELINE_NAMES = ("last_value", "seasonal_naive", "window_median", "seasonal_median")
@@ -199,15 +199,10 @@ def _model(
 def _run(
     kind: str, options: dict[str, Any], *, title: str, json_output: bool
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Check the options, run the job with a progress bar; with ``--json`` print the result
-    and return None, else return ``(job, result)`` for the command to print."""
+    """Check the options, then ``run_and_report``."""
     with user_errors(json_output):
         params = checked_params(kind, options)
-        job = run_job(kind, params, title=title, json_output=json_output)
-    if json_output:
-        print_json({"job_id": job["id"], **job["result"]})
-        return None
-    return job, job["result"]
+        return run_and_report(kind, params, title=title, json_output=json_output)
 
 
 def checked_params(kind: str, options: dict[str, Any]) -> dict[str, Any]:

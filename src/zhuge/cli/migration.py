@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, print_json, user_errors
-from zhuge.cli.run import local_path, run_job
+from zhuge.cli.run import local_path, run_and_report, run_job
 from zhuge.errors import DataError, InvalidParams
 
 if TYPE_CHECKING:
@@ -392,12 +392,12 @@ def calibrate_migrations_command(
                 )
         if checked.out is not None:
             check_out(checked.out)
-        job = run_job("calibrate-migration", params, title="calibrating", json_output=json_output)
-    result = job["result"]
-    if json_output:
-        print_json({"job_id": job["id"], **result})
-        return
-    _print_calibration(result, job)
+        done = run_and_report(
+            "calibrate-migration", params, title="calibrating", json_output=json_output
+        )
+    if done:
+        job, result = done
+        _print_calibration(result, job)
 
 
 def _print_calibration(result: dict[str, Any], job: dict[str, Any]) -> None:

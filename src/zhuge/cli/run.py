@@ -123,3 +123,17 @@ def run_job(kind: str, params: dict[str, Any], *, title: str, json_output: bool)
         message = job.get("error") or f"job {job['id']} ended {job['state']}"
         raise ZhugeError(f"{kind} failed: {message}", details={"job_id": job["id"]})
     return job
+
+
+def run_and_report(
+    kind: str, params: dict[str, Any], *, title: str, json_output: bool
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``run_job``, then the end every convenience command shares: with ``--json`` print
+    ``{"job_id": ..., **result}`` and return None; else return ``(job, result)`` to print."""
+    job = run_job(kind, params, title=title, json_output=json_output)
+    if json_output:
+        from zhuge.cli.common import print_json
+
+        print_json({"job_id": job["id"], **job["result"]})
+        return None
+    return job, job["result"]
