@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from zhuge.errors import DataError
 
-__all__ = ["ForecastGrid", "forecast_matrix", "validate_hosts", "validate_vms"]
+__all__ = ["ForecastGrid", "forecast_matrix", "freshest_start", "validate_hosts", "validate_vms"]
 
 VM_COLUMNS = ("vm_id", "host_id", "cluster_id", "memory_gb")
 FORECAST_COLUMNS = ("series_id", "timestamp", "yhat")
@@ -159,6 +159,14 @@ class ForecastGrid:
     def end(self) -> pd.Timestamp:
         """Where the last sample's interval ends: the forecast's horizon."""
         return self.start + self.step * self.values.shape[1]
+
+
+def freshest_start(forecast: pd.DataFrame) -> pd.Timestamp:
+    """Where planning starts ("now"): the latest first timestamp of any series, so a VM whose
+    telemetry stopped early (an older forecast) is not planned in the past. The rule
+    ``ForecastGrid.now`` applies to the matrix; this is it on the long frame."""
+    firsts = forecast.groupby("series_id", sort=False, observed=True)["timestamp"].min()
+    return pd.Timestamp(firsts.max())
 
 
 def forecast_matrix(

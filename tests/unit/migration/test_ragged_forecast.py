@@ -9,6 +9,7 @@ import pytest
 
 from zhuge.errors import DataError
 from zhuge.migration import PlanConstraints, evaluate_plan, plan_migrations
+from zhuge.migration.validation import freshest_start
 
 STEP = pd.Timedelta("1h")
 NOW = pd.Timestamp("2024-01-15 00:00")
@@ -40,6 +41,8 @@ def test_stale_vm_is_reported_and_the_rest_planned_from_now():
     )
     plan, summary = plan_migrations(forecast, _vms(["fresh", "late-start", "stale"]))
     rows = plan.set_index("vm_id")
+    # the job's relative --deadline counts from the same "now" the planner starts at
+    assert freshest_start(forecast) == NOW + 2 * STEP == plan["start"].min()
     assert rows.at["fresh", "start"] == NOW + 2 * STEP  # its quietest hour, from now on
     assert rows.at["late-start", "start"] == NOW + 3 * STEP  # only windows it has a forecast for
     assert pd.isna(rows.at["stale", "start"])

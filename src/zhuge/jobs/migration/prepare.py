@@ -26,7 +26,7 @@ from zhuge.migration import (
     MigrationModel,
     PlanConstraints,
 )
-from zhuge.migration.validation import validate_hosts, validate_vms
+from zhuge.migration.validation import freshest_start, validate_hosts, validate_vms
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,8 @@ def prepare_plan(
             forecast = forecast.assign(timestamp=pd.to_datetime(forecast["timestamp"]))
         except (ValueError, TypeError) as exc:
             raise DataError(f"forecast.timestamp must be timestamps: {exc}") from exc
-    # relative times count from "now": where the freshest forecasts start (a VM whose
-    # telemetry stopped early has an older forecast; the planner reports it, see build_problem)
-    now = forecast.groupby("series_id", sort=False, observed=True)["timestamp"].min().max()
-    constraints = _constraints(params, now, forecast["timestamp"].max())
+    # relative times (--deadline 24h) count from where the planner starts
+    constraints = _constraints(params, freshest_start(forecast), forecast["timestamp"].max())
     return PreparedPlan(vms, forecast, hosts, constraints, model, source)
 
 
