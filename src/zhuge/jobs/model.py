@@ -19,8 +19,10 @@ class Job:
     priority: int = 0
     resources: dict[str, float] = field(default_factory=dict)
     attempt: int = 0  # number of the latest attempt started; the fencing token of its writes
-    failures: int = 0  # failed attempts (errors and lost leases) counted against max_attempts
+    failures: int = 0  # attempts whose code raised, counted against max_attempts
     max_attempts: int = 3
+    lost: int = 0  # attempts the infrastructure lost involuntarily, counted against max_lost
+    max_lost: int = 10
     idempotency_key: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -62,6 +64,7 @@ class JobEvent:
     from_state: JobState | None
     to_state: JobState
     message: str = ""
+    reason: str | None = None  # a lost attempt's states.LostReason
 
 
 @dataclass(frozen=True)

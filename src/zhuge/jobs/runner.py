@@ -22,6 +22,7 @@ from zhuge.errors import InvalidRequest
 from zhuge.jobs.context import JobCancelled, JobContext
 from zhuge.jobs.kinds import get_kind
 from zhuge.jobs.model import Job
+from zhuge.jobs.states import LostReason
 from zhuge.jobs.store import JobStore, store_for
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,11 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
         # only after the worker that held it died) the attempt already started on a worker
         # that is gone. In that last case fail the attempt now instead of waiting for its
         # lease to run out; in the others the fenced write finds no row and does nothing.
-        store.fail_attempt(
+        store.lose_attempt(
             spec.job_id,
             spec.attempt,
-            error="attempt lost: its worker died (Dask re-ran the task elsewhere)",
-            traceback=None,
+            LostReason.WORKER_DIED,
+            "its worker died mid-attempt (Dask re-ran the task elsewhere)",
             require_started=True,
         )
         return {"job_id": spec.job_id, "attempt": spec.attempt, "outcome": "stale"}

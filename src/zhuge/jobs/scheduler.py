@@ -29,6 +29,7 @@ from zhuge.config import Settings
 from zhuge.jobs.executor import Capacity, DaskExecutor
 from zhuge.jobs.model import Job
 from zhuge.jobs.runner import AttemptSpec
+from zhuge.jobs.states import LostReason
 from zhuge.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -136,14 +137,15 @@ class Scheduler:
             flight = self._in_flight.pop(_key_of(future), None)
             if flight is None or future.status != "error":
                 continue  # the runner wrote the outcome itself; no need to fetch the result
-            # The task died outside the runner's guard (e.g. KilledWorker after repeated
-            # worker deaths): this attempt will never report, so fail it now rather than
-            # waiting for its lease to run out.
-            self.store.fail_attempt(
+            # The task died outside the runner's guard, which records every error of the
+            # job's own code: its worker died (KilledWorker after repeated worker deaths) or
+            # the platform failed around it. The attempt will never report, so it is lost
+            # now rather than when its lease runs out.
+            self.store.lose_attempt(
                 flight.job.id,
                 flight.job.attempt,
-                error=f"attempt lost: {future.exception()!r}",
-                traceback=None,
+                LostReason.WORKER_DIED,
+                f"the Dask task ended without a result: {future.exception()!r}",
             )
 
     def _housekeeping(self, *, force: bool = False) -> None:

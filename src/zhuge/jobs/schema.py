@@ -45,6 +45,9 @@ jobs = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    # attempts the infrastructure lost involuntarily (states.LostReason), apart from failures
+    sa.Column("lost", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_lost", sa.Integer, nullable=False, server_default="10"),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("request_sha256", sa.String(64), nullable=False),
     sa.Column("created_at", Time, nullable=False),
@@ -77,6 +80,7 @@ job_events = sa.Table(
     sa.Column("from_state", sa.String(16)),
     sa.Column("to_state", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("reason", sa.String(32)),  # a lost attempt's states.LostReason
     sa.Index("ix_job_events_job", "job_id", "id"),
 )
 

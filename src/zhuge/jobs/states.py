@@ -4,11 +4,23 @@
       ▲  │        │  └───▶ cancelled
       │  │        ├──────▶ failed ──▶ queued   (retries left, after a backoff)
       │  │        │            └────▶ dead     (retries exhausted; kept with its error)
+      │  │        ├──────▶ lost ────▶ queued   (the infrastructure lost the attempt)
+      │  │        │            └────▶ dead     (lost max_lost times)
       │  └──▶ cancelled
-      └──────── running (lease lost or released) / dead (re-queued by hand)
+      └──────── running (interrupted: preempted, drained) / dead (re-queued by hand)
 
-``failed`` is the state of an attempt, recorded in the event history; the job row passes
-through it inside one transaction and comes to rest in ``queued`` or ``dead``.
+``failed`` and ``lost`` are states of an attempt, recorded in the event history; the job row
+passes through them inside one transaction and comes to rest in ``queued`` or ``dead``.
+
+**One rule for lost attempts.** An attempt *fails* when its code raised: that spends one of
+the job's ``max_attempts`` (bad input spends them all at once: retrying cannot help). An
+attempt is *lost* when the infrastructure lost it (``LostReason``): its worker died or went
+silent, its host became unreachable, or the platform took it back (preemption, draining).
+A lost attempt never spends ``max_attempts``. Involuntary losses (the worker's, the host's,
+the lease's) are counted in ``lost`` and end the job as ``dead`` at ``max_lost``: a job that
+keeps killing its worker (running it out of memory, say) must stop somewhere. Interruptions
+the platform chose (``preempted``, ``drained``) are recorded with their reason and counted
+against nothing: the job did nothing wrong.
 """
 
 from __future__ import annotations
@@ -22,8 +34,24 @@ class JobState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    LOST = "lost"
     CANCELLED = "cancelled"
     DEAD = "dead"
+
+
+class LostReason(StrEnum):
+    """Why the infrastructure lost an attempt (recorded on its events)."""
+
+    LEASE_LOST = "lease_lost"  # no heartbeat within the lease: worker killed, paused, cut off
+    WORKER_DIED = "worker_died"  # Dask saw the worker process die
+    HOST_UNREACHABLE = "host_unreachable"  # the worker's host dropped off the network
+    PREEMPTED = "preempted"  # admission took the resources back for other work
+    DRAINED = "drained"  # the worker or its scheduler was shut down cleanly
+
+    @property
+    def involuntary(self) -> bool:
+        """Counted against ``max_lost``: the platform did not choose this loss."""
+        return self not in (LostReason.PREEMPTED, LostReason.DRAINED)
 
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -32,11 +60,13 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
         {
             JobState.SUCCEEDED,
             JobState.FAILED,
+            JobState.LOST,
             JobState.CANCELLED,
-            JobState.QUEUED,  # lease expired, or released at shutdown
+            JobState.QUEUED,  # interrupted: preempted, or released at shutdown
         }
     ),
     JobState.FAILED: frozenset({JobState.QUEUED, JobState.DEAD}),
+    JobState.LOST: frozenset({JobState.QUEUED, JobState.DEAD}),
     JobState.DEAD: frozenset({JobState.QUEUED}),  # re-queued by hand
     JobState.SUCCEEDED: frozenset(),
     JobState.CANCELLED: frozenset(),
@@ -44,6 +74,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 TERMINAL: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD})
 """States a job does not leave by itself (``dead`` only by hand)."""
+
+
+ATTEMPT_STATES: frozenset[JobState] = frozenset({JobState.FAILED, JobState.LOST})
+"""States of an attempt's end: a job passes through them but never rests in them."""
 
 
 def can_transition(source: JobState, target: JobState) -> bool:
@@ -65,6 +99,11 @@ def sources_of(target: JobState) -> frozenset[JobState]:
 def after_failure(failures: int, max_attempts: int) -> JobState:
     """Where a job goes after its ``failures``-th failed attempt."""
     return JobState.DEAD if failures >= max_attempts else JobState.QUEUED
+
+
+def after_loss(lost: int, max_lost: int) -> JobState:
+    """Where a job goes after its ``lost``-th involuntarily lost attempt."""
+    return JobState.DEAD if lost >= max_lost else JobState.QUEUED
 
 
 def backoff_seconds(

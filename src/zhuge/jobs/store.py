@@ -14,6 +14,7 @@ Concurrency:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -37,7 +38,14 @@ from zhuge.errors import (
 )
 from zhuge.jobs import schema
 from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
-from zhuge.jobs.states import JobState, after_failure, backoff_seconds, check_transition
+from zhuge.jobs.states import (
+    JobState,
+    LostReason,
+    after_failure,
+    after_loss,
+    backoff_seconds,
+    check_transition,
+)
 
 Clock = Callable[[], float]
 
@@ -49,25 +57,31 @@ WORKER_LIVE_SECONDS = 10.0  # a worker not reported for this long is shown as go
 WORKER_FORGET_SECONDS = 3600.0  # rows of schedulers that died without saying goodbye
 
 
+DEFAULT_MAX_LOST = 10
+
+
 def request_sha256(
     kind: str,
     params: dict[str, Any],
     priority: int,
     resources: dict[str, float],
     max_attempts: int,
+    max_lost: int = DEFAULT_MAX_LOST,
 ) -> str:
-    """A fingerprint of what was asked, to tell a replay from a different request."""
-    canonical = json.dumps(
-        {
-            "kind": kind,
-            "params": params,
-            "priority": priority,
-            "resources": resources,
-            "max_attempts": max_attempts,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    """A fingerprint of what was asked, to tell a replay from a different request.
+
+    Fields added after v0.1.0 enter it only when they differ from their default, so a request
+    replayed after an upgrade still matches the job it made before."""
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "params": params,
+        "priority": priority,
+        "resources": resources,
+        "max_attempts": max_attempts,
+    }
+    if max_lost != DEFAULT_MAX_LOST:
+        fields["max_lost"] = max_lost
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -81,6 +95,7 @@ class JobRequest:
     resources: dict[str, float] | None = None
     max_attempts: int = 3
     idempotency_key: str | None = None
+    max_lost: int = DEFAULT_MAX_LOST
 
 
 def resource_class(resources: dict[str, float]) -> str:
@@ -120,34 +135,13 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+
+
 def _row_to_job(row: sa.Row[Any]) -> Job:
     m = row._mapping
-    return Job(
-        id=m["id"],
-        tenant=m["tenant"],
-        kind=m["kind"],
-        params=m["params"],
-        state=JobState(m["state"]),
-        priority=m["priority"],
-        resources=m["resources"],
-        attempt=m["attempt"],
-        failures=m["failures"],
-        max_attempts=m["max_attempts"],
-        idempotency_key=m["idempotency_key"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        not_before=m["not_before"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        lease_expires_at=m["lease_expires_at"],
-        worker=m["worker"],
-        progress=m["progress"],
-        result=m["result"],
-        error=m["error"],
-        traceback=m["traceback"],
-        cpu_seconds=m["cpu_seconds"],
-        gpu_seconds=m["gpu_seconds"],
-    )
+    job = Job(**{name: m[name] for name in _JOB_FIELDS})
+    return job.evolve(state=JobState(job.state))
 
 
 J = schema.jobs
@@ -263,9 +257,13 @@ class JobStore:
     def _event(
         self,
         conn: Connection,
-        rows: Sequence[tuple[int, int, JobState | None, JobState, str]],
+        rows: Sequence[
+            tuple[int, int, JobState | None, JobState, str]
+            | tuple[int, int, JobState | None, JobState, str, LostReason]
+        ],
         now: float,
     ) -> None:
+        """Insert event rows: (job id, attempt, from, to, message[, lost reason])."""
         if rows:
             conn.execute(
                 schema.job_events.insert(),
@@ -276,9 +274,10 @@ class JobStore:
                         "from_state": source.value if source else None,
                         "to_state": target.value,
                         "message": message,
+                        "reason": reason[0].value if reason else None,
                         "at": now,
                     }
-                    for job_id, attempt, source, target, message in rows
+                    for job_id, attempt, source, target, message, *reason in rows
                 ],
             )
 
@@ -328,13 +327,16 @@ class JobStore:
         resources: dict[str, float] | None = None,
         max_attempts: int = 3,
         idempotency_key: str | None = None,
+        max_lost: int = DEFAULT_MAX_LOST,
     ) -> tuple[Job, bool]:
         """Insert a queued job; return ``(job, created)``.
 
         With an idempotency key already used by this tenant: the same request returns the
         existing job (``created`` False); a different request raises IdempotencyConflict.
         """
-        request = JobRequest(kind, params, priority, resources, max_attempts, idempotency_key)
+        request = JobRequest(
+            kind, params, priority, resources, max_attempts, idempotency_key, max_lost
+        )
         return self.submit_many(tenant=tenant, requests=[request])[0]
 
     def submit_many(self, *, tenant: str, requests: Sequence[JobRequest]) -> list[tuple[Job, bool]]:
@@ -348,9 +350,16 @@ class JobStore:
         for request in requests:
             if request.max_attempts < 1:
                 raise InvalidRequest("max_attempts must be at least 1")
+            if request.max_lost < 1:
+                raise InvalidRequest("max_lost must be at least 1")
             resources = dict(request.resources or {"CPU": 1.0})
             fingerprint = request_sha256(
-                request.kind, request.params, request.priority, resources, request.max_attempts
+                request.kind,
+                request.params,
+                request.priority,
+                resources,
+                request.max_attempts,
+                request.max_lost,
             )
             prepared.append((request, resources, fingerprint))
         first_of_key: dict[str, int] = {}
@@ -400,6 +409,7 @@ class JobStore:
                         "resources": prepared[i][1],
                         "resource_class": resource_class(prepared[i][1]),
                         "max_attempts": prepared[i][0].max_attempts,
+                        "max_lost": prepared[i][0].max_lost,
                         "idempotency_key": prepared[i][0].idempotency_key,
                         "request_sha256": prepared[i][2],
                         "created_at": now,
@@ -481,6 +491,7 @@ class JobStore:
                     from_state=JobState(r.from_state) if r.from_state else None,
                     to_state=JobState(r.to_state),
                     message=r.message,
+                    reason=r.reason,
                 )
                 for r in rows
             ]
@@ -585,7 +596,7 @@ class JobStore:
         return job
 
     def expire_leases(self) -> list[Job]:
-        """Running attempts whose lease ran out (worker lost) count as failed attempts."""
+        """Running attempts whose lease ran out are lost (``lease_lost``), not failed."""
         now = self.clock()
         with self.engine.connect() as conn:
             expired = [
@@ -598,11 +609,12 @@ class JobStore:
             ]
         out = []
         for job_id, attempt in expired:
-            job = self.fail_attempt(
+            job = self.lose_attempt(
                 job_id,
                 attempt,
-                error="lease expired: the worker stopped sending heartbeats (lost or killed)",
-                traceback=None,
+                LostReason.LEASE_LOST,
+                "the worker stopped sending heartbeats within the lease (killed, paused or "
+                "cut off)",
                 require_expired=True,
             )
             if job is not None:
@@ -612,8 +624,9 @@ class JobStore:
     def release(self, owner: str) -> int:
         """Return the running jobs claimed by ``owner`` to the queue (a clean shutdown).
 
-        A released attempt does not count as a failure. If its code is still running
-        somewhere, its next heartbeat finds the attempt superseded and it stops.
+        A released attempt is interrupted (``drained``): it spends neither ``max_attempts``
+        nor ``max_lost``. If its code is still running somewhere, its next heartbeat finds
+        the attempt superseded and it stops.
         """
         now = self.clock()
         with self._tx() as conn:
@@ -632,7 +645,14 @@ class JobStore:
             self._event(
                 conn,
                 [
-                    (r.id, r.attempt, JobState.RUNNING, JobState.QUEUED, "released at shutdown")
+                    (
+                        r.id,
+                        r.attempt,
+                        JobState.RUNNING,
+                        JobState.QUEUED,
+                        "released at shutdown",
+                        LostReason.DRAINED,
+                    )
                     for r in rows
                 ],
                 now,
@@ -787,14 +807,64 @@ class JobStore:
         error: str,
         traceback: str | None,
         cpu_seconds: float = 0.0,
-        require_expired: bool = False,
-        require_started: bool = False,
         retryable: bool = True,
     ) -> Job | None:
-        """Record a failed attempt: back to queued after a backoff, or dead when exhausted.
+        """Record an attempt whose code raised: back to queued after a backoff, or dead when
+        ``max_attempts`` are spent (at once when not ``retryable``: bad input).
 
         Returns the job as it now is, or None if the attempt was no longer running.
         """
+        return self._end_attempt(
+            job_id,
+            attempt,
+            error=error,
+            traceback=traceback,
+            cpu_seconds=cpu_seconds,
+            retryable=retryable,
+        )
+
+    def lose_attempt(
+        self,
+        job_id: int,
+        attempt: int,
+        reason: LostReason,
+        message: str,
+        *,
+        require_expired: bool = False,
+        require_started: bool = False,
+    ) -> Job | None:
+        """Record an attempt the infrastructure lost (``states`` says the rule): it spends
+        no ``max_attempts``; an involuntary loss counts toward ``max_lost``, an interruption
+        (preempted, drained) toward nothing.
+
+        ``require_expired``: only if its lease has run out (a heartbeat may have renewed it
+        since it was seen expired). ``require_started``: only if a worker started it.
+        Returns the job as it now is, or None if the attempt was no longer running.
+        """
+        return self._end_attempt(
+            job_id,
+            attempt,
+            error=f"attempt lost ({reason.value}): {message}",
+            traceback=None,
+            lost=reason,
+            require_expired=require_expired,
+            require_started=require_started,
+        )
+
+    def _end_attempt(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        error: str,
+        traceback: str | None,
+        cpu_seconds: float = 0.0,
+        retryable: bool = True,
+        lost: LostReason | None = None,
+        require_expired: bool = False,
+        require_started: bool = False,
+    ) -> Job | None:
+        """The one way a running attempt ends without a result: failed or lost."""
         now = self.clock()
         guard = self._running(job_id, attempt)
         if require_expired:
@@ -802,17 +872,14 @@ class JobStore:
         if require_started:
             guard = sa.and_(guard, J.c.worker.is_not(None))
         with self._tx() as conn:
-            query = sa.select(J.c.failures, J.c.max_attempts).where(guard)
+            query = sa.select(J.c.failures, J.c.max_attempts, J.c.lost, J.c.max_lost).where(guard)
             if self.is_postgres:
                 query = query.with_for_update()
             row = conn.execute(query).first()
             if row is None:
                 return None
-            failures = row.failures + 1
-            target = after_failure(failures, row.max_attempts) if retryable else JobState.DEAD
+            failures, lost_count = row.failures, row.lost
             values: dict[str, Any] = {
-                "state": target.value,
-                "failures": failures,
                 "error": error,
                 "traceback": traceback,
                 "lease_expires_at": None,
@@ -820,28 +887,46 @@ class JobStore:
                 "cpu_seconds": J.c.cpu_seconds + cpu_seconds,
                 "updated_at": now,
             }
+            if lost is None:
+                failures += 1
+                values["failures"] = failures
+                target = after_failure(failures, row.max_attempts) if retryable else JobState.DEAD
+                passed = JobState.FAILED
+                retries, delay_after = f"retry {failures + 1} of {row.max_attempts}", failures
+            else:
+                if lost.involuntary:
+                    lost_count += 1
+                    values["lost"] = lost_count
+                target = after_loss(lost_count, row.max_lost)
+                passed = JobState.LOST
+                # A lost attempt is not a retry: the next one keeps the failures' count.
+                retries = (
+                    f"lost {lost_count} of {row.max_lost} allowed; next attempt"
+                    if lost.involuntary
+                    else "interrupted; next attempt"
+                )
+                delay_after = lost_count if lost.involuntary else 0
+            values["state"] = target.value
             if target is JobState.QUEUED:
                 delay = backoff_seconds(
-                    failures, base=self.retry_base_seconds, cap=self.retry_max_seconds
+                    delay_after, base=self.retry_base_seconds, cap=self.retry_max_seconds
                 )
                 values["not_before"] = now + delay
-                note = f"retry {failures + 1} of {row.max_attempts} in {delay:.1f}s"
+                note = f"{retries} in {delay:.1f}s"
             else:
                 values["finished_at"] = now
-                note = (
-                    f"no attempts left ({failures} of {row.max_attempts} failed)"
-                    if retryable
-                    else "bad input: retrying cannot help"
-                )
+                if lost is not None:
+                    note = f"lost {lost_count} attempts, max_lost is {row.max_lost}"
+                elif retryable:
+                    note = f"no attempts left ({failures} of {row.max_attempts} failed)"
+                else:
+                    note = "bad input: retrying cannot help"
             updated = conn.execute(J.update().where(guard).values(**values).returning(*J.c)).one()
-            self._event(
-                conn,
-                [
-                    (job_id, attempt, JobState.RUNNING, JobState.FAILED, error[:2000]),
-                    (job_id, attempt, JobState.FAILED, target, note),
-                ],
-                now,
-            )
+            ending: tuple[Any, ...] = (job_id, attempt, JobState.RUNNING, passed, error[:2000])
+            resting: tuple[Any, ...] = (job_id, attempt, passed, target, note)
+            if lost is not None:
+                ending, resting = (*ending, lost), (*resting, lost)
+            self._event(conn, [ending, resting], now)
         return _row_to_job(updated)
 
     # -- operator actions -----------------------------------------------------------------
@@ -889,6 +974,7 @@ class JobStore:
                 .values(
                     state=JobState.QUEUED.value,
                     failures=0,
+                    lost=0,
                     not_before=now,
                     finished_at=None,
                     updated_at=now,

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from zhuge.errors import IdempotencyConflict, InvalidTransition, JobNotFound
-from zhuge.jobs.states import JobState
+from zhuge.jobs.states import JobState, LostReason
 from zhuge.jobs.store import JobStore
 
 
@@ -102,7 +102,8 @@ def test_only_the_current_attempt_can_commit(store, clock):
     assert store.start_attempt(job.id, 1, worker="w1", lease_seconds=5) is not None
     clock.advance(6)  # worker w1 goes silent
     (expired,) = store.expire_leases()
-    assert expired.state is JobState.QUEUED and expired.failures == 1
+    assert expired.state is JobState.QUEUED
+    assert (expired.failures, expired.lost) == (0, 1)  # lost, not failed
     clock.advance(100)
     second = claim_one(store)
     assert second.attempt == first.attempt + 1
@@ -241,7 +242,7 @@ def test_counts_and_duration_histogram(store, clock):
     assert cumulative[0] == 0 and cumulative[2] == 3  # 0.05 s bucket empty, 0.25 s has all
 
 
-def test_a_rerun_of_a_started_attempt_fails_it_at_once(db_url, tmp_path):
+def test_a_rerun_of_a_started_attempt_loses_it_at_once(db_url, tmp_path):
     """Dask re-runs a task only after the worker holding it died: the re-run must not run
     the job under the old attempt number, and must free the job for a fresh attempt."""
     from zhuge.jobs.runner import AttemptSpec, run_attempt
@@ -254,8 +255,83 @@ def test_a_rerun_of_a_started_attempt_fails_it_at_once(db_url, tmp_path):
     spec = AttemptSpec(db_url, tmp_path.as_uri(), job.id, claimed.attempt, 30, 5)
     assert run_attempt(spec)["outcome"] == "stale"
     after = store.get(job.id)
-    assert after.state is JobState.QUEUED and after.failures == 1
-    assert "worker died" in after.error
+    assert after.state is JobState.QUEUED
+    assert (after.failures, after.lost) == (0, 1)
+    assert "worker_died" in after.error
+    assert [e.reason for e in store.events(job.id)][-2:] == ["worker_died", "worker_died"]
+
+
+# -- one rule for lost attempts ------------------------------------------------------------
+
+
+def _lose(store, job, reason, clock=None):
+    (claimed,) = store.claim(limit=1, owner="s", lease_seconds=30)
+    assert claimed.id == job.id
+    store.start_attempt(job.id, claimed.attempt, worker="w", lease_seconds=30)
+    after = store.lose_attempt(job.id, claimed.attempt, reason, "test")
+    if clock is not None:
+        clock.advance(10_000)  # past any backoff
+    return after
+
+
+def test_lost_attempts_spend_no_max_attempts_and_end_at_max_lost(store, clock):
+    job = submit(store, max_attempts=1, max_lost=3)
+    for n in (1, 2):
+        after = _lose(store, job, LostReason.WORKER_DIED, clock)
+        assert (after.state, after.failures, after.lost) == (JobState.QUEUED, 0, n)
+    after = _lose(store, job, LostReason.LEASE_LOST, clock)
+    assert (after.state, after.lost) == (JobState.DEAD, 3)
+    assert after.error.startswith("attempt lost (lease_lost)")
+    last = store.events(job.id)[-1]
+    assert (last.from_state, last.to_state, last.reason) == (
+        JobState.LOST,
+        JobState.DEAD,
+        "lease_lost",
+    )
+    assert "max_lost is 3" in last.message
+
+
+def test_interruptions_count_against_nothing(store, clock):
+    job = submit(store, max_attempts=1, max_lost=1)
+    for reason in (LostReason.PREEMPTED, LostReason.DRAINED, LostReason.PREEMPTED):
+        after = _lose(store, job, reason, clock)
+        assert (after.state, after.failures, after.lost) == (JobState.QUEUED, 0, 0)
+    assert {e.reason for e in store.events(job.id) if e.to_state is JobState.LOST} == {
+        "preempted",
+        "drained",
+    }
+
+
+def test_a_code_error_still_spends_an_attempt_after_losses(store, clock):
+    job = submit(store, max_attempts=2)
+    _lose(store, job, LostReason.WORKER_DIED, clock)
+    (claimed,) = store.claim(limit=1, owner="s", lease_seconds=30)
+    after = store.fail_attempt(job.id, claimed.attempt, error="ValueError: x", traceback="tb")
+    assert (after.state, after.failures, after.lost) == (JobState.QUEUED, 1, 1)
+    clock.advance(10_000)
+    (claimed,) = store.claim(limit=1, owner="s", lease_seconds=30)
+    after = store.fail_attempt(job.id, claimed.attempt, error="ValueError: x", traceback="tb")
+    assert (after.state, after.failures) == (JobState.DEAD, 2)
+    # retried by hand: a fresh set of attempts and of losses
+    again = store.requeue_dead(job.id)
+    assert (again.state, again.failures, again.lost) == (JobState.QUEUED, 0, 0)
+
+
+def test_release_at_shutdown_is_a_drained_interruption(store):
+    job = submit(store, max_lost=1)
+    store.claim(limit=1, owner="sched", lease_seconds=30)
+    assert store.release("sched") == 1
+    after = store.get(job.id)
+    assert (after.state, after.lost, after.failures) == (JobState.QUEUED, 0, 0)
+    assert store.events(job.id)[-1].reason == "drained"
+
+
+def test_max_lost_enters_the_idempotency_fingerprint_only_when_not_default(store):
+    a, _ = store.submit(tenant="t1", kind="echo", params={}, idempotency_key="k", max_lost=10)
+    b, created = store.submit(tenant="t1", kind="echo", params={}, idempotency_key="k")
+    assert (b.id, created) == (a.id, False)
+    with pytest.raises(IdempotencyConflict):
+        store.submit(tenant="t1", kind="echo", params={}, idempotency_key="k", max_lost=2)
 
 
 def test_claim_next_starts_the_head_of_the_queue_on_the_worker(store, clock):

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from zhuge.api.auth import CurrentTenant, StoreDep
 from zhuge.api.schemas import KindOut, StatusOut, WorkerOut
 from zhuge.jobs.kinds import all_kinds
-from zhuge.jobs.states import JobState
+from zhuge.jobs.states import ATTEMPT_STATES, JobState
 
 router = APIRouter()
 
@@ -26,7 +26,7 @@ def metrics(request: Request) -> Response:
 
 @router.get("/v1/status", tags=["system"])
 def status(store: StoreDep, tenant: CurrentTenant) -> StatusOut:
-    states = {s.value: 0 for s in JobState if s is not JobState.FAILED}
+    states = {s.value: 0 for s in JobState if s not in ATTEMPT_STATES}
     by_kind: dict[str, dict[str, int]] = {}
     for (kind, state), n in store.counts(tenant=tenant).items():
         states[state] = states.get(state, 0) + n
