@@ -38,12 +38,14 @@ added a further bias (``E log V != log E V``).
    per VM with a Gaussian prior of sd ``VM_COEFF_SPREAD``: a VM whose own history cannot pin its
    coefficient (a 2 GB guest barely dirties a 10 Gbit/s link) stays near the fleet's, and the
    base is not biased by a heterogeneous fleet.
-5. Uncertainty: covariance ``s^2 (J^T J)^-1`` from the Jacobian at the solution; each fleet
-   parameter reports its standard error, 95 % interval and ``identified`` (interval within
-   ±``IDENTIFIED_REL_CI`` of the value, or of a floor for values near zero). Parameters the
-   history cannot identify are flagged and listed in ``metrics["warnings"]``; the point
-   estimate is kept (it fits the history as well as any other value in its interval), so use
-   it for guests like those in the history, not to extrapolate.
+5. Uncertainty: covariance ``s^2 (J^T J)^-1`` from the Jacobian at the solution (through the
+   SVD of the column-scaled Jacobian, see ``_covariance``); each fleet parameter reports its
+   standard error, 95 % interval and ``identified`` (interval within ±``IDENTIFIED_REL_CI`` of
+   the value, or of a floor for values near zero). Parameters the history cannot identify are
+   flagged and listed in ``metrics["warnings"]``; the point estimate is kept (it fits the
+   history as well as any other value in its interval), so use it for guests like those in the
+   history, not to extrapolate. A variance that is not positive and finite gives an infinite
+   standard error and ``identified`` false, never a made-up precision.
 
    The interval also carries a ``MODEL_REL_ERROR`` (5 %) floor: the expected downtime only
    approximates the history's sawtooth, which biases the fit by a few percent (overhead about
@@ -100,22 +102,19 @@ INITIAL_NOISE = 0.03  # relative noise assumed for the first fit, before it is e
 MIN_NOISE = (
     0.002  # floor on the estimated relative noise (a perfect history is not infinitely precise)
 )
-NOT_CONVERGED_SHARE = 0.5
-# x link rate: starting points of the base rate (the objective has local minima, see calibrate)
+NOT_CONVERGED_SHARE = 0.5  # a stop-and-copy of at least this share of memory: did not converge
 # The expected downtime is an approximation (the history's sawtooth is not exactly averaged):
 # in the recovery study (tests/unit/migration/test_calibration_recovery.py) it biases the
 # fitted parameters by up to ~5 %, which the Jacobian cannot see; added to every standard error.
 MODEL_REL_ERROR = 0.05
 SAWTOOTH_BINS = 10  # the overhead needs the history's last rounds spread over the sawtooth...
 SAWTOOTH_BINS_HIT = 7  # ...in at least 7 of 10 phase bins, or 10 exact one-round downtimes
-BASE_STARTS = (
-    0.0005,
-    0.002,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-)  # a stop-and-copy of at least this share of memory: did not converge
+# x link rate: starting points of the base rate (the objective has local minima, see calibrate)
+BASE_STARTS = (0.0005, 0.002, 0.005, 0.01, 0.02, 0.04)
+# Singular values of the (column-scaled) Jacobian under this share of the largest are treated
+# as this share: least_squares' finite-difference Jacobian is accurate to about sqrt(eps)
+# (1.5e-8) relative, so a direction it sees less than that is not seen at all.
+COVARIANCE_RCOND = 1e-8
 
 
 @dataclass(frozen=True)
@@ -398,10 +397,55 @@ def _fit_per_vm(
 
 
 def _covariance(fit: Any) -> NDArray[np.float64]:
-    """``s^2 (J^T J)^-1`` at the solution, ``s^2`` from the (robust) cost per degree of freedom."""
-    jac = fit.jac.toarray() if hasattr(fit.jac, "toarray") else np.asarray(fit.jac)
-    dof = max(jac.shape[0] - jac.shape[1], 1)
-    return 2 * fit.cost / dof * np.linalg.pinv(jac.T @ jac)
+    """``s^2 (J^T J)^-1`` at the solution, ``s^2`` from the (robust) cost per degree of freedom.
+
+    From the SVD of the Jacobian with its columns scaled to unit norm, never by inverting
+    ``J^T J``: the parameters' sizes differ by orders of magnitude (MB/s of the link against a
+    log ratio), which squared in ``J^T J`` can pass ``1/eps``, and its inverse then comes out
+    with negative variances on some BLAS kernels. Built as ``F F^T``, the matrix is symmetric
+    and positive semi-definite whatever the rounding. A direction the Jacobian barely sees
+    (singular value under ``COVARIANCE_RCOND`` of the largest) gets the variance of that floor:
+    huge, so the parameters along it come out unidentified, correlated as that direction says.
+    A parameter the residuals do not depend on at all gets an infinite variance."""
+    jac = fit.jac.toarray() if hasattr(fit.jac, "toarray") else np.asarray(fit.jac, dtype=float)
+    n_rows, n_params = jac.shape
+    scale_squared = 2 * float(fit.cost) / max(n_rows - n_params, 1)
+    norms = np.linalg.norm(jac, axis=0)
+    seen = np.isfinite(jac).all(axis=0) & (norms > 0)
+    cov = np.zeros((n_params, n_params))
+    unseen = np.flatnonzero(~seen)
+    cov[unseen, unseen] = np.inf
+    if seen.any():
+        _, singular, vt = np.linalg.svd(jac[:, seen] / norms[seen], full_matrices=False)
+        singular = np.maximum(singular, COVARIANCE_RCOND * singular[0])
+        factor = vt.T / singular / norms[seen, None]
+        cov[np.ix_(seen, seen)] = scale_squared * (factor @ factor.T)
+    return cov
+
+
+def _standard_deviations(variance: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Square roots of the variances that are positive and finite; infinite for the others.
+
+    A covariance the fit computed is positive definite; a zero, negative or non-finite
+    variance only comes from a broken one (rounding, a parameter the data do not see), and
+    claiming infinite precision from it would be worse than saying nothing: such a parameter
+    reports an infinite standard error and is not identified."""
+    variance = np.asarray(variance, dtype=float)
+    usable = np.isfinite(variance) & (variance > 0)
+    sd = np.full(variance.shape, np.inf)
+    sd[usable] = np.sqrt(variance[usable])
+    return sd
+
+
+def _correlation(cov: NDArray[np.float64], i: int, j: int) -> float:
+    """Correlation of parameters ``i`` and ``j``, in [-1, 1]; 0.0 (nothing to say) where
+    either variance is not positive and finite."""
+    sd_i, sd_j = _standard_deviations(np.array([cov[i, i], cov[j, j]]))
+    covariance = 0.5 * (float(cov[i, j]) + float(cov[j, i]))  # symmetrised
+    denominator = sd_i * sd_j
+    if not (np.isfinite(denominator) and denominator > 0 and np.isfinite(covariance)):
+        return 0.0
+    return float(np.clip(covariance / denominator, -1.0, 1.0))
 
 
 def _sawtooth_sampled(
@@ -445,7 +489,7 @@ def _parameter_report(
     report: dict[str, Any] = {}
     warnings: list[str] = []
     values = np.array([getattr(fitted, name) for name in FLEET_PARAMETERS])
-    std = np.hypot(np.sqrt(np.maximum(np.diag(cov)[:3], 0)), MODEL_REL_ERROR * values)
+    std = np.hypot(_standard_deviations(np.diag(cov)[:3]), MODEL_REL_ERROR * values)
     units = {
         "base_dirty_mbps": "MB/s",
         "dirty_rate_coeff": "MB/s per GB",
@@ -468,7 +512,7 @@ def _parameter_report(
         report[name] = {
             "value": value,
             "std_error": float(std[i]),
-            "ci95": [max(low, 0.0), high],
+            "ci95": [float(max(low, 0.0)), float(high)],
             "identified": identified,
         }
         if not identified:
@@ -477,7 +521,7 @@ def _parameter_report(
                 f"[{max(low, 0.0):.3g}, {high:.3g}] {units[name]}; use it for guests like "
                 "those in the history only"
             )
-    correlation = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])) if std[0] * std[1] > 0 else 0.0
+    correlation = _correlation(cov, 0, 1)
     if abs(correlation) > 0.9 and not all(report[n]["identified"] for n in FLEET_PARAMETERS[:2]):
         warnings.append(
             f"base_dirty_mbps and dirty_rate_coeff are {correlation:+.2f} correlated: the "
@@ -582,8 +626,14 @@ def _per_vm_report(
     k = len(coeff)
     # var(log c_vm) = var(c)/c^2 + var(u) + 2 cov(c, u)/c
     c = max(theta[1], 1e-12)
-    log_var = cov[1, 1] / c**2 + np.diag(cov)[3:] + 2 * cov[1, 3 : 3 + k] / c
-    std_error = coeff * np.sqrt(np.maximum(log_var, 0))
+    terms = np.column_stack([np.full(k, cov[1, 1]), np.diag(cov)[3:], cov[1, 3 : 3 + k]])
+    finite_terms = np.isfinite(terms).all(axis=1)
+    terms = np.where(np.isfinite(terms), terms, 0.0)  # inf - inf would warn: masked below
+    log_var = terms[:, 0] / c**2 + terms[:, 1] + 2 * terms[:, 2] / c
+    log_sd = _standard_deviations(np.where(finite_terms, log_var, np.inf))
+    known = np.isfinite(log_sd)
+    std_error = np.full(k, np.inf)  # not coeff * inf: a zero coefficient would make that NaN
+    std_error[known] = coeff[known] * log_sd[known]
     counts = h["vm_id"].value_counts()
     return pd.DataFrame(
         {
