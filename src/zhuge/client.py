@@ -146,12 +146,16 @@ class Client:
         resources: dict[str, float] | None = None,
         max_attempts: int = 3,
         idempotency_key: str | None = None,
+        max_lost: int = 10,
     ) -> JobHandle:
+        """Queue a job. ``max_attempts`` bounds attempts whose code fails; ``max_lost`` those
+        the infrastructure loses (a dead worker, a lost lease), which spend no attempts."""
         body: dict[str, Any] = {
             "kind": kind,
             "params": params or {},
             "priority": priority,
             "max_attempts": max_attempts,
+            "max_lost": max_lost,
         }
         if resources is not None:
             body["resources"] = resources

@@ -25,7 +25,14 @@ class JobCreate(BaseModel):
     resources: dict[ResourceName, Annotated[float, Field(gt=0, le=1024)]] | None = Field(
         None, description="Dask worker resources, e.g. {'GPU': 1}; default: the kind's."
     )
-    max_attempts: int = Field(3, ge=1, le=100)
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts whose code may fail.")
+    max_lost: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Attempts the infrastructure may lose (worker died, lease lost) before "
+        "the job is dead; they spend no max_attempts.",
+    )
 
 
 MAX_BATCH = 1000
@@ -54,6 +61,8 @@ class JobOut(BaseModel):
     attempt: int
     failures: int
     max_attempts: int
+    lost: int
+    max_lost: int
     idempotency_key: str | None
     created_at: datetime | None
     updated_at: datetime | None
@@ -86,6 +95,8 @@ class JobOut(BaseModel):
             attempt=job.attempt,
             failures=job.failures,
             max_attempts=job.max_attempts,
+            lost=job.lost,
+            max_lost=job.max_lost,
             idempotency_key=job.idempotency_key,
             created_at=iso(job.created_at),
             updated_at=iso(job.updated_at),
@@ -125,6 +136,11 @@ class EventOut(BaseModel):
     from_state: str | None
     to_state: str
     message: str
+    reason: str | None = Field(
+        None,
+        description="Why the attempt was lost: lease_lost, worker_died, host_unreachable, "
+        "preempted or drained.",
+    )
 
     @classmethod
     def of(cls, e: JobEvent) -> EventOut:
@@ -134,6 +150,7 @@ class EventOut(BaseModel):
             from_state=e.from_state.value if e.from_state else None,
             to_state=e.to_state.value,
             message=e.message,
+            reason=e.reason,
         )
 
 

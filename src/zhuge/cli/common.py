@@ -99,6 +99,7 @@ STATE_STYLE = {
     "running": "cyan",
     "succeeded": "green",
     "failed": "red",
+    "lost": "yellow",
     "cancelled": "magenta",
     "dead": "bold red",
 }

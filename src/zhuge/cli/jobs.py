@@ -76,7 +76,11 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
         ("state", styled_state(job["state"])),
         ("kind", job["kind"]),
         ("params", json.dumps(job["params"])),
-        ("attempt", f"{job['attempt']} (failures {job['failures']} of max {job['max_attempts']})"),
+        (
+            "attempt",
+            f"{job['attempt']} (failed {job['failures']} of max {job['max_attempts']}, "
+            f"lost {job['lost']} of max {job['max_lost']})",
+        ),
         ("priority", str(job["priority"])),
         ("resources", json.dumps(job["resources"])),
         ("created", when(job["created_at"])),
@@ -101,11 +105,16 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
     if job.get("traceback") and job["state"] in ("dead", "queued"):
         console.print(Panel(job["traceback"].rstrip(), title="last traceback", style="red"))
     table = Table(title="history")
-    for col in ("at", "attempt", "from", "to", "message"):
+    for col in ("at", "attempt", "from", "to", "reason", "message"):
         table.add_column(col)
     for e in events:
         table.add_row(
-            when(e["at"]), str(e["attempt"]), e["from_state"] or "", e["to_state"], e["message"]
+            when(e["at"]),
+            str(e["attempt"]),
+            e["from_state"] or "",
+            e["to_state"],
+            e.get("reason") or "",
+            e["message"],
         )
     console.print(table)
 
@@ -126,7 +135,16 @@ def submit(
         str | None,
         typer.Option(help="Resubmitting with the same key returns the same job, not a new one."),
     ] = None,
-    max_attempts: Annotated[int, typer.Option(help="Attempts before the job is dead.")] = 3,
+    max_attempts: Annotated[
+        int, typer.Option(help="Attempts whose code may fail before the job is dead.")
+    ] = 3,
+    max_lost: Annotated[
+        int,
+        typer.Option(
+            help="Attempts the infrastructure may lose (worker died, lease lost) before the "
+            "job is dead; they spend no --max-attempts."
+        ),
+    ] = 10,
     gpu: Annotated[float, typer.Option(help="GPUs to reserve (e.g. 1 or 0.5).")] = 0.0,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish.")] = False,
     timeout: Annotated[
@@ -151,6 +169,7 @@ def submit(
             resources=resources,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
+            max_lost=max_lost,
         )
         if wait:
             job = c.wait(job.id, timeout=timeout)

@@ -7,7 +7,7 @@ from typing import Any
 from zhuge.errors import InvalidParams, UnknownKind
 from zhuge.jobs.kinds import get_kind
 from zhuge.jobs.model import Job
-from zhuge.jobs.store import JobRequest, JobStore
+from zhuge.jobs.store import DEFAULT_MAX_LOST, JobRequest, JobStore
 
 
 def submit_job(
@@ -20,6 +20,7 @@ def submit_job(
     resources: dict[str, float] | None = None,
     max_attempts: int = 3,
     idempotency_key: str | None = None,
+    max_lost: int = DEFAULT_MAX_LOST,
 ) -> tuple[Job, bool]:
     """Validate and enqueue; ``(job, created)``. Raises UnknownKind / InvalidParams first,
     so bad input changes nothing."""
@@ -32,6 +33,7 @@ def submit_job(
         resources=resources or spec.resources,
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
+        max_lost=max_lost,
     )
 
 
@@ -55,6 +57,7 @@ def submit_jobs(
                 resources=request.resources or spec.resources,
                 max_attempts=request.max_attempts,
                 idempotency_key=request.idempotency_key,
+                max_lost=request.max_lost,
             )
         )
     return store.submit_many(tenant=tenant, requests=valid)

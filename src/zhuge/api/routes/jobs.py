@@ -54,6 +54,7 @@ def create_job(
         priority=body.priority,
         resources=body.resources,
         max_attempts=body.max_attempts,
+        max_lost=body.max_lost,
         idempotency_key=idempotency_key,
     )
     if created:
