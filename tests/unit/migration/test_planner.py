@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +14,9 @@ from zhuge.migration import (
     check_plan,
     plan_migrations,
 )
-from zhuge.migration.problem import build_problem
-from zhuge.migration.solvers import plan_objective, solve_greedy, solve_milp
+from zhuge.migration.planner import assign_windows
+from zhuge.migration.problem import PlanningProblem, build_problem
+from zhuge.migration.solvers import MilpResult, plan_objective, solve_greedy, solve_milp
 from zhuge.migration.synthetic import synthetic_fleet
 
 from .conftest import make_forecast
@@ -143,12 +147,47 @@ def test_timezone_aware_forecast_keeps_its_zone() -> None:
     assert plan["start"].iat[0] == pd.Timestamp("2024-01-01 01:00", tz="Asia/Shanghai")
 
 
-def _objectives(problem) -> tuple[float, float]:
-    cost = problem.downtime_ms
-    greedy = plan_objective(problem, cost, solve_greedy(problem, cost))
-    exact = solve_milp(problem, cost, time_limit=30)
-    assert exact.status == 0
-    return exact.objective, greedy
+def _fits(problem: PlanningProblem, chosen: tuple[int, ...]) -> bool:
+    """Does this choice of windows (-1: unplaced) keep every limit? Written out plainly, apart
+    from the solvers' own bookkeeping."""
+    W = problem.n_windows
+    host = np.zeros((len(problem.host_ids), W))
+    cluster = np.zeros((len(problem.cluster_ids), W))
+    bandwidth = np.zeros(W)
+    for v, w in enumerate(chosen):
+        if w < 0:
+            continue
+        if not problem.feasible[v, w] or w + problem.span[v, w] > W:
+            return False
+        for held in range(w, w + problem.span[v, w]):
+            host[problem.host[v], held] += 1
+            cluster[problem.cluster[v], held] += 1
+            bandwidth[held] += problem.link_gbps[v]
+    return bool(
+        (host <= problem.host_limit[:, None]).all()
+        and (cluster <= problem.cluster_limit).all()
+        and (bandwidth <= problem.bandwidth_limit + 1e-9).all()
+    )
+
+
+def _brute_force(problem: PlanningProblem, cost: np.ndarray) -> tuple[float, np.ndarray]:
+    """The optimum over every assignment of a window or none to each VM: (W + 1) ** V plans."""
+    best, best_choice = math.inf, None
+    for choice in itertools.product(range(-1, problem.n_windows), repeat=problem.n_vms):
+        if _fits(problem, choice):
+            value = plan_objective(problem, cost, np.array(choice))
+            if value < best:
+                best, best_choice = value, np.array(choice)
+    assert best_choice is not None
+    return best, best_choice
+
+
+def _exact(problem: PlanningProblem, cost: np.ndarray) -> MilpResult:
+    # no time limit: status 0 then means HiGHS proved the optimum, however slow the machine
+    exact = solve_milp(problem, cost, time_limit=math.inf)
+    assert exact.status == 0, exact.message
+    assert _fits(problem, tuple(exact.chosen.tolist()))
+    return exact
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -162,14 +201,53 @@ def test_milp_optimum_is_never_worse_than_greedy(seed: int) -> None:
         blackouts=("03:00-05:00",),
     )
     problem = build_problem(fleet.forecast, fleet.vms, constraints, MigrationModel())
-    exact, greedy = _objectives(problem)
-    assert exact <= greedy * (1 + 1e-9)
+    cost = problem.downtime_ms
+    exact = _exact(problem, cost)
+    assert exact.objective == pytest.approx(exact.bound, rel=1e-9)  # proven, not just found
+    assert exact.objective <= plan_objective(problem, cost, solve_greedy(problem, cost)) * (
+        1 + 1e-9
+    )
 
 
-def test_milp_beats_greedy_where_greedy_is_myopic() -> None:
-    # a's best window (00:00) is b's only good one; greedy (by regret) still finds the swap,
-    # but with three VMs competing the exact solver must be at least as good: a sanity anchor
-    forecast = make_forecast({"a": [10, 11, 90], "b": [10, 90, 90], "c": [10, 12, 90]})
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        # 5 VMs of one cluster, 4 windows: one VM is left out, by the cluster limit
+        pytest.param(PlanConstraints(window="1h", max_per_cluster=1), id="cluster-bound"),
+        # 10 Gbit/s links in a 15 Gbit/s budget: one migration per window, by the link budget
+        pytest.param(
+            PlanConstraints(window="1h", max_per_cluster=None, bandwidth_gbps=15.0),
+            id="bandwidth-bound",
+        ),
+        # three VMs share host 0 (one per window), the other two host 1
+        pytest.param(
+            PlanConstraints(window="1h", max_per_cluster=None, bandwidth_gbps=None),
+            id="host-bound",
+        ),
+    ],
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_milp_finds_the_brute_force_optimum(seed: int, constraints: PlanConstraints) -> None:
+    # 5 VMs x 4 windows: 5 ** 5 = 3125 plans, few enough to try them all
+    fleet = synthetic_fleet(5, seed=seed, hours=4, vms_per_host=3, hosts_per_cluster=2)
+    problem = build_problem(fleet.forecast, fleet.vms, constraints, MigrationModel())
+    cost = problem.downtime_ms
+    optimum, _ = _brute_force(problem, cost)
+    assert _exact(problem, cost).objective == pytest.approx(optimum, rel=1e-12)
+
+
+def _myopic_problem() -> PlanningProblem:
+    """Three 64 GB guests on one host (one migration per window) over three hours, where the
+    greedy's static regret misleads it. Predicted downtimes (ms)::
+
+             00:00  01:00  02:00   regret
+        a     43.0   50.2   51.1    7.2
+        b     43.0   49.8   57.9    6.8
+        c     48.2   57.9   57.9    9.7
+
+    Greedy: c (largest regret) takes 00:00, a takes 01:00, b is left 02:00: 156.4 ms. Best: c
+    00:00, b 01:00, a 02:00: 149.2 ms. a's regret was computed against 00:00, which c took."""
+    forecast = make_forecast({"a": [10, 40, 45], "b": [10, 38, 90], "c": [30, 90, 90]})
     vms = pd.DataFrame(
         {
             "vm_id": list("abc"),
@@ -178,19 +256,38 @@ def test_milp_beats_greedy_where_greedy_is_myopic() -> None:
             "memory_gb": [64.0] * 3,
         }
     )
-    problem = build_problem(forecast, vms, PlanConstraints(window="1h"), MigrationModel())
-    exact, greedy = _objectives(problem)
-    assert exact <= greedy
-    chosen = solve_milp(problem, problem.downtime_ms).chosen
-    assert chosen.tolist()[1] == 0  # b takes the only quiet window it has
+    constraints = PlanConstraints(
+        window="1h", max_per_host=1, max_per_cluster=None, bandwidth_gbps=None
+    )
+    return build_problem(forecast, vms, constraints, MigrationModel())
 
 
-def test_summary_reports_milp_gap(small_fleet) -> None:
-    forecast, vms = small_fleet
-    _, summary = plan_migrations(forecast, vms, PlanConstraints(window="1h"), method="auto")
-    assert summary["method"] in ("milp", "greedy")
-    assert summary["milp"]["status"] == 0
-    assert summary["milp"]["greedy_gap_pct"] >= -1e-9
+def test_milp_beats_greedy_where_greedy_is_myopic() -> None:
+    problem = _myopic_problem()
+    cost = problem.downtime_ms
+    greedy_choice = solve_greedy(problem, cost)
+    assert greedy_choice.tolist() == [1, 2, 0]  # the trap the instance was built for
+    greedy = plan_objective(problem, cost, greedy_choice)
+    optimum, best_choice = _brute_force(problem, cost)
+    assert best_choice.tolist() == [2, 1, 0]
+    exact = _exact(problem, cost)
+    assert exact.chosen.tolist() == [2, 1, 0]
+    assert exact.objective == pytest.approx(optimum, rel=1e-12)
+    assert exact.objective < greedy - 5.0  # ms: strictly better, by far more than rounding
+
+
+def test_summary_reports_milp_gap() -> None:
+    problem = _myopic_problem()
+    _, summary = assign_windows(
+        problem, problem.downtime_ms, goal="quietest window", method="auto",
+        milp_time_limit=math.inf,
+    )  # fmt: skip
+    milp = summary["milp"]
+    assert summary["method"] == "milp" and milp["status"] == 0
+    greedy, exact = milp["greedy_objective"], milp["objective"]
+    assert exact < greedy
+    assert milp["greedy_gap_pct"] == pytest.approx(100 * (greedy - exact) / exact)
+    assert milp["greedy_gap_pct"] > 4.0  # 156.4 ms against 149.2
 
 
 def test_vectorised_window_costs_match_model() -> None:
