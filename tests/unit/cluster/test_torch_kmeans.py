@@ -19,6 +19,11 @@ from zhuge.ml.cluster.model import Segmenter, load_model
 from zhuge.ml.cluster.torch_kmeans import TorchKMeans
 
 K = 5
+# what a user without torch sees is tested below, with torch hidden; the rest needs torch
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="the torch k-means backend needs torch: pip install 'zhuge[torch]'",
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +41,7 @@ def fitted(blobs) -> tuple[KMeans, TorchKMeans]:
     return ref, ours
 
 
+@needs_torch
 def test_quality_matches_sklearn(blobs, fitted) -> None:
     _, y = blobs
     ref, ours = fitted
@@ -45,6 +51,7 @@ def test_quality_matches_sklearn(blobs, fitted) -> None:
     assert 1 <= ours.n_iter_ <= 300
 
 
+@needs_torch
 def test_results_contract_is_sklearns(blobs, fitted) -> None:
     X, _ = blobs
     ref, ours = fitted
@@ -59,6 +66,7 @@ def test_results_contract_is_sklearns(blobs, fitted) -> None:
     assert ours.score(X) == pytest.approx(-recomputed, rel=1e-4)
 
 
+@needs_torch
 def test_predict_agrees_with_fit_labels(blobs, fitted) -> None:
     X, _ = blobs
     _, ours = fitted
@@ -66,6 +74,7 @@ def test_predict_agrees_with_fit_labels(blobs, fitted) -> None:
     np.testing.assert_array_equal(ours.fit_predict(X), ours.labels_)
 
 
+@needs_torch
 def test_same_seed_same_result_other_seed_still_good(blobs) -> None:
     X, y = blobs
     a = TorchKMeans(n_clusters=K, n_init=2, random_state=7).fit(X)
@@ -78,6 +87,7 @@ def test_same_seed_same_result_other_seed_still_good(blobs) -> None:
     assert adjusted_rand_score(y, other.labels_) >= adjusted_rand_score(y, a.labels_) - 0.02
 
 
+@needs_torch
 def test_batched_equals_unbatched(blobs) -> None:
     X, _ = blobs
     whole = TorchKMeans(n_clusters=K, n_init=2, random_state=1, batch_size=len(X)).fit(X)
@@ -89,6 +99,7 @@ def test_batched_equals_unbatched(blobs) -> None:
     assert batched.n_iter_ == whole.n_iter_
 
 
+@needs_torch
 def test_duplicate_rows_leave_no_cluster_empty() -> None:
     # 3 distinct points, k=3, many copies: seeding and Lloyd must still use all 3
     X = np.repeat(np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), 50, axis=0)
@@ -97,6 +108,7 @@ def test_duplicate_rows_leave_no_cluster_empty() -> None:
     assert model.inertia_ == pytest.approx(0.0, abs=1e-6)
 
 
+@needs_torch
 def test_bad_parameters_raise() -> None:
     X = np.zeros((4, 2))
     with pytest.raises(ValueError, match="n_clusters"):
@@ -105,6 +117,7 @@ def test_bad_parameters_raise() -> None:
         TorchKMeans(n_clusters=2, init="random").fit(X)
 
 
+@needs_torch
 def test_backend_switch(monkeypatch) -> None:
     assert get_backend("torch").estimator_class("kmeans") is TorchKMeans
     # the torch engine covers k-means only: the rest stay on scikit-learn, and it says so
@@ -130,6 +143,7 @@ def test_torch_backend_without_torch_names_the_extra(monkeypatch) -> None:
         Segmenter(algorithm="kmeans", n_clusters=2, backend="torch").fit(np.zeros((4, 2)))
 
 
+@needs_torch
 def test_fit_algorithm_notes_the_engine(blobs) -> None:
     X, _ = blobs
     torch_backend = get_backend("torch")
@@ -141,6 +155,7 @@ def test_fit_algorithm_notes_the_engine(blobs) -> None:
     assert any("fitted by scikit-learn" in note for note in gmm.notes)
 
 
+@needs_torch
 def test_segmenter_torch_end_to_end_save_load(tmp_path, blobs) -> None:
     X, y = blobs[0][:1500], blobs[1][:1500]
     seg = Segmenter(
