@@ -75,6 +75,14 @@ def test_calibrate_then_plan_with_it(fleet_files, env):
     assert "Fit error over 200 migrations" in result.stdout
     assert json.loads(out.read_text())["source"] == "fit"
 
+    planned = runner.invoke(
+        app, _plan_args(fleet_files, "--calibration", str(out), "--json"), env=env
+    )
+    assert planned.exit_code == 0, planned.output
+    summary = json.loads(planned.stdout)["summary"]
+    assert summary["calibration"] == "fit"  # the plan used the fitted model, not the defaults
+    assert summary["violations"] == []
+
 
 def test_vms_missing_from_the_forecast_exit_1_and_write_nothing(fleet_files, env):
     forecast = pd.read_parquet(fleet_files / "forecast.parquet")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from zhuge.errors import DataError
 from zhuge.migration import (
     PlanConstraints,
     baseline_plan,
@@ -50,5 +51,5 @@ def test_naive_plans_obey_the_constraints(fleet) -> None:
 def test_plan_off_the_actual_grid_is_refused(fleet) -> None:
     plan, _ = plan_migrations(fleet.forecast, fleet.vms, CONSTRAINTS, method="greedy")
     plan["start"] = plan["start"] + pd.Timedelta("7min")
-    with pytest.raises(Exception, match="not windows of the actual data's grid"):
+    with pytest.raises(DataError, match="not windows of the actual data's grid"):
         evaluate_plan(plan, fleet.actual, fleet.vms, CONSTRAINTS)

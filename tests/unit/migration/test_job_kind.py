@@ -103,24 +103,31 @@ def test_partitions_by_cluster_match_one_plan_when_bandwidth_cannot_bind(files, 
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_a_binding_bandwidth_budget_is_split_and_still_respected(files, ctx, fleet):
-    # 4 clusters x 2 concurrent = 8 migrations could run; 30 Gbit/s allows 3 at 10 Gbit/s
+def test_a_budget_too_tight_to_split_is_planned_as_one_and_respected(files, ctx, fleet):
+    # 4 partitions of one cluster (2 concurrent each); 30 Gbit/s is 3 slots at 10 Gbit/s:
+    # one partition would get none, so the fleet is planned whole under the whole budget
     params = _params(files, bandwidth_gbps=30.0, partition_vms=10)
     result = run_plan_migration(params, ctx)
-    parts = result["summary"]["partitions"]
-    assert parts["count"] == 4 or parts["bandwidth_split"].startswith("one plan")
+    assert result["summary"]["partitions"] == {
+        "count": 1,
+        "bandwidth_split": "one plan (bandwidth too tight)",
+    }
     plan = ctx.artifacts.read_parquet("plan.parquet")
-    deadline = pd.Timestamp("2024-01-01 20:00")
-    constraints = _constraints(params, deadline)
+    constraints = _constraints(params, pd.Timestamp("2024-01-01 20:00"))
     assert check_plan(plan, fleet.vms, constraints) == []
     assert result["summary"]["peak_bandwidth_gbps"] <= 30.0
 
 
-def test_three_partitions_share_slots_in_proportion(files, ctx, fleet):
+def test_two_partitions_share_a_binding_budget_in_proportion(files, ctx, fleet):
     # 40 Gbit/s = 4 slots over partitions of 2 clusters each (concurrency 4 + 4): 2 + 2
-    result = run_plan_migration(_params(files, bandwidth_gbps=40.0, partition_vms=20), ctx)
+    params = _params(files, bandwidth_gbps=40.0, partition_vms=20)
+    result = run_plan_migration(params, ctx)
     parts = result["summary"]["partitions"]
     assert parts["count"] == 2 and parts["bandwidth_gbps"] == [20.0, 20.0]
+    assert parts["bandwidth_split"] == "proportional to each partition's concurrency limit"
+    plan = ctx.artifacts.read_parquet("plan.parquet")
+    constraints = _constraints(params, pd.Timestamp("2024-01-01 20:00"))
+    assert check_plan(plan, fleet.vms, constraints) == []  # the whole plan keeps the budget
     assert result["summary"]["peak_bandwidth_gbps"] <= 40.0
     assert result["summary"]["violations"] == []
 
