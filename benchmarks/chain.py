@@ -29,7 +29,6 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="zhuge-chain-"))
     url = args.db_url or f"sqlite:///{home / 'zhuge.db'}"
     store = JobStore.open(url)
-    store.create_schema()
     owner = f"bench-{time.time_ns()}"
     store.submit_many(tenant="bench", requests=[JobRequest("echo", {}) for _ in range(args.jobs)])
     (first,) = store.claim(limit=1, owner=owner, lease_seconds=60)

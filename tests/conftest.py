@@ -67,6 +67,23 @@ def postgres_url() -> str:
     engine.dispose()
 
 
+def empty_store(url: str) -> str:
+    """Create the store at ``url`` (stamped with its schema revision) if need be, and delete
+    every row: a clean database for one test on the session's shared PostgreSQL schema."""
+    import sqlalchemy as sa
+
+    from zhuge.jobs import schema
+    from zhuge.jobs.store import JobStore
+
+    JobStore.open(url).dispose()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+    return url
+
+
 def free_port() -> int:
     import socket
 

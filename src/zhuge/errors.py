@@ -14,6 +14,7 @@
     │   ├── IdempotencyConflict  same Idempotency-Key, different request
     │   └── InvalidTransition    a state change the job model does not allow
     ├── StoreError               the database failed underneath us
+    │   └── SchemaMismatch       the database's schema is older or newer than this zhuge's
     ├── QuotaExceeded            a tenant asked for more than its share
     ├── MissingDependency        an optional extra (torch, cuML, s3fs) is not installed
     ├── WaitTimeout              a job did not finish within the time a caller would wait
@@ -41,6 +42,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "QuotaExceeded",
+    "SchemaMismatch",
     "StoreError",
     "UnknownKind",
     "WaitTimeout",
@@ -107,6 +109,10 @@ class InvalidTransition(Conflict):
 
 class StoreError(ZhugeError):
     pass
+
+
+class SchemaMismatch(StoreError):
+    """The database was written by another version of zhuge: upgrade it, or zhuge."""
 
 
 class QuotaExceeded(ZhugeError):

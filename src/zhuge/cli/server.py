@@ -57,6 +57,7 @@ def up(
 
     from zhuge.config import Settings
     from zhuge.hardware import cpu_count
+    from zhuge.jobs.store import redacted
     from zhuge.platform import Platform
 
     logging.basicConfig(
@@ -79,7 +80,7 @@ def up(
         where = settings.dask_address or f"local cluster, {settings.workers} worker(s)"
         console.print(f"[bold green]zhuge up[/] at [bold]{settings.url}[/]")
         console.print(f"  home      {settings.home}")
-        console.print(f"  database  {_redact(settings.database_url)}")
+        console.print(f"  database  {redacted(settings.database_url)}")
         console.print(f"  artifacts {settings.artifacts_root}")
         console.print(f"  dask      {'none (API only)' if api_only else where}")
         console.print(f"  token     {settings.token_path}")
@@ -101,12 +102,6 @@ def up(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces
         console.print("stopping: releasing running jobs back to the queue")
         platform.stop()
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def worker(

@@ -127,6 +127,11 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def redacted(url: str | sa.URL) -> str:
+    """A database URL fit to print: its password hidden."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
 def create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
@@ -230,16 +235,21 @@ class JobStore:
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> JobStore:
+        """Connect, create an empty database, and refuse a schema of another version of
+        zhuge (``zhuge.jobs.migrations`` says why and what to run)."""
         store = cls(create_engine(url), **kwargs)
-        store.create_schema()
+        try:
+            store.create_schema()
+        except BaseException:
+            store.dispose()  # close the pool's connections now, not when it is collected
+            raise
         return store
 
     def create_schema(self) -> None:
+        from zhuge.jobs import migrations
+
         try:
-            schema.metadata.create_all(self.engine)
-        except IntegrityError:
-            # Two processes created the tables at the same moment (PostgreSQL catalog race).
-            schema.metadata.create_all(self.engine)
+            migrations.prepare(self.engine, redacted(self.engine.url))
         except OperationalError as exc:
             raise StoreError(f"cannot open the job store: {exc.orig}") from exc
 

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
-from zhuge.jobs import schema
+from tests.conftest import empty_store
 from zhuge.jobs.store import JobStore
 
 
@@ -27,14 +26,7 @@ def clock() -> FakeClock:
 def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'zhuge.db'}"
-    url = request.getfixturevalue("postgres_url")
-    engine = sa.create_engine(url)
-    schema.metadata.create_all(engine)
-    with engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            conn.execute(table.delete())
-    engine.dispose()
-    return url
+    return empty_store(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

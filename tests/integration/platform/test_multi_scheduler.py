@@ -8,11 +8,9 @@ import sys
 import time
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import free_port
+from tests.conftest import empty_store, free_port
 from zhuge.config import Settings
-from zhuge.jobs import schema
 from zhuge.jobs.service import submit_job
 from zhuge.jobs.states import JobState
 from zhuge.platform import Platform
@@ -22,13 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def pg_url(postgres_url):
-    engine = sa.create_engine(postgres_url)
-    schema.metadata.create_all(engine)
-    with engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            conn.execute(table.delete())
-    engine.dispose()
-    return postgres_url
+    return empty_store(postgres_url)
 
 
 def wait_all(store, ids, timeout=60):

@@ -1,0 +1,208 @@
+"""Schema versions: a home and a database written by zhuge v0.1.0 upgrade with every job,
+event, token and artifact reference intact; every other version is refused at start.
+
+The v0.1.0 fixtures were written by v0.1.0's own code (``tests/fixtures/v0_1_0``). From now
+on every schema change ships a revision and extends this test (``check_the_newest_columns``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from typer.testing import CliRunner
+
+from zhuge.api.schemas import JobOut
+from zhuge.cli import app
+from zhuge.errors import SchemaMismatch
+from zhuge.jobs import migrations, schema
+from zhuge.jobs.states import JobState, LostReason
+from zhuge.jobs.store import JobStore, create_engine
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "v0_1_0"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+
+
+def _with_search_path(url: str, schema_name: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema_name}"
+
+
+@pytest.fixture
+def v010_sqlite(tmp_path) -> tuple[str, Path]:
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURES / "home", home)
+    return f"sqlite:///{home / 'zhuge.db'}", home / "artifacts"
+
+
+@pytest.fixture
+def v010_postgres(postgres_url, tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh PostgreSQL schema restored from v0.1.0's dump."""
+    base = postgres_url.split("?")[0]
+    name = f"zu_{uuid.uuid4().hex[:10]}"
+    dump = (FIXTURES / "postgres.sql").read_text().replace("zhuge_v010", name)
+    admin = sa.create_engine(base)
+    with admin.connect() as conn:  # the dump creates the schema itself
+        raw = conn.connection.dbapi_connection
+        raw.execute(dump)  # many statements, no parameters: psycopg runs them as one script
+        raw.commit()
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(FIXTURES / "home" / "artifacts", artifacts)
+    yield _with_search_path(base, name), artifacts
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v010(request):  # type: ignore[no-untyped-def]
+    return request.getfixturevalue(f"v010_{request.param}")
+
+
+def _upgrade_with_cli(url: str, monkeypatch) -> dict:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ZHUGE_DB_URL", url)
+    result = CliRunner().invoke(app, ["db", "upgrade", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_a_v010_database_is_refused_until_upgraded_then_intact(v010, monkeypatch):
+    url, artifacts = v010
+    with pytest.raises(SchemaMismatch, match="zhuge db upgrade") as refused:
+        JobStore.open(url)
+    assert refused.value.details["current"] == migrations.BASELINE
+
+    assert _upgrade_with_cli(url, monkeypatch) == {
+        "database": refused.value.message.split(" has ")[0].removeprefix("the database at "),
+        "from": migrations.BASELINE,
+        "to": migrations.head(),
+    }
+    store = JobStore.open(url)
+    try:
+        jobs = {str(j.id): j for j in store.list(limit=100)}
+        assert set(jobs) == set(EXPECTED["jobs"])
+        for job_id, want in EXPECTED["jobs"].items():
+            got = jobs[job_id]
+            assert {name: getattr(got, name) for name in want} | {"state": got.state.value} == (
+                want
+            ), job_id
+            assert len(store.events(int(job_id))) == EXPECTED["events"][job_id]
+        done = EXPECTED["ids"]["succeeded"]
+        assert [line.line for line in store.logs(done)] == EXPECTED["logs"][str(done)]
+        assert store.tenant_for_token(EXPECTED["token"]) == "default"
+        # the artifact reference still names the file v0.1.0 wrote
+        root = artifacts.as_uri()
+        folder = JobOut.of(jobs[str(done)], root).artifacts
+        assert folder is not None
+        assert (artifacts / EXPECTED["artifact"]["path"]).read_text() == '{"n": 1}'
+        assert f"{folder}/result.json".removeprefix(root + "/") == EXPECTED["artifact"]["path"]
+        # the same request with the same idempotency key still finds its job
+        running = jobs[str(EXPECTED["ids"]["running"])]
+        again, created = store.submit(
+            tenant="default",
+            kind="echo",
+            params=running.params,
+            priority=running.priority,
+            idempotency_key=running.idempotency_key,
+        )
+        assert (again.id, created) == (running.id, False)
+        check_the_newest_columns(store, jobs)
+    finally:
+        store.dispose()
+    # a second upgrade is a no-op
+    assert _upgrade_with_cli(url, monkeypatch)["from"] == migrations.head()
+
+
+def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-untyped-def]
+    """What each revision added, on the upgraded rows: extend it with every new revision."""
+    # 0002: lost attempts
+    assert all((j.lost, j.max_lost) == (0, 10) for j in jobs.values())
+    running = jobs[str(EXPECTED["ids"]["running"])]
+    # its v0.1.0 server died with it running; the lease (of 2023) is long gone
+    (lost,) = store.expire_leases()
+    assert (lost.id, lost.state) == (running.id, JobState.QUEUED)
+    assert (lost.lost, lost.failures) == (1, running.failures)
+    assert store.events(running.id)[-1].reason == LostReason.LEASE_LOST
+
+
+def _built_by_every_revision(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config = migrations._config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_revision_in_turn_builds_what_a_new_database_gets(backend, tmp_path, request):
+    """A fresh store is created from ``schema.metadata`` and stamped: that must be exactly
+    what running every revision from the baseline builds."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'zhuge.db'}"
+    else:
+        base = request.getfixturevalue("postgres_url").split("?")[0]
+        name = f"zr_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(base)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+        request.addfinalizer(lambda: _drop(admin, name))
+        url = _with_search_path(base, name)
+    _built_by_every_revision(url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+            conn.rollback()
+        assert diff == []
+        assert migrations.state(engine).up_to_date
+    finally:
+        engine.dispose()
+
+
+def _drop(admin: sa.Engine, name: str) -> None:
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+    admin.dispose()
+
+
+def test_a_database_of_a_newer_zhuge_is_refused(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'zhuge.db'}"
+    JobStore.open(url).dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(SchemaMismatch, match="newer zhuge"):
+        JobStore.open(url)
+    monkeypatch.setenv("ZHUGE_DB_URL", url)
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 1 and "newer zhuge" in result.output
+    result = CliRunner().invoke(app, ["db", "current", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["current"] == "9999"
+
+
+def test_a_new_database_is_created_at_the_head_and_reports_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZHUGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ZHUGE_DB_URL", raising=False)
+    result = CliRunner().invoke(app, ["db", "current", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["current"] is None
+    JobStore.open(f"sqlite:///{tmp_path / 'home' / 'zhuge.db'}").dispose()
+    result = CliRunner().invoke(app, ["db", "current", "--json"])
+    assert json.loads(result.output) | {"database": None} == {
+        "database": None,
+        "current": migrations.head(),
+        "head": migrations.head(),
+        "up_to_date": True,
+        "pending": [],
+    }
