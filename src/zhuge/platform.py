@@ -38,7 +38,9 @@ def ensure_admin_token(store: JobStore, settings: Settings) -> str:
         token = path.read_text().strip()
         if token and store.tenant_for_token(token):
             return token
-    token = store.issue_token(ADMIN_TENANT, description="admin token written by zhuge up")
+    token = store.issue_token(
+        ADMIN_TENANT, description="admin token written by zhuge up", role="admin"
+    )
     write_secret(path, token)
     return token
 

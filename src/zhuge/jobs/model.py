@@ -37,6 +37,7 @@ class Job:
     traceback: str | None = None
     cpu_seconds: float = 0.0
     gpu_seconds: float = 0.0
+    pending_reason: str | None = None  # why a queued job does not start now
 
     def evolve(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)

@@ -19,15 +19,66 @@ tenants = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("created_at", Time, nullable=False),
+    # server-side path prefixes this tenant's jobs may read directly, beyond ZHUGE_DATA_ROOTS
+    sa.Column("data_roots", sa.JSON),
 )
 
 tokens = sa.Table(
     "tokens",
     metadata,
-    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), primary_key=True),  # the token itself is never kept
+    sa.Column("id", sa.String(32), nullable=False, unique=True),  # what tokens ls shows
     sa.Column("tenant", sa.String(64), sa.ForeignKey("tenants.name"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False, server_default="member"),  # member|admin
+    sa.Column("name", sa.String(100), nullable=False, server_default=""),
     sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time),
+    sa.Column("last_used_at", Time),
+    sa.Column("revoked_at", Time),
     sa.Column("description", sa.String(200), nullable=False, server_default=""),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("token_id", sa.String(32)),  # None: no valid token (a refused request)
+    sa.Column("tenant", sa.String(64)),
+    sa.Column("action", sa.String(64), nullable=False),  # e.g. job.submit, token.revoke
+    sa.Column("target", sa.String(300), nullable=False, server_default=""),
+    sa.Column("outcome", sa.String(32), nullable=False),  # ok, or the refusal's error type
+    sa.Column("client", sa.String(100), nullable=False, server_default=""),
+    sa.Column("details", sa.JSON),
+    sa.Index("ix_audit_log_tenant", "tenant", "id"),
+    sa.Index("ix_audit_log_at", "at"),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # of the content: its address
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),  # csv, parquet
+    sa.Column("path", sa.String(500), nullable=False),  # key under the artifacts root
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(32)),  # token id
+    sa.UniqueConstraint("tenant", "name", "sha256", name="uq_datasets_version"),
+    sa.Index("ix_datasets_tenant_name", "tenant", "name", "id"),
+)
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # sql, objects
+    sa.Column("url", sa.Text, nullable=False),  # with credentials: never shown back
+    sa.Column("tenant", sa.String(64)),  # None: admins only
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(32)),
 )
 
 jobs = sa.Table(
@@ -64,6 +115,7 @@ jobs = sa.Table(
     sa.Column("traceback", sa.Text),
     sa.Column("cpu_seconds", sa.Double, nullable=False, server_default="0"),
     sa.Column("gpu_seconds", sa.Double, nullable=False, server_default="0"),
+    sa.Column("pending_reason", sa.Text),  # why a queued job does not start now, in words
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_idempotency"),
     sa.Index("ix_jobs_claim", "state", "resource_class", "priority", "id"),
     sa.Index("ix_jobs_lease", "state", "lease_expires_at"),

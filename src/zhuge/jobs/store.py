@@ -301,7 +301,7 @@ class JobStore:
             if not exists:
                 conn.execute(schema.tenants.insert().values(name=name, created_at=self.clock()))
 
-    def issue_token(self, tenant: str, description: str = "") -> str:
+    def issue_token(self, tenant: str, description: str = "", *, role: str = "member") -> str:
         """Create a bearer token for ``tenant`` (created if new); only its hash is stored."""
         self.ensure_tenant(tenant)
         token = "zt_" + secrets.token_urlsafe(32)
@@ -309,7 +309,9 @@ class JobStore:
             conn.execute(
                 schema.tokens.insert().values(
                     token_sha256=_hash_token(token),
+                    id="tok_" + secrets.token_hex(8),
                     tenant=tenant,
+                    role=role,
                     created_at=self.clock(),
                     description=description,
                 )

@@ -130,6 +130,12 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
     assert (lost.id, lost.state) == (running.id, JobState.QUEUED)
     assert (lost.lost, lost.failures) == (1, running.failures)
     assert store.events(running.id)[-1].reason == LostReason.LEASE_LOST
+    # 0003: the trust boundary
+    with store.engine.connect() as conn:
+        tokens = conn.execute(sa.select(schema.tokens)).mappings().all()
+        conn.rollback()
+    assert [(t["tenant"], t["role"], t["id"][:4]) for t in tokens] == [("default", "admin", "tok_")]
+    assert all(j.pending_reason is None for j in jobs.values())
 
 
 def _built_by_every_revision(url: str) -> None:
