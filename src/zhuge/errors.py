@@ -6,7 +6,8 @@
     │   ├── UnknownKind          no job kind of that name
     │   ├── InvalidParams        parameters do not fit the kind's model (carries the field errors)
     │   └── DataError            input data is unusable (no numeric column, unknown column, ...)
-    ├── AuthError                no token, or a token of no tenant
+    ├── AuthError                no token, or an unknown, revoked or expired one
+    ├── Forbidden                a valid token whose role may not do this
     ├── NotFound
     │   ├── JobNotFound
     │   └── ModelNotFound        an artifact or model that does not exist or fails verification
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DataError",
+    "Forbidden",
     "IdempotencyConflict",
     "InvalidParams",
     "InvalidRequest",
@@ -81,6 +83,10 @@ class DataError(InvalidRequest):
 
 class AuthError(ZhugeError):
     pass
+
+
+class Forbidden(ZhugeError):
+    """A valid token whose role may not do this (a member asking for an admin's action)."""
 
 
 class NotFound(ZhugeError):

@@ -204,7 +204,7 @@ def test_cli_reports_bad_input_clearly_and_changes_nothing(server):
         text=True,
         timeout=60,
     )
-    assert notoken.returncode == 1 and "does not belong to any tenant" in notoken.stderr
+    assert notoken.returncode == 1 and "unknown, revoked or expired" in notoken.stderr
     assert server.cli_json("jobs", "ls") == []
 
     # idempotency through the CLI

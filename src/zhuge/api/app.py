@@ -34,7 +34,6 @@ def create_app(
         retry_max_seconds=settings.retry_max_seconds,
     )
     app.state.notify = notify or (lambda: None)
-    app.state.token_cache = {}
     app.state.metrics = registry_for(app.state.store)
     errors.install(app)
     app.include_router(jobs.router)

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[errors.ZhugeError], int]] = [
     (errors.AuthError, 401),
+    (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.QuotaExceeded, 429),

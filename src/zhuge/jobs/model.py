@@ -58,6 +58,27 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a token's id, tenant and role.
+
+    ``admin`` is platform-wide (tenants, tokens, connections, every tenant's jobs);
+    ``member`` acts on its own tenant only."""
+
+    token_id: str
+    tenant: str
+    role: str = "member"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant its reads are limited to; None (every tenant) for an admin."""
+        return None if self.is_admin else self.tenant
+
+
+@dataclass(frozen=True)
 class JobEvent:
     job_id: int
     at: float

@@ -37,7 +37,7 @@ from zhuge.errors import (
     StoreError,
 )
 from zhuge.jobs import schema
-from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
+from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
 from zhuge.jobs.states import (
     JobState,
     LostReason,
@@ -55,6 +55,7 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 MAX_LIST_LIMIT = 1000
 WORKER_LIVE_SECONDS = 10.0  # a worker not reported for this long is shown as gone
 WORKER_FORGET_SECONDS = 3600.0  # rows of schedulers that died without saying goodbye
+TOKEN_USE_RESOLUTION = 60.0  # seconds: a token's last use is recorded to this precision
 
 
 DEFAULT_MAX_LOST = 10
@@ -319,13 +320,28 @@ class JobStore:
         return token
 
     def tenant_for_token(self, token: str) -> str | None:
+        principal = self.principal_for_token(token)
+        return principal.tenant if principal else None
+
+    def principal_for_token(self, token: str) -> Principal | None:
+        """Who ``token`` is, or None if it is unknown, revoked or expired. Read from the
+        database on every call, so a revocation holds at once on every API process."""
+        T = schema.tokens
+        now = self.clock()
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(schema.tokens.c.tenant).where(
-                    schema.tokens.c.token_sha256 == _hash_token(token)
+                sa.select(T.c.id, T.c.tenant, T.c.role, T.c.last_used_at).where(
+                    T.c.token_sha256 == _hash_token(token),
+                    T.c.revoked_at.is_(None),
+                    sa.or_(T.c.expires_at.is_(None), T.c.expires_at > now),
                 )
             ).first()
-        return row[0] if row else None
+        if row is None:
+            return None
+        if row.last_used_at is None or row.last_used_at < now - TOKEN_USE_RESOLUTION:
+            with self._tx() as conn:  # at most one write a minute per token
+                conn.execute(T.update().where(T.c.id == row.id).values(last_used_at=now))
+        return Principal(token_id=row.id, tenant=row.tenant, role=row.role)
 
     # -- submission and reads -------------------------------------------------------------
 

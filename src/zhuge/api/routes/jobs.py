@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
-from zhuge.api.auth import CurrentTenant, StoreDep
+from zhuge.api.auth import CurrentPrincipal, CurrentTenant, StoreDep
 from zhuge.api.schemas import (
     EventOut,
     JobBatchCreate,
@@ -95,13 +95,13 @@ def create_jobs(
 def list_jobs(
     request: Request,
     store: StoreDep,
-    tenant: CurrentTenant,
+    principal: CurrentPrincipal,
     state: JobState | None = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> JobList:
-    jobs = store.list(tenant=tenant, state=state, kind=kind, limit=limit, before_id=before_id)
+    jobs = store.list(tenant=principal.scope, state=state, kind=kind, limit=limit, before_id=before_id)
     return JobList(
         jobs=[_out(request, j) for j in jobs],
         next_before_id=jobs[-1].id if len(jobs) == limit else None,
@@ -109,27 +109,33 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: JobId, request: Request, store: StoreDep, tenant: CurrentTenant) -> JobOut:
-    return _out(request, store.get(job_id, tenant=tenant))
+def get_job(
+    job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
+) -> JobOut:
+    return _out(request, store.get(job_id, tenant=principal.scope))
 
 
 @router.post("/{job_id}/cancel")
-def cancel_job(job_id: JobId, request: Request, store: StoreDep, tenant: CurrentTenant) -> JobOut:
-    job = store.cancel(job_id, tenant=tenant)
+def cancel_job(
+    job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
+) -> JobOut:
+    job = store.cancel(job_id, tenant=principal.scope)
     request.app.state.notify()
     return _out(request, job)
 
 
 @router.post("/{job_id}/retry")
-def retry_job(job_id: JobId, request: Request, store: StoreDep, tenant: CurrentTenant) -> JobOut:
-    job = store.requeue_dead(job_id, tenant=tenant)
+def retry_job(
+    job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
+) -> JobOut:
+    job = store.requeue_dead(job_id, tenant=principal.scope)
     request.app.state.notify()
     return _out(request, job)
 
 
 @router.get("/{job_id}/events")
-def job_events(job_id: JobId, store: StoreDep, tenant: CurrentTenant) -> list[EventOut]:
-    store.get(job_id, tenant=tenant)
+def job_events(job_id: JobId, store: StoreDep, principal: CurrentPrincipal) -> list[EventOut]:
+    store.get(job_id, tenant=principal.scope)
     return [EventOut.of(e) for e in store.events(job_id)]
 
 
@@ -137,11 +143,11 @@ def job_events(job_id: JobId, store: StoreDep, tenant: CurrentTenant) -> list[Ev
 def job_logs(
     job_id: JobId,
     store: StoreDep,
-    tenant: CurrentTenant,
+    principal: CurrentPrincipal,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> LogsOut:
-    job = store.get(job_id, tenant=tenant)
+    job = store.get(job_id, tenant=principal.scope)
     lines = store.logs(job_id, after_seq=after, limit=limit)
     return LogsOut(
         job_id=job_id,

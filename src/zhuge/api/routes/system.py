@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zhuge.api.auth import CurrentTenant, StoreDep
+from zhuge.api.auth import CurrentPrincipal, CurrentTenant, StoreDep
 from zhuge.api.schemas import KindOut, StatusOut, WorkerOut
 from zhuge.jobs.kinds import all_kinds
 from zhuge.jobs.states import ATTEMPT_STATES, JobState
@@ -25,10 +25,11 @@ def metrics(request: Request) -> Response:
 
 
 @router.get("/v1/status", tags=["system"])
-def status(store: StoreDep, tenant: CurrentTenant) -> StatusOut:
+def status(store: StoreDep, principal: CurrentPrincipal) -> StatusOut:
+    """Queue depth by state (the caller's tenant's; every tenant's for an admin)."""
     states = {s.value: 0 for s in JobState if s not in ATTEMPT_STATES}
     by_kind: dict[str, dict[str, int]] = {}
-    for (kind, state), n in store.counts(tenant=tenant).items():
+    for (kind, state), n in store.counts(tenant=principal.scope).items():
         states[state] = states.get(state, 0) + n
         by_kind.setdefault(kind, {})[state] = n
     return StatusOut(
