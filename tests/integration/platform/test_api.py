@@ -85,7 +85,9 @@ def test_auth_missing_and_unknown_tokens_are_401(api):
     anon = api.get("/v1/jobs", headers={"Authorization": ""})
     assert anon.status_code == 401 and "missing bearer token" in anon.json()["error"]["message"]
     bad = api.get("/v1/jobs", headers={"Authorization": "Bearer zt_not-a-token"})
-    assert bad.status_code == 401 and "unknown, revoked or expired" in bad.json()["error"]["message"]
+    assert (
+        bad.status_code == 401 and "unknown, revoked or expired" in bad.json()["error"]["message"]
+    )
     assert bad.headers["WWW-Authenticate"] == "Bearer"
 
 

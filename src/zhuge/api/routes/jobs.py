@@ -101,7 +101,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> JobList:
-    jobs = store.list(tenant=principal.scope, state=state, kind=kind, limit=limit, before_id=before_id)
+    jobs = store.list(
+        tenant=principal.scope, state=state, kind=kind, limit=limit, before_id=before_id
+    )
     return JobList(
         jobs=[_out(request, j) for j in jobs],
         next_before_id=jobs[-1].id if len(jobs) == limit else None,
