@@ -10,7 +10,9 @@
     ├── Forbidden                a valid token whose role may not do this
     ├── NotFound
     │   ├── JobNotFound
-    │   └── ModelNotFound        an artifact or model that does not exist or fails verification
+    │   ├── ModelNotFound        an artifact or model that does not exist or fails verification
+    │   ├── TenantNotFound
+    │   └── TokenNotFound        no token of that id (tokens are named by id, never by secret)
     ├── Conflict
     │   ├── IdempotencyConflict  same Idempotency-Key, different request
     │   └── InvalidTransition    a state change the job model does not allow
@@ -46,6 +48,8 @@ __all__ = [
     "QuotaExceeded",
     "SchemaMismatch",
     "StoreError",
+    "TenantNotFound",
+    "TokenNotFound",
     "UnknownKind",
     "WaitTimeout",
     "ZhugeError",
@@ -98,6 +102,14 @@ class JobNotFound(NotFound):
 
 
 class ModelNotFound(NotFound):
+    pass
+
+
+class TenantNotFound(NotFound):
+    pass
+
+
+class TokenNotFound(NotFound):
     pass
 
 

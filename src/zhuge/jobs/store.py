@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,6 +45,7 @@ from zhuge.jobs.states import (
     backoff_seconds,
     check_transition,
 )
+from zhuge.jobs.tenancy import Tenancy
 
 Clock = Callable[[], float]
 
@@ -55,7 +55,6 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 MAX_LIST_LIMIT = 1000
 WORKER_LIVE_SECONDS = 10.0  # a worker not reported for this long is shown as gone
 WORKER_FORGET_SECONDS = 3600.0  # rows of schedulers that died without saying goodbye
-TOKEN_USE_RESOLUTION = 60.0  # seconds: a token's last use is recorded to this precision
 
 
 DEFAULT_MAX_LOST = 10
@@ -101,10 +100,6 @@ class JobRequest:
 
 def resource_class(resources: dict[str, float]) -> str:
     return "gpu" if resources.get("GPU", 0) > 0 else "cpu"
-
-
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -233,6 +228,7 @@ class JobStore:
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
         self.is_postgres = engine.dialect.name == "postgresql"
+        self.tenancy = Tenancy(self)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> JobStore:
@@ -292,56 +288,20 @@ class JobStore:
                 ],
             )
 
-    # -- tenants and tokens ---------------------------------------------------------------
+    # -- tenants and tokens (zhuge.jobs.tenancy) ------------------------------------------
 
     def ensure_tenant(self, name: str) -> None:
-        with self._tx() as conn:
-            exists = conn.execute(
-                sa.select(schema.tenants.c.name).where(schema.tenants.c.name == name)
-            ).first()
-            if not exists:
-                conn.execute(schema.tenants.insert().values(name=name, created_at=self.clock()))
+        self.tenancy.ensure_tenant(name)
 
     def issue_token(self, tenant: str, description: str = "", *, role: str = "member") -> str:
         """Create a bearer token for ``tenant`` (created if new); only its hash is stored."""
-        self.ensure_tenant(tenant)
-        token = "zt_" + secrets.token_urlsafe(32)
-        with self._tx() as conn:
-            conn.execute(
-                schema.tokens.insert().values(
-                    token_sha256=_hash_token(token),
-                    id="tok_" + secrets.token_hex(8),
-                    tenant=tenant,
-                    role=role,
-                    created_at=self.clock(),
-                    description=description,
-                )
-            )
-        return token
+        return self.tenancy.issue_token(tenant, description, role=role)
 
     def tenant_for_token(self, token: str) -> str | None:
-        principal = self.principal_for_token(token)
-        return principal.tenant if principal else None
+        return self.tenancy.tenant_for_token(token)
 
     def principal_for_token(self, token: str) -> Principal | None:
-        """Who ``token`` is, or None if it is unknown, revoked or expired. Read from the
-        database on every call, so a revocation holds at once on every API process."""
-        T = schema.tokens
-        now = self.clock()
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(T.c.id, T.c.tenant, T.c.role, T.c.last_used_at).where(
-                    T.c.token_sha256 == _hash_token(token),
-                    T.c.revoked_at.is_(None),
-                    sa.or_(T.c.expires_at.is_(None), T.c.expires_at > now),
-                )
-            ).first()
-        if row is None:
-            return None
-        if row.last_used_at is None or row.last_used_at < now - TOKEN_USE_RESOLUTION:
-            with self._tx() as conn:  # at most one write a minute per token
-                conn.execute(T.update().where(T.c.id == row.id).values(last_used_at=now))
-        return Principal(token_id=row.id, tenant=row.tenant, role=row.role)
+        return self.tenancy.principal_for_token(token)
 
     # -- submission and reads -------------------------------------------------------------
 
