@@ -5,12 +5,14 @@
     ├── InvalidRequest           the caller asked for something that cannot be done
     │   ├── UnknownKind          no job kind of that name
     │   ├── InvalidParams        parameters do not fit the kind's model (carries the field errors)
-    │   └── DataError            input data is unusable (no numeric column, unknown column, ...)
+    │   ├── DataError            input data is unusable (no numeric column, unknown column, ...)
+    │   └── PayloadTooLarge      a request or upload over its size limit
     ├── AuthError                no token, or an unknown, revoked or expired one
     ├── Forbidden                a valid token whose role may not do this
     ├── NotFound
     │   ├── JobNotFound
     │   ├── ModelNotFound        an artifact or model that does not exist or fails verification
+    │   ├── DatasetNotFound      no dataset of that name (and digest) in the caller's tenant
     │   ├── TenantNotFound
     │   └── TokenNotFound        no token of that id (tokens are named by id, never by secret)
     ├── Conflict
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DataError",
+    "DatasetNotFound",
     "Forbidden",
     "IdempotencyConflict",
     "InvalidParams",
@@ -45,6 +48,7 @@ __all__ = [
     "MissingDependency",
     "ModelNotFound",
     "NotFound",
+    "PayloadTooLarge",
     "QuotaExceeded",
     "SchemaMismatch",
     "StoreError",
@@ -85,6 +89,10 @@ class DataError(InvalidRequest):
     pass
 
 
+class PayloadTooLarge(InvalidRequest):
+    pass
+
+
 class AuthError(ZhugeError):
     pass
 
@@ -102,6 +110,10 @@ class JobNotFound(NotFound):
 
 
 class ModelNotFound(NotFound):
+    pass
+
+
+class DatasetNotFound(NotFound):
     pass
 
 

@@ -22,6 +22,7 @@ STATUS: list[tuple[type[errors.ZhugeError], int]] = [
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.QuotaExceeded, 429),
+    (errors.PayloadTooLarge, 413),
     (errors.InvalidRequest, 422),
     (errors.MissingDependency, 501),
     (errors.StoreError, 503),
