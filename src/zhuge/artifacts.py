@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 
@@ -88,6 +88,26 @@ class ArtifactDir:
         if not fs.exists(root):
             return []
         return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+
+    def files(self) -> dict[str, int]:
+        """Every file below this folder, by its name relative to it ('model/manifest.json'),
+        with its size in bytes; empty when the folder does not exist."""
+        fs, root = self._fs
+        if not fs.exists(root):
+            return {}
+        found = fs.find(root, detail=True)
+        prefix = f"{root}/"
+        return {
+            path[len(prefix) :]: int(info.get("size") or 0)
+            for path, info in sorted(found.items())
+            if path.startswith(prefix) and info.get("type") != "directory"
+        }
+
+    def open(self, name: str) -> IO[bytes]:
+        """``name`` opened for reading; the caller closes it. Names come from :meth:`files`:
+        this joins ``name`` to the folder as it is."""
+        fs, root = self._fs
+        return fs.open(f"{root}/{name}", "rb")
 
     def write_json(self, name: str, obj: Any) -> str:
         return self.write_bytes(name, json.dumps(obj, indent=2, sort_keys=True).encode())

@@ -8,12 +8,14 @@ done = c.wait(job.id)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -21,6 +23,7 @@ from zhuge import errors
 from zhuge.config import DEFAULT_HOST, DEFAULT_PORT
 
 TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead"})
+DOWNLOAD_CHUNK_BYTES = 1 << 20  # written at a time by a download
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,58 @@ class Client:
             sleep = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
             time.sleep(sleep)
             delay = min(1.0, delay * 1.5)
+
+    # -- artifacts ------------------------------------------------------------------------
+
+    def artifacts(self, job_id: int) -> list[dict[str, Any]]:
+        """The files a job wrote, ``[{"name", "size_bytes"}]``: its committed attempt's if it
+        succeeded, else its latest attempt's (``GET /v1/jobs/{id}/artifacts`` says which)."""
+        return self._request("GET", f"/v1/jobs/{job_id}/artifacts")["artifacts"]
+
+    def download_artifact(self, job_id: int, name: str, dest: str | Path) -> Path:
+        """Stream artifact ``name`` of job ``job_id`` to ``dest`` and return its path.
+
+        The bytes go to a temporary file beside ``dest``, which replaces ``dest`` only once
+        complete: a reader sees the old file or the new one, and a failed download leaves the
+        old one as it was."""
+        return self._download(f"/v1/jobs/{job_id}/artifacts/{quote(name, safe='/')}", dest)[0]
+
+    def _download(
+        self, url: str, dest: str | Path, *, params: dict[str, str] | None = None
+    ) -> tuple[Path, str]:
+        """Stream ``GET url`` into a temporary file beside ``dest`` (with the umask's mode),
+        then move it onto ``dest`` once complete (as long as Content-Length says); return
+        ``(dest, sha256 hex of the bytes)``."""
+        dest = Path(dest).expanduser().absolute()
+        if not dest.parent.is_dir():
+            raise errors.InvalidRequest(f"cannot write {dest}: folder {dest.parent} does not exist")
+        if dest.is_dir():
+            raise errors.InvalidRequest(f"cannot write {dest}: it is a folder")
+        tmp = dest.with_name(f".{dest.name}.{os.urandom(4).hex()}.part")
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            with tmp.open("xb") as fh, self._http.stream("GET", url, params=params) as response:
+                if not response.is_success:
+                    response.read()
+                    _raise_for(response)
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                    digest.update(chunk)
+                    fh.write(chunk)
+                    written += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            expected = response.headers.get("Content-Length")
+            if expected is not None and int(expected) != written:
+                raise errors.ClientError(f"download of {url}: got {written} of {expected} bytes")
+            os.replace(tmp, dest)
+        except httpx.TransportError as exc:
+            raise errors.ClientError(
+                f"download of {url} from {self.url} broke off ({type(exc).__name__})"
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest, digest.hexdigest()
 
     # -- system ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@
     ├── NotFound
     │   ├── JobNotFound
     │   ├── ModelNotFound        an artifact or model that does not exist or fails verification
+    │   ├── ArtifactNotFound     no file of that name in a job's artifact folder
     │   ├── DatasetNotFound      no dataset of that name (and digest) in the caller's tenant
     │   ├── TenantNotFound
     │   └── TokenNotFound        no token of that id (tokens are named by id, never by secret)
@@ -33,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArtifactNotFound",
     "AuthError",
     "ClientError",
     "ConfigError",
@@ -110,6 +112,10 @@ class JobNotFound(NotFound):
 
 
 class ModelNotFound(NotFound):
+    pass
+
+
+class ArtifactNotFound(NotFound):
     pass
 
 
