@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from zhuge.config import DEFAULT_HOST, DEFAULT_PORT
 
 TERMINAL_STATES = frozenset({"succeeded", "cancelled", "dead"})
 DOWNLOAD_CHUNK_BYTES = 1 << 20  # written at a time by a download
+UPLOAD_CHUNK_BYTES = 1 << 20  # read and sent at a time by put_dataset
 
 
 @dataclass(frozen=True)
@@ -243,11 +244,16 @@ class Client:
         return self._download(f"/v1/jobs/{job_id}/artifacts/{quote(name, safe='/')}", dest)[0]
 
     def _download(
-        self, url: str, dest: str | Path, *, params: dict[str, str] | None = None
+        self,
+        url: str,
+        dest: str | Path,
+        *,
+        params: dict[str, str] | None = None,
+        sha256: str | None = None,
     ) -> tuple[Path, str]:
         """Stream ``GET url`` into a temporary file beside ``dest`` (with the umask's mode),
-        then move it onto ``dest`` once complete (as long as Content-Length says); return
-        ``(dest, sha256 hex of the bytes)``."""
+        then move it onto ``dest`` once complete (as long as Content-Length says, and hashing
+        to ``sha256`` if given); return ``(dest, sha256 hex of the bytes)``."""
         dest = Path(dest).expanduser().absolute()
         if not dest.parent.is_dir():
             raise errors.InvalidRequest(f"cannot write {dest}: folder {dest.parent} does not exist")
@@ -270,6 +276,10 @@ class Client:
             expected = response.headers.get("Content-Length")
             if expected is not None and int(expected) != written:
                 raise errors.ClientError(f"download of {url}: got {written} of {expected} bytes")
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise errors.ClientError(
+                    f"download of {url} is corrupt: sha256 {digest.hexdigest()}, not {sha256}"
+                )
             os.replace(tmp, dest)
         except httpx.TransportError as exc:
             raise errors.ClientError(
@@ -278,6 +288,84 @@ class Client:
         finally:
             tmp.unlink(missing_ok=True)
         return dest, digest.hexdigest()
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def put_dataset(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        *,
+        format: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Upload a CSV or Parquet file as a version of dataset ``name`` (default: the file's
+        stem) and return it; its ``ref`` (``dataset://NAME@sha256:...``) names it in job
+        parameters. The file is hashed here first: content the name already has is not sent
+        again. ``progress(phase, done, total)`` hears of each chunk ("hashing", "uploading").
+        """
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise errors.InvalidRequest(f"{path} is not a file")
+        name = name or path.stem
+        size = path.stat().st_size
+        report = progress or (lambda _phase, _done, _total: None)
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(UPLOAD_CHUNK_BYTES):
+                digest.update(chunk)
+                report("hashing", fh.tell(), size)
+        try:
+            return self._request(
+                "GET", f"/v1/datasets/by-digest/{digest.hexdigest()}", params={"name": name}
+            )
+        except errors.NotFound:
+            pass
+
+        def body() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while chunk := fh.read(UPLOAD_CHUNK_BYTES):
+                    yield chunk
+                    report("uploading", fh.tell(), size)
+
+        params = {"name": name, **({"format": format} if format else {})}
+        return self._request(
+            "POST",
+            "/v1/datasets",
+            params=params,
+            content=body(),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            # once sent, the server moves the content into place (a copy on object stores)
+            timeout=httpx.Timeout(self._http.timeout.connect, read=600.0),
+        )
+
+    def datasets(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every version of the tenant's datasets (of ``name``), newest first."""
+        params = {"name": name} if name else None
+        return self._request("GET", "/v1/datasets", params=params)["datasets"]
+
+    def dataset(self, name: str, sha256: str | None = None) -> dict[str, Any]:
+        """A dataset's newest version, or the one with ``sha256``."""
+        params = {"sha256": sha256} if sha256 else None
+        return self._request("GET", f"/v1/datasets/{quote(name, safe='')}", params=params)
+
+    def download_dataset(self, name: str, dest: str | Path, sha256: str | None = None) -> Path:
+        """Stream a dataset's newest version (or the one with ``sha256``) to ``dest`` and
+        return its path. ``dest`` is replaced only by a complete file whose SHA-256 is the
+        version's."""
+        version = self.dataset(name, sha256)["sha256"]  # pinned: a newer put cannot interleave
+        url = f"/v1/datasets/{quote(name, safe='')}/content"
+        return self._download(url, dest, params={"sha256": version}, sha256=version)[0]
+
+    def remove_dataset(self, name: str, sha256: str | None = None) -> dict[str, Any]:
+        """Remove every version of ``name`` (or the one with ``sha256``): ``{"removed": n}``."""
+        params = {"sha256": sha256} if sha256 else None
+        return self._request("DELETE", f"/v1/datasets/{quote(name, safe='')}", params=params)
+
+    def data_roots(self) -> list[str]:
+        """The server folders this token's jobs may read directly (``GET /v1/data-roots``):
+        a path under one of them is passed as it is; any other file is sent as a dataset."""
+        return self._request("GET", "/v1/data-roots")["roots"]
 
     # -- system ---------------------------------------------------------------------------
 

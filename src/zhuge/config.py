@@ -10,6 +10,8 @@ from zhuge.errors import ConfigError
 
 DEFAULT_PORT = 8470
 DEFAULT_HOST = "127.0.0.1"
+MiB = 1024 * 1024  # bytes
+GiB = 1024 * MiB
 
 
 def _float(env: dict[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
@@ -54,6 +56,11 @@ class Settings:
     """Attempts handed to Dask beyond the free slots, per slot. 1 raises throughput of very
     short jobs by ~50 % (a worker finds its next job already at Dask), but Dask queues them
     per worker, so a higher priority submitted later may wait behind them: off by default."""
+    max_body_bytes: int = 16 * MiB
+    """A request body, uploads aside; a batch of 1,000 ordinary jobs fits with room."""
+    max_params_bytes: int = 1 * MiB  # one job's params, as canonical JSON
+    max_upload_bytes: int = 10 * GiB  # one upload (under /v1/datasets), counted as it streams
+    max_json_depth: int = 64  # containers nested in a JSON body, or in a job's params
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -78,6 +85,10 @@ class Settings:
             poll_seconds=_float(env, "ZHUGE_POLL_SECONDS", 0.5),
             chain_seconds=_float(env, "ZHUGE_CHAIN_SECONDS", 1.0, allow_zero=True),
             prefetch_per_slot=int(_float(env, "ZHUGE_PREFETCH", 0.0, allow_zero=True)),
+            max_body_bytes=int(_float(env, "ZHUGE_MAX_BODY_BYTES", 16 * MiB)),
+            max_params_bytes=int(_float(env, "ZHUGE_MAX_PARAMS_BYTES", 1 * MiB)),
+            max_upload_bytes=int(_float(env, "ZHUGE_MAX_UPLOAD_BYTES", 10 * GiB)),
+            max_json_depth=int(_float(env, "ZHUGE_MAX_JSON_DEPTH", 64)),
         )
         if overrides:
             settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 import zhuge
 from zhuge.api import errors
 from zhuge.api.metrics import registry_for
-from zhuge.api.routes import artifacts, jobs, system
+from zhuge.api.routes import artifacts, datasets, jobs, system
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
 
@@ -38,5 +38,6 @@ def create_app(
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
+    app.include_router(datasets.router)
     app.include_router(system.router)
     return app

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhuge import errors
+from zhuge.api.limits import scrub
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ def status_for(exc: errors.ZhugeError) -> int:
 
 
 def error_body(kind: str, message: str, details: object = None) -> dict[str, object]:
-    return {"error": {"type": kind, "message": message, "details": details}}
+    """The error body. Its text is scrubbed of lone surrogates, which no UTF-8 can encode:
+    what a caller sent (a kind's name, a key) is often echoed back."""
+    return {"error": {"type": kind, "message": scrub(message), "details": scrub(details)}}
 
 
 def install(app: FastAPI) -> None:

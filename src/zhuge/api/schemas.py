@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from zhuge.api.limits import scrub
 from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
 
 ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")]
@@ -14,6 +15,17 @@ ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{
 
 def iso(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+
+class FromStore(BaseModel):
+    """A response body of text from the database. Lone surrogates, which a job's code can
+    produce and rows from before the request limits can hold, become U+FFFD: no UTF-8 can
+    encode them, and one such row would otherwise fail every listing that includes it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable(cls, data: Any) -> Any:
+        return scrub(data)
 
 
 class JobCreate(BaseModel):
@@ -50,7 +62,7 @@ class JobBatchCreate(BaseModel):
     jobs: list[JobBatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class JobOut(BaseModel):
+class JobOut(FromStore):
     id: int
     tenant: str
     kind: str
@@ -130,7 +142,7 @@ class JobBatchOut(BaseModel):
     created: list[bool] = Field(description="Per job: False where an idempotency key replayed.")
 
 
-class EventOut(BaseModel):
+class EventOut(FromStore):
     at: datetime | None
     attempt: int
     from_state: str | None
@@ -154,7 +166,7 @@ class EventOut(BaseModel):
         )
 
 
-class LogOut(BaseModel):
+class LogOut(FromStore):
     seq: int
     attempt: int
     at: datetime | None
@@ -197,3 +209,15 @@ class KindOut(BaseModel):
     description: str
     resources: dict[str, float]
     params_schema: dict[str, Any]
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="The error's class in zhuge.errors, e.g. InvalidParams.")
+    message: str
+    details: Any = Field(None, description="For 413 and 422: a list of {loc, msg, type}.")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from zhuge.cli import cluster, db, forecast, jobs, migration, server
+from zhuge.cli import cluster, datasets, db, forecast, jobs, migration, server
 
 app = typer.Typer(
     name="zhuge",
@@ -22,6 +22,7 @@ app.command()(jobs.status)
 app.command()(jobs.kinds)
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(db.db_app, name="db")
+app.add_typer(datasets.datasets_app, name="datasets")
 forecast.register(app)
 migration.register(app)
 cluster.register(app)

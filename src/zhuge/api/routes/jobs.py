@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from zhuge.api.auth import CurrentPrincipal, CurrentTenant, StoreDep
+from zhuge.api.limits import check_params
 from zhuge.api.schemas import (
     EventOut,
     JobBatchCreate,
@@ -46,6 +47,7 @@ def create_job(
 ) -> JobOut:
     if idempotency_key is not None and not idempotency_key.strip():
         raise InvalidRequest("Idempotency-Key must not be blank")
+    check_params(body.params, request.app.state.settings)
     job, created = submit_job(
         store,
         tenant=tenant,
@@ -78,6 +80,8 @@ def create_jobs(
 ) -> JobBatchOut:
     """Submit up to 1,000 jobs in one transaction: all are queued, or none (a bad one is
     named by its position). The way to enqueue many short jobs quickly."""
+    for i, item in enumerate(body.jobs):
+        check_params(item.params, request.app.state.settings, loc=("body", "jobs", i, "params"))
     results = submit_jobs(
         store,
         tenant=tenant,
