@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import zhuge
-from zhuge.api import errors
+from zhuge.api import errors, limits, openapi
 from zhuge.api.metrics import registry_for
 from zhuge.api.routes import artifacts, datasets, jobs, system
 from zhuge.config import Settings
@@ -36,6 +36,8 @@ def create_app(
     app.state.notify = notify or (lambda: None)
     app.state.metrics = registry_for(app.state.store)
     errors.install(app)
+    limits.install(app, settings)
+    openapi.document_errors(app)
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(datasets.router)
