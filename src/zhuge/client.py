@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -381,3 +382,45 @@ class Client:
         except errors.ZhugeError:
             return False
         return True
+
+    # -- tenants, tokens and the audit log (admin tokens) ---------------------------------
+
+    def create_tenant(self, name: str) -> dict[str, Any]:
+        return self._request("POST", "/v1/tenants", json={"name": name})
+
+    def tenants(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/tenants")
+
+    def create_token(
+        self, tenant: str, *, role: str = "member", name: str = "", expires: str | None = None
+    ) -> dict[str, Any]:
+        """A new token of ``tenant`` (``role`` member or admin, ``expires`` like 90d or 12h).
+        Its ``token`` is in this answer only; ``id`` names it afterwards."""
+        body = {"tenant": tenant, "role": role, "name": name, "expires": expires}
+        return self._request("POST", "/v1/tokens", json=body)
+
+    def tokens(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Tokens by id, never the tokens themselves (a member: its own tenant's)."""
+        params = {"tenant": tenant} if tenant else None
+        return self._request("GET", "/v1/tokens", params=params)
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/tokens/{token_id}/revoke")
+
+    def audit(
+        self,
+        *,
+        tenant: str | None = None,
+        since: datetime | str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Audit entries, newest first; the next page is ``before_id=entries[-1]["id"]``."""
+        params: dict[str, Any] = {"limit": limit}
+        if tenant:
+            params["tenant"] = tenant
+        if since is not None:
+            params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        if before_id is not None:
+            params["before_id"] = before_id
+        return self._request("GET", "/v1/audit", params=params)["entries"]

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 import zhuge
-from zhuge.api import errors, limits, openapi
+from zhuge.api import audit, errors, limits, openapi
 from zhuge.api.metrics import registry_for
-from zhuge.api.routes import artifacts, datasets, jobs, system
+from zhuge.api.routes import admin, artifacts, datasets, jobs, system
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
 
@@ -42,4 +42,6 @@ def create_app(
     app.include_router(artifacts.router)
     app.include_router(datasets.router)
     app.include_router(system.router)
+    app.include_router(admin.router)
+    audit.install(app)  # last: the outermost middleware, it sees what any other refuses
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
+from zhuge.api import audit
 from zhuge.api.auth import CurrentPrincipal, CurrentTenant, StoreDep
 from zhuge.api.limits import check_params
 from zhuge.api.schemas import (
@@ -34,6 +35,7 @@ def _out(request: Request, job) -> JobOut:  # type: ignore[no-untyped-def]
 
 @router.post(
     "",
+    name="job.submit",
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "Replay of an Idempotency-Key: the existing job."}},
 )
@@ -59,6 +61,7 @@ def create_job(
         max_lost=body.max_lost,
         idempotency_key=idempotency_key,
     )
+    audit.note(request, target=f"job_id={job.id}", kind=job.kind, created=created)
     if created:
         request.app.state.notify()
     else:
@@ -68,6 +71,7 @@ def create_job(
 
 @router.post(
     "/batch",
+    name="job.submit_batch",
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "Every job was an idempotency replay: nothing new."}},
 )
@@ -88,6 +92,7 @@ def create_jobs(
         requests=[JobRequest(**item.model_dump()) for item in body.jobs],
     )
     created = [c for _, c in results]
+    audit.note(request, target=f"jobs={len(results)}", job_ids=[j.id for j, _ in results])
     if any(created):
         request.app.state.notify()
     else:
@@ -95,7 +100,7 @@ def create_jobs(
     return JobBatchOut(jobs=[_out(request, j) for j, _ in results], created=created)
 
 
-@router.get("")
+@router.get("", name="job.list")
 def list_jobs(
     request: Request,
     store: StoreDep,
@@ -114,14 +119,14 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", name="job.get")
 def get_job(
     job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
 ) -> JobOut:
     return _out(request, store.get(job_id, tenant=principal.scope))
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", name="job.cancel")
 def cancel_job(
     job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
 ) -> JobOut:
@@ -130,7 +135,7 @@ def cancel_job(
     return _out(request, job)
 
 
-@router.post("/{job_id}/retry")
+@router.post("/{job_id}/retry", name="job.retry")
 def retry_job(
     job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
 ) -> JobOut:
@@ -139,13 +144,13 @@ def retry_job(
     return _out(request, job)
 
 
-@router.get("/{job_id}/events")
+@router.get("/{job_id}/events", name="job.events")
 def job_events(job_id: JobId, store: StoreDep, principal: CurrentPrincipal) -> list[EventOut]:
     store.get(job_id, tenant=principal.scope)
     return [EventOut.of(e) for e in store.events(job_id)]
 
 
-@router.get("/{job_id}/logs")
+@router.get("/{job_id}/logs", name="job.logs")
 def job_logs(
     job_id: JobId,
     store: StoreDep,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zhuge.api.auth import CurrentPrincipal, CurrentTenant, StoreDep
 from zhuge.api.schemas import KindOut, StatusOut, WorkerOut
+from zhuge.errors import AuthError
 from zhuge.jobs.kinds import all_kinds
 from zhuge.jobs.states import ATTEMPT_STATES, JobState
 
 router = APIRouter()
+_metrics_bearer = HTTPBearer(auto_error=False, description="ZHUGE_METRICS_TOKEN, when set.")
 
 
 @router.get("/healthz", tags=["system"])
@@ -19,8 +25,18 @@ def healthz(store: StoreDep) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", tags=["system"], response_class=Response)
-def metrics(request: Request) -> Response:
+@router.get("/metrics", tags=["system"], response_class=Response, name="system.metrics")
+def metrics(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)],
+) -> Response:
+    """Prometheus metrics; with ZHUGE_METRICS_TOKEN set, only for that bearer token."""
+    expected = request.app.state.settings.metrics_token
+    if expected and not (
+        credentials is not None
+        and hmac.compare_digest(credentials.credentials.encode(), expected.encode())
+    ):
+        raise AuthError("/metrics needs 'Authorization: Bearer <ZHUGE_METRICS_TOKEN>'")
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
