@@ -1,8 +1,9 @@
 """The audit log's one writer: an ASGI middleware around every route.
 
 It records every request that may change something (any method but GET, HEAD and OPTIONS),
-every download (a GET under ``/artifacts`` or of a dataset's ``/content``), and every refusal
-(401, 403, 422) whatever its method, after the response is sent:
+every download (a route named ``*.download``, or a GET of a file under ``/artifacts/`` or of a
+dataset's ``/content``), and every refusal (401, 403, 422) whatever its method, after the
+response is sent:
 
 - ``action``: the route's name (``job.submit``, ``token.revoke``; name new routes so), else
   ``unrouted``;
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 REFUSALS = frozenset({401, 403, 422})
-DOWNLOAD = re.compile(r"/artifacts(/|$)|/datasets/.+/content$")
+DOWNLOAD = re.compile(r"/artifacts/.|/datasets/[^/]+/content$")
+QUERY_LIMIT = 500  # characters of a query string kept in an entry's details
 ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error response read for its type
 
 _NOTE_KEY = "audit_note"
@@ -47,8 +49,19 @@ def note(request: Request, *, target: str | None = None, **details: Any) -> None
     setattr(request.state, _NOTE_KEY, current)
 
 
-def is_audited(method: str, path: str, status: int) -> bool:
-    return method not in READS or status in REFUSALS or bool(DOWNLOAD.search(path))
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped (``\\x00``): an entry
+    about a hostile request must still be storable, and readable."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def is_audited(method: str, path: str, status: int, action: str) -> bool:
+    return (
+        method not in READS
+        or status in REFUSALS
+        or action.endswith(".download")
+        or bool(DOWNLOAD.search(path))
+    )
 
 
 def outcome_of(status: int, body: bytes) -> str:
@@ -91,32 +104,36 @@ class AuditMiddleware:
 
     async def _record(self, scope: Scope, status: int, body: bytes) -> None:
         method, path = scope["method"], scope["path"]
-        if not is_audited(method, path, status):
+        action = getattr(scope.get("route"), "name", None) or "unrouted"
+        if not is_audited(method, path, status, action):
             return
         try:
-            entry = _entry(scope, status, body)
+            entry = _entry(scope, action, status, body)
             tenancy = scope["app"].state.store.tenancy
             await run_in_threadpool(lambda: tenancy.record(**entry))
         except Exception:
             log.exception("could not write the audit entry of %s %s (%s)", method, path, status)
 
 
-def _entry(scope: Scope, status: int, body: bytes) -> dict[str, Any]:
+def _entry(scope: Scope, action: str, status: int, body: bytes) -> dict[str, Any]:
     state = scope.get("state") or {}
-    route = scope.get("route")
     noted = state.get(_NOTE_KEY) or {}
     params = scope.get("path_params") or {}
     target = noted.get("target") or " ".join(f"{k}={v}" for k, v in params.items())
+    path = printable(scope["path"])
     principal = state.get("principal")
     client = scope.get("client")
+    details: dict[str, Any] = {"method": scope["method"], "path": path, "status": status}
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query:
+        details["query"] = printable(query[:QUERY_LIMIT])
     return {
-        "action": getattr(route, "name", None) or "unrouted",
+        "action": action,
         "outcome": outcome_of(status, body),
         "principal": principal if isinstance(principal, Principal) else None,
-        "target": target,
-        "client": client[0] if client else "",
-        "details": {"method": scope["method"], "path": scope["path"], "status": status}
-        | noted.get("details", {}),
+        "target": printable(target),
+        "client": printable(client[0]) if client else "",
+        "details": details | noted.get("details", {}),
     }
 
 

@@ -283,6 +283,30 @@ def test_audit_records_mutations_and_refusals_with_who_what_and_outcome(api):
     assert [e["id"] for e in page + rest] == [e["id"] for e in entries]
 
 
+def test_audit_records_downloads_but_not_other_reads(api):
+    acme = api.member("acme")
+    put = api.call("POST", "/v1/datasets", acme, params={"name": "tiny"}, content=b"a,b\n1,2\n")
+    assert put.status_code == 201, put.text
+    assert api.call("GET", "/v1/datasets", acme).status_code == 200
+    got = api.call("GET", "/v1/datasets/tiny/content", acme)
+    assert got.status_code == 200 and got.content == b"a,b\n1,2\n"
+    entries = api.audit(tenant="acme")
+    assert [(e["action"], e["target"], e["outcome"]) for e in entries[:2]] == [
+        ("dataset.download", "name=tiny", "ok"),
+        ("dataset.put", "", "ok"),
+    ]
+    assert entries[1]["details"]["query"] == "name=tiny"
+    assert not any(e["action"] == "dataset.list" for e in entries)
+
+
+def test_a_hostile_request_is_audited_with_its_bytes_escaped(api):
+    r = api.call("POST", "/v1/tokens/tok_%00%1b/revoke")
+    assert r.status_code == 422
+    (entry,) = [e for e in api.audit() if e["outcome"] != "ok"]
+    assert entry["details"]["path"] == "/v1/tokens/tok_\\x00\\x1b/revoke"
+    assert entry["outcome"] == "InvalidRequest"
+
+
 def test_audit_since_filters_by_time(api, clock):
     api.member("acme")
     clock.advance(3600)
