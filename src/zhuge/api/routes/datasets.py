@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from zhuge.api.audit import note
 from zhuge.api.auth import CurrentPrincipal, StoreDep
 from zhuge.api.schemas import iso
 from zhuge.errors import DatasetNotFound, PayloadTooLarge
@@ -25,7 +26,6 @@ from zhuge.jobs.datasets import Dataset, Datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024**3
 BATCH_BYTES = 1 << 20  # body bytes handed to the writing thread at a time
 
 Digest = Annotated[str | None, Query(description="A version's SHA-256 (default: the newest).")]
@@ -70,10 +70,6 @@ class DatasetRemoved(BaseModel):
     name: str
     sha256: str | None
     removed: int = Field(description="Versions removed.")
-
-
-def _max_upload_bytes(request: Request) -> int:
-    return getattr(request.app.state.settings, "max_upload_bytes", DEFAULT_MAX_UPLOAD_BYTES)
 
 
 def _body_in_thread(request: Request) -> Iterator[bytes]:
@@ -121,7 +117,7 @@ async def put_dataset(
     ] = None,
 ) -> DatasetOut:
     """Upload a CSV or Parquet file (the raw request body) as a version of ``name``."""
-    limit = _max_upload_bytes(request)
+    limit = request.app.state.settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
@@ -138,6 +134,12 @@ async def put_dataset(
             max_bytes=limit,
             format=format,
         )
+    )
+    note(
+        request,
+        target=f"name={dataset.name} sha256={dataset.sha256}",
+        size_bytes=dataset.size_bytes,
+        created=created,
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -161,11 +163,16 @@ def list_datasets(
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def download_dataset(
-    name: str, principal: CurrentPrincipal, datasets: DatasetsDep, sha256: Digest = None
+    name: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    datasets: DatasetsDep,
+    sha256: Digest = None,
 ) -> StreamingResponse:
     """A version's content, streamed; its digest in ``X-Zhuge-SHA256``. Declared before
     ``/by-digest/{sha256}``, so a dataset named "by-digest" can still be downloaded."""
     dataset = datasets.resolve(principal.tenant, name, sha256)
+    note(request, target=f"name={dataset.name} sha256={dataset.sha256}")
     return StreamingResponse(
         datasets.open(dataset),
         media_type="text/csv" if dataset.format == "csv" else "application/vnd.apache.parquet",
