@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from zhuge.migration import MigrationModel
-from zhuge.migration.calibration import (
+from zhuge.migration.calibration.fitting import _PerVmFit
+from zhuge.migration.calibration.uncertainty import (
     _covariance,
     _parameter_report,
     _per_vm_report,
-    _PerVmFit,
 )
 
 FITTED = MigrationModel(base_dirty_mbps=20.0, dirty_rate_coeff=25.0, resume_overhead_ms=30.0)
