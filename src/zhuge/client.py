@@ -368,6 +368,22 @@ class Client:
         a path under one of them is passed as it is; any other file is sent as a dataset."""
         return self._request("GET", "/v1/data-roots")["roots"]
 
+    # -- connections ----------------------------------------------------------------------
+
+    def add_connection(self, name: str, url: str, *, tenant: str | None = None) -> dict[str, Any]:
+        """Register a SQL database or an object-store prefix (admin); ``tenant`` None: for
+        admins only. The URL is kept on the server and never shown back."""
+        body = {"name": name, "url": url, "tenant": tenant}
+        return self._request("POST", "/v1/connections", json=body)
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Every connection (admin), or those of this token's tenant: name, kind, tenant and
+        location, never the URL."""
+        return self._request("GET", "/v1/connections")
+
+    def remove_connection(self, name: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/connections/{quote(name, safe='')}")
+
     # -- system ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

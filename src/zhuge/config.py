@@ -27,6 +27,17 @@ def _float(env: dict[str, str], name: str, default: float, *, allow_zero: bool =
     return value
 
 
+def _paths(env: dict[str, str], name: str) -> tuple[Path, ...]:
+    """Absolute folders, separated by ``os.pathsep`` (``:`` on POSIX)."""
+    paths = []
+    for raw in filter(None, (p.strip() for p in (env.get(name) or "").split(os.pathsep))):
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"{name}: {raw!r} is not an absolute path")
+        paths.append(path)
+    return tuple(paths)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a zhuge process needs to know, read once at start-up.
@@ -39,6 +50,9 @@ class Settings:
     db_url: str | None = None
     artifacts_url: str | None = None
     dask_address: str | None = None
+    data_roots: tuple[Path, ...] = ()
+    """Server-side folders every tenant's jobs may read directly (each tenant may have more);
+    checked after resolving ``..`` and symlinks. Empty: only datasets and connections."""
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -78,6 +92,7 @@ class Settings:
             db_url=env.get("ZHUGE_DB_URL") or None,
             artifacts_url=env.get("ZHUGE_ARTIFACTS_URL") or None,
             dask_address=env.get("ZHUGE_DASK_ADDRESS") or None,
+            data_roots=_paths(env, "ZHUGE_DATA_ROOTS"),
             host=env.get("ZHUGE_HOST") or DEFAULT_HOST,
             port=port,
             lease_seconds=_float(env, "ZHUGE_LEASE_SECONDS", 30.0),

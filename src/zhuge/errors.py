@@ -14,6 +14,7 @@
     │   ├── ModelNotFound        an artifact or model that does not exist or fails verification
     │   ├── ArtifactNotFound     no file of that name in a job's artifact folder
     │   ├── DatasetNotFound      no dataset of that name (and digest) in the caller's tenant
+    │   ├── ConnectionNotFound   no connection of that name that the caller may use
     │   ├── TenantNotFound
     │   └── TokenNotFound        no token of that id (tokens are named by id, never by secret)
     ├── Conflict
@@ -39,6 +40,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "Conflict",
+    "ConnectionNotFound",
     "DataError",
     "DatasetNotFound",
     "Forbidden",
@@ -120,6 +122,10 @@ class ArtifactNotFound(NotFound):
 
 
 class DatasetNotFound(NotFound):
+    pass
+
+
+class ConnectionNotFound(NotFound):
     pass
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -62,6 +63,11 @@ class Platform:
         self.token: str | None = None
 
     def start(self) -> Platform:
+        if not self.settings.data_roots:
+            # the platform of one user (zhuge up, or a command's embedded one) reads where it
+            # was started; a shared server names its roots in ZHUGE_DATA_ROOTS
+            self.settings = replace(self.settings, data_roots=(Path.cwd().resolve(),))
+        log.info("data roots: %s", ", ".join(map(str, self.settings.data_roots)))
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.store = JobStore.open(
             self.settings.database_url,

@@ -17,9 +17,13 @@ from zhuge.config import Settings
 from zhuge.hardware import gpu_count
 from zhuge.jobs import kinds
 from zhuge.jobs.builtin import EchoParams
+from zhuge.jobs.model import Principal
 from zhuge.jobs.service import submit_job
 from zhuge.jobs.states import JobState
 from zhuge.platform import Platform
+
+MEMBER = Principal(token_id="tok_t", tenant="t")  # who submits the jobs here
+
 
 pytestmark = [
     pytest.mark.gpu,
@@ -70,7 +74,14 @@ def test_gpu_job_computes_on_the_gpu_of_a_gpu_worker(tmp_path, probe_kind):
     settings = Settings(home=tmp_path, workers=1, poll_seconds=0.1)
     with Platform(settings) as p:
         registered = p.executor.client.run(_register_probe)
-        job, _ = submit_job(p.store, tenant="t", kind=probe_kind, params={}, resources={"GPU": 1.0})
+        job, _ = submit_job(
+            p.store,
+            principal=MEMBER,
+            settings=p.settings,
+            kind=probe_kind,
+            params={},
+            resources={"GPU": 1.0},
+        )
         p.scheduler.notify()
         # a hang guard, not a speed claim: a fresh worker imports torch and starts CUDA
         deadline = time.monotonic() + 240

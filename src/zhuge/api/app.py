@@ -9,7 +9,7 @@ from fastapi import FastAPI
 import zhuge
 from zhuge.api import audit, errors, limits, openapi
 from zhuge.api.metrics import registry_for
-from zhuge.api.routes import admin, artifacts, datasets, jobs, system
+from zhuge.api.routes import admin, artifacts, connections, datasets, jobs, system
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
 
@@ -39,6 +39,7 @@ def create_app(
     limits.install(app, settings)
     openapi.document_errors(app)
     app.include_router(jobs.router)
+    app.include_router(connections.router)
     app.include_router(artifacts.router)
     app.include_router(datasets.router)
     app.include_router(system.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from zhuge.cli import admin, cluster, datasets, db, forecast, jobs, migration, server
+from zhuge.cli import admin, cluster, connections, datasets, db, forecast, jobs, migration, server
 
 app = typer.Typer(
     name="zhuge",
@@ -23,6 +23,7 @@ app.command()(jobs.kinds)
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(db.db_app, name="db")
 app.add_typer(datasets.datasets_app, name="datasets")
+app.add_typer(connections.connections_app, name="connections")
 app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.audit_app, name="audit")

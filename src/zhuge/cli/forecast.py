@@ -24,8 +24,9 @@ NOTES_SHOWN = 5
 
 DATA_FORMAT = """\b
 Input: long format, one row per sample: series_id, timestamp, value (CPU %)
-  [+ host_id, cluster_id], CSV or Parquet at a path or any fsspec URL (s3://...),
-  or --sql QUERY --db URL. Rename columns with --columns series_id=vm,value=cpu.
+  [+ host_id, cluster_id], CSV or Parquet: a file, dataset://NAME or connection://NAME/KEY,
+  or --sql QUERY --connection NAME (zhuge connections ls). Rename columns with --columns
+  series_id=vm,value=cpu.
   Timestamps: ISO text or epoch s/ms/us/ns (--timestamp-unit; auto detects and says).
   Rows should be grouped by series_id (any order works, with one extra pass).
 """
@@ -108,7 +109,10 @@ InputOpt = Annotated[
     typer.Option("--input", help="Telemetry file or folder: CSV or Parquet, path or URL."),
 ]
 SqlOpt = Annotated[str | None, typer.Option("--sql", help="SQL query giving the telemetry.")]
-DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL --sql runs on.")]
+ConnectionOpt = Annotated[
+    str | None,
+    typer.Option("--connection", help="The SQL connection --sql runs on (zhuge connections ls)."),
+]
 ColumnsOpt = Annotated[
     str | None,
     typer.Option("--columns", help="Column names in the input: series_id=vm,timestamp=ts,..."),
@@ -158,12 +162,12 @@ def _floats(text: str | None, what: str) -> list[float] | None:
 
 
 def _source(
-    input_: str | None, sql: str | None, db: str | None, columns: str | None, unit: str
+    input_: str | None, sql: str | None, connection: str | None, columns: str | None, unit: str
 ) -> dict[str, Any]:
     return {
         "input": local_path(input_),
         "sql": sql,
-        "db": db,
+        "connection": connection,
         "columns": columns,
         "timestamp_unit": unit,
     }
@@ -251,7 +255,7 @@ def forecast_command(
     selection: SelectionOpt = "global",
     vms: VmsOpt = None,
     sql: SqlOpt = None,
-    db: DbOpt = None,
+    connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
     train_series: TrainSeriesOpt = 2000,
@@ -259,7 +263,7 @@ def forecast_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, db, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "model_from": model_from,
         "train_series": train_series,
@@ -290,14 +294,14 @@ def backtest_command(
     selection: SelectionOpt = "global",
     vms: VmsOpt = None,
     sql: SqlOpt = None,
-    db: DbOpt = None,
+    connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
     chunk_series: ChunkOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, db, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "windows": windows,
         "chunk_series": chunk_series,
@@ -319,7 +323,7 @@ def prepare_command(
     ] = None,
     vms: VmsOpt = None,
     sql: SqlOpt = None,
-    db: DbOpt = None,
+    connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
     sample_freq: Annotated[
@@ -330,7 +334,7 @@ def prepare_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, db, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit),
         "freq": freq,
         "agg": agg,
         "level": level,
@@ -363,7 +367,7 @@ def train_command(
     selection: SelectionOpt = "global",
     vms: VmsOpt = None,
     sql: SqlOpt = None,
-    db: DbOpt = None,
+    connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
     train_series: TrainSeriesOpt = 2000,
@@ -371,7 +375,7 @@ def train_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, db, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "train_series": train_series,
         "chunk_series": chunk_series,

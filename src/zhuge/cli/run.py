@@ -81,6 +81,7 @@ def _via_server(client: Client, kind: str, params: dict[str, Any], title: str, j
 def _embedded(kind: str, params: dict[str, Any], title: str, json_output: bool):
     from zhuge.api.schemas import JobOut
     from zhuge.config import Settings
+    from zhuge.jobs.model import Principal
     from zhuge.jobs.service import submit_job
     from zhuge.platform import ADMIN_TENANT, Platform
 
@@ -91,7 +92,10 @@ def _embedded(kind: str, params: dict[str, Any], title: str, json_output: bool):
         )
     with Platform(settings) as platform:
         assert platform.store is not None and platform.scheduler is not None
-        job, _ = submit_job(platform.store, tenant=ADMIN_TENANT, kind=kind, params=params)
+        admin = Principal(token_id="embedded", tenant=ADMIN_TENANT, role="admin")
+        job, _ = submit_job(
+            platform.store, principal=admin, settings=platform.settings, kind=kind, params=params
+        )
         platform.scheduler.notify()
         store = platform.store
         try:

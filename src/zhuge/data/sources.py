@@ -49,6 +49,7 @@ __all__ = [
     "parse_timestamps",
     "read_sql",
     "read_telemetry",
+    "sniff_format",
 ]
 
 REQUIRED_COLUMNS = ("series_id", "timestamp", "value")
@@ -242,9 +243,24 @@ def _format_of(url: str, fmt: FileFormat) -> Literal["csv", "parquet"]:
         name = name.removesuffix(suffix)
     if name.endswith((".csv", ".txt", ".tsv")):
         return "csv"
-    if name.endswith((".parquet", ".pq")) or "." not in name.rsplit("/", 1)[-1]:
-        return "parquet"  # a folder is a partitioned Parquet dataset
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if "." not in name.rsplit("/", 1)[-1]:
+        return sniff_format(url)  # a folder, or a file named by its content (a dataset)
     raise DataError(f"cannot tell the format of {url!r}; pass format='csv' or 'parquet'")
+
+
+def sniff_format(url: str) -> Literal["csv", "parquet"]:
+    """A folder is a partitioned Parquet dataset; a file is Parquet if it starts with the
+    Parquet magic ``PAR1``, else CSV (a missing file: Parquet, and its reader says so)."""
+    fs, path = _filesystem(url)
+    try:
+        if fs.isdir(path):
+            return "parquet"
+        with fs.open(path, "rb") as fh:
+            return "parquet" if fh.read(4) == b"PAR1" else "csv"
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return "parquet"
 
 
 def _filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -294,21 +310,16 @@ def read_sql(
     timestamp_unit: TimestampUnit = "auto",
     params: Mapping[str, object] | None = None,
 ) -> Telemetry:
-    """Run ``query`` on the database at ``db_url`` (any SQLAlchemy URL) and read the rows.
+    """Run ``query`` read-only on the database at ``db_url`` (PostgreSQL, SQLite, MySQL) and
+    read the rows: one statement in a read-only transaction with a time limit, as
+    :mod:`zhuge.data.sql` describes.
 
     Bind user values through ``params`` (``WHERE cluster = :cluster``), never by formatting
     them into the query.
     """
-    import sqlalchemy as sa
+    from zhuge.data.sql import read_only_query
 
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            frame = pd.read_sql_query(sa.text(query), conn, params=dict(params or {}))
-    except sa.exc.SQLAlchemyError as exc:
-        raise DataError(f"telemetry query failed on {engine.url!r}: {exc}") from exc
-    finally:
-        engine.dispose()
+    frame = read_only_query(db_url, query, params=params)
     return _standardise(frame, columns or {}, timestamp_unit, "sql query")
 
 

@@ -27,6 +27,13 @@ class JobContext:
     folder is named in the committed result."""
     artifacts_root: ArtifactDir
     """The root of all artifacts, to read other jobs' outputs (``--model-from JOB``)."""
+    data_roots: tuple[str, ...] = ()
+    """The server's allowed roots (``ZHUGE_DATA_ROOTS``); the tenant's own come from the
+    store. Empty: no server path may be read (``zhuge.jobs.inputs``)."""
+    private_paths: tuple[str, ...] = ()
+    """The platform's own files, which no data reference may reach."""
+    db_url: str | None = None
+    """The platform's store, where datasets, connections and jobs are looked up."""
     cancelled: threading.Event = field(default_factory=threading.Event)
     _log: Callable[[str], None] = print
     _progress: dict[str, Any] = field(default_factory=dict)

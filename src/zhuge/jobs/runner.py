@@ -20,6 +20,7 @@ import psutil
 from zhuge.artifacts import ArtifactDir
 from zhuge.errors import InvalidRequest
 from zhuge.jobs.context import JobCancelled, JobContext
+from zhuge.jobs.inputs import resolve_params
 from zhuge.jobs.kinds import get_kind
 from zhuge.jobs.model import Job
 from zhuge.jobs.states import LostReason
@@ -48,6 +49,10 @@ class AttemptSpec:
     """What the Dask task holds; only jobs needing exactly this are chained onto it."""
     chain_seconds: float = 0.0
     """Go on claiming and running queued jobs for this long after the first (0: never)."""
+    data_roots: tuple[str, ...] = ()
+    """The server's allowed roots, checked again as the job reads (``zhuge.jobs.inputs``)."""
+    private_paths: tuple[str, ...] = ()
+    """The platform's own files, which no job may read as input."""
 
 
 class _Heartbeat(threading.Thread):
@@ -231,13 +236,17 @@ def _run_started(
         tenant=job.tenant,
         artifacts=root.child(job.artifact_prefix()),
         artifacts_root=root,
+        data_roots=spec.data_roots,
+        private_paths=spec.private_paths,
+        db_url=spec.db_url,
     )
     beat.attach(ctx)
     cpu_before = _cpu_seconds()
     nxt: Job | None = None
     try:
         kind = get_kind(job.kind)
-        result = kind.run(kind.parse(job.params), ctx)
+        # every reference to data is checked again and resolved before the kind's code runs
+        result = kind.run(resolve_params(kind.parse(job.params), ctx), ctx)
         beat.detach()
         complete = {
             "result": result,

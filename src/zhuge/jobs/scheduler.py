@@ -27,6 +27,7 @@ from distributed import Future
 
 from zhuge.config import Settings
 from zhuge.jobs.executor import Capacity, DaskExecutor
+from zhuge.jobs.inputs import private_paths
 from zhuge.jobs.model import Job
 from zhuge.jobs.runner import AttemptSpec
 from zhuge.jobs.states import LostReason
@@ -198,6 +199,8 @@ class Scheduler:
             owner=self.name,
             resources={k: float(v) for k, v in job.resources.items()},
             chain_seconds=self.settings.chain_seconds,
+            data_roots=tuple(str(r) for r in self.settings.data_roots),
+            private_paths=private_paths(self.settings),
         )
         future = self.executor.submit(spec, job.resources, job.priority)
         self._in_flight[(job.id, job.attempt)] = _InFlight(job, future)

@@ -1,19 +1,36 @@
-"""Submitting jobs: validate the kind and its parameters, then write the rows."""
+"""Submitting jobs: validate the kind and its parameters, check every reference to data
+against what the caller may read, then write the rows."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zhuge.errors import InvalidParams, UnknownKind
-from zhuge.jobs.kinds import get_kind
-from zhuge.jobs.model import Job
+from zhuge.jobs.inputs import check_params
+from zhuge.jobs.kinds import Kind, get_kind
+from zhuge.jobs.model import Job, Principal
 from zhuge.jobs.store import DEFAULT_MAX_LOST, JobRequest, JobStore
+
+if TYPE_CHECKING:
+    from zhuge.config import Settings
+
+
+def _checked(
+    spec: Kind, params: dict[str, Any] | None, principal: Principal, settings: Settings,
+    store: JobStore,
+) -> dict[str, Any]:  # fmt: skip
+    """The parameters as stored: validated, defaults filled in, and every reference to data
+    one ``principal`` may read (``zhuge.jobs.inputs``)."""
+    parsed = spec.parse(params)
+    check_params(spec, parsed, principal, settings, store)
+    return parsed.model_dump(mode="json")
 
 
 def submit_job(
     store: JobStore,
     *,
-    tenant: str,
+    principal: Principal,
+    settings: Settings,
     kind: str,
     params: dict[str, Any] | None = None,
     priority: int = 0,
@@ -22,13 +39,13 @@ def submit_job(
     idempotency_key: str | None = None,
     max_lost: int = DEFAULT_MAX_LOST,
 ) -> tuple[Job, bool]:
-    """Validate and enqueue; ``(job, created)``. Raises UnknownKind / InvalidParams first,
-    so bad input changes nothing."""
+    """Validate and enqueue in ``principal``'s tenant; ``(job, created)``. Raises UnknownKind
+    / InvalidParams first, so bad input changes nothing."""
     spec = get_kind(kind)
     return store.submit(
-        tenant=tenant,
+        tenant=principal.tenant,
         kind=kind,
-        params=spec.normalise(params),
+        params=_checked(spec, params, principal, settings, store),
         priority=priority,
         resources=resources or spec.resources,
         max_attempts=max_attempts,
@@ -38,7 +55,7 @@ def submit_job(
 
 
 def submit_jobs(
-    store: JobStore, *, tenant: str, requests: list[JobRequest]
+    store: JobStore, *, principal: Principal, settings: Settings, requests: list[JobRequest]
 ) -> list[tuple[Job, bool]]:
     """Validate every request, then enqueue them all in one transaction (all or nothing).
     A bad request is named by its position: ``jobs[3]: unknown job kind ...``."""
@@ -46,7 +63,7 @@ def submit_jobs(
     for i, request in enumerate(requests):
         try:
             spec = get_kind(request.kind)
-            params = spec.normalise(request.params)
+            params = _checked(spec, request.params, principal, settings, store)
         except (UnknownKind, InvalidParams) as exc:
             raise type(exc)(f"jobs[{i}]: {exc.message}", details=exc.details) from exc
         valid.append(
@@ -60,4 +77,4 @@ def submit_jobs(
                 max_lost=request.max_lost,
             )
         )
-    return store.submit_many(tenant=tenant, requests=valid)
+    return store.submit_many(tenant=principal.tenant, requests=valid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from sklearn import datasets
@@ -13,9 +14,13 @@ from typer.testing import CliRunner
 from tests.conftest import free_port
 from zhuge.cli import app
 from zhuge.config import Settings
+from zhuge.jobs.model import Principal
 from zhuge.jobs.service import submit_job
 from zhuge.jobs.states import JobState
 from zhuge.platform import Platform
+
+MEMBER = Principal(token_id="tok_t", tenant="t")  # who submits the jobs here
+
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +35,16 @@ def wine_parquet(tmp_path_factory) -> str:
 
 
 def test_tune_spreads_candidates_over_two_worker_processes(tmp_path, wine_parquet):
-    settings = Settings(home=tmp_path / "home", workers=2, poll_seconds=0.1)
+    roots = (Path(wine_parquet).parent,)  # where the platform may read the table
+    settings = Settings(home=tmp_path / "home", workers=2, poll_seconds=0.1, data_roots=roots)
     with Platform(settings) as platform:
-        job, _ = submit_job(platform.store, tenant="t", kind="tune", params={"input": wine_parquet})
+        job, _ = submit_job(
+            platform.store,
+            principal=MEMBER,
+            settings=platform.settings,
+            kind="tune",
+            params={"input": wine_parquet},
+        )
         platform.scheduler.notify()
         deadline = time.monotonic() + 120
         while (done := platform.store.get(job.id)).state not in DONE:
@@ -55,6 +67,7 @@ def test_tune_command_prints_every_candidate(tmp_path, wine_parquet):
     env = {
         "ZHUGE_EMBEDDED": "1",
         "ZHUGE_HOME": str(tmp_path / "home"),
+        "ZHUGE_DATA_ROOTS": str(Path(wine_parquet).parent),
         "ZHUGE_URL": f"http://127.0.0.1:{free_port()}",
         "COLUMNS": "160",
     }

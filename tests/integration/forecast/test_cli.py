@@ -17,6 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from zhuge.cli import app
+from zhuge.jobs.connections import Connections
+from zhuge.jobs.store import JobStore
 
 pytestmark = pytest.mark.slow
 
@@ -218,8 +220,16 @@ def test_sql_source(env, tmp_path):
     )
     with sqlite3.connect(db) as conn:
         frame.to_sql("cpu", conn, index=False)
+    home = Path(env["ZHUGE_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    store = JobStore.open(f"sqlite:///{home / 'zhuge.db'}")  # the embedded platform's
+    Connections(store.engine).add(
+        "metrics", f"sqlite:///{db}", tenant=None, created_by=None,
+        platform_db_url=str(store.engine.url),
+    )  # fmt: skip
+    store.dispose()
     report = ok_json(env, "forecast", "--sql", "select vm, ts, cpu from cpu where vm = 'b'",
-                     "--db", f"sqlite:///{db}", "--columns", "series_id=vm,timestamp=ts,value=cpu",
+                     "--connection", "metrics", "--columns", "series_id=vm,timestamp=ts,value=cpu",
                      "--freq", "1h", "--horizon", "3h", "--model", "seasonal_naive")  # fmt: skip
     assert report["series"] == 1 and report["rows"] == 3
     assert report["prepare"]["timestamp_unit"] == "s" and report["prepare"]["sample_freq"] == "1h"

@@ -9,9 +9,13 @@ import time
 import pytest
 
 from zhuge.config import Settings
+from zhuge.jobs.model import Principal
 from zhuge.jobs.service import submit_job
 from zhuge.jobs.states import JobState
 from zhuge.platform import Platform
+
+MEMBER = Principal(token_id="tok_t", tenant="t")  # who submits the jobs here
+
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +38,14 @@ def platform(tmp_path_factory):
 
 def submit(p: Platform, kind: str, **params):
     max_attempts = params.pop("max_attempts", 3)
-    job, _ = submit_job(p.store, tenant="t", kind=kind, params=params, max_attempts=max_attempts)
+    job, _ = submit_job(
+        p.store,
+        principal=MEMBER,
+        settings=p.settings,
+        kind=kind,
+        params=params,
+        max_attempts=max_attempts,
+    )
     p.scheduler.notify()
     return job
 
@@ -117,8 +128,22 @@ def test_queued_jobs_wait_in_priority_order_when_workers_are_busy(platform):
     blockers = [submit(platform, "sleep", seconds=0.6) for _ in range(2)]
     for b in blockers:
         wait_for(platform, b.id, {JobState.RUNNING, JobState.SUCCEEDED})
-    low, _ = submit_job(platform.store, tenant="t", kind="echo", params={"n": "low"}, priority=0)
-    high, _ = submit_job(platform.store, tenant="t", kind="echo", params={"n": "high"}, priority=9)
+    low, _ = submit_job(
+        platform.store,
+        principal=MEMBER,
+        settings=platform.settings,
+        kind="echo",
+        params={"n": "low"},
+        priority=0,
+    )
+    high, _ = submit_job(
+        platform.store,
+        principal=MEMBER,
+        settings=platform.settings,
+        kind="echo",
+        params={"n": "high"},
+        priority=9,
+    )
     low_done = wait_for(platform, low.id, DONE)
     high_done = wait_for(platform, high.id, DONE)
     assert high_done.started_at <= low_done.started_at
@@ -126,7 +151,12 @@ def test_queued_jobs_wait_in_priority_order_when_workers_are_busy(platform):
 
 def test_gpu_job_waits_in_the_queue_while_no_gpu_worker_exists(platform):
     gpu_job, _ = submit_job(
-        platform.store, tenant="t", kind="echo", params={"gpu": True}, resources={"GPU": 1.0}
+        platform.store,
+        principal=MEMBER,
+        settings=platform.settings,
+        kind="echo",
+        params={"gpu": True},
+        resources={"GPU": 1.0},
     )
     cpu_job = submit(platform, "echo", n=1)
     assert wait_for(platform, cpu_job.id, DONE).state is JobState.SUCCEEDED

@@ -11,9 +11,13 @@ import pytest
 
 from tests.conftest import empty_store, free_port
 from zhuge.config import Settings
+from zhuge.jobs.model import Principal
 from zhuge.jobs.service import submit_job
 from zhuge.jobs.states import JobState
 from zhuge.platform import Platform
+
+MEMBER = Principal(token_id="tok_t", tenant="t")  # who submits the jobs here
+
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +50,13 @@ def test_two_schedulers_on_one_postgres_never_run_a_job_twice(pg_url, tmp_path):
 
     with Platform(settings("a")) as a, Platform(settings("b")) as b:
         ids = [
-            submit_job(a.store, tenant="t", kind="sleep", params={"seconds": 0.05})[0].id
+            submit_job(
+                a.store,
+                principal=MEMBER,
+                settings=a.settings,
+                kind="sleep",
+                params={"seconds": 0.05},
+            )[0].id
             for _ in range(30)
         ]
         a.scheduler.notify()
@@ -92,7 +102,13 @@ def test_existing_dask_cluster_with_zhuge_workers(pg_url, tmp_path):
                 assert time.monotonic() < deadline, "zhuge workers did not join"
                 time.sleep(0.2)
             assert all(w.resources == {"CPU": 1.0} for w in p.executor.workers())
-            job, _ = submit_job(p.store, tenant="t", kind="echo", params={"on": "cluster"})
+            job, _ = submit_job(
+                p.store,
+                principal=MEMBER,
+                settings=p.settings,
+                kind="echo",
+                params={"on": "cluster"},
+            )
             p.scheduler.notify()
             (done,) = wait_all(p.store, [job.id])
             assert done.state is JobState.SUCCEEDED and done.result == {"on": "cluster"}

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from zhuge.api import audit
-from zhuge.api.auth import CurrentPrincipal, CurrentTenant, StoreDep
+from zhuge.api.auth import CurrentPrincipal, StoreDep
 from zhuge.api.limits import check_params
 from zhuge.api.schemas import (
     EventOut,
@@ -44,7 +44,7 @@ def create_job(
     request: Request,
     response: Response,
     store: StoreDep,
-    tenant: CurrentTenant,
+    principal: CurrentPrincipal,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     if idempotency_key is not None and not idempotency_key.strip():
@@ -52,7 +52,8 @@ def create_job(
     check_params(body.params, request.app.state.settings)
     job, created = submit_job(
         store,
-        tenant=tenant,
+        principal=principal,
+        settings=request.app.state.settings,
         kind=body.kind,
         params=body.params,
         priority=body.priority,
@@ -80,7 +81,7 @@ def create_jobs(
     request: Request,
     response: Response,
     store: StoreDep,
-    tenant: CurrentTenant,
+    principal: CurrentPrincipal,
 ) -> JobBatchOut:
     """Submit up to 1,000 jobs in one transaction: all are queued, or none (a bad one is
     named by its position). The way to enqueue many short jobs quickly."""
@@ -88,7 +89,8 @@ def create_jobs(
         check_params(item.params, request.app.state.settings, loc=("body", "jobs", i, "params"))
     results = submit_jobs(
         store,
-        tenant=tenant,
+        principal=principal,
+        settings=request.app.state.settings,
         requests=[JobRequest(**item.model_dump()) for item in body.jobs],
     )
     created = [c for _, c in results]

@@ -15,7 +15,13 @@ from zhuge.jobs.outputs import existing_location
 
 
 def _is_csv(url: str) -> bool:
-    return url.lower().endswith((".csv", ".csv.gz", ".tsv"))
+    """CSV by its name, or, named by its content (a dataset), by not being Parquet."""
+    from zhuge.data.sources import sniff_format
+
+    name = url.lower()
+    if name.endswith((".csv", ".csv.gz", ".tsv")):
+        return True
+    return "." not in name.rsplit("/", 1)[-1] and sniff_format(url) == "csv"
 
 
 def read_table(url: str, what: str = "input") -> pd.DataFrame:

@@ -270,21 +270,20 @@ def _run_streaming(
 # -- predict ------------------------------------------------------------------------------------
 
 
-def resolve_model(ref: str, artifacts_root: ArtifactDir | None) -> tuple[Any, dict[str, Any]]:
-    """(model, manifest metadata) from a cluster job id (its latest saved model) or a folder."""
+def resolve_model(ref: int | str, artifacts_root: ArtifactDir | None) -> tuple[Any, dict[str, Any]]:
+    """(model, manifest metadata) of a cluster job (its latest saved model), by its id; the
+    job's tenant was checked when the job naming it was submitted and again as it started."""
     from zhuge.ml.cluster.model import load_model
 
     ref = str(ref).strip()
-    if ref.isdigit():
-        if artifacts_root is None:
-            raise DataError(f"model job {ref}: no artifact store to look in")
-        folder = latest_saved(artifacts_root, ref, "model")
-        if folder is not None:
-            return _load(folder, load_model)
-        raise DataError(
-            f"job {ref} saved no clustering model (is it a cluster job that succeeded?)"
-        )
-    return _load(ArtifactDir(ref), load_model)
+    if not ref.isdigit():
+        raise DataError(f"model_from {ref!r} is not a job id")
+    if artifacts_root is None:
+        raise DataError(f"model job {ref}: no artifact store to look in")
+    folder = latest_saved(artifacts_root, ref, "model")
+    if folder is not None:
+        return _load(folder, load_model)
+    raise DataError(f"job {ref} saved no clustering model (is it a cluster job that succeeded?)")
 
 
 def _load(folder: ArtifactDir, load_model: Any) -> tuple[Any, dict[str, Any]]:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from zhuge.errors import InvalidRequest
+from zhuge.jobs.inputs import DataRef, JobRef
 from zhuge.jobs.kinds import KindParams
 
 ALGORITHM_CHOICES = ("auto", "kmeans", "minibatch_kmeans", "dbscan", "hdbscan", "gmm", "spectral")
@@ -19,7 +20,10 @@ PROFILE_TOP = 3  # features per cluster in the result (profile.parquet has all)
 class ClusterInputParams(KindParams):
     """What to cluster and how to search; shared by ``cluster`` and ``tune``."""
 
-    input: str = Field(description="CSV or Parquet table (path or fsspec URL).")
+    input: DataRef = Field(
+        description="CSV or Parquet table: dataset://NAME, connection://NAME/KEY or a path "
+        "under your allowed roots."
+    )
     columns: list[str] | None = Field(None, description="Feature columns (default: all).")
     id_column: str | None = Field(
         None, description="Column copied to the labels and left out of the features."
@@ -87,8 +91,11 @@ class TuneParams(ClusterInputParams):
 
 
 class PredictParams(KindParams):
-    model_from: str = Field(description="A cluster job id, or a saved model folder.")
-    input: str = Field(description="CSV or Parquet table with the columns the model was fit on.")
+    model_from: JobRef = Field(description="The cluster job of your tenant whose model labels.")
+    input: DataRef = Field(
+        description="CSV or Parquet table with the columns the model was fit on (a dataset, "
+        "connection object or allowed path)."
+    )
     id_column: str | None = Field(
         None, description="Copied to the labels (default: the one the model was fit with)."
     )

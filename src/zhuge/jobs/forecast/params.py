@@ -15,6 +15,7 @@ from zhuge.data.sources import (
     parse_column_map,
 )
 from zhuge.errors import DataError, InvalidRequest
+from zhuge.jobs.inputs import ConnectionName, DataRef, JobRef
 from zhuge.jobs.kinds import KindParams
 from zhuge.ml.forecast import DEFAULT_EDGES, MODEL_NAMES
 from zhuge.ml.forecast.chunked import (
@@ -42,11 +43,17 @@ def _value_error(check: Any, value: Any) -> Any:
 class FleetInput(KindParams):
     """Where the telemetry comes from and how it becomes series on the forecast grid."""
 
-    input: str | None = Field(
-        None, description="CSV or Parquet of series_id, timestamp, value (any fsspec URL)."
+    input: DataRef | None = Field(
+        None,
+        description="CSV or Parquet of series_id, timestamp, value: dataset://NAME, "
+        "connection://NAME/KEY or a path under your allowed roots.",
     )
-    sql: str | None = Field(None, description="A SQL query giving those columns (with db).")
-    db: str | None = Field(None, description="SQLAlchemy URL of the database sql runs on.")
+    sql: str | None = Field(
+        None, description="One SQL query giving those columns, run read-only on connection."
+    )
+    connection: ConnectionName | None = Field(
+        None, description="The SQL connection sql runs on (zhuge connections ls)."
+    )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="Canonical name -> name in the input, e.g. 'series_id=vm,value=cpu'.",
@@ -54,7 +61,7 @@ class FleetInput(KindParams):
     timestamp_unit: TimestampUnit = Field(
         "auto", description="iso, or epoch s/ms/us/ns; auto detects it and reports what it chose."
     )
-    vms: str | None = Field(
+    vms: DataRef | None = Field(
         None, description="Parquet VM table (vm_id, host_id, cluster_id, vcpus) for host/cluster."
     )
     freq: Freq = Field("1h", description="Forecast grid.")
@@ -87,9 +94,9 @@ class FleetInput(KindParams):
     @model_validator(mode="after")
     def _one_source(self) -> FleetInput:
         if (self.input is None) == (self.sql is None):
-            raise ValueError("give exactly one of input (a file or URL) or sql (with db)")
-        if self.sql is not None and not self.db:
-            raise ValueError("sql needs db, the database URL to run it on")
+            raise ValueError("give exactly one of input (data) or sql (with a connection)")
+        if self.sql is not None and not self.connection:
+            raise ValueError("sql needs connection, the SQL connection to run it on")
         step = pd.Timedelta(self.freq or "1h")
         if self.sample_freq is not None and step % pd.Timedelta(self.sample_freq):
             raise ValueError(f"sample_freq {self.sample_freq} must divide freq {self.freq}")
@@ -186,8 +193,8 @@ PIPELINE_FIELDS = ("freq", "horizon", "agg", "level", "target", "quantiles", "bu
 
 
 class ForecastParams(TrainParams):
-    model_from: int | None = Field(
-        None, ge=1, description="Reuse the model a train/forecast job saved (its id)."
+    model_from: JobRef | None = Field(
+        None, description="Reuse the model a train/forecast job of your tenant saved (its id)."
     )
     out: str | None = Field(None, description="Also write the forecast here (Parquet).")
     # How the input is prepared and what is predicted: None takes them from the reused model

@@ -15,12 +15,13 @@ import pandas as pd
 from zhuge.data.preparation import ChunkSpec, detect_sample_freq, finish_level
 from zhuge.data.sources import (
     UngroupedInput,
+    _standardise,
     iter_series_chunks,
-    read_sql,
 )
 from zhuge.errors import DataError
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.forecast.params import FleetInput
+from zhuge.jobs.inputs import read_connection_sql
 from zhuge.ml.forecast.chunked import (
     concat_parquet,
     prepare_part,
@@ -48,14 +49,10 @@ class PreparedFleetParts:
         return int(sum(self.counts))
 
 
-def _stage_chunks(params: FleetInput, partitions: int | None):
+def _stage_chunks(params: FleetInput, partitions: int | None, ctx: JobContext):
     if params.sql is not None:
-        telemetry = read_sql(
-            params.sql,
-            params.db or "",
-            columns=params.columns,
-            timestamp_unit=params.timestamp_unit,
-        )
+        rows = read_connection_sql(params.sql, params.connection or "", ctx)
+        telemetry = _standardise(rows, params.columns, params.timestamp_unit, "sql query")
         frame = telemetry.frame.sort_values("series_id", kind="stable", ignore_index=True)
         codes = pd.factorize(frame["series_id"])[0]
         for first in range(0, int(codes.max(initial=-1)) + 1, params.chunk_series):
@@ -93,7 +90,7 @@ def _stage(
         urls: list[str] = []
         sample_freq, unit, series = fixed, "", 0
         try:
-            for frame, chunk_unit in _stage_chunks(params, partitions):
+            for frame, chunk_unit in _stage_chunks(params, partitions, ctx):
                 unit = chunk_unit
                 ctx.check_cancelled()
                 if sample_freq is None:

@@ -44,6 +44,13 @@ def _calibration_from_document(doc: Any, where: str) -> Calibration:
     return Calibration(model, per_vm, doc.get("metrics") or {}, doc.get("source", "fit"))
 
 
+def _is_folder(url: str) -> bool:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    return bool(fs.isdir(path))
+
+
 def load_calibration(ref: str, artifacts_root: ArtifactDir | None = None) -> Calibration:
     """A calibration from a job id (its saved artifact), a saved folder, or a JSON file."""
     ref = str(ref).strip()
@@ -57,7 +64,7 @@ def load_calibration(ref: str, artifacts_root: ArtifactDir | None = None) -> Cal
             f"job {ref} saved no migration calibration (is it a calibrate-migration job "
             "that succeeded?)"
         )
-    if ref.endswith(".json"):
+    if ref.endswith(".json") or not _is_folder(ref):
         fs, path = existing_location(ref, "calibration")
         try:
             with fs.open(path, "rb") as fh:

@@ -81,7 +81,7 @@ def read_actual(url: str, *, light: bool = False) -> pd.DataFrame:
 def read_history(url: str) -> pd.DataFrame:
     """Past migrations from CSV (by its name) or Parquet."""
     what = "history"
-    if url.lower().endswith((".csv", ".csv.gz")):
+    if url.lower().endswith((".csv", ".csv.gz")) or _unnamed_csv(url):
         fs, path = existing_location(url, what)
         try:
             with fs.open(path, "rb", compression="infer") as fh:
@@ -91,6 +91,13 @@ def read_history(url: str) -> pd.DataFrame:
         _check_columns(list(frame.columns), HISTORY_REQUIRED, HISTORY_OPTIONAL, what)
         return frame
     return read_parquet(url, what, required=HISTORY_REQUIRED, optional=HISTORY_OPTIONAL)
+
+
+def _unnamed_csv(url: str) -> bool:
+    """A file named by its content (a dataset) that is not Parquet."""
+    from zhuge.data.sources import sniff_format
+
+    return "." not in url.rsplit("/", 1)[-1] and sniff_format(url) == "csv"
 
 
 def read_vm_list(url: str) -> list[str]:

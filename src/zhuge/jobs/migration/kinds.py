@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from zhuge.jobs.context import JobContext
+from zhuge.jobs.inputs import job_output
 from zhuge.jobs.kinds import kind
 from zhuge.jobs.migration.calibration import (
     CALIBRATION_FILE,
@@ -33,6 +34,9 @@ from zhuge.migration import (
 )
 def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, 3, "reading inputs")
+    if params.forecast.strip().isdigit():  # a forecast job of the tenant: its forecast
+        forecast = job_output(ctx, params.forecast, "forecast.parquet")
+        params = params.model_copy(update={"forecast": forecast})
     prepared = prepare_plan(params, artifacts_root=ctx.artifacts_root)
     ctx.log(
         f"planning {len(prepared.vms)} VMs, window {prepared.constraints.window}, "

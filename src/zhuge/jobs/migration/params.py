@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from zhuge.errors import InvalidRequest
+from zhuge.jobs.inputs import DataRef, JobOrDataRef
 from zhuge.jobs.kinds import KindParams
 from zhuge.migration import (
     PlanConstraints,
@@ -28,13 +29,16 @@ def _as_value_error(check: Any, value: Any) -> Any:
 
 
 class PlanMigrationParams(KindParams):
-    forecast: str = Field(description="Parquet (path or URL): series_id, timestamp, yhat (CPU %).")
-    vms: str = Field(
+    forecast: JobOrDataRef = Field(
+        description="A forecast job of your tenant (its id), or Parquet data: series_id, "
+        "timestamp, yhat (CPU %)."
+    )
+    vms: DataRef = Field(
         description="Parquet: vm_id, host_id, cluster_id, memory_gb "
         "(+ optional dirty_rate_coeff, priority, must_move_by)."
     )
-    vm_list: str | None = Field(None, description="Text file of vm_ids to plan, one per line.")
-    hosts: str | None = Field(
+    vm_list: DataRef | None = Field(None, description="Text file of vm_ids to plan, one per line.")
+    hosts: DataRef | None = Field(
         None, description="Parquet: host_id, cluster_id (+ max_migrations); unknown hosts fail."
     )
     window: str = Field("30min", description="Window length: every migration starts on one.")
@@ -58,11 +62,12 @@ class PlanMigrationParams(KindParams):
         default_factory=list, description="Daily no-migration ranges such as '08:00-10:00'."
     )
     method: Literal["auto", "greedy", "milp"] = "auto"
-    calibration: str | None = Field(
+    calibration: JobOrDataRef | None = Field(
         None,
-        description="A calibrate-migration job id, a saved calibration folder, or its JSON file.",
+        description="A calibrate-migration job of your tenant (its id), or a calibration's "
+        "JSON file or saved folder.",
     )
-    actual: str | None = Field(
+    actual: DataRef | None = Field(
         None, description="Parquet of the load that really happened, to evaluate the plan."
     )
     out: str | None = Field(None, description="Also write the plan to this Parquet path/URL.")
@@ -91,7 +96,7 @@ class PlanMigrationParams(KindParams):
 
 
 class CalibrateMigrationParams(KindParams):
-    history: str | None = Field(
+    history: DataRef | None = Field(
         None,
         description="CSV or Parquet of past migrations: vm_id, start, memory_gb, observed_load, "
         "downtime_ms, total_s. None: the documented defaults.",
