@@ -9,7 +9,7 @@ Invariants kept here:
 
 - the platform's own database is never a connection (compared normalised: a SQLite file after
   resolving symlinks; a PostgreSQL host, port and database, and the live server's identity),
-  nor is an object prefix that holds or lies inside the platform's home, artifacts or
+  nor is an object prefix that holds or lies inside the platform's token, artifacts or
   database file;
 - a PostgreSQL role that can read files or run programs on its server is refused when the
   connection is added, and again each time a query runs (:mod:`zhuge.data.sql`);
@@ -102,7 +102,7 @@ def _check_objects_url(url: str, private: Iterable[str]) -> str:
         for own in private:
             if _inside(folder, own) or _inside(own, folder):
                 raise errors.InvalidRequest(
-                    "this folder holds or lies in the platform's own files (home, artifacts or "
+                    "this folder holds or lies in the platform's own files (token, artifacts or "
                     "database); it cannot be a connection"
                 )
         return f"file://{folder}"

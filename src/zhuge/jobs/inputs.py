@@ -8,7 +8,7 @@ these types, and nothing else reads a path or URL from a token holder:
   caller's tenant), ``connection://NAME/KEY`` (an object under the prefix of an object-store
   connection the caller may use; ``KEY`` relative, no ``..``), or an absolute server path under
   the caller's **allowed roots** (``ZHUGE_DATA_ROOTS`` plus the tenant's own), after ``..`` and
-  symlinks are resolved, and outside the platform's own files (home, artifacts, database);
+  symlinks are resolved, and outside the platform's own files (token, artifacts, database);
 - :data:`ConnectionName`: a SQL connection the caller may use (``sql`` runs on it read-only,
   :mod:`zhuge.data.sql`);
 - :data:`JobRef`: a job id of the caller's tenant (``model_from``);
@@ -274,8 +274,9 @@ def _database_files(db_url: str | None) -> list[str]:
 
 def private_paths(settings: Settings) -> tuple[str, ...]:
     """The platform's own files, which no data reference may reach (roots notwithstanding):
-    its home, its local artifacts and its SQLite database."""
-    paths = [os.path.realpath(settings.home)]
+    its token file, its local artifacts (every tenant's outputs and datasets) and its SQLite
+    database. Other files in its home are the user's, like any under a root."""
+    paths = [os.path.realpath(settings.token_path)]
     artifacts = _local_path(settings.artifacts_root)
     if artifacts:
         paths.append(os.path.realpath(artifacts))
@@ -308,7 +309,7 @@ class _Scope:
                 "is outside your allowed roots (after resolving '..' and symlinks); " + _ACCEPTED
             )
         if any(_inside(resolved, own) for own in self.private):
-            raise _Refused("lies in the platform's own files (home, artifacts or database)")
+            raise _Refused("lies in the platform's own files (token, artifacts or database)")
         return resolved
 
     def check_folder(self, folder: str) -> None:

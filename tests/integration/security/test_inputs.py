@@ -597,6 +597,11 @@ def test_paths_under_the_roots_datasets_and_connection_objects_are_read(world):
     )
     assert plan.state.value == "succeeded", plan.error
     assert plan.result["summary"]["vms"] == 2
+    beside_home = world.settings.home / "mine" / "vm_list.txt"  # the home is not all private
+    beside_home.parent.mkdir()
+    beside_home.write_text("vm000003\n")
+    plan = world.run("evil", "plan-migration", _plan(world.root, vm_list=str(beside_home)))
+    assert plan.state.value == "succeeded" and plan.result["summary"]["vms"] == 1, plan.error
 
     history = (world.root / "history.csv").read_bytes()
     datasets = Datasets(world.store.engine, world.settings.artifacts_root)
