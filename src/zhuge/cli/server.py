@@ -84,6 +84,8 @@ def up(
         console.print(f"  artifacts {settings.artifacts_root}")
         console.print(f"  dask      {'none (API only)' if api_only else where}")
         console.print(f"  token     {settings.token_path}")
+        roots = ", ".join(map(str, platform.settings.data_roots))  # the default filled in
+        console.print(f"  data roots {roots} (jobs read paths only under these)")
         config = uvicorn.Config(
             platform.app(),
             host=settings.host,
