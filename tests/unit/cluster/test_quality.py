@@ -21,6 +21,10 @@ def baseline_ari(X, y) -> float:
     return adjusted_rand_score(y, labels)
 
 
+# The suite's 300 s timeout is a hang guard; the full search on digits takes ~115 s of CPU and,
+# on a 2-core machine shared with other work, measured 215-300 s of wall time. A guard this
+# test cannot trip by being slow on a busy machine:
+@pytest.mark.timeout(1200)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
 def test_auto_matches_or_beats_kmeans_with_true_k(name: str) -> None:
