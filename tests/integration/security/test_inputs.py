@@ -651,3 +651,37 @@ def test_a_tenants_own_roots_are_its_alone(world):
     _refused(
         world.submit("admin", "plan-migration", params), "outside your allowed roots", "vm_list"
     )
+
+
+def test_the_sdk_and_cli_add_list_and_remove_connections(world, monkeypatch):
+    from typer.testing import CliRunner
+
+    from zhuge.cli import app
+    from zhuge.cli import connections as cli
+    from zhuge.client import Client
+    from zhuge.errors import Forbidden
+
+    def sdk(who: str) -> Client:
+        return Client("http://testserver", world.tokens[who], transport=world.http._transport)
+
+    victim = world.outside / "victim.db"
+    added = sdk("admin").add_connection("ops", f"sqlite:///{victim}", tenant="evil")
+    assert added["kind"] == "sql" and added["tenant"] == "evil"
+    with pytest.raises(Forbidden):
+        sdk("evil").add_connection("mine", f"sqlite:///{victim}")
+    assert [c["name"] for c in sdk("evil").connections()] == ["ops"]
+    assert sdk("evil").data_roots() == [str(world.root)]
+
+    monkeypatch.setattr(cli, "client", lambda url, token: sdk("admin"))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["connections", "ls"], env={"COLUMNS": "160"})
+    assert shown.exit_code == 0 and "ops" in shown.stdout and "sqlite victim.db" in shown.stdout
+    assert str(world.outside) not in shown.stdout
+    added = runner.invoke(app, ["connections", "add", "lake", f"file://{world.tmp}/lake", "--json"])
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["kind"] == "objects"
+    removed = runner.invoke(app, ["connections", "rm", "ops"])
+    assert removed.exit_code == 0 and "removed" in removed.stdout
+    refused = runner.invoke(app, ["connections", "add", "own", world.settings.database_url])
+    assert refused.exit_code == 1 and "platform's own database" in refused.output
+    assert [c["name"] for c in sdk("admin").connections()] == ["lake"]
