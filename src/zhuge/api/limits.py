@@ -3,7 +3,8 @@
 Every request passes ``RequestLimits`` (an ASGI middleware) first:
 
 - its path, query string and headers carry no NUL (PostgreSQL refuses NUL in text, so a
-  ``?kind=%00`` would otherwise fail in the driver) and no lone surrogate;
+  ``?kind=%00`` would otherwise fail in the driver), nor its path a lone surrogate (the
+  query string and headers cannot hold one: they are decoded with replacement, and Latin-1);
 - its body is at most ``max_body_bytes``: a ``Content-Length`` over the limit is refused
   before a byte is read, and a body without one is counted as it arrives and refused at the
   first chunk past the limit, never read whole;
@@ -171,6 +172,10 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _is_upload(path: str) -> bool:
+    return any(path == p or path.startswith(f"{p}/") for p in UPLOAD_PREFIXES)
+
+
 def _is_json(scope: Scope) -> bool:
     """Whether FastAPI will parse this body as JSON: no Content-Type, or application/json
     or application/*+json (the rule of ``fastapi.routing``)."""
@@ -230,7 +235,7 @@ class RequestLimits:
         if (problem := _envelope_problem(scope)) is not None:
             await refuse(problem, scope, receive, send)
             return
-        if scope["path"].startswith(UPLOAD_PREFIXES):
+        if _is_upload(scope["path"]):
             await self.app(scope, receive, send)  # streamed; its route applies the limit
             return
         declared = _content_length(scope)
