@@ -124,6 +124,8 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
         finally:
             # finished parts too: their results would otherwise stay in worker memory
             client.cancel(futures)
+            if pending and ctx.cancelled.is_set():
+                ctx.log(f"cancelled with {len(pending)} of {total} parts unfinished: dropped")
     out = []
     for result, cpu, pid in results:
         if pid != me:  # the job's own process is already counted by the runner

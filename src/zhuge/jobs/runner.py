@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import traceback as tb
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,9 @@ from zhuge.jobs.store import JobStore, store_for
 log = logging.getLogger(__name__)
 
 LOG_FLUSH_LINES = 200
+
+Clock = Callable[[], float]
+"""Seconds on some monotonic scale: what a chain's time limit is measured with."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,9 @@ class _Heartbeat(threading.Thread):
         job_id, attempt = ctx.job_id, ctx.attempt
 
         def log_line(line: str) -> None:
+            at = self.store.clock()
             with self._lock:
-                self._lines.append((job_id, attempt, time.time(), line))
+                self._lines.append((job_id, attempt, at, line))
                 full = len(self._lines) >= LOG_FLUSH_LINES
             if full:
                 self.flush_logs()
@@ -132,15 +137,17 @@ class _Heartbeat(threading.Thread):
 
 @dataclass(frozen=True)
 class _Chain:
-    """How a task goes on to the next queued job after each one, until ``deadline``."""
+    """How a task goes on to the next queued job after each one, until ``deadline`` on
+    ``clock``."""
 
     spec: AttemptSpec
     worker: str
+    clock: Clock
     deadline: float
 
     @property
     def open(self) -> bool:
-        return time.monotonic() < self.deadline
+        return self.clock() < self.deadline
 
     @property
     def claim_as(self) -> dict[str, Any]:
@@ -170,7 +177,7 @@ def _worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
+def run_attempt(spec: AttemptSpec, *, clock: Clock = time.monotonic) -> dict[str, Any]:
     """Run attempt ``spec.attempt`` of job ``spec.job_id``, then maybe more; returns what
     happened, briefly.
 
@@ -183,7 +190,8 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
     that dominates the cost of short jobs. The slot stays the scheduler's (one Dask task),
     the queue order is the store's, and each chained attempt is fenced, heartbeated and
     committed exactly like the first. A chain stops at the first cancelled or superseded
-    attempt, when the queue has nothing for it, or when its time is up.
+    attempt, when the queue has nothing for it, or when its time is up on ``clock`` (tests
+    pass one they control; the store's own clock stamps the rows).
     """
     store = store_for(
         spec.db_url,
@@ -209,7 +217,7 @@ def run_attempt(spec: AttemptSpec) -> dict[str, Any]:
         return {"job_id": spec.job_id, "attempt": spec.attempt, "outcome": "stale"}
     chain = None
     if spec.chain_seconds > 0 and spec.owner and spec.resources is not None:
-        chain = _Chain(spec, worker, deadline=time.monotonic() + spec.chain_seconds)
+        chain = _Chain(spec, worker, clock, deadline=clock() + spec.chain_seconds)
     beat = _Heartbeat(store, spec)
     beat.start()
     chained = 0
@@ -245,6 +253,9 @@ def _run_started(
     nxt: Job | None = None
     try:
         kind = get_kind(job.kind)
+        # Counted from here: in a fresh worker process, finding the kind imports every kind's
+        # module, seconds of CPU that are the platform's cost, not the job's.
+        cpu_before = _cpu_seconds()
         # every reference to data is checked again and resolved before the kind's code runs
         result = kind.run(resolve_params(kind.parse(job.params), ctx), ctx)
         beat.detach()

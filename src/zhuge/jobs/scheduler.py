@@ -10,17 +10,23 @@ Jobs wait in the store, not in Dask: a queue of a million jobs costs Dask nothin
 apply at the moment a slot frees up, and nothing queued is lost if every process dies. A worker
 task that finishes its job early may claim the next ones itself (``Settings.chain_seconds``,
 ``runner.run_attempt``): the slot stays one Dask task on this scheduler's books.
+
+Time: how often housekeeping runs is measured on the scheduler's ``clock``
+(``time.monotonic`` unless given); leases, backoff and ``not_before`` are measured on the
+store's. Tests give both the same fake clock and call ``run_once`` to drive the loop by hand.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from distributed import Future
@@ -66,17 +72,19 @@ class Scheduler:
         settings: Settings,
         *,
         name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.executor = executor
         self.settings = settings
+        self.clock = clock
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._in_flight: dict[tuple[int, int], _InFlight] = {}
         self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._capacity = Capacity()
-        self._last_housekeeping = 0.0
+        self._last_housekeeping = -math.inf
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -150,7 +158,7 @@ class Scheduler:
             )
 
     def _housekeeping(self, *, force: bool = False) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if not force and now - self._last_housekeeping < HOUSEKEEPING_SECONDS:
             return
         self._last_housekeeping = now
