@@ -16,8 +16,9 @@ Every request passes ``RequestLimits`` (an ASGI middleware) first:
 Uploads (paths under ``UPLOAD_PREFIXES``) stream through untouched: their route applies their
 own limit, ``max_upload_bytes``, the same way (Content-Length first, then counting).
 
-A job's ``params`` are limited on their own by ``check_params`` (the routes that submit call
-it for each job, before anything is stored): ``max_params_bytes`` of canonical JSON.
+A job's ``params`` are limited on their own by ``check_params_limits`` (the routes that
+submit call it for each job, before anything is stored): ``max_params_bytes`` of canonical
+JSON. (``zhuge.jobs.inputs.check_params`` is another check: what params may name as data.)
 
 Refusals have the usual error body: 413 ``PayloadTooLarge``, 422 ``InvalidRequest`` with
 ``details`` naming where (``{"loc": ["body", "params", "s"], "msg": ..., "type": ...}``).
@@ -116,7 +117,7 @@ def canonical_size(value: Any) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def check_params(params: Any, settings: Settings, *, loc: Loc = ("body", "params")) -> None:
+def check_params_limits(params: Any, settings: Settings, *, loc: Loc = ("body", "params")) -> None:
     """A job's params: acceptable JSON (``check_json``) of at most ``max_params_bytes``
     as canonical JSON; raises InvalidRequest or PayloadTooLarge."""
     check_json(params, max_depth=settings.max_json_depth, loc=loc)

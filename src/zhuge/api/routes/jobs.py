@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
 from zhuge.api import audit
 from zhuge.api.auth import CurrentPrincipal, StoreDep
-from zhuge.api.limits import check_params
+from zhuge.api.limits import check_params_limits
 from zhuge.api.schemas import (
     EventOut,
     JobBatchCreate,
@@ -49,7 +49,7 @@ def create_job(
 ) -> JobOut:
     if idempotency_key is not None and not idempotency_key.strip():
         raise InvalidRequest("Idempotency-Key must not be blank")
-    check_params(body.params, request.app.state.settings)
+    check_params_limits(body.params, request.app.state.settings)
     job, created = submit_job(
         store,
         principal=principal,
@@ -86,7 +86,9 @@ def create_jobs(
     """Submit up to 1,000 jobs in one transaction: all are queued, or none (a bad one is
     named by its position). The way to enqueue many short jobs quickly."""
     for i, item in enumerate(body.jobs):
-        check_params(item.params, request.app.state.settings, loc=("body", "jobs", i, "params"))
+        check_params_limits(
+            item.params, request.app.state.settings, loc=("body", "jobs", i, "params")
+        )
     results = submit_jobs(
         store,
         principal=principal,
