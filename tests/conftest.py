@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def _shared_data_dir() -> Path:
@@ -90,3 +94,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(
+    probe: Callable[[], T],
+    *,
+    what: str,
+    until: Callable[[T], object] = bool,
+    timeout: float = 120.0,
+    interval: float = 0.05,
+) -> T:
+    """Call ``probe`` until ``until`` accepts what it returns (by default: until it returns
+    something truthy), and return that.
+
+    The timeout only bounds a hang, so it is generous: a test asserts *what* happened, never
+    how fast. On timeout the test fails naming what it waited for and the last value probed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:g}s waiting for {what}; last seen: {value!r}")
+        time.sleep(interval)
