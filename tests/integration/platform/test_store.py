@@ -70,7 +70,15 @@ def test_claim_takes_highest_priority_first_then_oldest(store):
 
 def test_claim_respects_not_before_and_resource_class(store, clock):
     gpu = submit(store, resources={"GPU": 1.0})
+    cpu = submit(store)
+    claim_one(store)
+    backing_off = store.fail_attempt(cpu.id, 1, error="boom", traceback=None)
+    assert backing_off.not_before > clock.now  # queued again, but not before its backoff
+    clock.now = backing_off.not_before - 0.001
     assert store.claim(limit=5, owner="s", lease_seconds=30, resource_classes=["cpu"]) == []
+    clock.now = backing_off.not_before
+    (again,) = store.claim(limit=5, owner="s", lease_seconds=30, resource_classes=["cpu"])
+    assert (again.id, again.attempt) == (cpu.id, 2)  # the GPU job is not a CPU job
     (got,) = store.claim(limit=5, owner="s", lease_seconds=30, resource_classes=["gpu"])
     assert got.id == gpu.id
 
@@ -100,10 +108,13 @@ def test_only_the_current_attempt_can_commit(store, clock):
     job = submit(store)
     first = claim_one(store)
     assert store.start_attempt(job.id, 1, worker="w1", lease_seconds=5) is not None
-    clock.advance(6)  # worker w1 goes silent
+    clock.advance(5)  # worker w1 goes silent; its lease runs out once it is passed
+    assert store.expire_leases() == []
+    clock.advance(1)
     (expired,) = store.expire_leases()
     assert expired.state is JobState.QUEUED
     assert (expired.failures, expired.lost) == (0, 1)  # lost, not failed
+    assert store.events(job.id)[-1].reason == "lease_lost"
     clock.advance(100)
     second = claim_one(store)
     assert second.attempt == first.attempt + 1
@@ -386,3 +397,33 @@ def test_cancelled_attempts_names_only_cancelled_jobs(store):
     store.cancel(a.id)
     assert store.cancelled_attempts([(a.id, a.attempt), (b.id, 0)]) == {(a.id, a.attempt)}
     assert store.cancelled_attempts([]) == set()
+
+
+def test_list_filters_by_state_and_kind_and_pages_newest_first(store):
+    echoes = [submit(store, kind="echo") for _ in range(5)]
+    sleep = submit(store)
+    submit(store, tenant="t2", kind="echo")
+    store.cancel(echoes[1].id)
+    assert [j.id for j in store.list(tenant="t1")] == [sleep.id] + [e.id for e in echoes[::-1]]
+    queued_echoes = store.list(tenant="t1", kind="echo", state=JobState.QUEUED)
+    assert [j.id for j in queued_echoes] == [echoes[i].id for i in (4, 3, 2, 0)]
+    first = store.list(tenant="t1", kind="echo", limit=2)
+    rest = store.list(tenant="t1", kind="echo", limit=2, before_id=first[-1].id)
+    last = store.list(tenant="t1", kind="echo", limit=2, before_id=rest[-1].id)
+    pages = [[j.id for j in page] for page in (first, rest, last)]
+    assert pages == [[echoes[4].id, echoes[3].id], [echoes[2].id, echoes[1].id], [echoes[0].id]]
+
+
+def test_unstarted_attempts_keep_their_lease_only_while_their_scheduler_renews_it(store, clock):
+    job = submit(store)
+    claim_one(store, owner="s1")
+    clock.advance(20)
+    assert store.renew_unstarted("s2", lease_seconds=30) == 0  # not its attempt
+    assert store.renew_unstarted("s1", lease_seconds=30) == 1
+    clock.advance(20)  # 40 s after the claim, 20 s after the renewal
+    assert store.expire_leases() == []
+    store.start_attempt(job.id, 1, worker="w", lease_seconds=30)
+    assert store.renew_unstarted("s1", lease_seconds=30) == 0  # started: its heartbeat renews
+    clock.advance(31)
+    (lost,) = store.expire_leases()
+    assert (lost.id, lost.lost, lost.failures) == (job.id, 1, 0)

@@ -1,0 +1,86 @@
+"""The runner in this process, without Dask: chains timed on a clock the test controls, and a
+cancelled job stopped by its heartbeat."""
+
+from __future__ import annotations
+
+import threading
+
+from tests.conftest import wait_for
+from tests.integration.platform.gate import GATE, Gate
+from zhuge.jobs.runner import AttemptSpec, run_attempt
+from zhuge.jobs.states import JobState
+from zhuge.jobs.store import store_for
+
+CPU = {"CPU": 1.0}
+
+
+def queue_of_echo_jobs(store, n: int):
+    return [store.submit(tenant="t", kind="echo", params={"n": i})[0] for i in range(n)]
+
+
+def first_attempt(db_url, artifacts, store, *, chain_seconds: float, heartbeat: float = 5.0):
+    """Claim the head of the queue as scheduler "s" would, and the spec it hands to Dask."""
+    (job,) = store.claim(limit=1, owner="s", lease_seconds=30)
+    return AttemptSpec(
+        db_url,
+        artifacts,
+        job.id,
+        job.attempt,
+        lease_seconds=30,
+        heartbeat_seconds=heartbeat,
+        owner="s",
+        resources=CPU,
+        chain_seconds=chain_seconds,
+    )
+
+
+def test_a_chain_runs_the_queue_in_order_until_it_is_empty(db_url, tmp_path):
+    store = store_for(db_url)
+    jobs = queue_of_echo_jobs(store, 4)
+    spec = first_attempt(db_url, tmp_path.as_uri(), store, chain_seconds=10)
+    outcome = run_attempt(spec, clock=lambda: 0.0)  # the chain's time never runs out
+    assert (outcome["outcome"], outcome["chained"]) == ("succeeded", 3)
+    done = [store.get(j.id) for j in jobs]
+    assert [d.result["n"] for d in done] == [0, 1, 2, 3]
+    assert all(d.state is JobState.SUCCEEDED for d in done)
+    assert [d.started_at for d in done] == sorted(d.started_at for d in done)
+    for job in jobs[1:]:
+        (claimed,) = [e for e in store.events(job.id) if e.to_state is JobState.RUNNING]
+        assert claimed.message.startswith("claimed by s, chained on ")
+
+
+def test_a_chain_ends_when_its_time_is_up_on_its_clock(db_url, tmp_path):
+    store = store_for(db_url)
+    jobs = queue_of_echo_jobs(store, 3)
+    spec = first_attempt(db_url, tmp_path.as_uri(), store, chain_seconds=10)
+    # read when the chain starts (deadline 10), then after each job
+    ticks = iter([0.0, 9.9, 10.0])
+    outcome = run_attempt(spec, clock=lambda: next(ticks))
+    assert outcome["chained"] == 1
+    states = [store.get(j.id).state for j in jobs]
+    assert states == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.QUEUED]
+
+
+def test_no_chain_when_chain_seconds_is_zero(db_url, tmp_path):
+    store = store_for(db_url)
+    jobs = queue_of_echo_jobs(store, 2)
+    spec = first_attempt(db_url, tmp_path.as_uri(), store, chain_seconds=0)
+    assert run_attempt(spec, clock=lambda: 0.0)["chained"] == 0
+    assert store.get(jobs[1].id).state is JobState.QUEUED
+
+
+def test_a_running_job_stops_at_its_next_heartbeat_once_cancelled(db_url, tmp_path):
+    store = store_for(db_url)
+    gate = Gate(tmp_path / "gate")  # never opened: only the cancel can end the job
+    job, _ = store.submit(tenant="t", kind=GATE, params=gate.params)
+    spec = first_attempt(db_url, tmp_path.as_uri(), store, chain_seconds=0, heartbeat=0.05)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(run_attempt(spec)), daemon=True)
+    runner.start()
+    wait_for(lambda: store.get(job.id).worker, what="the job to start")
+    store.cancel(job.id)
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the runner did not notice the cancel"
+    assert outcome["outcome"] == "cancelled"
+    assert store.get(job.id).state is JobState.CANCELLED
+    assert [line.line for line in store.logs(job.id)] == [f"waiting for {gate.path}"]

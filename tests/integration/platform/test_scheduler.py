@@ -1,0 +1,150 @@
+"""The scheduler's loop driven by hand: a fake Dask executor, and one fake clock for the
+scheduler and the store, so lease expiry, backoff and ``not_before`` happen when the test
+advances the clock, never by waiting."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.platform.fakes import FakeExecutor
+from zhuge.config import Settings
+from zhuge.jobs.executor import Capacity
+from zhuge.jobs.scheduler import HOUSEKEEPING_SECONDS, Scheduler
+from zhuge.jobs.states import JobState
+
+LEASE = 30.0
+
+
+@pytest.fixture
+def settings(tmp_path, db_url) -> Settings:
+    return Settings(home=tmp_path, db_url=db_url, lease_seconds=LEASE, heartbeat_seconds=5.0)
+
+
+def scheduler_for(store, settings, clock, *, cpu: int = 1, gpu: int = 0, name: str = "s1"):
+    return Scheduler(store, FakeExecutor(cpu=cpu, gpu=gpu), settings, name=name, clock=clock)
+
+
+def submit(store, **kw):
+    args = {"tenant": "t", "kind": "echo", "params": {}} | kw
+    return store.submit(**args)[0]
+
+
+def test_admits_as_many_as_there_are_slots_in_queue_order(store, settings, clock):
+    low, high, later = submit(store), submit(store, priority=5), submit(store)
+    s = scheduler_for(store, settings, clock, cpu=2)
+    assert s.run_once() is True
+    assert list(s.executor.futures) == [(high.id, 1), (low.id, 1)]
+    assert s.run_once() is False  # no slot free: nothing more, however often it looks
+    assert store.get(later.id).state is JobState.QUEUED
+    store.complete(high.id, 1, result={})
+    s.executor.futures[(high.id, 1)].finish()
+    assert s.run_once() is True
+    assert (later.id, 1) in s.executor.futures and s.in_flight == 2
+
+
+def test_housekeeping_expires_a_silent_workers_lease_on_the_clock(store, settings, clock):
+    job = submit(store)
+    s = scheduler_for(store, settings, clock, cpu=2)
+    s.run_once()
+    store.start_attempt(job.id, 1, worker="w", lease_seconds=LEASE)
+    clock.advance(LEASE)  # the lease runs out only once it is passed
+    s.run_once()
+    assert store.get(job.id).state is JobState.RUNNING
+    clock.advance(HOUSEKEEPING_SECONDS / 2)
+    s.run_once()  # past the lease, but housekeeping ran less than its interval ago
+    assert store.get(job.id).state is JobState.RUNNING
+    clock.advance(HOUSEKEEPING_SECONDS / 2)
+    s.run_once()
+    lost = store.get(job.id)
+    assert (lost.state, lost.failures, lost.lost) == (JobState.QUEUED, 0, 1)
+    assert [e.reason for e in store.events(job.id)][-2:] == ["lease_lost", "lease_lost"]
+    clock.now = lost.not_before  # the backoff of a lost attempt, then it runs again
+    s.run_once()
+    assert (job.id, 2) in s.executor.futures
+    assert store.get(job.id).attempt == 2
+
+
+def test_a_failed_job_is_not_admitted_before_its_not_before(store, settings, clock):
+    job = submit(store)
+    s = scheduler_for(store, settings, clock)
+    s.run_once()
+    store.start_attempt(job.id, 1, worker="w", lease_seconds=LEASE)
+    failed = store.fail_attempt(job.id, 1, error="boom", traceback=None)
+    s.executor.futures[(job.id, 1)].finish()  # the runner wrote the outcome itself
+    assert failed.not_before > clock.now
+    clock.now = failed.not_before - 0.001
+    assert s.run_once() is False
+    assert store.get(job.id).state is JobState.QUEUED
+    clock.now = failed.not_before
+    assert s.run_once() is True
+    assert store.get(job.id).attempt == 2
+
+
+def test_its_scheduler_keeps_the_lease_of_an_attempt_no_worker_started(store, settings, clock):
+    job = submit(store)
+    s = scheduler_for(store, settings, clock)
+    s.run_once()  # handed to Dask; no worker has started it
+    for _ in range(3):
+        clock.advance(LEASE * 0.9)
+        s.run_once()
+        assert store.get(job.id).state is JobState.RUNNING
+    # the scheduler dies: nobody vouches for the attempt, another scheduler expires it
+    other = scheduler_for(store, settings, clock, name="s2")
+    clock.advance(LEASE + 1)
+    other.run_once()
+    assert store.events(job.id)[-1].reason == "lease_lost"
+    assert store.get(job.id).lost == 1
+
+
+def test_a_task_that_died_without_a_result_loses_its_attempt_at_once(store, settings, clock):
+    job = submit(store)
+    s = scheduler_for(store, settings, clock)
+    s.run_once()
+    store.start_attempt(job.id, 1, worker="w", lease_seconds=LEASE)
+    s.executor.futures[(job.id, 1)].finish(error=RuntimeError("KilledWorker"))
+    s.run_once()  # the clock did not move: this is not lease expiry
+    after = store.get(job.id)
+    assert (after.state, after.failures, after.lost) == (JobState.QUEUED, 0, 1)
+    assert "KilledWorker" in after.error
+    assert store.events(job.id)[-1].reason == "worker_died"
+
+
+def test_a_cancelled_jobs_task_is_cancelled_at_the_next_housekeeping(store, settings, clock):
+    job = submit(store)
+    s = scheduler_for(store, settings, clock)
+    s.run_once()
+    store.cancel(job.id)
+    future = s.executor.futures[(job.id, 1)]
+    s.run_once()
+    assert future.status == "pending" and s.in_flight == 1  # not looked at yet
+    clock.advance(HOUSEKEEPING_SECONDS)
+    s.run_once()
+    assert future.status == "cancelled" and s.in_flight == 0
+
+
+def test_gpu_jobs_wait_until_a_gpu_slot_exists(store, settings, clock):
+    gpu = submit(store, priority=9, resources={"GPU": 1.0})
+    cpu = submit(store)
+    s = scheduler_for(store, settings, clock, cpu=1, gpu=0)
+    s.run_once()
+    assert list(s.executor.futures) == [(cpu.id, 1)]
+    assert store.get(gpu.id).state is JobState.QUEUED
+    s.executor.slots = Capacity(cpu=1, gpu=1)  # a GPU worker joins
+    s.run_once()
+    assert (gpu.id, 1) not in s.executor.futures  # capacity is read at housekeeping
+    clock.advance(HOUSEKEEPING_SECONDS)
+    s.run_once()
+    assert (gpu.id, 1) in s.executor.futures
+    assert s.executor.specs[-1].resources == {"GPU": 1.0}
+
+
+def test_stop_releases_running_jobs_as_drained_and_cancels_their_tasks(store, settings, clock):
+    jobs = [submit(store), submit(store)]
+    s = scheduler_for(store, settings, clock, cpu=2)
+    s.run_once()
+    s.stop(release=True)
+    for job in jobs:
+        after = store.get(job.id)
+        assert (after.state, after.failures, after.lost) == (JobState.QUEUED, 0, 0)
+        assert store.events(job.id)[-1].reason == "drained"
+    assert {f.status for f in s.executor.futures.values()} == {"cancelled"}
