@@ -3,15 +3,21 @@ the API only writes rows."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import wait_for
+from tests.integration.platform.fakes import FakeExecutor
 from zhuge.api.app import create_app
 from zhuge.client import Client
 from zhuge.config import Settings
 from zhuge.errors import AuthError, IdempotencyConflict, InvalidParams, JobNotFound, UnknownKind
+from zhuge.jobs.scheduler import Scheduler
+from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobStore
 
 
@@ -31,12 +37,71 @@ def api(db_url, tmp_path):
     store.dispose()
 
 
-def test_submit_returns_201_and_wakes_the_scheduler(api):
+class _WatchedEvent(threading.Event):
+    """The scheduler's wake-up event, telling the test when the loop is asleep on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.sleeping.set()
+        try:
+            return super().wait(timeout)
+        finally:
+            self.sleeping.clear()
+
+
+@pytest.fixture
+def api_with_scheduler(db_url, tmp_path):
+    """The API wired to a real scheduler loop that, unless woken, looks at the queue once an
+    hour: a job it admits at once was admitted because the API woke it."""
+    settings = Settings(home=tmp_path, db_url=db_url, poll_seconds=3600.0)
+    store = JobStore.open(db_url)
+    scheduler = Scheduler(store, FakeExecutor(cpu=1), settings)
+    scheduler.wake = _WatchedEvent()
+    scheduler.start()
+    app = create_app(settings, store=store, notify=scheduler.notify)
+    with TestClient(app) as http:
+        http.headers["Authorization"] = f"Bearer {store.issue_token('acme')}"
+        http.scheduler = scheduler
+        yield http
+    scheduler.stop()
+    store.dispose()
+
+
+def asleep(scheduler: Scheduler) -> None:
+    wait_for(scheduler.wake.sleeping.is_set, what="the scheduler loop to go idle")
+
+
+def test_submit_returns_201_and_wakes_the_scheduler(api_with_scheduler):
+    api = api_with_scheduler
+    asleep(api.scheduler)
     r = api.post("/v1/jobs", json={"kind": "sleep", "params": {"seconds": 2}})
     assert r.status_code == 201
     body = r.json()
     assert body["state"] == "queued" and body["params"]["seconds"] == 2.0
-    assert body["tenant"] == "acme" and api.notified == [1]
+    assert body["tenant"] == "acme"
+    wait_for(lambda: api.scheduler.executor.futures, what="the scheduler to admit the job")
+    assert list(api.scheduler.executor.futures) == [(body["id"], 1)]
+    assert api.get(f"/v1/jobs/{body['id']}").json()["state"] == "running"
+
+
+def test_retrying_a_dead_job_requeues_it_and_wakes_the_scheduler(api_with_scheduler):
+    api, store = api_with_scheduler, api_with_scheduler.scheduler.store
+    asleep(api.scheduler)  # so it cannot take the job before this test fails it
+    job, _ = store.submit(tenant="acme", kind="echo", params={}, max_attempts=1)
+    (claimed,) = store.claim(limit=1, owner="elsewhere", lease_seconds=30)
+    store.fail_attempt(job.id, claimed.attempt, error="boom", traceback="tb")
+    assert store.get(job.id).state is JobState.DEAD
+    r = api.post(f"/v1/jobs/{job.id}/retry")
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["failures"]) == ("queued", 0)
+    wait_for(lambda: api.scheduler.executor.futures, what="the scheduler to admit the job")
+    assert list(api.scheduler.executor.futures) == [(job.id, 2)]
+    events = api.get(f"/v1/jobs/{job.id}/events").json()
+    assert [e["to_state"] for e in events][-3:] == ["dead", "queued", "running"]
+    assert events[-2]["message"] == "retried by hand"
 
 
 def test_idempotency_key_replay_is_200_same_job_and_conflict_is_409(api):
@@ -99,12 +164,17 @@ def test_tenants_do_not_see_each_others_jobs(api):
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/jobs/999999", "/v1/jobs/0", "/v1/jobs/abc", "/v1/jobs/99999999999999999999999"]
+    ("path", "status", "error"),
+    [
+        ("/v1/jobs/999999", 404, "JobNotFound"),
+        ("/v1/jobs/0", 422, "InvalidRequest"),  # ids start at 1
+        ("/v1/jobs/abc", 422, "InvalidRequest"),
+        ("/v1/jobs/99999999999999999999999", 422, "InvalidRequest"),  # past a 64-bit id
+    ],
 )
-def test_unknown_or_malformed_job_ids(api, path):
+def test_unknown_or_malformed_job_ids(api, path, status, error):
     r = api.get(path)
-    assert r.status_code in (404, 422)
-    assert r.json()["error"]["type"] in ("JobNotFound", "InvalidRequest")
+    assert (r.status_code, r.json()["error"]["type"]) == (status, error)
 
 
 def test_cancel_queued_job_and_cancel_finished_is_409(api):
@@ -257,3 +327,45 @@ def test_sdk_submit_many_splits_big_batches(api):
 def test_no_batch_makes_a_500(api, jobs):
     r = api.post("/v1/jobs/batch", json={"jobs": jobs})
     assert r.status_code in (200, 201, 409, 422), r.text
+
+
+def test_list_filters_by_state_and_kind_and_pages_with_before_id(api):
+    ids = [
+        api.post("/v1/jobs", json={"kind": "echo", "params": {"n": i}}).json()["id"]
+        for i in range(5)
+    ]
+    sleep_id = api.post("/v1/jobs", json={"kind": "sleep"}).json()["id"]
+    api.post(f"/v1/jobs/{ids[1]}/cancel")
+    other = api.store.issue_token("globex")
+    api.post("/v1/jobs", json={"kind": "echo"}, headers={"Authorization": f"Bearer {other}"})
+
+    def listed(**query) -> tuple[list[int], int | None]:
+        r = api.get("/v1/jobs", params=query)
+        assert r.status_code == 200, r.text
+        return [j["id"] for j in r.json()["jobs"]], r.json()["next_before_id"]
+
+    assert listed() == ([sleep_id, *ids[::-1]], None)  # newest first, this tenant's only
+    assert listed(kind="echo", state="queued") == ([ids[4], ids[3], ids[2], ids[0]], None)
+    assert listed(state="cancelled") == ([ids[1]], None)
+    page, cursor = listed(kind="echo", limit=2)
+    assert (page, cursor) == ([ids[4], ids[3]], ids[3])
+    page, cursor = listed(kind="echo", limit=2, before_id=cursor)
+    assert (page, cursor) == ([ids[2], ids[1]], ids[1])
+    assert listed(kind="echo", limit=2, before_id=cursor) == ([ids[0]], None)
+    bad = api.get("/v1/jobs", params={"state": "nope"})
+    assert bad.status_code == 422 and ["query", "state"] in [
+        d["loc"] for d in bad.json()["error"]["details"]
+    ]
+
+
+def test_kinds_lists_each_kind_with_its_parameter_schema(api):
+    r = api.get("/v1/kinds")
+    assert r.status_code == 200
+    kinds = {k["name"]: k for k in r.json()}
+    assert {"sleep", "echo", "burn", "forecast", "cluster", "plan-migration"} <= set(kinds)
+    sleep = kinds["sleep"]
+    assert sleep["resources"] == {"CPU": 1.0} and sleep["description"]
+    props = sleep["params_schema"]["properties"]
+    assert set(props) == {"seconds", "fail_times", "bad_input"}
+    assert props["seconds"]["default"] == 1.0 and props["seconds"]["minimum"] == 0
+    assert api.get("/v1/kinds", headers={"Authorization": ""}).status_code == 401
