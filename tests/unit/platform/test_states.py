@@ -7,7 +7,9 @@ from zhuge.jobs.states import (
     TERMINAL,
     TRANSITIONS,
     JobState,
+    LostReason,
     after_failure,
+    after_loss,
     backoff_seconds,
     can_transition,
     check_transition,
@@ -58,6 +60,13 @@ def test_after_failure_goes_dead_exactly_when_attempts_are_used_up():
     assert after_failure(2, 3) is JobState.QUEUED
     assert after_failure(3, 3) is JobState.DEAD
     assert after_failure(1, 1) is JobState.DEAD
+
+
+def test_after_loss_goes_dead_exactly_at_max_lost_and_only_involuntary_losses_count():
+    assert after_loss(9, 10) is JobState.QUEUED
+    assert after_loss(10, 10) is JobState.DEAD
+    counted = {r for r in LostReason if r.involuntary}
+    assert counted == {LostReason.LEASE_LOST, LostReason.WORKER_DIED, LostReason.HOST_UNREACHABLE}
 
 
 def test_backoff_grows_exponentially_with_jitter_inside_half_to_full_step():
