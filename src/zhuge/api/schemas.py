@@ -89,6 +89,9 @@ class JobOut(FromStore):
     traceback: str | None
     cpu_seconds: float
     gpu_seconds: float
+    pending_reason: str | None = Field(
+        None, description="Why a queued job does not start now, in words."
+    )
     duration_seconds: float | None
     artifacts: str | None = Field(
         description="Folder of the committed attempt's outputs (succeeded jobs only)."
@@ -123,6 +126,7 @@ class JobOut(FromStore):
             traceback=job.traceback,
             cpu_seconds=job.cpu_seconds,
             gpu_seconds=job.gpu_seconds,
+            pending_reason=job.pending_reason,
             duration_seconds=job.duration_seconds,
             artifacts=(
                 f"{artifacts_root.rstrip('/')}/{job.artifact_prefix()}"

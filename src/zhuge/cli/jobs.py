@@ -90,6 +90,8 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
         ("cpu", f"{job['cpu_seconds']:.2f} s"),
         ("worker", job["worker"] or "-"),
     ]
+    if job.get("pending_reason") and job["state"] == "queued":
+        fields.append(("waits", f"[yellow]{job['pending_reason']}[/]"))
     if job.get("progress"):
         p = job["progress"]
         fields.append(("progress", f"{p.get('done')}/{p.get('total')} {p.get('message', '')}"))

@@ -31,6 +31,13 @@ class Capacity:
         return self.gpu if resource_class == "gpu" else self.cpu
 
 
+def capacity_of(workers: list[Worker]) -> Capacity:
+    """Job slots per resource class that these workers offer together."""
+    cpu = sum(w.resources.get("CPU", 0.0) for w in workers)
+    gpu = sum(w.resources.get("GPU", 0.0) for w in workers)
+    return Capacity(cpu=int(cpu), gpu=int(gpu))
+
+
 def worker_resources(gpus: int | None = None) -> dict[str, float]:
     gpus = gpu_count() if gpus is None else gpus
     resources = {"CPU": 1.0}
@@ -98,11 +105,7 @@ class DaskExecutor:
         ]
 
     def capacity(self) -> Capacity:
-        cpu = gpu = 0.0
-        for worker in self.workers():
-            cpu += worker.resources.get("CPU", 0.0)
-            gpu += worker.resources.get("GPU", 0.0)
-        return Capacity(cpu=int(cpu), gpu=int(gpu))
+        return capacity_of(self.workers())
 
     def worker_processes(self) -> dict[str, int]:
         """Worker address → OS process id (for tests that kill a worker)."""

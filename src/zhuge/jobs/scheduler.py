@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from distributed import Future
 
 from zhuge.config import Settings
-from zhuge.jobs.executor import Capacity, DaskExecutor
+from zhuge.jobs.executor import Capacity, DaskExecutor, capacity_of
 from zhuge.jobs.inputs import private_paths
-from zhuge.jobs.model import Job
+from zhuge.jobs.model import Job, Worker
+from zhuge.jobs.resources import waiting_reason
 from zhuge.jobs.runner import AttemptSpec
 from zhuge.jobs.states import LostReason
 from zhuge.jobs.store import JobStore
@@ -42,6 +43,7 @@ from zhuge.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0  # lease expiry, cancellations, worker census
+DEFER_SECONDS = 30.0  # a job no live worker can hold is looked at again after this long
 
 
 def free_slots(
@@ -84,6 +86,7 @@ class Scheduler:
         self._in_flight: dict[tuple[int, int], _InFlight] = {}
         self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._capacity = Capacity()
+        self._workers: list[Worker] = []
         self._last_housekeeping = -math.inf
         self._thread: threading.Thread | None = None
 
@@ -172,7 +175,13 @@ class Scheduler:
             log.warning("job %s lost its lease (attempt %s): %s", job.id, job.attempt, job.state)
         workers = self.executor.workers()
         self.store.record_workers(self.name, workers)
-        self._capacity = self.executor.capacity()
+        self._workers = workers
+        self._capacity = capacity_of(workers)
+        for resource_class in ("cpu", "gpu"):
+            if not self._capacity.slots(resource_class):
+                what = "GPU" if resource_class == "gpu" else "CPU"
+                reason = f"no live worker offers {what}" if workers else "no worker is connected"
+                self.store.mark_waiting(resource_class, reason)
 
     def _admit(self) -> int:
         running: dict[str, int] = {}
@@ -195,6 +204,12 @@ class Scheduler:
         return started
 
     def _launch(self, job: Job) -> None:
+        reason = waiting_reason(job.resources, self._workers)
+        if reason is not None:
+            # Dask would hold it for ever, and it would hold a slot: it waits in the queue.
+            self.store.defer(job.id, job.attempt, reason=reason, retry_in=DEFER_SECONDS)
+            log.info("job %s waits: %s", job.id, reason)
+            return
         spec = AttemptSpec(
             db_url=self.settings.database_url,
             artifacts_url=self.settings.artifacts_root,

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zhuge.errors import InvalidParams, UnknownKind
+from zhuge.errors import InvalidRequest
 from zhuge.jobs.inputs import check_params
 from zhuge.jobs.kinds import Kind, get_kind
 from zhuge.jobs.model import Job, Principal
+from zhuge.jobs.resources import census, describe, unmet
 from zhuge.jobs.store import DEFAULT_MAX_LOST, JobRequest, JobStore
 
 if TYPE_CHECKING:
@@ -24,6 +25,23 @@ def _checked(
     parsed = spec.parse(params)
     check_params(spec, parsed, principal, settings, store)
     return parsed.model_dump(mode="json")
+
+
+def check_resources(
+    store: JobStore, resources: dict[str, float], offered: dict[str, float] | None = None
+) -> None:
+    """Refuse a job asking for what no recorded worker offers (``zhuge.jobs.resources``);
+    with no worker recorded yet, refuse nothing."""
+    offered = census(store.recorded_workers()) if offered is None else offered
+    if not offered:
+        return
+    problems = unmet(resources, offered)
+    if problems:
+        raise InvalidRequest(
+            f"resources {describe(resources)} cannot run here: {'; '.join(problems)}; "
+            f"the cluster offers {describe(offered)}",
+            details={"asked": resources, "offered": offered},
+        )
 
 
 def submit_job(
@@ -42,12 +60,15 @@ def submit_job(
     """Validate and enqueue in ``principal``'s tenant; ``(job, created)``. Raises UnknownKind
     / InvalidParams first, so bad input changes nothing."""
     spec = get_kind(kind)
+    params = _checked(spec, params, principal, settings, store)
+    resources = resources or spec.resources
+    check_resources(store, resources)
     return store.submit(
         tenant=principal.tenant,
         kind=kind,
-        params=_checked(spec, params, principal, settings, store),
+        params=params,
         priority=priority,
-        resources=resources or spec.resources,
+        resources=resources,
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         max_lost=max_lost,
@@ -60,11 +81,13 @@ def submit_jobs(
     """Validate every request, then enqueue them all in one transaction (all or nothing).
     A bad request is named by its position: ``jobs[3]: unknown job kind ...``."""
     valid = []
+    offered = census(store.recorded_workers())
     for i, request in enumerate(requests):
         try:
             spec = get_kind(request.kind)
             params = _checked(spec, request.params, principal, settings, store)
-        except (UnknownKind, InvalidParams) as exc:
+            check_resources(store, request.resources or spec.resources, offered)
+        except InvalidRequest as exc:
             raise type(exc)(f"jobs[{i}]: {exc.message}", details=exc.details) from exc
         valid.append(
             JobRequest(
