@@ -68,7 +68,9 @@ class Platform:
             # was started; a shared server names its roots in ZHUGE_DATA_ROOTS
             self.settings = replace(self.settings, data_roots=(Path.cwd().resolve(),))
         log.info("data roots: %s", ", ".join(map(str, self.settings.data_roots)))
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        # The home holds the database, the admin token and artifacts: its owner's only.
+        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.settings.home, 0o700)
         self.store = JobStore.open(
             self.settings.database_url,
             retry_base_seconds=self.settings.retry_base_seconds,

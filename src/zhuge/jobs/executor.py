@@ -12,6 +12,7 @@ from typing import Any
 
 import dask
 from distributed import Client, Future, LocalCluster
+from distributed.security import Security
 
 from zhuge.hardware import gpu_count
 from zhuge.jobs.model import Worker
@@ -61,13 +62,18 @@ class DaskExecutor:
         else:
             # One single-threaded worker process per job slot: a job owns its process, so a
             # crash or a GIL-bound job cannot stall others, and CPU accounting is per job.
+            # Whoever can reach a Dask scheduler can run code as its user: the embedded one
+            # listens on loopback only (dashboard too) and speaks TLS with a certificate made
+            # for this cluster alone, so another local user cannot submit to it either.
             with dask.config.set({"distributed.worker.daemon": False}):
                 self.cluster = LocalCluster(
                     n_workers=self.n_workers,
                     threads_per_worker=1,
                     processes=True,
                     resources=worker_resources(),
-                    dashboard_address=":0",  # no fixed port: several clusters per host
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",  # no fixed port: several per host
+                    security=Security.temporary(),
                     silence_logs=logging.WARNING,
                 )
             self.client = Client(self.cluster, set_as_default=False)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -102,7 +104,20 @@ def resource_class(resources: dict[str, float]) -> str:
     return "gpu" if resources.get("GPU", 0) > 0 else "cpu"
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file readable by its owner only (0600) before SQLite does (with
+    the umask's 0644); SQLite gives its -wal and -shm files the same mode."""
+    database = sa.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
+
+
 def _sqlite_engine(url: str) -> Engine:
+    _private_sqlite_file(url)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
