@@ -19,11 +19,12 @@ import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, user_errors
-from zhuge.cli.run import local_path, run_and_report
+from zhuge.cli.run import is_local, local_path, run_and_report
 from zhuge.errors import InvalidParams
 
 CANDIDATES_SHOWN = 15  # rows of the candidates table; --json has them all
 FEATURES_SHOWN = 3
+TABLE_DATA = {"input": "--input"}  # parameter -> the option that names data
 
 CLUSTER_HELP = """Segment the rows of a table: prepare, choose the algorithm, label, explain.
 
@@ -135,7 +136,7 @@ def _preprocess(value: str) -> Any:
 
 
 def _input_params(
-    input_: Path | None,
+    input_: str | None,
     columns: str | None,
     algorithm: str,
     k: str,
@@ -165,11 +166,12 @@ def _input_params(
 def cluster_command(
     ctx: typer.Context,
     input_: Annotated[
-        Path | None, typer.Option("--input", help="CSV or Parquet table to segment.")
+        str | None,
+        typer.Option("--input", help="CSV or Parquet table to segment (a file or dataset://)."),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write labels here (Parquet); also kept as an artifact."),
+        typer.Option("--out", help="Download the labels to this file (Parquet), replaced whole."),
     ] = None,
     columns: ColumnsOpt = None,
     algorithm: AlgorithmOpt = "auto",
@@ -196,13 +198,7 @@ def cluster_command(
     if ctx.invoked_subcommand is not None:
         return
     with user_errors(json_output):
-        from zhuge.jobs.cluster import (
-            ClusterParams,
-            check_out,
-            check_plan,
-            choose_route,
-            prepare_input,
-        )
+        from zhuge.jobs.cluster import ClusterParams, check_plan, choose_route, prepare_input
         from zhuge.jobs.kinds import get_kind
 
         params = get_kind("cluster").normalise(
@@ -211,48 +207,47 @@ def cluster_command(
                     input_, columns, algorithm, k, preprocess, sample, id_column, template,
                     seed, memory_limit_gb,
                 ),
-                "out": local_path(out),
                 "stream": "on" if stream else "auto",
                 "batch_rows": batch_rows,
             }
         )  # fmt: skip
         checked = ClusterParams.model_validate(params)
-        if checked.out is not None:
-            check_out(checked.out)
-        if not choose_route(checked).stream:
+        if is_local(checked.input) and not choose_route(checked).stream:
             check_plan(checked, prepare_input(checked))
-        done = run_and_report("cluster", params, title="clustering", json_output=json_output)
+        done = run_and_report(
+            "cluster", params, title="clustering", json_output=json_output, data=TABLE_DATA,
+            out=out,
+        )  # fmt: skip
     if done:
         job, result = done
         _print_cluster(result, job)
 
 
 def predict_command(
-    model_from: Annotated[
-        str, typer.Option("--model-from", help="Id of the cluster job (or a model folder).")
+    model_from: Annotated[int, typer.Option("--model-from", help="Id of the cluster job.")],
+    input_: Annotated[
+        str, typer.Option("--input", help="CSV or Parquet table to label (a file or dataset://).")
     ],
-    input_: Annotated[Path, typer.Option("--input", help="CSV or Parquet table to label.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write labels here (Parquet).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Download the labels to this file (Parquet), replaced whole."),
+    ] = None,
     id_column: IdOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     with user_errors(json_output):
-        from zhuge.jobs.cluster import check_out, read_table
+        from zhuge.jobs.cluster import read_table
         from zhuge.jobs.kinds import get_kind
 
-        ref = model_from.strip()
         params = get_kind("cluster-predict").normalise(
-            {
-                "model_from": ref if ref.isdigit() else local_path(ref),
-                "input": local_path(input_),
-                "out": local_path(out),
-                "id_column": id_column,
-            }
+            {"model_from": model_from, "input": local_path(input_), "id_column": id_column}
         )
-        if params["out"] is not None:
-            check_out(params["out"])
-        read_table(params["input"])  # a missing or unreadable file fails here, not in a job
-        done = run_and_report("cluster-predict", params, title="labelling", json_output=json_output)
+        if is_local(params["input"]):
+            read_table(params["input"])  # a missing or unreadable file fails here, not in a job
+        done = run_and_report(
+            "cluster-predict", params, title="labelling", json_output=json_output,
+            data=TABLE_DATA, out=out,
+        )  # fmt: skip
     if not done:
         return
     job, result = done
@@ -267,7 +262,9 @@ def predict_command(
 
 
 def tune_command(
-    input_: Annotated[Path | None, typer.Option("--input", help="CSV or Parquet table.")] = None,
+    input_: Annotated[
+        str | None, typer.Option("--input", help="CSV or Parquet table (a file or dataset://).")
+    ] = None,
     columns: ColumnsOpt = None,
     algorithm: AlgorithmOpt = "auto",
     k: KOpt = "2..10",
@@ -290,8 +287,11 @@ def tune_command(
             )
         )  # fmt: skip
         checked = TuneParams.model_validate(params)
-        check_plan(checked, prepare_input(checked))
-        done = run_and_report("tune", params, title="searching", json_output=json_output)
+        if is_local(checked.input):
+            check_plan(checked, prepare_input(checked))
+        done = run_and_report(
+            "tune", params, title="searching", json_output=json_output, data=TABLE_DATA
+        )
     if not done:
         return
     job, result = done

@@ -16,11 +16,12 @@ import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, print_json, user_errors
-from zhuge.cli.run import local_path, run_and_report
+from zhuge.cli.run import is_local, local_path, run_and_report
 from zhuge.errors import InvalidParams
 
 BASELINE_NAMES = ("last_value", "seasonal_naive", "window_median", "seasonal_median")
 NOTES_SHOWN = 5
+FLEET_DATA = {"input": "--input", "vms": "--vms"}  # parameter -> the option that names data
 
 DATA_FORMAT = """\b
 Input: long format, one row per sample: series_id, timestamp, value (CPU %)
@@ -201,16 +202,24 @@ def _model(
 
 
 def _run(
-    kind: str, options: dict[str, Any], *, title: str, json_output: bool
+    kind: str,
+    options: dict[str, Any],
+    *,
+    title: str,
+    json_output: bool,
+    out: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Check the options, then ``run_and_report``."""
+    """Check the options, then ``run_and_report`` (``out``: where to download the output)."""
     with user_errors(json_output):
         params = checked_params(kind, options)
-        return run_and_report(kind, params, title=title, json_output=json_output)
+        return run_and_report(
+            kind, params, title=title, json_output=json_output, data=FLEET_DATA, out=out
+        )
 
 
 def checked_params(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The job's parameters, validated by its model and checked on the input's first rows."""
+    """The job's parameters, validated by its model and checked on the input's first rows
+    (when they are local files: only the server reads datasets and connections)."""
     from zhuge.jobs import forecast as jobs
     from zhuge.jobs.kinds import get_kind
 
@@ -221,7 +230,8 @@ def checked_params(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         "forecast": jobs.ForecastParams,
         "backtest": jobs.BacktestParams,
     }[kind]
-    jobs.check_request(model.model_validate(params))
+    if all(is_local(params.get(name)) for name in FLEET_DATA):
+        jobs.check_request(model.model_validate(params))
     return params
 
 
@@ -242,7 +252,8 @@ def forecast_command(
         str | None, typer.Option("--quantiles", help="Interval columns, e.g. 0.1,0.9.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the forecast here (Parquet).")
+        Path | None,
+        typer.Option("--out", help="Download the forecast to this file (Parquet), replaced whole."),
     ] = None,
     model_from: Annotated[
         int | None, typer.Option("--model-from", help="Reuse the model of this job id.")
@@ -268,9 +279,8 @@ def forecast_command(
         "model_from": model_from,
         "train_series": train_series,
         "chunk_series": chunk_series,
-        "out": local_path(out),
     }
-    done = _run("forecast", options, title="forecasting", json_output=json_output)
+    done = _run("forecast", options, title="forecasting", json_output=json_output, out=out)
     if done:
         job, result = done
         _print_forecast(result, job)
@@ -319,7 +329,10 @@ def prepare_command(
     agg: AggOpt = "mean",
     level: LevelOpt = "vm",
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the prepared series here (Parquet).")
+        Path | None,
+        typer.Option(
+            "--out", help="Download the prepared series to this file (Parquet), replaced whole."
+        ),
     ] = None,
     vms: VmsOpt = None,
     sql: SqlOpt = None,
@@ -341,9 +354,8 @@ def prepare_command(
         "vms": local_path(vms),
         "sample_freq": sample_freq,
         "chunk_series": chunk_series,
-        "out": local_path(out),
     }
-    done = _run("prepare", options, title="preparing", json_output=json_output)
+    done = _run("prepare", options, title="preparing", json_output=json_output, out=out)
     if not done:
         return
     _, result = done

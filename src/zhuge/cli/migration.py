@@ -17,13 +17,30 @@ import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, print_json, user_errors
-from zhuge.cli.run import local_path, run_and_report, run_job
+from zhuge.cli.run import (
+    checked_out,
+    connect,
+    data_refs,
+    is_local,
+    local_path,
+    run_and_report,
+    run_job,
+    save_output,
+)
 from zhuge.errors import DataError, InvalidParams
 
 if TYPE_CHECKING:
     from zhuge.jobs.migration import PlanMigrationParams
 
 UNPLACED_SHOWN = 10  # VMs listed with their reason; the JSON output and summary.json have 20
+PLAN_DATA = {  # parameter -> the option that names data
+    "forecast": "--forecast",
+    "vms": "--vms",
+    "vm_list": "--vm-list",
+    "hosts": "--hosts",
+    "calibration": "--calibration",
+    "actual": "--evaluate-with",
+}
 
 PLAN_HELP = """Plan live migrations of VMs into the quietest windows of a load forecast.
 
@@ -79,19 +96,18 @@ def _plan_params(**options: Any) -> dict[str, Any]:
 
 def plan_migrations_command(
     vms: Annotated[
-        Path, typer.Option("--vms", help="Parquet VM table: vm_id, host_id, cluster_id, memory_gb.")
+        str,
+        typer.Option("--vms", help="Parquet VM table: vm_id, host_id, cluster_id, memory_gb."),
     ],
     forecast: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--forecast", help="Parquet forecast: series_id, timestamp, yhat. Use this or --input."
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", help="Write the plan here (Parquet). It is also kept as an artifact."
-        ),
+        typer.Option("--out", help="Download the plan to this file (Parquet), replaced whole."),
     ] = None,
     window: Annotated[str, typer.Option(help="Window length; migrations start on one.")] = "30min",
     deadline: Annotated[
@@ -122,10 +138,10 @@ def plan_migrations_command(
         typer.Option("--blackout", help="Daily range with no migrations, e.g. 08:00-10:00."),
     ] = None,
     vm_list: Annotated[
-        Path | None, typer.Option("--vm-list", help="Plan only these vm_ids (one per line).")
+        str | None, typer.Option("--vm-list", help="Plan only these vm_ids (one per line).")
     ] = None,
     hosts: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Parquet host table: host_id, cluster_id (+ max_migrations)."),
     ] = None,
     calibration: Annotated[
@@ -133,7 +149,7 @@ def plan_migrations_command(
         typer.Option(help="calibrate-migrations job id, or its --out JSON file."),
     ] = None,
     evaluate_with: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--evaluate-with",
             help="Parquet of the load that really happened: score the plan against the "
@@ -142,7 +158,7 @@ def plan_migrations_command(
     ] = None,
     method: Annotated[str, typer.Option(help="auto, greedy or milp.")] = "auto",
     input_: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--input",
             help="Fleet metrics (series_id, timestamp, value): forecast first, then plan.",
@@ -170,6 +186,7 @@ def plan_migrations_command(
 
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
+        out = checked_out(out)
         forecast_options: dict[str, Any] = {}
         forecast_job: dict[str, Any] = {}
         if input_ is not None:
@@ -192,33 +209,45 @@ def plan_migrations_command(
             method=method,
             calibration=_calibration_ref(calibration),
             actual=_path(evaluate_with),
-            out=_path(out),
         )
         checked = PlanMigrationParams.model_validate(params)
+        # A job id names what the server keeps: the calibration, or the forecast made first.
+        data = {k: flag for k, flag in PLAN_DATA.items() if not str(params.get(k)).isdigit()}
         if forecast_options:
-            # check what does not need the forecast, forecast, then check the rest and plan
-            _check_without_forecast(checked)
-            forecast_job = run_job(
-                "forecast", forecast_options, title="forecasting", json_output=json_output
-            )
-            params["forecast"] = forecast_job["result"]["artifacts"]["forecast"]
-            checked = PlanMigrationParams.model_validate(params)
-        if checked.actual is not None:
-            read_actual(checked.actual, light=True)
-        # A job id names a saved artifact the job resolves on its own store; check files here.
-        if checked.calibration is not None and checked.calibration.isdigit():
-            checked = checked.model_copy(update={"calibration": None})
-        prepare_plan(checked, light=True)
+            data.pop("forecast")
+        if all(is_local(params.get(k)) for k in data):  # check local files before any work
+            if forecast_options:
+                _check_without_forecast(checked)
+            else:
+                if checked.actual is not None:
+                    read_actual(checked.actual, light=True)
+                if "calibration" not in data:
+                    checked = checked.model_copy(update={"calibration": None})
+                prepare_plan(checked, light=True)
 
-        job = run_job(
-            "plan-migration", params, title="planning migrations", json_output=json_output
-        )
-    result = job["result"]
+        with connect(json_output) as client:
+            if forecast_options:
+                forecast_job = run_job(
+                    client,
+                    "forecast",
+                    data_refs(client, forecast_options, {"input": "--input"}),
+                    title="forecasting",
+                    json_output=json_output,
+                )
+                params["forecast"] = str(forecast_job["id"])
+            job = run_job(
+                client,
+                "plan-migration",
+                data_refs(client, params, data),
+                title="planning migrations",
+                json_output=json_output,
+            )
+            result = {**job["result"], "out": save_output(client, job, out)}
     made = None
     if forecast_options:
         made = {
             "job_id": forecast_job["id"],
-            "forecast": params["forecast"],
+            "forecast": forecast_job["result"]["artifacts"]["forecast"],
             "series": forecast_job["result"]["series"],
             "model": forecast_job["result"]["model"]["chosen"],
             "why": forecast_job["result"]["model"]["reason"],
@@ -260,7 +289,7 @@ def _horizon_of(deadline: str | None, not_before: str | None) -> str:
 
 
 def _forecast_options(
-    fleet: Path, freq: str, horizon: str, model_from: int | None, vms: Path
+    fleet: str, freq: str, horizon: str, model_from: int | None, vms: str
 ) -> dict[str, Any]:
     """``--input``: the ``forecast`` job's parameters, checked on the fleet's first rows."""
     from zhuge.cli.forecast import checked_params
@@ -278,11 +307,9 @@ def _forecast_options(
 
 def _check_without_forecast(params: PlanMigrationParams) -> None:
     """The plan's own inputs, before the forecast is made (bad input writes nothing)."""
-    from zhuge.jobs.migration import VM_OPTIONAL, VM_REQUIRED, check_out, read_parquet
+    from zhuge.jobs.migration import VM_OPTIONAL, VM_REQUIRED, read_parquet
     from zhuge.migration.validation import validate_vms
 
-    if params.out is not None:
-        check_out(params.out)
     validate_vms(read_parquet(params.vms, "vms", required=VM_REQUIRED, optional=VM_OPTIONAL))
     if params.actual is not None:
         from zhuge.jobs.migration import read_actual
@@ -361,10 +388,13 @@ def _print_evaluation(evaluation: dict[str, Any]) -> None:
 
 def calibrate_migrations_command(
     history: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="CSV or Parquet of past migrations. Without it: the defaults."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Also write the calibration JSON here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Download the calibration JSON to this file, replaced whole."),
+    ] = None,
     min_migrations: Annotated[
         int, typer.Option(help="Past migrations a VM needs for its own coefficient.")
     ] = 3,
@@ -373,28 +403,26 @@ def calibrate_migrations_command(
 ) -> None:
     with user_errors(json_output):
         from zhuge.jobs.kinds import get_kind
-        from zhuge.jobs.migration import CalibrateMigrationParams, check_out, read_history
+        from zhuge.jobs.migration import CalibrateMigrationParams, read_history
 
         params = get_kind("calibrate-migration").normalise(
             {
                 "history": _path(history),
-                "out": _path(out),
                 "min_migrations": min_migrations,
                 "link_gbps": link_gbps,
             }
         )
         checked = CalibrateMigrationParams.model_validate(params)
-        if checked.history is not None:
+        if checked.history is not None and is_local(checked.history):
             frame = read_history(checked.history)
             if len(frame) < 3:
                 raise DataError(
                     f"history has {len(frame)} migration(s); at least 3 are needed to fit"
                 )
-        if checked.out is not None:
-            check_out(checked.out)
         done = run_and_report(
-            "calibrate-migration", params, title="calibrating", json_output=json_output
-        )
+            "calibrate-migration", params, title="calibrating", json_output=json_output,
+            data={"history": "--history"}, out=out,
+        )  # fmt: skip
     if done:
         job, result = done
         _print_calibration(result, job)

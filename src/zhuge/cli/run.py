@@ -1,15 +1,25 @@
-"""Run one job to completion for a convenience command (``zhuge forecast``, ``zhuge cluster``...).
+"""Run jobs for a convenience command (``zhuge forecast``, ``zhuge cluster``...), one way
+whether the platform is a remote server or embedded in this process.
 
-The job goes to the server at ZHUGE_URL when one answers; otherwise an embedded platform is
-started in-process for the duration of the command (same store, same Dask, same code path),
-so the commands work on a laptop with nothing running. Progress is shown as a bar.
+:func:`connect` gives a ``Client`` of the server at ZHUGE_URL when one answers; otherwise it
+starts an embedded platform for the command (the admin of its own ZHUGE_HOME) and serves its
+API privately to this process (:mod:`zhuge.api.private_server`). Either way everything goes
+through the API, so what works here works against a remote server:
+
+- a local file given to a data option becomes a dataset, uploaded once and then reused by
+  digest, unless it lies under the server's allowed roots for this tenant (:func:`data_ref`);
+- the job is submitted and followed with a progress bar; Ctrl-C cancels it;
+- ``--out FILE`` downloads the job's output artifact and replaces FILE only once it is
+  complete (:func:`save_output`); a job that fails leaves FILE as it was.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +28,119 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from zhuge.cli.common import err_console
 from zhuge.client import Client, default_token, default_url
-from zhuge.errors import ZhugeError
+from zhuge.errors import DataError, ZhugeError
 
 POLL_SECONDS = 0.25
 
+_roots: weakref.WeakKeyDictionary[Client, list[Path]] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def connect(json_output: bool = False) -> Iterator[Client]:
+    """A client of the server at ZHUGE_URL if one answers (and ZHUGE_EMBEDDED is not 1), else
+    of an embedded platform that lives as long as the block."""
+    remote = Client(default_url(), default_token())
+    if os.environ.get("ZHUGE_EMBEDDED") != "1" and remote.health():
+        with remote:
+            yield remote
+        return
+    remote.close()
+    with _embedded(json_output) as client:
+        yield client
+
+
+@contextmanager
+def _embedded(json_output: bool) -> Iterator[Client]:
+    from zhuge.api.private_server import serve_privately
+    from zhuge.config import Settings
+    from zhuge.platform import Platform
+
+    settings = Settings.from_env()
+    if not json_output:
+        err_console.print(
+            f"[dim]no zhuge server at {default_url()}; running in-process (home {settings.home})[/]"
+        )
+    with (
+        Platform(settings) as platform,
+        serve_privately(platform.app()) as api,
+        Client(api.url, platform.token, transport=api.transport) as client,
+    ):
+        yield client
+
 
 def local_path(value: str | Path | None) -> str | None:
-    """Absolute path for a local file (workers may run elsewhere); URLs pass through."""
+    """Absolute path for a local file; URLs and references pass through."""
     if value is None:
         return None
     text = str(value)
     if "://" in text:
         return text
     return str(Path(text).expanduser().resolve())
+
+
+def is_local(value: str | Path | None) -> bool:
+    """True for a local path (or nothing): the command can read it to check it before it
+    submits; a URL or a dataset or connection reference only the server can read."""
+    return value is None or "://" not in str(value)
+
+
+def data_ref(client: Client, value: str | Path | None, *, flag: str) -> str | None:
+    """What the server is to read for data option ``flag``'s ``value``: URLs and references
+    (``dataset://``, ``connection://``) as given; a local path under one of the server's
+    allowed roots for this tenant as its absolute path; any other local file as the reference
+    of a dataset it is uploaded to (``Client.put_dataset``: content the server already has,
+    by SHA-256, is not sent again)."""
+    if value is None:
+        return None
+    text = str(value)
+    if not is_local(text):
+        return text
+    path = Path(text).expanduser().resolve()
+    if not path.exists():
+        raise DataError(f"{flag} {text}: no such file")
+    roots = _server_roots(client)
+    if any(path.is_relative_to(root) for root in roots):
+        return str(path)
+    if not path.is_file():
+        where = ", ".join(map(str, roots)) or "none are set"
+        raise DataError(
+            f"{flag} {text} is a folder outside the server's data roots ({where}): give a "
+            "file, which is uploaded as a dataset, or a folder under a root"
+        )
+    return client.put_dataset(path)["ref"]
+
+
+def _server_roots(client: Client) -> list[Path]:
+    if client not in _roots:
+        _roots[client] = [Path(root).resolve() for root in client.data_roots()]
+    return _roots[client]
+
+
+def data_refs(client: Client, params: dict[str, Any], flags: Mapping[str, str]) -> dict[str, Any]:
+    """``params`` with each data parameter named in ``flags`` (parameter -> option, as
+    ``{"input": "--input"}``) turned into what the server reads (:func:`data_ref`)."""
+    return {**params, **{k: data_ref(client, params.get(k), flag=f) for k, f in flags.items()}}
+
+
+def checked_out(out: Path | None, flag: str = "--out") -> Path | None:
+    """``out`` made absolute, once it is sure it can be written (its folder exists and it is
+    not a folder): checked before the job runs, so a typo costs no work."""
+    if out is None:
+        return None
+    path = Path(out).expanduser().absolute()
+    if not path.parent.is_dir():
+        raise DataError(f"{flag} {out}: cannot write it, folder {path.parent} does not exist")
+    if path.is_dir():
+        raise DataError(f"{flag} {out}: cannot write it, it is a folder")
+    return path
+
+
+def save_output(client: Client, job: dict[str, Any], out: Path | None) -> str | None:
+    """Download the artifact the job's result names as its ``output`` to ``out``, replacing
+    the file only once the download is complete; the path written, or None."""
+    if out is None:
+        return None
+    return str(client.download_artifact(job["id"], job["result"]["output"], out))
 
 
 def _progress_bar(json_output: bool) -> Progress:
@@ -68,61 +178,19 @@ def _follow(get: Callable[[], dict[str, Any]], title: str, json_output: bool) ->
             time.sleep(POLL_SECONDS)
 
 
-def _via_server(client: Client, kind: str, params: dict[str, Any], title: str, json_output: bool):
-    job = client.submit(kind, params)
-    try:
-        return _follow(lambda: client.get(job.id).raw, title, json_output)
-    except KeyboardInterrupt:
-        client.cancel(job.id)
-        err_console.print(f"cancelled job {job.id}")
-        raise typer.Exit(130) from None
-
-
-def _embedded(kind: str, params: dict[str, Any], title: str, json_output: bool):
-    from zhuge.api.schemas import JobOut
-    from zhuge.config import Settings
-    from zhuge.jobs.model import Principal
-    from zhuge.jobs.service import submit_job
-    from zhuge.platform import ADMIN_TENANT, Platform
-
-    settings = Settings.from_env()
-    if not json_output:
-        err_console.print(
-            f"[dim]no zhuge server at {default_url()}; running in-process (home {settings.home})[/]"
-        )
-    with Platform(settings) as platform:
-        assert platform.store is not None and platform.scheduler is not None
-        admin = Principal(token_id="embedded", tenant=ADMIN_TENANT, role="admin")
-        job, _ = submit_job(
-            platform.store, principal=admin, settings=platform.settings, kind=kind, params=params
-        )
-        platform.scheduler.notify()
-        store = platform.store
-        try:
-            return _follow(
-                lambda: JobOut.of(store.get(job.id), settings.artifacts_root).model_dump(
-                    mode="json"
-                ),
-                title,
-                json_output,
-            )
-        except KeyboardInterrupt:
-            store.cancel(job.id)
-            raise typer.Exit(130) from None
-
-
-def run_job(kind: str, params: dict[str, Any], *, title: str, json_output: bool) -> dict[str, Any]:
+def run_job(
+    client: Client, kind: str, params: dict[str, Any], *, title: str, json_output: bool
+) -> dict[str, Any]:
     """Submit ``kind`` with ``params``, wait with a progress bar, return the finished job
-    (as the API describes it). Exits 1 with the job's error if it did not succeed."""
-    client = Client(default_url(), default_token())
-    embedded = os.environ.get("ZHUGE_EMBEDDED") == "1" or not client.health()
+    (as the API describes it). Raises with the job's error if it did not succeed; Ctrl-C
+    cancels the job and exits 130."""
+    submitted = client.submit(kind, params)
     try:
-        if embedded:
-            job = _embedded(kind, params, title, json_output)
-        else:
-            job = _via_server(client, kind, params, title, json_output)
-    finally:
-        client.close()
+        job = _follow(lambda: client.get(submitted.id).raw, title, json_output)
+    except KeyboardInterrupt:
+        client.cancel(submitted.id)
+        err_console.print(f"cancelled job {submitted.id}")
+        raise typer.Exit(130) from None
     if job["state"] != "succeeded":
         message = job.get("error") or f"job {job['id']} ended {job['state']}"
         raise ZhugeError(f"{kind} failed: {message}", details={"job_id": job["id"]})
@@ -130,14 +198,27 @@ def run_job(kind: str, params: dict[str, Any], *, title: str, json_output: bool)
 
 
 def run_and_report(
-    kind: str, params: dict[str, Any], *, title: str, json_output: bool
+    kind: str,
+    params: dict[str, Any],
+    *,
+    title: str,
+    json_output: bool,
+    data: Mapping[str, str] | None = None,
+    out: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """``run_job``, then the end every convenience command shares: with ``--json`` print
-    ``{"job_id": ..., **result}`` and return None; else return ``(job, result)`` to print."""
-    job = run_job(kind, params, title=title, json_output=json_output)
+    """What every convenience command does once its options are checked: connect, turn the
+    data parameters named in ``data`` (parameter -> option) into what the server reads, run
+    the job, download its output to ``out``. With ``--json`` print ``{"job_id": ...,
+    **result, "out": ...}`` and return None; else return ``(job, result)`` to print, the
+    result's ``out`` being the file written (or None)."""
+    out = checked_out(out)
+    with connect(json_output) as client:
+        params = data_refs(client, params, data or {})
+        job = run_job(client, kind, params, title=title, json_output=json_output)
+        result = {**job["result"], "out": save_output(client, job, out)}
     if json_output:
         from zhuge.cli.common import print_json
 
-        print_json({"job_id": job["id"], **job["result"]})
+        print_json({"job_id": job["id"], **result})
         return None
-    return job, job["result"]
+    return job, result

@@ -1,19 +1,16 @@
 """What the job kinds share about their inputs and outputs: locations checked before any work,
-files written whole (a temporary name, then moved into place), results made plain JSON, and
-the artifact folder a finished job saved.
+results made plain JSON, and the artifact folder a finished job saved.
 
-Used by the ``forecast``, ``cluster`` and ``migration`` job packages; the CLI runs the same
-checks (:func:`check_out`) before it submits a job.
+Jobs write only into their own attempt's artifact folder; callers fetch outputs through the
+API (``GET /v1/jobs/{id}/artifacts``, :mod:`zhuge.jobs.job_artifacts`). Used by the
+``forecast``, ``cluster`` and ``migration`` job packages.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
-import time
-from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +18,10 @@ from zhuge.artifacts import ArtifactDir
 from zhuge.errors import DataError
 
 __all__ = [
-    "check_out",
-    "copy_out",
     "existing_location",
     "json_safe",
     "latest_saved",
-    "write_out",
 ]
-
-COPY_BLOCK = 16 * 2**20  # bytes read at a time when copying an artifact
 
 
 def existing_location(url: str, what: str, *, missing: str | None = None) -> tuple[Any, str]:
@@ -45,47 +37,6 @@ def existing_location(url: str, what: str, *, missing: str | None = None) -> tup
     if not fs.exists(path):
         raise DataError(missing or f"{what} file {url} does not exist")
     return fs, path
-
-
-def check_out(url: str) -> None:
-    """The folder an output goes to must exist (checked before any work, so nothing is
-    half-done)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and not fs.exists(parent):
-        raise DataError(f"cannot write {url}: folder {parent} does not exist")
-    if fs.isdir(path):
-        raise DataError(f"cannot write {url}: it is a folder")
-
-
-def _write_whole(url: str, write: Callable[[IO[bytes]], None]) -> str:
-    """Check ``url``, let ``write`` fill a temporary file beside it, then move it into place,
-    so a reader never sees half a file."""
-    import fsspec
-
-    check_out(url)
-    fs, path = fsspec.core.url_to_fs(url)
-    tmp = f"{path}.tmp-{time.time_ns()}"
-    with fs.open(tmp, "wb") as fh:
-        write(fh)
-    fs.mv(tmp, path)
-    return url
-
-
-def write_out(url: str, data: bytes) -> str:
-    """Write ``data`` to ``url`` whole; return ``url``."""
-    return _write_whole(url, lambda fh: fh.write(data))
-
-
-def copy_out(source: str, url: str) -> str:
-    """Copy the artifact at ``source`` (any fsspec URL) to ``url`` whole, streaming; return
-    ``url``."""
-    import fsspec
-
-    with fsspec.open(source, "rb") as src:
-        return _write_whole(url, lambda fh: shutil.copyfileobj(src, fh, length=COPY_BLOCK))
 
 
 def json_safe(obj: Any) -> Any:

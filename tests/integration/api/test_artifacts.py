@@ -216,3 +216,22 @@ def test_a_big_artifact_streams_in_chunks(platform, tmp_path, monkeypatch):
         c.download_artifact(job_id, "forecast.parquet", dest)
     assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(big).digest()
     assert max(reads) <= 1 << 20 and len(reads) >= 24  # never the whole file at once
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("prepare", {"input": "dataset://fleet"}),
+        ("forecast", {"input": "dataset://fleet"}),
+        ("cluster", {"input": "dataset://table"}),
+        ("cluster-predict", {"model_from": 1, "input": "dataset://table"}),
+        ("plan-migration", {"forecast": "dataset://forecast", "vms": "dataset://vms"}),
+        ("calibrate-migration", {}),
+    ],
+)
+def test_an_out_parameter_is_refused_jobs_write_only_their_own_artifacts(http, kind, params):
+    r = http.post("/v1/jobs", json={"kind": kind, "params": {**params, "out": "/etc/cron.d/x"}})
+    assert r.status_code == 422, r.text
+    details = r.json()["error"]["details"]
+    assert [d["type"] for d in details if d["loc"] == ["out"]] == ["extra_forbidden"]
+    assert http.get("/v1/jobs").json()["jobs"] == []

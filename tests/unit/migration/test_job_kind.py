@@ -57,13 +57,12 @@ def _params(files: dict[str, Path], **changes) -> PlanMigrationParams:
     return PlanMigrationParams(**{**base, **changes})
 
 
-def test_plan_is_written_with_a_summary_that_matches_it(files, ctx, tmp_path, fleet):
-    out = tmp_path / "plan.parquet"
-    params = _params(files, out=str(out), actual=str(files["actual"]))
+def test_plan_is_written_with_a_summary_that_matches_it(files, ctx, fleet):
+    params = _params(files, actual=str(files["actual"]))
     result = run_plan_migration(params, ctx)
 
+    assert result["output"] == "plan.parquet"  # what `zhuge plan-migrations --out` downloads
     plan = ctx.artifacts.read_parquet("plan.parquet")
-    assert pd.read_parquet(out).equals(plan)
     assert ctx.artifacts.read_json("summary.json") == result["summary"]
     assert list(plan.columns[:7]) == [
         "vm_id", "start", "end", "predicted_load", "predicted_downtime_ms",
@@ -88,7 +87,6 @@ def test_plan_is_written_with_a_summary_that_matches_it(files, ctx, tmp_path, fl
     assert set(ratios) >= {"mean_load plan/oracle", "total_downtime_ms plan/earliest"}
     assert ratios["mean_load plan/earliest"] < 1
     assert ctx.artifacts.read_json("evaluation.json") == result["evaluation"]
-    assert result["out"] == str(out)
 
 
 def test_partitions_by_cluster_match_one_plan_when_bandwidth_cannot_bind(files, ctx, fleet):
@@ -149,14 +147,13 @@ def test_calibration_is_saved_and_used_by_job_id_or_file(tmp_path, files, ctx):
     truth = MigrationModel(base_dirty_mbps=20.0, dirty_rate_coeff=25.0)
     history = tmp_path / "past_migrations.csv"
     synthetic_history(300, truth, n_vms=20, seed=1).to_csv(history, index=False)
-    out = tmp_path / "calibration.json"
-    calibrated = run_calibrate_migration(
-        CalibrateMigrationParams(history=str(history), out=str(out)), ctx
-    )
+    calibrated = run_calibrate_migration(CalibrateMigrationParams(history=str(history)), ctx)
     assert calibrated["source"] == "fit"
     assert calibrated["vms_with_own_coeff"] == 20  # every VM has >= 3 past migrations
     assert set(calibrated["metrics"]["total_s"]) == {"mape_pct", "r2"}
-    assert out.exists()
+    # the output `zhuge calibrate-migrations --out FILE` downloads, as a file of the caller's
+    out = tmp_path / "calibration.json"
+    out.write_bytes(ctx.artifacts.read_bytes(calibrated["output"]))
 
     summaries = []
     for ref in ("7", str(out)):
@@ -227,8 +224,6 @@ def _break(kind: str, tmp_path: Path, files: dict[str, Path], fleet) -> dict:
         path = tmp_path / "actual_no_load.parquet"
         fleet.actual.rename(columns={"yhat": "cpu"}).to_parquet(path)
         return {"actual": str(path)}
-    if kind == "no output folder":
-        return {"out": str(tmp_path / "missing" / "plan.parquet")}
     raise AssertionError(kind)
 
 
@@ -243,7 +238,6 @@ BAD_INPUTS = {
     "missing column": r"vms lacks column\(s\) \['memory_gb'\]",
     "unknown vm in list": r"'vm999999' in the vm list are not in vms",
     "actual without load": r"actual lacks a column 'yhat' or 'value'",
-    "no output folder": r"folder .*missing does not exist",
 }
 
 
@@ -251,12 +245,10 @@ BAD_INPUTS = {
 def test_bad_input_raises_a_data_error_naming_it_and_writes_nothing(
     kind, tmp_path, files, ctx, fleet
 ):
-    out = tmp_path / "plan.parquet"
-    params = _params(files, **{"out": str(out), **_break(kind, tmp_path, files, fleet)})
+    params = _params(files, **_break(kind, tmp_path, files, fleet))
     with pytest.raises(DataError, match=BAD_INPUTS[kind]):
         run_plan_migration(params, ctx)
     assert not ctx.artifacts.exists()
-    assert not out.exists()
 
 
 @pytest.mark.parametrize(

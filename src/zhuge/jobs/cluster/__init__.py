@@ -41,7 +41,6 @@ from zhuge.jobs.cluster.params import (
     PredictParams,
     TuneParams,
 )
-from zhuge.jobs.outputs import check_out
 
 __all__ = [
     "ALGORITHM_CHOICES",
@@ -51,7 +50,6 @@ __all__ = [
     "PreparedInput",
     "Route",
     "TuneParams",
-    "check_out",
     "check_plan",
     "choose_route",
     "prepare_input",

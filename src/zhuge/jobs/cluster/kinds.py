@@ -1,4 +1,7 @@
-"""The job kinds ``cluster``, ``cluster-predict`` and ``tune``."""
+"""The job kinds ``cluster``, ``cluster-predict`` and ``tune``.
+
+A result's ``output`` names the artifact a caller usually wants (``zhuge cluster --out``
+downloads it through the API); jobs write nowhere but their own artifact folder."""
 
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ from zhuge.jobs.cluster.params import (
 from zhuge.jobs.cluster.report import profile_summary, search_report
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.kinds import kind
-from zhuge.jobs.outputs import check_out, copy_out, json_safe, latest_saved
+from zhuge.jobs.outputs import json_safe, latest_saved
+
+LABELS = "labels.parquet"  # the output of cluster and cluster-predict
 
 
 def _makedirs(url: str) -> None:
@@ -107,8 +112,6 @@ def _model_input(params: ClusterInputParams, columns: list[str], id_name: str | 
 )
 def run_cluster(params: ClusterParams, ctx: JobContext) -> dict[str, Any]:
     started = time.perf_counter()
-    if params.out is not None:
-        check_out(params.out)
     ctx.progress(0, 4, "planning")
     route = choose_route(params)
     if route.stream:
@@ -125,7 +128,7 @@ def run_cluster(params: ClusterParams, ctx: JobContext) -> dict[str, Any]:
     report["notes"] = [*notes, *report["notes"]]
 
     labels_frame = _labels_frame(labels, prepared.ids, prepared.id_name)
-    artifacts = {"labels": ctx.artifacts.write_parquet("labels.parquet", labels_frame)}
+    artifacts = {"labels": ctx.artifacts.write_parquet(LABELS, labels_frame)}
     profile = None
     numeric = prepared.features.select_dtypes(["number", "bool"]).astype(float)
     if numeric.shape[1]:
@@ -154,7 +157,7 @@ def run_cluster(params: ClusterParams, ctx: JobContext) -> dict[str, Any]:
     }
     result = json_safe(result)
     artifacts["summary"] = ctx.artifacts.write_json("summary.json", result)
-    result["out"] = copy_out(artifacts["labels"], params.out) if params.out else None
+    result["output"] = LABELS
     ctx.progress(4, 4, f"{result['n_clusters']} clusters")
     return result
 
@@ -193,7 +196,7 @@ def _run_streaming(
     elif k > rows:
         raise DataError(f"k={k} is larger than the number of rows ({rows})")
     ctx.progress(2, 4, f"streaming MiniBatchKMeans, k={k}")
-    labels_url = ctx.artifacts.path("labels.parquet")
+    labels_url = ctx.artifacts.path(LABELS)
     _makedirs(ctx.artifacts.url)  # the writer opens a file in it
     result = stream_minibatch_kmeans(
         params.input,
@@ -262,7 +265,7 @@ def _run_streaming(
     }
     report = json_safe(report)
     artifacts["summary"] = ctx.artifacts.write_json("summary.json", report)
-    report["out"] = copy_out(labels_url, params.out) if params.out else None
+    report["output"] = LABELS
     ctx.progress(4, 4, f"{k} clusters")
     return report
 
@@ -302,8 +305,6 @@ def _load(folder: ArtifactDir, load_model: Any) -> tuple[Any, dict[str, Any]]:
 def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any]:
     from zhuge.ml.cluster.profile import TEMPLATES
 
-    if params.out is not None:
-        check_out(params.out)
     ctx.progress(0, 2, "loading the model")
     model, meta = resolve_model(params.model_from, ctx.artifacts_root)
     if not meta.get("can_predict", True):
@@ -331,7 +332,7 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
     ctx.progress(1, 2, f"labelling {len(frame)} rows")
     labels = np.asarray(model.predict(frame[columns]), dtype=np.int64)
     labels_frame = _labels_frame(labels, frame[id_name] if id_name else None, id_name)
-    artifacts = {"labels": ctx.artifacts.write_parquet("labels.parquet", labels_frame)}
+    artifacts = {"labels": ctx.artifacts.write_parquet(LABELS, labels_frame)}
     sizes = pd.Series(labels).value_counts().sort_index()
     result = json_safe(
         {
@@ -342,9 +343,9 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
             "sizes": {str(k): int(v) for k, v in sizes.items()},
             "id_column": id_name,
             "artifacts": artifacts,
+            "output": LABELS,
         }
     )
-    result["out"] = copy_out(artifacts["labels"], params.out) if params.out else None
     ctx.progress(2, 2, "labelled")
     return result
 

@@ -79,7 +79,6 @@ class ClusterInputParams(KindParams):
 
 
 class ClusterParams(ClusterInputParams):
-    out: str | None = Field(None, description="Also write labels.parquet here.")
     stream: Literal["auto", "on", "off"] = Field(
         "auto", description="Stream Parquet in pages: auto (when it would not fit), on, off."
     )
@@ -99,4 +98,3 @@ class PredictParams(KindParams):
     id_column: str | None = Field(
         None, description="Copied to the labels (default: the one the model was fit with)."
     )
-    out: str | None = Field(None, description="Also write labels.parquet here.")

@@ -18,9 +18,9 @@ Then ``train`` fits a :class:`~zhuge.ml.forecast.Forecaster` on a random sample 
 models learn nothing fleet-wide) and saves it as a manifest-verified artifact with how its
 input was prepared (``model/``); ``forecast`` trains the same way (or loads ``model_from``)
 and predicts every chunk in parallel parts, writing ``forecast/part-N``, then one
-``forecast.parquet`` (and ``out``); ``backtest`` scores rolling origins chunk by chunk,
-always next to the baselines. Bad input raises ``DataError``/``InvalidRequest``: the job goes
-dead at once and ``out`` is never written.
+``forecast.parquet`` (the result's ``output``, which ``zhuge forecast --out`` downloads);
+``backtest`` scores rolling origins chunk by chunk, always next to the baselines. Bad input
+raises ``DataError``/``InvalidRequest``: the job goes dead at once.
 """
 
 from __future__ import annotations

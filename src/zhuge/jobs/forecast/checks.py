@@ -12,7 +12,7 @@ from zhuge.data.sources import (
 )
 from zhuge.errors import DataError
 from zhuge.jobs.forecast.params import FleetInput
-from zhuge.jobs.outputs import check_out, existing_location
+from zhuge.jobs.outputs import existing_location
 from zhuge.ml.forecast.chunked import (
     read_parquet_url,
 )
@@ -45,11 +45,8 @@ def _head(url: str, rows: int = 2000) -> pd.DataFrame:
 
 def check_request(params: FleetInput) -> dict[str, Any]:
     """Check what can be checked cheaply before a job runs: the input opens, its columns map,
-    its timestamps and values parse, the VM table and output folder exist. Returns what the
-    first rows showed (columns, timestamp unit). The CLI runs this before submitting."""
-    out = getattr(params, "out", None)
-    if out is not None:
-        check_out(out)
+    its timestamps and values parse, the VM table exists. Returns what the first rows showed
+    (columns, timestamp unit). The CLI runs this before submitting."""
     seen: dict[str, Any] = {}
     if params.input is not None:
         head = _head(params.input)

@@ -1,4 +1,7 @@
-"""The job kinds ``prepare``, ``train``, ``forecast`` and ``backtest``."""
+"""The job kinds ``prepare``, ``train``, ``forecast`` and ``backtest``.
+
+A result's ``output`` names the artifact a caller usually wants (``zhuge forecast --out``
+downloads it through the API); jobs write nowhere but their own artifact folder."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from zhuge.jobs.forecast.params import (
 )
 from zhuge.jobs.forecast.prepare import prepare_fleet, prepare_result
 from zhuge.jobs.kinds import kind
-from zhuge.jobs.outputs import copy_out, json_safe
+from zhuge.jobs.outputs import json_safe
 from zhuge.ml.forecast import load
 from zhuge.ml.forecast.chunked import (
     backtest_part,
@@ -31,6 +34,9 @@ from zhuge.ml.forecast.chunked import (
 )
 from zhuge.ml.forecast.metrics import summarize
 
+PREPARED = "prepared.parquet"  # the output of prepare
+FORECAST = "forecast.parquet"  # the output of forecast
+
 
 @kind(
     "prepare",
@@ -41,15 +47,14 @@ def run_prepare(params: PrepareParams, ctx: JobContext) -> dict[str, Any]:
     check_request(params)
     prepared = prepare_fleet(params, ctx)
     ctx.progress(0, 1, "writing the prepared series")
-    target = ctx.artifacts.path("prepared.parquet")
+    target = ctx.artifacts.path(PREPARED)
     rows = concat_parquet(prepared.parts, target)
-    out = copy_out(target, params.out) if params.out is not None else None
     ctx.progress(1, 1, "done")
     return {
         **prepare_result(prepared),
         "rows": rows,
         "artifacts": {"prepared": target, "report": prepared.report},
-        "out": out,
+        "output": PREPARED,
     }
 
 
@@ -96,14 +101,13 @@ def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
         message="chunks forecast",
     )
     ctx.progress(len(results), len(results), "writing the forecast")
-    target = ctx.artifacts.path("forecast.parquet")
+    target = ctx.artifacts.path(FORECAST)
     rows = concat_parquet(
         [ctx.artifacts.path(f"forecast/part-{r['index']:05d}.parquet") for r in results], target
     )
     models: Counter[str] = Counter()
     for r in results:
         models.update(r["models"])
-    out = copy_out(target, params.out) if params.out is not None else None
     first_last = read_parquet_url(target, ["timestamp"])["timestamp"]
     return {
         "series": int(sum(r["series"] for r in results)),
@@ -122,7 +126,7 @@ def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
         "trained_on_series": n_sample,
         "prepare": prepare_result(prepared),
         "artifacts": {"forecast": target, "model": model_url, "report": prepared.report},
-        "out": out,
+        "output": FORECAST,
     }
 
 

@@ -173,7 +173,7 @@ class ModelChoice(KindParams):
 
 
 class PrepareParams(FleetInput):
-    out: str | None = Field(None, description="Also write the prepared series here (Parquet).")
+    """The prepared series are the job's ``prepared.parquet`` artifact."""
 
 
 class TrainParams(FleetInput, ModelChoice):
@@ -196,7 +196,6 @@ class ForecastParams(TrainParams):
     model_from: JobRef | None = Field(
         None, description="Reuse the model a train/forecast job of your tenant saved (its id)."
     )
-    out: str | None = Field(None, description="Also write the forecast here (Parquet).")
     # How the input is prepared and what is predicted: None takes them from the reused model
     # (or the train defaults), so that a stored job says what the caller really asked for.
     freq: Freq | None = Field(None, description=f"Forecast grid ({_FROM_MODEL}).")

@@ -3,7 +3,8 @@
 ``plan-migration`` reads a forecast and a VM table (Parquet, any fsspec URL), plans a window per
 VM with ``zhuge.migration.plan_migrations``, optionally scores the plan against the load that
 really happened, and writes ``plan.parquet``, ``summary.json`` (and ``evaluation.json``) to the
-attempt's artifact folder, copying the plan to ``out`` when asked.
+attempt's artifact folder (``plan.parquet`` is the result's ``output``, which ``zhuge
+plan-migrations --out`` downloads).
 
 **Large fleets are planned per cluster.** Clusters share nothing but the global bandwidth
 budget (host and cluster limits stay inside a cluster), so clusters are grouped into partitions
@@ -50,7 +51,6 @@ from zhuge.jobs.migration.params import (
 )
 from zhuge.jobs.migration.partitions import Partition, split_by_cluster
 from zhuge.jobs.migration.prepare import PreparedPlan, prepare_plan
-from zhuge.jobs.outputs import check_out
 
 __all__ = [
     "CALIBRATION_KIND",
@@ -64,7 +64,6 @@ __all__ = [
     "PlanMigrationParams",
     "PreparedPlan",
     "calibration_document",
-    "check_out",
     "load_calibration",
     "parse_when",
     "prepare_plan",

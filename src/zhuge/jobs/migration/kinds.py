@@ -1,4 +1,7 @@
-"""The job kinds ``plan-migration`` and ``calibrate-migration``."""
+"""The job kinds ``plan-migration`` and ``calibrate-migration``.
+
+A result's ``output`` names the artifact a caller usually wants (``zhuge plan-migrations
+--out`` downloads it through the API); jobs write nowhere but their own artifact folder."""
 
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ from zhuge.jobs.migration.inputs import read_actual, read_history
 from zhuge.jobs.migration.params import CalibrateMigrationParams, PlanMigrationParams
 from zhuge.jobs.migration.partitions import plan_partitions
 from zhuge.jobs.migration.prepare import prepare_plan
-from zhuge.jobs.outputs import check_out, json_safe, write_out
+from zhuge.jobs.outputs import json_safe
 from zhuge.migration import (
     MigrationModel,
     calibrate,
     check_plan,
     evaluate_plan,
 )
+
+PLAN = "plan.parquet"  # the output of plan-migration
 
 
 @kind(
@@ -63,16 +68,13 @@ def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str
     ctx.progress(3, 3, "writing the plan")
     summary = json_safe(summary)
     artifacts = {
-        "plan": ctx.artifacts.write_parquet("plan.parquet", plan),
+        "plan": ctx.artifacts.write_parquet(PLAN, plan),
         "summary": ctx.artifacts.write_json("summary.json", summary),
     }
     if evaluation is not None:
         evaluation = json_safe(evaluation)
         artifacts["evaluation"] = ctx.artifacts.write_json("evaluation.json", evaluation)
-    out = None
-    if params.out is not None:
-        out = write_out(params.out, ctx.artifacts.read_bytes("plan.parquet"))
-    return {"summary": summary, "evaluation": evaluation, "artifacts": artifacts, "out": out}
+    return {"summary": summary, "evaluation": evaluation, "artifacts": artifacts, "output": PLAN}
 
 
 @kind(
@@ -82,8 +84,6 @@ def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str
 )
 def run_calibrate_migration(params: CalibrateMigrationParams, ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, 2, "reading history")
-    if params.out is not None:
-        check_out(params.out)
     history = read_history(params.history) if params.history is not None else None
     defaults = MigrationModel(bandwidth_gbps=params.link_gbps)
     ctx.progress(1, 2, f"fitting {0 if history is None else len(history)} migrations")
@@ -97,7 +97,6 @@ def run_calibrate_migration(params: CalibrateMigrationParams, ctx: JobContext) -
         libraries=["numpy", "scipy", "pandas"],
         metadata={"source": calibration.source, "history": params.history},
     )
-    out = write_out(params.out, data) if params.out is not None else None
     ctx.progress(2, 2, "saved")
     return {
         "source": calibration.source,
@@ -106,5 +105,5 @@ def run_calibrate_migration(params: CalibrateMigrationParams, ctx: JobContext) -
         "metrics": document["metrics"],
         "vms_with_own_coeff": len(calibration.per_vm),
         "artifacts": {"calibration": folder.url},
-        "out": out,
+        "output": f"calibration/{CALIBRATION_FILE}",
     }

@@ -70,7 +70,6 @@ class PlanMigrationParams(KindParams):
     actual: DataRef | None = Field(
         None, description="Parquet of the load that really happened, to evaluate the plan."
     )
-    out: str | None = Field(None, description="Also write the plan to this Parquet path/URL.")
     partition_vms: int = Field(
         PARTITION_VMS, ge=1, description="Plan clusters in partitions of about this many VMs."
     )
@@ -103,7 +102,6 @@ class CalibrateMigrationParams(KindParams):
     )
     min_migrations: int = Field(3, ge=1, description="Past migrations a VM needs for its own fit.")
     link_gbps: float = Field(10.0, gt=0, description="Link rate the history was measured at.")
-    out: str | None = Field(None, description="Also write the calibration JSON here.")
 
 
 def parse_when(text: str) -> pd.Timedelta | pd.Timestamp:

@@ -21,7 +21,6 @@ from zhuge.jobs.migration.inputs import (
     read_vm_list,
 )
 from zhuge.jobs.migration.params import PlanMigrationParams, parse_when
-from zhuge.jobs.outputs import check_out
 from zhuge.migration import (
     MigrationModel,
     PlanConstraints,
@@ -47,8 +46,6 @@ def prepare_plan(
     ``light`` skips reading the forecast's values (the CLI's check before submitting: it still
     reads its ids and timestamps to find VMs without a forecast and to check the deadline).
     """
-    if params.out is not None:
-        check_out(params.out)
     vms = read_parquet(params.vms, "vms", required=VM_REQUIRED, optional=VM_OPTIONAL)
     if params.vm_list is not None:
         wanted = read_vm_list(params.vm_list)
