@@ -8,6 +8,7 @@ checks, before any platform starts, and must leave nothing behind.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -51,8 +52,15 @@ def demo(tmp_path_factory) -> dict:
     return {"folder": folder, "telemetry": summary["telemetry"], "vms": summary["vms"]}
 
 
-def test_train_bucket_target_then_forecast_with_its_model(demo, env, tmp_path):
-    trained = ok_json(env, "train", "--input", demo["telemetry"], "--freq", "1h",
+@pytest.fixture
+def demo_env(env, demo) -> dict[str, str]:
+    """``env`` whose jobs may also read the demo fleet (written once, outside ``tmp_path``)."""
+    roots = os.pathsep.join([env["ZHUGE_DATA_ROOTS"], str(demo["folder"])])
+    return {**env, "ZHUGE_DATA_ROOTS": roots}
+
+
+def test_train_bucket_target_then_forecast_with_its_model(demo, demo_env, tmp_path):
+    trained = ok_json(demo_env, "train", "--input", demo["telemetry"], "--freq", "1h",
                       "--horizon", "24h", "--quantiles", "0.1,0.9", "--target", "bucket")  # fmt: skip
     model = trained["model"]
     assert model["requested"] == "auto" and model["metric"] == "bucket_error"
@@ -68,7 +76,7 @@ def test_train_bucket_target_then_forecast_with_its_model(demo, env, tmp_path):
     assert all(len(h) == 64 for h in manifest["files"].values())
 
     out = tmp_path / "forecast.parquet"
-    report = ok_json(env, "forecast", "--input", demo["telemetry"],
+    report = ok_json(demo_env, "forecast", "--input", demo["telemetry"],
                      "--model-from", str(trained["job_id"]), "--out", str(out))  # fmt: skip
     assert report["model_from"] == trained["job_id"] and report["trained_on_series"] is None
     assert report["freq"] == "1h" and report["horizon_steps"] == 24
@@ -88,15 +96,15 @@ def test_train_bucket_target_then_forecast_with_its_model(demo, env, tmp_path):
 
     # a reused model forecasts as it was trained: a different grid is refused, nothing written
     clash = tmp_path / "clash.parquet"
-    result = invoke(env, "forecast", "--input", demo["telemetry"], "--freq", "5min",
+    result = invoke(demo_env, "forecast", "--input", demo["telemetry"], "--freq", "5min",
                     "--model-from", str(trained["job_id"]), "--out", str(clash))  # fmt: skip
     assert result.exit_code == 1
     assert "trained with freq='1h', not '5min'" in result.output
     assert not clash.exists()
 
 
-def test_backtest_scores_models_next_to_every_baseline(demo, env):
-    report = ok_json(env, "backtest", "--input", demo["telemetry"], "--freq", "1h",
+def test_backtest_scores_models_next_to_every_baseline(demo, demo_env):
+    report = ok_json(demo_env, "backtest", "--input", demo["telemetry"], "--freq", "1h",
                      "--horizon", "24h", "--windows", "2", "--model", "gbm")  # fmt: skip
     rows = {row["model"]: row for row in report["overall"]}
     assert set(rows) == {"gbm"} | BASELINES
@@ -115,9 +123,9 @@ def test_backtest_scores_models_next_to_every_baseline(demo, env):
     )
 
 
-def test_host_level_and_bucket_target(demo, env, tmp_path):
+def test_host_level_and_bucket_target(demo, demo_env, tmp_path):
     out = tmp_path / "hosts.parquet"
-    result = invoke(env, "forecast", "--input", demo["telemetry"], "--vms", demo["vms"],
+    result = invoke(demo_env, "forecast", "--input", demo["telemetry"], "--vms", demo["vms"],
                     "--level", "host", "--freq", "1h", "--horizon", "12h", "--model", "seasonal_naive",
                     "--target", "bucket", "--buckets", "0,20,40,100", "--out", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -254,7 +262,7 @@ def test_sql_source(env, tmp_path):
         (["--input", "{csv}", "--level", "host"], "level host needs each VM's host_id"),
         (["--input", "{csv}", "--out", "{nofolder}"], "does not exist"),
         (["--input", "{text}"], "non-numeric"),
-        (["--sql", "select 1"], "sql needs db"),
+        (["--sql", "select 1"], "sql needs connection"),
         ([], "give exactly one of input"),
     ],
 )
