@@ -203,7 +203,7 @@ def test_milp_optimum_is_never_worse_than_greedy(seed: int) -> None:
     problem = build_problem(fleet.forecast, fleet.vms, constraints, MigrationModel())
     cost = problem.downtime_ms
     exact = _exact(problem, cost)
-    assert exact.objective == pytest.approx(exact.bound, rel=1e-9)  # proven, not just found
+    assert exact.objective == pytest.approx(exact.bound, rel=1e-6)  # proven, not just found
     assert exact.objective <= plan_objective(problem, cost, solve_greedy(problem, cost)) * (
         1 + 1e-9
     )
