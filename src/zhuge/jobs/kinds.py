@@ -35,6 +35,11 @@ KIND_MODULES: tuple[str, ...] = (
 )
 
 DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}
+# Parameters earlier versions took, and what replaced them (said when a caller still sends one).
+REMOVED_PARAMS = {
+    "out": "jobs write only into their own artifacts: download the result's output with "
+    "GET /v1/jobs/{id}/artifacts/{name} (the CLI's --out FILE does)",
+}
 
 
 class KindParams(BaseModel):
@@ -59,7 +64,7 @@ class Kind:
             return self.params.model_validate(params or {})
         except ValidationError as exc:
             errors = [
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+                {"loc": list(e["loc"]), "msg": _message(e), "type": e["type"]} for e in exc.errors()
             ]
             fields = ", ".join(".".join(str(p) for p in e["loc"]) or "(params)" for e in errors)
             raise InvalidParams(
@@ -69,6 +74,14 @@ class Kind:
     def normalise(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Validated parameters with defaults filled in, as stored on the job row."""
         return self.parse(params).model_dump(mode="json")
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        replaced = REMOVED_PARAMS.get(str(error["loc"][0]))
+        if replaced:
+            return f"no longer a parameter: {replaced}"
+    return error["msg"]
 
 
 _REGISTRY: dict[str, Kind] = {}

@@ -233,5 +233,7 @@ def test_an_out_parameter_is_refused_jobs_write_only_their_own_artifacts(http, k
     r = http.post("/v1/jobs", json={"kind": kind, "params": {**params, "out": "/etc/cron.d/x"}})
     assert r.status_code == 422, r.text
     details = r.json()["error"]["details"]
-    assert [d["type"] for d in details if d["loc"] == ["out"]] == ["extra_forbidden"]
+    (refusal,) = [d for d in details if d["loc"] == ["out"]]
+    assert refusal["type"] == "extra_forbidden"
+    assert "GET /v1/jobs/{id}/artifacts/{name}" in refusal["msg"]  # where outputs are now
     assert http.get("/v1/jobs").json()["jobs"] == []
