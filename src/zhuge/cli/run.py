@@ -32,6 +32,7 @@ from zhuge.errors import DataError, ZhugeError
 
 POLL_SECONDS = 0.25
 
+# the server's data roots for a client's token, asked once per command
 _roots: weakref.WeakKeyDictionary[Client, list[Path]] = weakref.WeakKeyDictionary()
 
 
