@@ -39,6 +39,8 @@ DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}
 REMOVED_PARAMS = {
     "out": "jobs write only into their own artifacts: download the result's output with "
     "GET /v1/jobs/{id}/artifacts/{name} (the CLI's --out FILE does)",
+    "db": "sql runs on a connection an admin registered, never a database URL: give "
+    "connection=NAME (zhuge connections ls)",
 }
 
 

@@ -328,7 +328,8 @@ def test_model_from_is_a_job_of_the_callers_tenant_and_never_a_folder(world):
 def test_db_is_gone_and_sql_names_a_connection_the_caller_may_use(world):
     before = world.snapshot()
     old = world.submit("evil", "prepare", {"sql": "SELECT 1", "db": world.settings.database_url})
-    assert old["status"] == 422 and "db" in old["text"]
+    assert old["status"] == 422 and "connection=NAME" in old["text"]
+    assert world.settings.database_url not in old["text"]
     answer = world.submit("evil", "prepare", {"sql": "SELECT 1", "connection": "nowhere"})
     _refused(answer, "no SQL database connection 'nowhere'", "connection")
     victim = world.outside / "victim.db"
