@@ -407,6 +407,10 @@ class Client:
     def tenants(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/tenants")
 
+    def set_data_roots(self, tenant: str, roots: list[str]) -> dict[str, Any]:
+        """Replace the server folders ``tenant``'s jobs may read by path (admin); [] clears."""
+        return self._request("PUT", f"/v1/tenants/{tenant}/data-roots", json={"roots": roots})
+
     def create_token(
         self, tenant: str, *, role: str = "member", name: str = "", expires: str | None = None
     ) -> dict[str, Any]:

@@ -83,6 +83,33 @@ def tenants_ls(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt
     console.print(table)
 
 
+@tenants_app.command("roots")
+def tenants_roots(
+    name: Annotated[str, typer.Argument(help="The tenant.")],
+    roots: Annotated[
+        list[str] | None,
+        typer.Argument(help="Absolute server folders its jobs may read by path."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove all of its own roots.")] = False,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Set the server folders a tenant's jobs may read by path, beyond ZHUGE_DATA_ROOTS.
+
+    Example: zhuge tenants roots forecasting /srv/telemetry /srv/inventory
+    """
+    with user_errors(json_output):
+        if not roots and not clear:
+            raise InvalidRequest("name one or more folders, or --clear to remove them all")
+        tenant = client(url, token).set_data_roots(name, [] if clear else list(roots or []))
+    if json_output:
+        print_json(tenant)
+    else:
+        shown = ", ".join(tenant["data_roots"] or []) or "none of its own"
+        console.print(f"tenant [bold]{tenant['name']}[/] reads by path: {shown}")
+
+
 # -- tokens -------------------------------------------------------------------------------
 
 

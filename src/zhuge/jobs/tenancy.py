@@ -15,6 +15,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -139,6 +140,27 @@ class Tenancy:
         with self._store.engine.connect() as conn:
             rows = conn.execute(sa.select(T).order_by(T.c.name)).all()
         return [Tenant(name=r.name, created_at=r.created_at, data_roots=r.data_roots) for r in rows]
+
+    def set_data_roots(self, name: str, roots: list[str]) -> Tenant:
+        """Replace the server paths ``name``'s jobs may read beyond ``ZHUGE_DATA_ROOTS``.
+
+        Each must be an absolute path to an existing folder; it is stored resolved (``..``
+        and symlinks followed), as the checks compare resolved paths."""
+        resolved: list[str] = []
+        for root in roots:
+            path = Path(root)
+            if "\x00" in root or not path.is_absolute():
+                raise InvalidRequest(f"data root {root!r} must be an absolute path")
+            if not path.is_dir():
+                raise InvalidRequest(f"data root {root!r} is not a folder on the server")
+            if str(path.resolve()) not in resolved:
+                resolved.append(str(path.resolve()))
+        T = schema.tenants
+        with self._store._tx() as conn:
+            self._check_tenant_exists(conn, name)
+            conn.execute(T.update().where(T.c.name == name).values(data_roots=resolved or None))
+            row = conn.execute(sa.select(T).where(T.c.name == name)).one()
+        return Tenant(name=row.name, created_at=row.created_at, data_roots=row.data_roots)
 
     def _check_tenant_exists(self, conn: sa.Connection, name: str) -> None:
         T = schema.tenants

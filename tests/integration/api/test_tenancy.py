@@ -427,3 +427,52 @@ def test_sdk_as_a_member_gets_forbidden_for_admin_calls(api):
         ):
             with pytest.raises(Forbidden):
                 call()
+
+
+# -- a tenant's own data roots --------------------------------------------------------------
+
+
+def test_an_admin_sets_a_tenants_data_roots_and_they_extend_what_it_may_read(api, tmp_path):
+    token = api.member("blue")
+    shared = tmp_path / "shared"
+    (shared / "sub").mkdir(parents=True)
+    before = api.call("GET", "/v1/data-roots", token).json()["roots"]
+    assert str(shared.resolve()) not in before
+    # stored resolved: a path with .. names the same folder
+    r = api.call("PUT", "/v1/tenants/blue/data-roots", json={"roots": [f"{shared}/sub/.."]})
+    assert r.status_code == 200, r.text
+    assert r.json()["data_roots"] == [str(shared.resolve())]
+    assert api.call("GET", "/v1/data-roots", token).json()["roots"] == [
+        *before,
+        str(shared.resolve()),
+    ]
+    # another tenant's roots are untouched
+    other = api.member("red")
+    assert str(shared.resolve()) not in api.call("GET", "/v1/data-roots", other).json()["roots"]
+    # cleared
+    r = api.call("PUT", "/v1/tenants/blue/data-roots", json={"roots": []})
+    assert r.status_code == 200 and r.json()["data_roots"] is None
+    assert api.call("GET", "/v1/data-roots", token).json()["roots"] == before
+
+
+@pytest.mark.parametrize(
+    ("roots", "status", "words"),
+    [
+        (["relative/path"], 422, "absolute"),
+        (["/no/such/folder/anywhere"], 422, "not a folder"),
+    ],
+)
+def test_bad_data_roots_are_refused_and_change_nothing(api, roots, status, words):
+    api.member("blue")
+    r = api.call("PUT", "/v1/tenants/blue/data-roots", json={"roots": roots})
+    assert r.status_code == status and words in r.json()["error"]["message"]
+    assert {t.name: t.data_roots for t in api.store.tenancy.tenants()}["blue"] is None
+
+
+def test_only_an_admin_sets_data_roots_and_only_of_a_tenant_that_exists(api, tmp_path):
+    token = api.member("blue")
+    r = api.call("PUT", "/v1/tenants/blue/data-roots", token, json={"roots": [str(tmp_path)]})
+    assert r.status_code == 403
+    r = api.call("PUT", "/v1/tenants/nobody/data-roots", json={"roots": [str(tmp_path)]})
+    assert r.status_code == 404
+    assert {t.name: t.data_roots for t in api.store.tenancy.tenants()}["blue"] is None

@@ -139,6 +139,29 @@ def create_tenant(
     return TenantOut.of(tenancy.create_tenant(body.name))
 
 
+class DataRootsSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roots: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        max_length=100,
+        description="Absolute server folders this tenant's jobs may read by path, beyond "
+        "ZHUGE_DATA_ROOTS; [] clears them.",
+    )
+
+
+@router.put("/tenants/{name}/data-roots", name="tenant.data_roots")
+def set_tenant_data_roots(
+    name: Annotated[str, Path(max_length=64)],
+    body: DataRootsSet,
+    request: Request,
+    tenancy: TenancyDep,
+    _: AdminPrincipal,
+) -> TenantOut:
+    """Replace a tenant's own allowed roots (admin)."""
+    audit.note(request, target=f"tenant={name}")
+    return TenantOut.of(tenancy.set_data_roots(name, body.roots))
+
+
 @router.get("/tenants", name="tenant.list")
 def list_tenants(tenancy: TenancyDep, _: AdminPrincipal) -> list[TenantOut]:
     return [TenantOut.of(t) for t in tenancy.tenants()]
@@ -172,7 +195,9 @@ def list_tokens(
 
 @router.post("/tokens/{token_id}/revoke", name="token.revoke")
 def revoke_token(
-    token_id: Annotated[str, Path(pattern=r"^tok_[A-Za-z0-9_-]{1,28}$", description="A token's id.")],
+    token_id: Annotated[
+        str, Path(pattern=r"^tok_[A-Za-z0-9_-]{1,28}$", description="A token's id.")
+    ],
     request: Request,
     tenancy: TenancyDep,
     _: AdminPrincipal,
