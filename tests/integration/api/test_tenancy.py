@@ -3,6 +3,7 @@ and the CLI, over a real store on SQLite and PostgreSQL. No Dask: the API only w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -291,9 +292,10 @@ def test_audit_records_downloads_but_not_other_reads(api):
     got = api.call("GET", "/v1/datasets/tiny/content", acme)
     assert got.status_code == 200 and got.content == b"a,b\n1,2\n"
     entries = api.audit(tenant="acme")
+    digest = hashlib.sha256(b"a,b\n1,2\n").hexdigest()
     assert [(e["action"], e["target"], e["outcome"]) for e in entries[:2]] == [
-        ("dataset.download", "name=tiny", "ok"),
-        ("dataset.put", "", "ok"),
+        ("dataset.download", f"name=tiny sha256={digest}", "ok"),
+        ("dataset.put", f"name=tiny sha256={digest}", "ok"),
     ]
     assert entries[1]["details"]["query"] == "name=tiny"
     assert not any(e["action"] == "dataset.list" for e in entries)
