@@ -24,19 +24,18 @@ import psutil
 import pytest
 
 from tests.conftest import REPO, free_port, wait_for
-from tests.integration.platform.gate import GATE, Gate
+from tests.integration.platform.gate import GATE, KINDS_MODULE, Gate
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobStore
 
 pytestmark = pytest.mark.slow
 
 ZHUGE = [sys.executable, "-m", "zhuge"]
-GATE_MODULE = "tests.integration.platform.gate"
 # `zhuge up` with the test-only gate kinds registered (submissions are checked against them)
 ZHUGE_UP_WITH_GATES = [
     sys.executable,
     "-c",
-    f"import {GATE_MODULE}; from zhuge.cli import main; main()",
+    f"import {KINDS_MODULE}; from zhuge.cli import main; main()",
     "up",
 ]
 QUIET = ["--log-level", "warning"]
@@ -59,7 +58,7 @@ class Server:
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "500",  # a log line with a long path stays on one line
-            "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([GATE_MODULE]),
+            "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([KINDS_MODULE]),
         }
         self.env.pop("ZHUGE_TOKEN", None)
         self.proc: subprocess.Popen | None = None

@@ -3,10 +3,14 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import empty_store
+from tests.integration.platform.gate import register_gate_kinds
 from zhuge.jobs.store import JobStore
 
 
 class FakeClock:
+    """A clock that moves only when the test moves it (``JobStore(clock=)``,
+    ``Scheduler(clock=)``, ``run_attempt(clock=)``)."""
+
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = start
 
@@ -34,3 +38,10 @@ def store(db_url, clock) -> JobStore:
     s = JobStore.open(db_url, clock=clock, retry_base_seconds=10.0, retry_max_seconds=100.0)
     yield s
     s.dispose()
+
+
+@pytest.fixture(scope="session")
+def gate_kinds() -> None:
+    """The test-only gate kinds, registered in this process for the tests that submit them
+    (``gate.py``); other tests see only the product's kinds."""
+    register_gate_kinds()

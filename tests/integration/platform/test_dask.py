@@ -30,7 +30,7 @@ MEMBER = Principal(token_id="tok_t", tenant="t")  # who submits the jobs here
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
+def platform(tmp_path_factory, gate_kinds):
     settings = Settings(
         home=tmp_path_factory.mktemp("home"),
         workers=WORKERS,

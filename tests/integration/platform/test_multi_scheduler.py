@@ -35,7 +35,7 @@ def wait_all(store, ids):
     )
 
 
-def test_two_schedulers_on_one_postgres_never_run_a_job_twice(pg_url, tmp_path):
+def test_two_schedulers_on_one_postgres_never_run_a_job_twice(pg_url, tmp_path, gate_kinds):
     def settings(name):
         return Settings(
             home=tmp_path / name,

@@ -69,7 +69,7 @@ def test_no_chain_when_chain_seconds_is_zero(db_url, tmp_path):
     assert store.get(jobs[1].id).state is JobState.QUEUED
 
 
-def test_a_running_job_stops_at_its_next_heartbeat_once_cancelled(db_url, tmp_path):
+def test_a_running_job_stops_at_its_next_heartbeat_once_cancelled(db_url, tmp_path, gate_kinds):
     store = store_for(db_url)
     gate = Gate(tmp_path / "gate")  # never opened: only the cancel can end the job
     job, _ = store.submit(tenant="t", kind=GATE, params=gate.params)
