@@ -9,6 +9,7 @@ long (30 s) so a slow machine never loses one by accident.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.integration.platform.gate import GATE, MAP, Gate, LoadGateKinds, started_parts
 from zhuge.config import Settings
+from zhuge.errors import InvalidRequest
 from zhuge.jobs.model import Job, Principal
 from zhuge.jobs.service import submit_job, submit_jobs
 from zhuge.jobs.states import JobState
@@ -218,17 +220,46 @@ def test_queued_jobs_start_in_priority_order_when_a_slot_frees(platform, gates):
     assert high_done.worker == low_done.worker == platform.store.get(first.id).worker
 
 
-def test_gpu_job_waits_in_the_queue_while_no_gpu_worker_exists(platform):
-    # ahead of the CPU job, were resources ignored
-    gpu_job = submit(platform, "echo", gpu=True, priority=9, resources={"GPU": 1.0})
-    cpu_job = submit(platform, "echo", n=1)
-    # The scheduler admitted the CPU job after the GPU job was queued, so it has looked at
-    # the GPU job too; with no GPU slot it must have left it queued.
-    assert finished(platform, cpu_job.id).state is JobState.SUCCEEDED
-    waiting = platform.store.get(gpu_job.id)
-    assert (waiting.state, waiting.attempt) == (JobState.QUEUED, 0)  # not claimed, not lost
-    assert [e.to_state for e in platform.store.events(gpu_job.id)] == [JobState.QUEUED]
-    platform.store.cancel(gpu_job.id)
+def test_a_job_asking_for_what_no_worker_offers_is_refused_naming_the_offer(platform):
+    before = len(platform.store.list(limit=1000))
+    for resources, problem in (
+        ({"GPU": 1.0}, "no worker offers GPU"),
+        ({"CPU": 1.0, "FOO": 1.0}, "no worker offers FOO"),
+        ({"CPU": 4.0}, "CPU=4 is more than any worker offers (CPU=1)"),
+    ):
+        with pytest.raises(InvalidRequest, match=re.escape(problem)) as refused:
+            submit(platform, "echo", resources=resources)
+        assert "the cluster offers CPU=1" in refused.value.message
+    assert len(platform.store.list(limit=1000)) == before  # nothing stored
+
+
+def test_a_job_no_live_worker_can_hold_waits_without_a_slot_and_says_why(platform):
+    # Accepted before any worker was recorded (a server whose workers are still joining):
+    # the store takes it as submit would have with an empty census.
+    gpu, _ = platform.store.submit(tenant="t", kind="echo", params={}, resources={"GPU": 1.0})
+    foo, _ = platform.store.submit(
+        tenant="t", kind="echo", params={}, resources={"CPU": 1.0, "FOO": 1.0}
+    )
+    platform.scheduler.notify()
+    # GPU jobs are never claimed while no worker offers GPU; the scheduler says so
+    waiting = wait_for(lambda: platform.store.get(gpu.id).pending_reason, what="gpu's reason")
+    assert waiting == "no live worker offers GPU"
+    # a CPU-class job that no worker can hold is handed back unstarted, not given to Dask
+    waiting = wait_for(lambda: platform.store.get(foo.id).pending_reason, what="foo's reason")
+    assert waiting == "no worker offers FOO"
+    for job_id, attempts in ((gpu.id, 0), (foo.id, 1)):
+        job = platform.store.get(job_id)
+        assert (job.state, job.attempt, job.failures, job.lost) == (
+            JobState.QUEUED,
+            attempts,
+            0,
+            0,
+        )
+        assert job.worker is None
+    # and every slot is still free for work that fits
+    assert finished(platform, submit(platform, "echo", n=1).id).state is JobState.SUCCEEDED
+    platform.store.cancel(gpu.id)
+    platform.store.cancel(foo.id)
 
 
 def test_map_counts_the_cpu_of_parts_wherever_they_ran(platform):
