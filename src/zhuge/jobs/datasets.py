@@ -26,17 +26,17 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 
 from zhuge import errors
 from zhuge.artifacts import _filesystem
 from zhuge.jobs import schema
+from zhuge.jobs.store import reading, transaction
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a folder name under datasets/
@@ -176,21 +176,11 @@ class Datasets:
         self.artifacts_root = artifacts_root.rstrip("/")
         self.clock = clock
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise errors.StoreError(f"job store unavailable: {exc.orig}") from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise errors.StoreError(f"job store unavailable: {exc.orig}") from exc
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self.engine)
 
     def _lock_content(self, conn: Connection, key: str) -> None:
         """Serialise writers of one content object until the transaction ends. SQLite's

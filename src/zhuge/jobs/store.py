@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,27 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction on the store's engine; a database that cannot be reached is a
+    StoreError (503), not a driver error. Every module writing the store's tables uses this."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise StoreError(f"job store unavailable: {exc.orig}") from exc
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read on the store's engine, with ``transaction``'s error."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise StoreError(f"job store unavailable: {exc.orig}") from exc
 
 
 def redacted(url: str | sa.URL) -> str:
@@ -269,13 +290,8 @@ class JobStore:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreError(f"job store unavailable: {exc.orig}") from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine)
 
     def _event(
         self,
