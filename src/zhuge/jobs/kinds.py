@@ -35,6 +35,8 @@ KIND_MODULES: tuple[str, ...] = (
 )
 
 DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}
+DEFAULT_TIMEOUT_S = 6 * 3600.0
+"""How long an attempt of a kind that names no limit may run (a job may ask for another)."""
 # Parameters earlier versions took, and what replaced them (said when a caller still sends one).
 REMOVED_PARAMS = {
     "out": "jobs write only into their own artifacts: download the result's output with "
@@ -60,6 +62,8 @@ class Kind:
     run: RunFunction
     resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     description: str = ""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    """An attempt running longer is stopped (a job may ask for another limit)."""
 
     def parse(self, params: dict[str, Any] | None) -> BaseModel:
         try:
@@ -96,6 +100,7 @@ def kind(
     params: type[BaseModel],
     resources: dict[str, float] | None = None,
     description: str = "",
+    timeout_s: float = 0.0,
 ) -> Callable[[RunFunction], RunFunction]:
     """Register ``run`` as the code of job kind ``name``."""
 
@@ -109,6 +114,7 @@ def kind(
             run=run,
             resources=dict(resources or DEFAULT_RESOURCES),
             description=doc if isinstance(doc, str) else "".join(doc),
+            timeout_s=timeout_s or DEFAULT_TIMEOUT_S,
         )
         return run
 

@@ -38,6 +38,11 @@ class Job:
     cpu_seconds: float = 0.0
     gpu_seconds: float = 0.0
     pending_reason: str | None = None  # why a queued job does not start now
+    gang: int = 1  # copies admitted together on distinct workers, or none
+    timeout_s: float | None = None  # every attempt is stopped after this long
+    placement: str | None = None  # binpack | spread; None: the queue configuration's
+    assigned_workers: list[str] | None = None  # where admission placed the running attempt
+    preempt_requested_at: float | None = None  # asked to yield its place (a reclaim)
 
     def evolve(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)

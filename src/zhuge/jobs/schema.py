@@ -116,10 +116,18 @@ jobs = sa.Table(
     sa.Column("cpu_seconds", sa.Double, nullable=False, server_default="0"),
     sa.Column("gpu_seconds", sa.Double, nullable=False, server_default="0"),
     sa.Column("pending_reason", sa.Text),  # why a queued job does not start now, in words
+    # admission (zhuge.jobs.admission): copies on distinct workers admitted together or not
+    # at all; the attempt's time limit; binpack|spread (None: the queue configuration's)
+    sa.Column("gang", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("timeout_s", sa.Double),
+    sa.Column("placement", sa.String(16)),
+    sa.Column("assigned_workers", sa.JSON),  # where admission placed the running attempt
+    sa.Column("preempt_requested_at", sa.Double),  # asked to yield its place (reclaim)
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_idempotency"),
     sa.Index("ix_jobs_claim", "state", "resource_class", "priority", "id"),
     sa.Index("ix_jobs_lease", "state", "lease_expires_at"),
     sa.Index("ix_jobs_tenant", "tenant", "id"),
+    sa.Index("ix_jobs_tenant_state", "state", "tenant", "priority", "id"),
 )
 
 job_events = sa.Table(
@@ -155,4 +163,23 @@ workers = sa.Table(
     sa.Column("resources", sa.JSON, nullable=False),
     sa.Column("running", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_seen", Time, nullable=False),
+)
+
+queue_config = sa.Table(
+    "queue_config",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # one row: the configuration in force
+    sa.Column("document", sa.Text, nullable=False),  # the YAML as applied
+    sa.Column("config", sa.JSON, nullable=False),  # as parsed and checked
+    sa.Column("applied_at", Time, nullable=False),
+    sa.Column("applied_by", sa.String(32)),  # token id
+)
+
+tenant_usage = sa.Table(
+    "tenant_usage",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    # resource-seconds per resource, decayed with the fair share's half-life
+    sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
 )

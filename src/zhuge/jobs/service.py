@@ -56,6 +56,9 @@ def submit_job(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     max_lost: int = DEFAULT_MAX_LOST,
+    gang: int = 1,
+    timeout_s: float | None = None,
+    placement: str | None = None,
 ) -> tuple[Job, bool]:
     """Validate and enqueue in ``principal``'s tenant; ``(job, created)``. Raises UnknownKind
     / InvalidParams first, so bad input changes nothing."""
@@ -72,6 +75,9 @@ def submit_job(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         max_lost=max_lost,
+        gang=gang,
+        timeout_s=timeout_s,
+        placement=placement,
     )
 
 
@@ -98,6 +104,9 @@ def submit_jobs(
                 max_attempts=request.max_attempts,
                 idempotency_key=request.idempotency_key,
                 max_lost=request.max_lost,
+                gang=request.gang,
+                timeout_s=request.timeout_s,
+                placement=request.placement,
             )
         )
     return store.submit_many(tenant=principal.tenant, requests=valid)

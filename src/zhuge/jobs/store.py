@@ -69,6 +69,10 @@ def request_sha256(
     resources: dict[str, float],
     max_attempts: int,
     max_lost: int = DEFAULT_MAX_LOST,
+    *,
+    gang: int = 1,
+    timeout_s: float | None = None,
+    placement: str | None = None,
 ) -> str:
     """A fingerprint of what was asked, to tell a replay from a different request.
 
@@ -83,6 +87,13 @@ def request_sha256(
     }
     if max_lost != DEFAULT_MAX_LOST:
         fields["max_lost"] = max_lost
+    for name, value, default in (
+        ("gang", gang, 1),
+        ("timeout_s", timeout_s, None),
+        ("placement", placement, None),
+    ):
+        if value != default:
+            fields[name] = value
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -98,6 +109,12 @@ class JobRequest:
     max_attempts: int = 3
     idempotency_key: str | None = None
     max_lost: int = DEFAULT_MAX_LOST
+    gang: int = 1
+    """Copies admitted together on distinct workers, or none (``zhuge.jobs.admission``)."""
+    timeout_s: float | None = None
+    """Every attempt is stopped after this long (the kind's default when None)."""
+    placement: str | None = None
+    """binpack | spread; None: the queue configuration's."""
 
 
 def resource_class(resources: dict[str, float]) -> str:
@@ -348,6 +365,9 @@ class JobStore:
         max_attempts: int = 3,
         idempotency_key: str | None = None,
         max_lost: int = DEFAULT_MAX_LOST,
+        gang: int = 1,
+        timeout_s: float | None = None,
+        placement: str | None = None,
     ) -> tuple[Job, bool]:
         """Insert a queued job; return ``(job, created)``.
 
@@ -355,7 +375,16 @@ class JobStore:
         existing job (``created`` False); a different request raises IdempotencyConflict.
         """
         request = JobRequest(
-            kind, params, priority, resources, max_attempts, idempotency_key, max_lost
+            kind,
+            params,
+            priority,
+            resources,
+            max_attempts,
+            idempotency_key,
+            max_lost,
+            gang=gang,
+            timeout_s=timeout_s,
+            placement=placement,
         )
         return self.submit_many(tenant=tenant, requests=[request])[0]
 
@@ -372,6 +401,12 @@ class JobStore:
                 raise InvalidRequest("max_attempts must be at least 1")
             if request.max_lost < 1:
                 raise InvalidRequest("max_lost must be at least 1")
+            if request.gang < 1:
+                raise InvalidRequest("gang must be at least 1")
+            if request.timeout_s is not None and not request.timeout_s > 0:
+                raise InvalidRequest("timeout_s must be more than 0 seconds")
+            if request.placement not in (None, "binpack", "spread"):
+                raise InvalidRequest("placement must be binpack or spread")
             resources = dict(request.resources or {"CPU": 1.0})
             fingerprint = request_sha256(
                 request.kind,
@@ -380,6 +415,9 @@ class JobStore:
                 resources,
                 request.max_attempts,
                 request.max_lost,
+                gang=request.gang,
+                timeout_s=request.timeout_s,
+                placement=request.placement,
             )
             prepared.append((request, resources, fingerprint))
         first_of_key: dict[str, int] = {}
@@ -430,6 +468,9 @@ class JobStore:
                         "resource_class": resource_class(prepared[i][1]),
                         "max_attempts": prepared[i][0].max_attempts,
                         "max_lost": prepared[i][0].max_lost,
+                        "gang": prepared[i][0].gang,
+                        "timeout_s": prepared[i][0].timeout_s,
+                        "placement": prepared[i][0].placement,
                         "idempotency_key": prepared[i][0].idempotency_key,
                         "request_sha256": prepared[i][2],
                         "created_at": now,

@@ -136,6 +136,13 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         conn.rollback()
     assert [(t["tenant"], t["role"], t["id"][:4]) for t in tokens] == [("default", "admin", "tok_")]
     assert all(j.pending_reason is None for j in jobs.values())
+    # 0004: admission
+    assert all((j.gang, j.timeout_s, j.assigned_workers) == (1, None, None) for j in jobs.values())
+    with store.engine.connect() as conn:
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(schema.queue_config)).scalar() == 0
+        )
+        conn.rollback()
 
 
 def _built_by_every_revision(url: str) -> None:

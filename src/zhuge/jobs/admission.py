@@ -1,0 +1,755 @@
+"""Admission: which queued jobs start now, where, and what must yield. Pure: no SQL, no Dask.
+
+The one policy every path asks — the scheduler's turn, a worker's chain (``claim_next``)
+and the simulator (``zhuge simulate``) — so a job's fate does not depend on who looks.
+``decide`` takes a snapshot (live workers and what they offer, running attempts, queued
+candidates, each tenant's decayed usage, the queue configuration, the time) and returns a
+``Decision``: attempts to start pinned to workers, attempts to preempt, a reason in words for
+every candidate left waiting, and the demand admission could not meet.
+
+The rules, in the order they apply (``docs/scheduling.md`` explains them with examples):
+
+- **Capacity is per worker.** A job's copy fits a worker when every resource it asks is free
+  there; a gang of N needs N distinct workers at once, or none. ``binpack`` takes the fullest
+  worker that fits, ``spread`` the emptiest. Fractions (``GPU=0.5``) are just amounts.
+- **Quotas**, over the resources the configuration lists. A tenant may always use up to its
+  ``nominal``. Beyond it, it *borrows*: from idle nominal of its cohort's tenants (each lends
+  at most its ``lending_limit``) and from capacity nobody's nominal claims; never more than
+  its ``borrowing_limit`` in all. A tenant absent from the configuration has weight 1, no
+  nominal, and only the unclaimed capacity.
+- **Reclaim.** A job within its tenant's nominal that does not fit because cohort tenants
+  borrowed the capacity preempts borrowed work (lowest priority first, then newest); with
+  ``within_tenant: lower_priority`` a job at its tenant's limit preempts that tenant's own
+  lower-priority work. A preempted attempt is lost (``preempted``), not failed.
+- **Fair share.** Tenants take turns by dominant resource share over all capacity, divided by
+  weight (DRF, as Volcano); the share blends what a tenant holds now with its usage decayed
+  over ``fair_share.half_life``, so a tenant that ran alone all night does not keep a lead.
+- **Priorities age** inside a tenant: a job's effective priority rises by one every
+  ``aging.every`` it waits. No head-of-line blocking: a job that does not fit is passed over
+  for smaller ones behind it, until it has waited ``reservation_after``; then the workers that
+  free up soonest are *reserved* for it, and only jobs whose ``timeout_s`` ends before the
+  reservation may use them meanwhile (backfill).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from zhuge.errors import InvalidRequest
+
+Shape = Mapping[str, float]
+EPS = 1e-9
+
+# -- the configuration (queues.yaml) ------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"10m"``, ``"1h"`` or ``"2d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string such as 30s, 10m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (write 30s, 10m, 1h or 2d)")
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be a finite number of seconds ≥ 0, not {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Amounts = dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[float, Field(ge=0)]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TenantQueue(_Strict):
+    weight: float = Field(1.0, gt=0, le=1e6)
+    nominal: Amounts = Field(default_factory=dict)
+    """Guaranteed: always available to this tenant (reclaimed from borrowers if need be)."""
+    borrowing_limit: Amounts | None = None
+    """At most this much beyond nominal, per resource (absent: no limit)."""
+    lending_limit: Amounts | None = None
+    """At most this much of its idle nominal lent to its cohort (absent: all of it)."""
+
+
+class Cohort(_Strict):
+    tenants: list[str] = Field(min_length=1)
+
+
+class Preemption(_Strict):
+    reclaim_within_cohort: Literal["never", "lower_priority", "any"] = "any"
+    """Which borrowed work a tenant below its nominal may preempt to get it back."""
+    within_tenant: Literal["never", "lower_priority"] = "never"
+    """Whether a job at its tenant's limit preempts the tenant's own lower-priority work."""
+    grace: Duration = 30.0
+    """How long a preempted attempt has to stop by itself before it is given up as lost."""
+
+
+class FairShare(_Strict):
+    half_life: Duration = 3600.0
+
+
+class Aging(_Strict):
+    every: Duration = 600.0
+    """A queued job's effective priority rises by one each time this passes (0: never)."""
+
+
+class QueueConfig(_Strict):
+    """The queues as declared by an admin (``zhuge queues apply queues.yaml``)."""
+
+    resources: list[str] = Field(default_factory=lambda: ["CPU", "GPU", "memory_gb"])
+    """The resources quotas and fair share count; others are only placed."""
+    cohorts: dict[str, Cohort] = Field(default_factory=dict)
+    tenants: dict[str, TenantQueue] = Field(default_factory=dict)
+    preemption: Preemption = Field(default_factory=Preemption)
+    fair_share: FairShare = Field(default_factory=FairShare)
+    aging: Aging = Field(default_factory=Aging)
+    reservation_after: Duration = 900.0
+    """How long a job that does not fit may be passed over before workers are reserved."""
+    placement: Literal["binpack", "spread"] = "binpack"
+
+    @model_validator(mode="after")
+    def _one_cohort_each(self) -> QueueConfig:
+        seen: dict[str, str] = {}
+        for name, cohort in self.cohorts.items():
+            for tenant in cohort.tenants:
+                if tenant in seen:
+                    raise ValueError(
+                        f"tenant {tenant!r} is in two cohorts ({seen[tenant]!r} and {name!r})"
+                    )
+                seen[tenant] = name
+        for tenant, queue in self.tenants.items():
+            for what, amounts in (
+                ("nominal", queue.nominal),
+                ("borrowing_limit", queue.borrowing_limit or {}),
+                ("lending_limit", queue.lending_limit or {}),
+            ):
+                unknown = sorted(set(amounts) - set(self.resources))
+                if unknown:
+                    raise ValueError(
+                        f"tenants.{tenant}.{what} names {', '.join(unknown)}, which is not in "
+                        f"resources ({', '.join(self.resources)})"
+                    )
+            lend = queue.lending_limit or {}
+            for resource, amount in lend.items():
+                if amount > queue.nominal.get(resource, 0.0) + EPS:
+                    raise ValueError(
+                        f"tenants.{tenant}.lending_limit.{resource}={amount:g} is more than its "
+                        f"nominal ({queue.nominal.get(resource, 0.0):g})"
+                    )
+        return self
+
+    def queue(self, tenant: str) -> TenantQueue:
+        return self.tenants.get(tenant) or _DEFAULT_QUEUE
+
+    def cohort_of(self, tenant: str) -> str:
+        for name, cohort in self.cohorts.items():
+            if tenant in cohort.tenants:
+                return name
+        return f"tenant:{tenant}"  # on its own
+
+    @classmethod
+    def parse(cls, document: str | Mapping[str, Any]) -> QueueConfig:
+        """From YAML text (or an already parsed mapping); ``InvalidRequest`` naming the field."""
+        if isinstance(document, str):
+            try:
+                data = yaml.safe_load(document)
+            except yaml.YAMLError as exc:
+                raise InvalidRequest(f"queues file is not valid YAML: {exc}") from exc
+        else:
+            data = document
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise InvalidRequest("queues file must be a mapping (resources, cohorts, tenants…)")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "file"
+            raise InvalidRequest(
+                f"queues file: {where}: {first['msg']}",
+                details={
+                    "errors": [
+                        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                        for e in exc.errors()
+                    ]
+                },
+            ) from exc
+
+
+_DEFAULT_QUEUE = TenantQueue()
+
+# -- the snapshot ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """A live worker and everything it offers (not what is free: ``decide`` works that out)."""
+
+    address: str
+    offers: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Running:
+    """An attempt that holds resources: ``resources`` on each of ``workers``."""
+
+    job_id: int
+    tenant: str
+    priority: int
+    resources: Mapping[str, float]
+    workers: tuple[str, ...]
+    started_at: float
+    timeout_s: float | None = None
+    preempting: bool = False  # already asked to yield: its resources are on their way back
+
+    @property
+    def ends_by(self) -> float:
+        """The latest it will hold its resources (its time limit); inf if unbounded."""
+        return math.inf if self.timeout_s is None else self.started_at + self.timeout_s
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A queued job that may start now (its ``not_before`` has passed)."""
+
+    job_id: int
+    tenant: str
+    priority: int
+    resources: Mapping[str, float]
+    queued_at: float
+    gang: int = 1
+    timeout_s: float | None = None
+    placement: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    workers: Sequence[WorkerSlot]
+    running: Sequence[Running]
+    candidates: Sequence[Candidate]
+    usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per tenant, resource-seconds decayed over the half-life (``decay_usage``)."""
+
+
+# -- the decision ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    job_id: int
+    workers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Preempt:
+    job_id: int
+    for_job: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Copies of a shape admission would start now if workers had room for them."""
+
+    resources: Mapping[str, float]
+    count: int
+    gang: int = 1
+
+
+@dataclass
+class Decision:
+    start: list[Start] = field(default_factory=list)
+    preempt: list[Preempt] = field(default_factory=list)
+    waiting: dict[int, str] = field(default_factory=dict)
+    """Every candidate not started, and why, in words."""
+    reserved: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    demand: list[Demand] = field(default_factory=list)
+
+    def started(self) -> dict[int, tuple[str, ...]]:
+        return {s.job_id: s.workers for s in self.start}
+
+
+# -- usage and shares -------------------------------------------------------------------------
+
+
+def decay_usage(
+    usage: Mapping[str, Mapping[str, float]],
+    held: Mapping[str, Mapping[str, float]],
+    seconds: float,
+    half_life: float,
+) -> dict[str, dict[str, float]]:
+    """Usage after ``seconds`` more, during which each tenant held ``held``: old usage decays
+    by half every ``half_life`` and what was held is added as resource-seconds (decayed from
+    the middle of the interval, a close enough integral for turns far shorter than the
+    half-life)."""
+    factor = 0.5 ** (seconds / half_life) if half_life > 0 else 0.0
+    mid = 0.5 ** (seconds / 2 / half_life) if half_life > 0 else 1.0
+    out: dict[str, dict[str, float]] = {}
+    for tenant in set(usage) | set(held):
+        old = usage.get(tenant, {})
+        now = held.get(tenant, {})
+        merged = {
+            r: old.get(r, 0.0) * factor + now.get(r, 0.0) * seconds * mid
+            for r in set(old) | set(now)
+        }
+        kept = {r: v for r, v in merged.items() if v > 1e-6}
+        if kept:
+            out[tenant] = kept
+    return out
+
+
+def _add(a: dict[str, float], b: Shape, times: float = 1.0) -> None:
+    for k, v in b.items():
+        a[k] = a.get(k, 0.0) + v * times
+
+
+def describe(resources: Shape) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()) if v) or "nothing"
+
+
+def jain_index(values: Sequence[float]) -> float:
+    """Jain's fairness index of ``values`` (1: all equal; 1/n: one takes everything)."""
+    if not values or not any(values):
+        return 1.0
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+# -- deciding ---------------------------------------------------------------------------------
+
+
+class _Books:
+    """What the decision being made has handed out so far: free capacity per worker and
+    usage per tenant, with the quota arithmetic over them."""
+
+    def __init__(self, config: QueueConfig, snap: Snapshot) -> None:
+        self.config = config
+        self.counted = list(config.resources)
+        self.offers = {w.address: dict(w.offers) for w in snap.workers}
+        self.free = {w.address: dict(w.offers) for w in snap.workers}
+        self.capacity: dict[str, float] = {}
+        for w in snap.workers:
+            _add(self.capacity, w.offers)
+        self.used: dict[str, dict[str, float]] = {}
+        for r in snap.running:
+            self.hold(r.tenant, r.resources, r.workers)
+        nominal_total: dict[str, float] = {}
+        for queue in config.tenants.values():
+            _add(nominal_total, queue.nominal)
+        self.unclaimed = {
+            r: max(0.0, self.capacity.get(r, 0.0) - nominal_total.get(r, 0.0)) for r in self.counted
+        }
+        self.cohorts: dict[str, list[str]] = {}
+        for tenant in config.tenants:
+            self.cohorts.setdefault(config.cohort_of(tenant), []).append(tenant)
+
+    def hold(self, tenant: str, resources: Shape, workers: Iterable[str], sign: float = 1) -> None:
+        workers = list(workers)
+        for address in workers:
+            if address in self.free:
+                _add(self.free[address], resources, -sign)
+        _add(self.used.setdefault(tenant, {}), resources, sign * len(workers))
+
+    # -- quota ----------------------------------------------------------------------------
+
+    def _nominal(self, tenant: str, r: str) -> float:
+        return self.config.queue(tenant).nominal.get(r, 0.0)
+
+    def _lendable(self, tenant: str, r: str) -> float:
+        queue = self.config.queue(tenant)
+        idle = max(0.0, self._nominal(tenant, r) - self.used.get(tenant, {}).get(r, 0.0))
+        limit = (queue.lending_limit or {}).get(r, math.inf)
+        return min(limit, idle)
+
+    def _from_unclaimed(self, r: str, extra: Mapping[str, float]) -> float:
+        """What all cohorts together draw from the unclaimed capacity of ``r``, were
+        ``extra`` (tenant → amount) added to the usage."""
+        total = 0.0
+        members: dict[str, list[str]] = {c: list(ts) for c, ts in self.cohorts.items()}
+        for tenant in set(self.used) | set(extra):
+            cohort = self.config.cohort_of(tenant)
+            if tenant not in members.setdefault(cohort, []):
+                members[cohort].append(tenant)
+        for tenants in members.values():
+            supply = draw = 0.0
+            for t in tenants:
+                use = self.used.get(t, {}).get(r, 0.0) + extra.get(t, 0.0)
+                nominal = self._nominal(t, r)
+                limit = (self.config.queue(t).lending_limit or {}).get(r, math.inf)
+                supply += min(limit, max(0.0, nominal - use))
+                draw += max(0.0, use - nominal)
+            total += max(0.0, draw - supply)
+        return total
+
+    def quota_problem(self, tenant: str, ask: Shape) -> str | None:
+        """Why ``tenant`` may not take ``ask`` more now under the quotas; None if it may."""
+        queue = self.config.queue(tenant)
+        for r in self.counted:
+            amount = ask.get(r, 0.0)
+            if amount <= 0:
+                continue
+            use = self.used.get(tenant, {}).get(r, 0.0)
+            nominal = self._nominal(tenant, r)
+            if use + amount <= nominal + EPS:
+                continue  # guaranteed
+            limit = (queue.borrowing_limit or {}).get(r, math.inf)
+            if use + amount - nominal > limit + EPS:
+                return (
+                    f"waiting for quota: {tenant} uses {use:g}/{nominal:g} {r} and may "
+                    f"borrow at most {limit:g}"
+                )
+            if self._from_unclaimed(r, {tenant: amount}) > self.unclaimed[r] + EPS:
+                idle = self.idle_for(tenant, r)
+                return (
+                    f"waiting for quota: {tenant} uses {use:g}/{nominal:g} {r}, "
+                    f"cohort has {idle:g} idle"
+                )
+        return None
+
+    def idle_for(self, tenant: str, r: str) -> float:
+        """How much more of ``r`` ``tenant`` could borrow now (cohort's lendable + unclaimed)."""
+        cohort = self.config.cohort_of(tenant)
+        supply = sum(self._lendable(t, r) for t in self.cohorts.get(cohort, []) if t != tenant)
+        spare = self.unclaimed[r] - self._from_unclaimed(r, {})
+        return max(0.0, supply + max(0.0, spare) - 0.0)
+
+    def within_nominal(self, tenant: str, ask: Shape) -> bool:
+        return all(
+            self.used.get(tenant, {}).get(r, 0.0) + ask.get(r, 0.0)
+            <= self._nominal(tenant, r) + EPS
+            for r in self.counted
+            if ask.get(r, 0.0) > 0
+        )
+
+    def borrowing(self, tenant: str) -> bool:
+        return any(
+            self.used.get(tenant, {}).get(r, 0.0) > self._nominal(tenant, r) + EPS
+            for r in self.counted
+        )
+
+    # -- placement ------------------------------------------------------------------------
+
+    def place(
+        self,
+        ask: Shape,
+        copies: int,
+        placement: str,
+        closed: Mapping[str, float] | None = None,
+        ends_by: float = math.inf,
+    ) -> tuple[str, ...] | None:
+        """``copies`` distinct workers each with ``ask`` free, or None. ``closed`` maps a
+        reserved worker to when its reservation starts: only work that ends by then may use
+        it."""
+        fitting = [
+            address
+            for address, free in self.free.items()
+            if all(free.get(k, 0.0) + EPS >= v for k, v in ask.items())
+            and (closed is None or address not in closed or ends_by <= closed[address] < math.inf)
+        ]
+        if len(fitting) < copies:
+            return None
+
+        def room(address: str) -> float:  # the free share left, summed over what it offers
+            offers = self.offers[address]
+            return sum(
+                (self.free[address].get(k, 0.0) - ask.get(k, 0.0)) / v
+                for k, v in offers.items()
+                if v > 0
+            )
+
+        fitting.sort(key=lambda a: (room(a), a), reverse=placement == "spread")
+        return tuple(fitting[:copies])
+
+    def shortfall(self, ask: Shape, copies: int) -> str:
+        """Why ``copies`` of ``ask`` fit no set of workers now, in words."""
+        enough = [
+            a
+            for a, off in self.offers.items()
+            if all(off.get(k, 0.0) + EPS >= v for k, v in ask.items())
+        ]
+        if len(enough) < copies:
+            missing = sorted(k for k in ask if not any(k in off for off in self.offers.values()))
+            if missing:
+                return f"no worker offers {', '.join(missing)}"
+            if copies > 1:
+                return f"waiting for a gang of {copies} workers with {describe(ask)}: only {len(enough)} offer that much"
+            return f"no worker offers {describe(ask)}"
+        free_now = sum(
+            1 for a in enough if all(self.free[a].get(k, 0.0) + EPS >= v for k, v in ask.items())
+        )
+        if copies > 1:
+            return f"waiting for a gang of {copies} workers with {describe(ask)}, {free_now} free"
+        most = {k: max((f.get(k, 0.0) for f in self.free.values()), default=0.0) for k in ask}
+        return f"waiting for capacity: needs {describe(ask)}; most free on one worker: {describe(most) if any(most.values()) else 'nothing'}"
+
+
+def effective_priority(c: Candidate, now: float, config: QueueConfig) -> float:
+    every = config.aging.every
+    aged = (now - c.queued_at) / every if every > 0 else 0.0
+    return c.priority + max(0.0, aged)
+
+
+def decide(snap: Snapshot, config: QueueConfig) -> Decision:
+    """The admission decision for this snapshot (see the module's docstring)."""
+    return _Deciding(snap, config).run()
+
+
+class _Deciding:
+    def __init__(self, snap: Snapshot, config: QueueConfig) -> None:
+        self.snap = snap
+        self.config = config
+        self.now = snap.now
+        self.books = _Books(config, snap)
+        self.decision = Decision()
+        half_life = config.fair_share.half_life
+        # decayed usage is in resource-seconds; × ln 2 / half-life it is a rate, comparable
+        # with what a tenant holds now
+        self.rate = math.log(2) / half_life if half_life > 0 else 0.0
+        self.running = [r for r in snap.running if not r.preempting]
+        self.yielding = [r for r in snap.running if r.preempting]
+        self.closed: dict[str, float] = {}  # reserved worker → when its reservation starts
+        self.reserved_by: dict[str, int] = {}
+        self.demand: dict[tuple[tuple[tuple[str, float], ...], int], int] = {}
+        self.queues: dict[str, list[Candidate]] = {}
+        for c in snap.candidates:
+            self.queues.setdefault(c.tenant, []).append(c)
+        for cands in self.queues.values():
+            cands.sort(
+                key=lambda c: (-effective_priority(c, self.now, config), c.queued_at, c.job_id)
+            )
+
+    def share(self, tenant: str) -> float:
+        """The tenant's dominant share over all capacity, per unit of weight."""
+        held = self.books.used.get(tenant, {})
+        if self.rate:
+            past = self.snap.usage.get(tenant, {})
+            held = {
+                r: 0.5 * held.get(r, 0.0) + 0.5 * past.get(r, 0.0) * self.rate
+                for r in set(held) | set(past)
+            }
+        dominant = max(
+            (
+                held.get(r, 0.0) / self.books.capacity[r]
+                for r in self.books.counted
+                if self.books.capacity.get(r, 0.0) > 0
+            ),
+            default=0.0,
+        )
+        return dominant / self.config.queue(tenant).weight
+
+    def run(self) -> Decision:
+        # Jobs past the starvation bound go first, oldest first: each that does not fit
+        # reserves the workers that free up soonest.
+        starving = sorted(
+            (
+                c
+                for c in self.snap.candidates
+                if self.now - c.queued_at >= self.config.reservation_after
+            ),
+            key=lambda c: (c.queued_at, c.job_id),
+        )
+        done: set[int] = set()
+        for c in starving:
+            self.consider(c, may_reserve=True)
+            done.add(c.job_id)
+        # Then tenants take turns by fair share, those asking within their nominal first.
+        position = {t: 0 for t in self.queues}
+
+        def key(tenant: str) -> tuple[int, float, str] | None:
+            cands = self.queues[tenant]
+            while position[tenant] < len(cands) and cands[position[tenant]].job_id in done:
+                position[tenant] += 1
+            if position[tenant] >= len(cands):
+                return None
+            c = cands[position[tenant]]
+            total = {k: v * c.gang for k, v in c.resources.items()}
+            borrowing = 0 if self.books.within_nominal(tenant, total) else 1
+            return (borrowing, self.share(tenant), tenant)
+
+        heap = [k for k in map(key, self.queues) if k is not None]
+        heapq.heapify(heap)
+        while heap:
+            tenant = heapq.heappop(heap)[2]
+            c = self.queues[tenant][position[tenant]]
+            position[tenant] += 1
+            self.consider(c, may_reserve=False)
+            nxt = key(tenant)
+            if nxt is not None:
+                heapq.heappush(heap, nxt)
+        self.decision.demand = [
+            Demand(dict(shape), count, gang) for (shape, gang), count in sorted(self.demand.items())
+        ]
+        return self.decision
+
+    def consider(self, c: Candidate, *, may_reserve: bool) -> None:
+        books, decision = self.books, self.decision
+        ask = {k: float(v) for k, v in c.resources.items() if v}
+        total = {k: v * c.gang for k, v in ask.items()}
+        placement = c.placement or self.config.placement
+        ends_by = self.now + c.timeout_s if c.timeout_s is not None else math.inf
+
+        problem = books.quota_problem(c.tenant, total)
+        if problem is not None:
+            decision.waiting[c.job_id] = problem
+            if self.config.preemption.within_tenant == "lower_priority":
+                pool = [r for r in self.running if r.tenant == c.tenant and r.priority < c.priority]
+                victims = self.victims(
+                    pool,
+                    c,
+                    ask,
+                    lambda: (
+                        books.quota_problem(c.tenant, total) is None
+                        and books.place(ask, c.gang, "binpack") is not None
+                    ),
+                )
+                if victims:
+                    self.preempt(victims, c, f"preempted for higher-priority job {c.job_id}")
+                    decision.waiting[c.job_id] = (
+                        f"preempting {len(victims)} lower-priority attempt(s) of {c.tenant}"
+                    )
+            return
+        workers = books.place(ask, c.gang, placement, self.closed, ends_by)
+        if workers is not None:
+            books.hold(c.tenant, ask, workers)
+            decision.start.append(Start(c.job_id, workers))
+            self.running.append(
+                Running(c.job_id, c.tenant, c.priority, ask, workers, self.now, c.timeout_s)
+            )
+            return
+        shape = (tuple(sorted(ask.items())), c.gang)
+        self.demand[shape] = self.demand.get(shape, 0) + 1
+        open_fit = books.place(ask, c.gang, placement)
+        if open_fit is not None:  # room exists, but on workers reserved for another job
+            holder = next(self.reserved_by[a] for a in open_fit if a in self.reserved_by)
+            decision.waiting[c.job_id] = f"reserved for job {holder}"
+            return
+        decision.waiting[c.job_id] = books.shortfall(ask, c.gang)
+        if self.yielding and self.fits_once_yielded(ask, c.gang):
+            decision.waiting[c.job_id] = (
+                f"waiting for {len(self.yielding)} preempted attempt(s) to stop"
+            )
+            return
+        # a job within its tenant's nominal takes back what its cohort borrowed
+        victims = self.reclaim(c, ask, total)
+        if victims:
+            self.preempt(victims, c, f"preempted to reclaim quota for job {c.job_id} of {c.tenant}")
+            decision.waiting[c.job_id] = (
+                f"preempting {len(victims)} borrowed attempt(s) to reclaim {c.tenant}'s quota"
+            )
+        elif may_reserve:
+            spot = _reserve(books, self.running, ask, c.gang, self.closed)
+            if spot is not None:
+                workers, at = spot
+                for a in workers:
+                    self.closed[a] = at
+                    self.reserved_by[a] = c.job_id
+                decision.reserved[c.job_id] = workers
+                decision.waiting[c.job_id] += f"; reserved {', '.join(workers)} for it"
+
+    def fits_once_yielded(self, ask: Shape, copies: int) -> bool:
+        for r in self.yielding:
+            self.books.hold(r.tenant, r.resources, r.workers, sign=-1)
+        try:
+            return self.books.place(ask, copies, "binpack") is not None
+        finally:
+            for r in self.yielding:
+                self.books.hold(r.tenant, r.resources, r.workers)
+
+    def reclaim(self, c: Candidate, ask: Shape, total: Shape) -> list[Running]:
+        policy = self.config.preemption.reclaim_within_cohort
+        if policy == "never" or not self.books.within_nominal(c.tenant, total):
+            return []
+        cohort = self.config.cohort_of(c.tenant)
+        pool = [
+            r
+            for r in self.running
+            if r.tenant != c.tenant
+            and self.config.cohort_of(r.tenant) == cohort
+            and (policy == "any" or r.priority < c.priority)
+        ]
+        return self.victims(
+            pool,
+            c,
+            ask,
+            lambda: self.books.place(ask, c.gang, "binpack") is not None,
+            borrowed_only=True,
+        )
+
+    def victims(
+        self,
+        pool: list[Running],
+        c: Candidate,
+        ask: Shape,
+        enough: Callable[[], bool],
+        *,
+        borrowed_only: bool = False,
+    ) -> list[Running]:
+        """The attempts of ``pool`` to preempt so that ``enough()`` holds: lowest priority
+        first, then newest; empty if even all of them would not do."""
+        books = self.books
+        pool = sorted(pool, key=lambda r: (r.priority, -r.started_at, -r.job_id))
+        chosen: list[Running] = []
+        try:
+            for r in pool:
+                if borrowed_only and not books.borrowing(r.tenant):
+                    continue  # back within its nominal: what it holds now is its own
+                chosen.append(r)
+                books.hold(r.tenant, r.resources, r.workers, sign=-1)
+                if enough():
+                    return list(chosen)
+            return []
+        finally:
+            # victims hold their resources until they have stopped
+            for r in chosen:
+                books.hold(r.tenant, r.resources, r.workers)
+
+    def preempt(self, victims: list[Running], c: Candidate, reason: str) -> None:
+        for v in victims:
+            self.running.remove(v)
+            self.yielding.append(v)
+            self.decision.preempt.append(Preempt(v.job_id, c.job_id, reason))
+
+
+def _reserve(
+    books: _Books,
+    running: list[Running],
+    ask: dict[str, float],
+    copies: int,
+    closed: Mapping[str, float],
+) -> tuple[tuple[str, ...], float] | None:
+    """The ``copies`` workers where ``ask`` will fit soonest, counting on running attempts
+    ending by their time limits, and when; None if no set of workers ever could."""
+    when: dict[str, float] = {}
+    for address, offers in books.offers.items():
+        if address in closed or not all(offers.get(k, 0.0) + EPS >= v for k, v in ask.items()):
+            continue
+        free = dict(books.free[address])
+        at = -math.inf
+        for r in sorted((r for r in running if address in r.workers), key=lambda r: r.ends_by):
+            if all(free.get(k, 0.0) + EPS >= v for k, v in ask.items()):
+                break
+            _add(free, r.resources)
+            at = r.ends_by
+        if all(free.get(k, 0.0) + EPS >= v for k, v in ask.items()):
+            when[address] = at
+    if len(when) < copies:
+        return None
+    chosen = sorted(when, key=lambda a: (when[a], a))[:copies]
+    return tuple(chosen), max(when[a] for a in chosen)
