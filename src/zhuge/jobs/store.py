@@ -39,6 +39,7 @@ from zhuge.errors import (
 )
 from zhuge.jobs import schema
 from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
+from zhuge.jobs.queues import Queues
 from zhuge.jobs.states import (
     JobState,
     LostReason,
@@ -115,6 +116,17 @@ class JobRequest:
     """Every attempt is stopped after this long (the kind's default when None)."""
     placement: str | None = None
     """binpack | spread; None: the queue configuration's."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat learns: whether the attempt still runs, and whether it must yield."""
+
+    alive: bool
+    preempt: bool = False
+
+    def __bool__(self) -> bool:
+        return self.alive
 
 
 def resource_class(resources: dict[str, float]) -> str:
@@ -283,6 +295,7 @@ class JobStore:
         self.retry_max_seconds = retry_max_seconds
         self.is_postgres = engine.dialect.name == "postgresql"
         self.tenancy = Tenancy(self)
+        self.queues = Queues(self)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> JobStore:
@@ -792,15 +805,24 @@ class JobStore:
         *,
         lease_seconds: float,
         progress: dict[str, Any] | None = None,
-    ) -> bool:
-        """Renew the lease; False if the attempt is no longer running (cancelled, superseded)."""
+    ) -> Beat:
+        """Renew the lease. The reply is false if the attempt is no longer running
+        (cancelled, superseded); its ``preempt`` is set once admission asked the attempt to
+        yield its place (a reclaim), which it should do within the grace period."""
         now = self.clock()
         values: dict[str, Any] = {"lease_expires_at": now + lease_seconds}
         if progress:
             values["progress"] = progress
         with self._tx() as conn:
-            done = conn.execute(J.update().where(self._running(job_id, attempt)).values(**values))
-        return done.rowcount == 1
+            row = conn.execute(
+                J.update()
+                .where(self._running(job_id, attempt))
+                .values(**values)
+                .returning(J.c.preempt_requested_at)
+            ).first()
+        if row is None:
+            return Beat(alive=False)
+        return Beat(alive=True, preempt=row.preempt_requested_at is not None)
 
     def complete(
         self,
