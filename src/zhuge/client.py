@@ -152,9 +152,15 @@ class Client:
         max_attempts: int = 3,
         idempotency_key: str | None = None,
         max_lost: int = 10,
+        gang: int = 1,
+        timeout_s: float | None = None,
+        placement: str | None = None,
     ) -> JobHandle:
         """Queue a job. ``max_attempts`` bounds attempts whose code fails; ``max_lost`` those
-        the infrastructure loses (a dead worker, a lost lease), which spend no attempts."""
+        the infrastructure loses (a dead worker, a lost lease), which spend no attempts.
+        ``gang``: copies of ``resources`` admitted together on that many distinct workers;
+        ``timeout_s``: each attempt's time limit (default: the kind's); ``placement``:
+        ``binpack`` or ``spread`` (default: the queue configuration's)."""
         body: dict[str, Any] = {
             "kind": kind,
             "params": params or {},
@@ -164,6 +170,12 @@ class Client:
         }
         if resources is not None:
             body["resources"] = resources
+        if gang != 1:
+            body["gang"] = gang
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        if placement is not None:
+            body["placement"] = placement
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return JobHandle.of(self._request("POST", "/v1/jobs", json=body, headers=headers))
 
@@ -193,6 +205,12 @@ class Client:
 
     def retry(self, job_id: int) -> JobHandle:
         return JobHandle.of(self._request("POST", f"/v1/jobs/{job_id}/retry"))
+
+    def why(self, job_id: int) -> dict[str, Any]:
+        """Where a job stands, with ``summary`` in words: a queued job's place in its
+        tenant's queue and the cluster's and its ``pending_reason``; a running job's
+        ``workers``; a finished job's end."""
+        return self._request("GET", f"/v1/jobs/{job_id}/why")
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
         return self._request("GET", f"/v1/jobs/{job_id}/events")
@@ -398,6 +416,28 @@ class Client:
         except errors.ZhugeError:
             return False
         return True
+
+    # -- queues ---------------------------------------------------------------------------
+
+    def apply_queues(self, document: str | Path | dict[str, Any]) -> dict[str, Any]:
+        """Make a queues file the configuration in force (admin): YAML text, a path to the
+        file, or the configuration as a dict. Refused with ``InvalidRequest`` naming the
+        field (``.details["errors"]``), and nothing changed, if it is not valid."""
+        if isinstance(document, Path):
+            try:
+                document = document.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise errors.InvalidRequest(f"cannot read {document}: {exc.strerror}") from exc
+        return self._request("PUT", "/v1/queues", json={"document": document})
+
+    def queues(self) -> dict[str, Any]:
+        """The configuration in force, the file it came from, when and by whom (admin)."""
+        return self._request("GET", "/v1/queues")
+
+    def queue_status(self) -> dict[str, Any]:
+        """Per tenant (a member: its own) running and queued jobs, usage against nominal,
+        what it borrows, fair share against weight; and the cluster's totals."""
+        return self._request("GET", "/v1/queues/status")
 
     # -- tenants, tokens and the audit log (admin tokens) ---------------------------------
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from zhuge.api.limits import scrub
 from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
+from zhuge.jobs.queues import Why
 
 ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")]
+
+MAX_GANG = 1024  # copies of one job admitted together: more workers than any cluster we know
+MAX_TIMEOUT_S = 30 * 86400.0  # seconds: an attempt's time limit of a month at most
 
 
 def iso(ts: float | None) -> datetime | None:
@@ -44,6 +49,24 @@ class JobCreate(BaseModel):
         le=1000,
         description="Attempts the infrastructure may lose (worker died, lease lost) before "
         "the job is dead; they spend no max_attempts.",
+    )
+    gang: int = Field(
+        1,
+        ge=1,
+        le=MAX_GANG,
+        description="Copies of the job's resources admitted together on this many distinct "
+        "workers, or none.",
+    )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description="Seconds after which an attempt is stopped; default: the kind's.",
+    )
+    placement: Literal["binpack", "spread"] | None = Field(
+        None,
+        description="binpack: the fullest worker that fits; spread: the emptiest; default: "
+        "the queue configuration's.",
     )
 
 
@@ -92,6 +115,12 @@ class JobOut(FromStore):
     pending_reason: str | None = Field(
         None, description="Why a queued job does not start now, in words."
     )
+    gang: int = 1
+    timeout_s: float | None = None
+    placement: str | None = None
+    assigned_workers: list[str] | None = Field(
+        None, description="Where admission placed the running attempt (one per gang copy)."
+    )
     duration_seconds: float | None
     artifacts: str | None = Field(
         description="Folder of the committed attempt's outputs (succeeded jobs only)."
@@ -127,6 +156,10 @@ class JobOut(FromStore):
             cpu_seconds=job.cpu_seconds,
             gpu_seconds=job.gpu_seconds,
             pending_reason=job.pending_reason,
+            gang=job.gang,
+            timeout_s=job.timeout_s,
+            placement=job.placement,
+            assigned_workers=job.assigned_workers,
             duration_seconds=job.duration_seconds,
             artifacts=(
                 f"{artifacts_root.rstrip('/')}/{job.artifact_prefix()}"
@@ -144,6 +177,39 @@ class JobList(BaseModel):
 class JobBatchOut(BaseModel):
     jobs: list[JobOut]
     created: list[bool] = Field(description="Per job: False where an idempotency key replayed.")
+
+
+class WhyOut(FromStore):
+    """Where a job stands: a queued job's place in the queues and why it waits, a running
+    job's workers, a finished job's end; ``summary`` says it in words."""
+
+    job_id: int
+    tenant: str
+    state: str
+    summary: str
+    priority: int
+    effective_priority: float | None = Field(description="With aging (queued jobs).")
+    resources: dict[str, float]
+    gang: int
+    timeout_s: float | None
+    placement: str | None
+    pending_reason: str | None
+    position_in_tenant: int | None = Field(description="1: next in its tenant's queue.")
+    tenant_queued: int | None
+    position_in_cluster: int | None = Field(description="1: first of all queued jobs.")
+    cluster_queued: int | None
+    workers: list[str]
+    started_at: datetime | None
+    finished_at: datetime | None
+    preempt_requested_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def of(cls, why: Why) -> WhyOut:
+        data = dataclasses.asdict(why)
+        for name in ("started_at", "finished_at", "preempt_requested_at"):
+            data[name] = iso(data[name])
+        return cls.model_validate(data)
 
 
 class EventOut(FromStore):

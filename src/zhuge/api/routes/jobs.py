@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, inspect, cancel, retry, logs."""
+"""/v1/jobs: submit, list, inspect, why it waits, cancel, retry, logs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from zhuge.api.schemas import (
     JobOut,
     LogOut,
     LogsOut,
+    WhyOut,
 )
 from zhuge.errors import InvalidRequest
 from zhuge.jobs.service import submit_job, submit_jobs
@@ -61,6 +62,9 @@ def create_job(
         max_attempts=body.max_attempts,
         max_lost=body.max_lost,
         idempotency_key=idempotency_key,
+        gang=body.gang,
+        timeout_s=body.timeout_s,
+        placement=body.placement,
     )
     audit.note(request, target=f"job_id={job.id}", kind=job.kind, created=created)
     if created:
@@ -128,6 +132,14 @@ def get_job(
     job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
 ) -> JobOut:
     return _out(request, store.get(job_id, tenant=principal.scope))
+
+
+@router.get("/{job_id}/why", name="job.why")
+def why_job(job_id: JobId, store: StoreDep, principal: CurrentPrincipal) -> WhyOut:
+    """Where the job stands: a queued job's place in its tenant's queue and in the
+    cluster's (by admission's order: effective priority, then age) and why it waits; a
+    running job's workers; a finished job's end."""
+    return WhyOut.of(store.queues.why(job_id, tenant=principal.scope))
 
 
 @router.post("/{job_id}/cancel", name="job.cancel")
