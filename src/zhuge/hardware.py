@@ -1,4 +1,4 @@
-"""What this machine has: CPU cores and visible NVIDIA GPUs. One place for the question."""
+"""What this machine has: CPU cores, memory and visible NVIDIA GPUs. One place for the question."""
 
 from __future__ import annotations
 
@@ -30,3 +30,10 @@ def gpu_count() -> int:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def memory_gb() -> float:
+    """Physical memory of this machine, in GiB (what ``memory_gb`` resources count in)."""
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30

@@ -113,21 +113,52 @@ def worker(
             envvar="ZHUGE_DASK_ADDRESS", help="Dask scheduler address, tcp://host:8786."
         ),
     ] = None,
-    nworkers: Annotated[int, typer.Option(help="Worker processes to start (one job each).")] = 1,
+    nworkers: Annotated[
+        int, typer.Option(help="Worker processes to start; each advertises the amounts below.")
+    ] = 1,
+    cpus: Annotated[
+        float | None,
+        typer.Option(
+            help="CPUs each worker offers, and its threads (default: the machine's cores "
+            "divided among the workers)."
+        ),
+    ] = None,
+    memory: Annotated[
+        float | None,
+        typer.Option(
+            help="Memory each worker offers, in GB (default: the machine's divided among "
+            "the workers)."
+        ),
+    ] = None,
     gpus: Annotated[
-        int | None, typer.Option(help="GPUs to advertise (default: what nvidia-smi sees).")
+        float | None, typer.Option(help="GPUs to advertise (default: what nvidia-smi sees).")
+    ] = None,
+    resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--resource",
+            help="A custom resource each worker offers, NAME=AMOUNT (repeat the option).",
+        ),
     ] = None,
 ) -> None:
-    """Start Dask workers for an existing scheduler, with the resources zhuge asks for
-    (CPU=1 per worker; GPU=n where a GPU is visible)."""
-    from zhuge.jobs.executor import worker_resources
+    """Start Dask workers for an existing scheduler, advertising what they have:
+    CPU (= threads), memory_gb, GPU, and any custom resource, for example
+    ``zhuge worker tcp://host:8786 --cpus 4 --memory 16 --gpus 1 --resource ssd=1``."""
+    from zhuge.errors import ConfigError
+    from zhuge.jobs.executor import dask_resources, parse_resource, worker_resources
 
     with user_errors():
         if not scheduler:
-            from zhuge.errors import ConfigError
-
             raise ConfigError("give the Dask scheduler address, or set ZHUGE_DASK_ADDRESS")
-    resources = " ".join(f"{k}={v:g}" for k, v in worker_resources(gpus).items())
+        if nworkers < 1:
+            raise ConfigError(f"--nworkers must be at least 1, not {nworkers}")
+        if cpus is not None and cpus != int(cpus):
+            raise ConfigError(f"--cpus must be a whole number (it is the threads), not {cpus:g}")
+        custom = dict(parse_resource(r) for r in resource or [])
+        offered = worker_resources(
+            cpus=cpus, memory=memory, gpus=gpus, custom=custom, share=nworkers
+        )
+    resources = dask_resources(offered)
     argv = [
         sys.executable,
         "-m",
@@ -136,10 +167,13 @@ def worker(
         "--nworkers",
         str(nworkers),
         "--nthreads",
-        "1",
+        str(int(offered["CPU"])),
         "--resources",
         resources,
         "--no-dashboard",
     ]
-    console.print(f"starting {nworkers} worker(s) for {scheduler} with {resources}")
+    console.print(f"starting {nworkers} worker(s) for {scheduler}, each with {resources}")
+    # An isolated attempt (a GPU fraction, a memory cap) runs in a child of its worker
+    # process, which Dask's nanny starts daemonic unless told otherwise.
+    os.environ["DASK_DISTRIBUTED__WORKER__DAEMON"] = "False"
     os.execv(sys.executable, argv)

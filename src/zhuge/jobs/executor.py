@@ -1,13 +1,23 @@
 """The bridge to Dask: start or join a cluster, submit attempts, read worker capacity.
 
-zhuge admits, Dask places: this module does not decide which job runs; it hands an admitted
-attempt to Dask with the resources the job asked for and reports what the cluster can hold.
+zhuge admits, Dask runs: this module does not decide which job runs or where; it hands an
+admitted attempt to Dask with the resources the job asked for, pinned to the worker(s)
+admission chose, and reports what the cluster can hold.
+
+**What a worker advertises** is what it has (``worker_resources``): ``CPU`` = its threads (it
+runs that many attempts' worth of CPU at once), ``memory_gb``, ``GPU`` = the devices it sees,
+and any custom resource its operator names (``zhuge worker --resource ssd=1``). Dask
+subtracts a task's resources from its worker's while the task runs, so a worker never holds
+more than it advertised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +25,9 @@ import dask
 from distributed import Client, Future, LocalCluster
 from distributed.security import Security
 
-from zhuge.hardware import gpu_count
+from zhuge.errors import ConfigError
+from zhuge.hardware import cpu_count, gpu_count, memory_gb
+from zhuge.jobs.fanout import pinned_to
 from zhuge.jobs.model import Worker
 from zhuge.jobs.runner import AttemptSpec, run_attempt
 
@@ -45,12 +57,80 @@ def capacity_of(workers: list[Worker]) -> Capacity:
     return Capacity(cpu=int(cpu), gpu=int(gpu))
 
 
-def worker_resources(gpus: int | None = None) -> dict[str, float]:
+BUILTIN_RESOURCES = ("CPU", "GPU", "memory_gb")
+"""Resources every worker states with its own option; custom ones are anything else."""
+_RESOURCE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def worker_resources(
+    *,
+    cpus: float | None = None,
+    memory: float | None = None,
+    gpus: float | None = None,
+    custom: Mapping[str, float] | None = None,
+    share: int = 1,
+) -> dict[str, float]:
+    """What one worker advertises: ``CPU``, ``memory_gb``, ``GPU`` (left out when 0) and any
+    custom resources. Unset, each is the machine's divided among ``share`` workers on it: its
+    cores (at least 1 each), its memory (rounded down to 0.1 GB), and the GPUs it sees (every
+    worker sees every GPU, as Dask's own workers do). Raises ``ConfigError`` for an amount
+    that is not a positive number or a name Dask cannot carry."""
+    if share < 1:
+        raise ConfigError(f"the number of workers must be at least 1, not {share}")
+    cpus = _positive("--cpus", cpus) if cpus is not None else max(1, cpu_count() // share)
+    memory = (
+        _positive("--memory", memory)
+        if memory is not None
+        else math.floor(memory_gb() / share * 10) / 10
+    )
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise ConfigError(f"--gpus must be 0 or more, not {gpus:g}")
     gpus = gpu_count() if gpus is None else gpus
-    resources = {"CPU": 1.0}
+    resources = {"CPU": float(cpus)}
+    if memory > 0:
+        resources["memory_gb"] = float(memory)
     if gpus:
         resources["GPU"] = float(gpus)
+    for name, amount in (custom or {}).items():
+        check_resource_name(name)
+        resources[name] = _positive(f"--resource {name}", amount)
     return resources
+
+
+def parse_resource(text: str) -> tuple[str, float]:
+    """``ssd=1`` → ``("ssd", 1.0)``; ``ConfigError`` saying what is wrong otherwise."""
+    name, sep, amount = text.partition("=")
+    name, amount = name.strip(), amount.strip()
+    if not sep or not name or not amount:
+        raise ConfigError(f"--resource {text!r}: write it as NAME=AMOUNT, for example ssd=1")
+    check_resource_name(name)
+    try:
+        value = float(amount)
+    except ValueError:
+        raise ConfigError(f"--resource {text!r}: {amount!r} is not a number") from None
+    return name, _positive(f"--resource {name}", value)
+
+
+def check_resource_name(name: str) -> None:
+    if name in BUILTIN_RESOURCES:
+        option = {"CPU": "--cpus", "GPU": "--gpus", "memory_gb": "--memory"}[name]
+        raise ConfigError(f"--resource {name}: give {name} with {option}")
+    if not _RESOURCE_NAME.match(name):
+        raise ConfigError(
+            f"--resource {name!r}: a resource name is letters, digits, '_', '.' or '-', "
+            "starting with a letter or '_'"
+        )
+
+
+def _positive(option: str, value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{option} must be a number more than 0, not {value:g}")
+    return float(value)
+
+
+def dask_resources(resources: Mapping[str, float]) -> str:
+    """``CPU=4 memory_gb=16 GPU=1``: resources as Dask's ``--resources`` takes them."""
+    return " ".join(f"{k}={v:g}" for k, v in resources.items())
 
 
 class DaskExecutor:
@@ -66,8 +146,9 @@ class DaskExecutor:
         if self.address:
             self.client = Client(self.address, timeout="30s", set_as_default=False)
         else:
-            # One single-threaded worker process per job slot: a job owns its process, so a
-            # crash or a GIL-bound job cannot stall others, and CPU accounting is per job.
+            # Single-threaded worker processes, each advertising its share of the machine
+            # (CPU=1, memory_gb = memory / n): a job owns its process, so a crash or a
+            # GIL-bound job cannot stall others, and CPU accounting is per job.
             # Whoever can reach a Dask scheduler can run code as its user: the embedded one
             # listens on loopback only (dashboard too) and speaks TLS with a certificate made
             # for this cluster alone, so another local user cannot submit to it either.
@@ -76,7 +157,7 @@ class DaskExecutor:
                     n_workers=self.n_workers,
                     threads_per_worker=1,
                     processes=True,
-                    resources=worker_resources(),
+                    resources=worker_resources(cpus=1, share=self.n_workers),
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",  # no fixed port: several per host
                     security=Security.temporary(),
@@ -90,8 +171,12 @@ class DaskExecutor:
         spec: AttemptSpec,
         resources: dict[str, float],
         priority: int = 0,
+        workers: list[str] | None = None,
     ) -> Future:
+        """Hand an admitted attempt to Dask. With ``workers`` (addresses), it runs on one of
+        them and nowhere else: where admission booked its resources."""
         assert self.client is not None, "executor not started"
+        placed = pinned_to(workers)
         future = self.client.submit(
             run_attempt,
             spec,
@@ -100,6 +185,7 @@ class DaskExecutor:
             pure=False,
             retries=0,
             priority=priority,  # orders the few attempts prefetched to Dask like the queue
+            **placed,
         )
         return future
 

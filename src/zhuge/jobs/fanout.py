@@ -7,7 +7,9 @@ search over candidates) fans its parts out to the whole cluster from inside that
   *secedes* the job's thread while it waits, so the job's own worker runs parts too and two
   jobs fanning out at once cannot deadlock. Parts carry no resource restrictions (a part is
   plain CPU work inside an admitted job) and a high Dask priority, so the parts of jobs
-  already running go before attempts still waiting for a slot.
+  already running go before attempts still waiting for a slot. When admission placed the
+  attempt on workers (``ctx.workers``), its parts run on those workers only: inside what
+  admission booked for the job's tenant, never on capacity booked for someone else.
 - Anywhere else (a test, a notebook, ``local_context``) parts run one after another in
   this process: the same results, no cluster needed.
 
@@ -59,6 +61,14 @@ def on_dask_worker() -> bool:
     return True
 
 
+def pinned_to(workers: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
+    """Dask's placement arguments for work that must run on ``workers`` and nowhere else
+    (empty: anywhere): an attempt admission placed, or the parts of its ``map``."""
+    if not workers:
+        return {}
+    return {"workers": list(workers), "allow_other_workers": False}
+
+
 def fan_out(
     ctx: JobContext, fn: Callable[[T], R], items: Iterable[T], *, message: str = ""
 ) -> list[R]:
@@ -95,6 +105,7 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
         for i in range(total)
     ]
     me = os.getpid()
+    placed = pinned_to(ctx.workers)
     with worker_client(separate_thread=True) as client:
         futures = client.map(
             _timed_part,
@@ -104,6 +115,7 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
             pure=False,
             priority=PART_PRIORITY,
             retries=1,  # a part lost with its worker runs again; the job keeps its lease
+            **placed,
         )
         pending = set(futures)
         try:

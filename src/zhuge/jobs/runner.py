@@ -4,25 +4,55 @@ The runner talks to the store itself: it marks the attempt started, renews the l
 heartbeat thread, and commits the result or the failure, each write fenced by the attempt
 number. So a job's outcome does not depend on the process that submitted it staying alive,
 and a worker killed mid-job simply stops heartbeating: its lease expires and the job runs again.
+
+**Stopping an attempt.** The heartbeat thread is also the attempt's watchdog. It sets the
+job's stop flag (``JobContext.stop``) with a cause: ``cancelled`` when the attempt is no
+longer ours (cancelled, superseded), ``timed_out`` once it has run ``timeout_s`` on the
+runner's clock, ``preempted`` when the heartbeat learns admission asked it to yield. Once the
+job's code stops, the runner records what the cause calls for: a timeout *fails* the attempt
+(it spends one of ``max_attempts`` and retries with backoff), a preemption *loses* it
+(``LostReason.PREEMPTED``: no failure counted; its checkpoint, if the kind saves one, lets
+the next attempt resume), a cancel records nothing (the store already has).
+
+**Isolation.** An attempt holding a fraction of a GPU (0 < GPU < 1) or a ``memory_gb`` cap
+runs its kind's code in a child process of its own (``multiprocessing``, "spawn"), so the cap
+applies to it alone and it can be killed alone: the child sees ``CUDA_VISIBLE_DEVICES`` of
+its device and ``ZHUGE_GPU_MEMORY_FRACTION``, caps PyTorch's (and CuPy's) allocator to that
+fraction, and runs under ``RLIMIT_AS`` of ``memory_gb``. Its logs and progress come back over
+a pipe; the parent goes on heartbeating, and when the job must stop it sends SIGTERM, then
+SIGKILL after ``KILL_GRACE_SECONDS``. Code that ignores the stop flag is stopped this way
+only; in-process, it runs on until it ends (its result then loses to the fenced writes, or
+its lease).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import multiprocessing
+import os
+import pickle
 import threading
 import time
 import traceback as tb
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 from zhuge.artifacts import ArtifactDir
 from zhuge.errors import InvalidRequest
-from zhuge.jobs.context import JobCancelled, JobContext
+from zhuge.jobs.context import (
+    CANCELLED,
+    CHECKPOINT_FOLDER,
+    PREEMPTED,
+    TIMED_OUT,
+    JobCancelled,
+    JobContext,
+)
 from zhuge.jobs.inputs import resolve_params
-from zhuge.jobs.kinds import get_kind
+from zhuge.jobs.kinds import Kind, get_kind
 from zhuge.jobs.model import Job
 from zhuge.jobs.states import LostReason
 from zhuge.jobs.store import JobStore, store_for
@@ -30,6 +60,10 @@ from zhuge.jobs.store import JobStore, store_for
 log = logging.getLogger(__name__)
 
 LOG_FLUSH_LINES = 200
+KILL_GRACE_SECONDS = 5.0
+"""How long an isolated attempt's process has to end after SIGTERM before SIGKILL."""
+CHILD_POLL_SECONDS = 0.05
+"""How often the parent of an isolated attempt looks at the stop flag between messages."""
 
 Clock = Callable[[], float]
 """Seconds on some monotonic scale: what a chain's time limit is measured with."""
@@ -57,6 +91,11 @@ class AttemptSpec:
     """The server's allowed roots, checked again as the job reads (``zhuge.jobs.inputs``)."""
     private_paths: tuple[str, ...] = ()
     """The platform's own files, which no job may read as input."""
+    timeout_s: float | None = None
+    """Stop the attempt after this many seconds (None: the job's ``timeout_s``, else its
+    kind's). Chained jobs use their own."""
+    workers: tuple[str, ...] = ()
+    """The worker addresses admission placed this attempt on; ``ctx.map`` parts run there."""
 
 
 class _Heartbeat(threading.Thread):
@@ -65,18 +104,21 @@ class _Heartbeat(threading.Thread):
     after our lease expired). One thread per Dask task, serving each attempt of a chain in
     turn (``attach``/``detach``), so a chained job costs no thread start."""
 
-    def __init__(self, store: JobStore, spec: AttemptSpec) -> None:
+    def __init__(self, store: JobStore, spec: AttemptSpec, clock: Clock = time.monotonic) -> None:
         super().__init__(name=f"zhuge-heartbeat-{spec.job_id}", daemon=True)
         self.store = store
         self.interval = spec.heartbeat_seconds
         self.lease_seconds = spec.lease_seconds
+        self.clock = clock
         self.stopped = threading.Event()
-        self._current: tuple[int, int, JobContext] | None = None
+        self._current: _Watched | None = None
         self._lines: list[tuple[int, int, float, str]] = []
         self._lock = threading.Lock()
 
-    def attach(self, ctx: JobContext) -> None:
-        """Serve this attempt from now on; its ``ctx.log`` writes through us."""
+    def attach(self, ctx: JobContext, timeout_s: float | None = None) -> None:
+        """Serve this attempt from now on; its ``ctx.log`` writes through us. It is stopped
+        once it has run ``timeout_s`` seconds on our clock, counted from our first beat of
+        it (so at most one ``heartbeat_seconds`` late, and the clock is read only here)."""
         job_id, attempt = ctx.job_id, ctx.attempt
 
         def log_line(line: str) -> None:
@@ -89,7 +131,7 @@ class _Heartbeat(threading.Thread):
 
         ctx._log = log_line
         with self._lock:
-            self._current = (job_id, attempt, ctx)
+            self._current = _Watched(ctx, timeout_s)
 
     def detach(self) -> None:
         """The attempt is over: stop renewing its lease and write its last log lines."""
@@ -114,25 +156,48 @@ class _Heartbeat(threading.Thread):
             self.flush_logs()
             with self._lock:
                 current = self._current
-            if current is None:
-                continue
-            job_id, attempt, ctx = current
-            try:
-                alive = self.store.heartbeat(
-                    job_id,
-                    attempt,
-                    lease_seconds=self.lease_seconds,
-                    progress=ctx.latest_progress or None,
-                )
-            except Exception:
-                log.exception("heartbeat of job %s failed; will retry", job_id)
-                continue
-            if not alive:
-                ctx.cancelled.set()  # that attempt's ctx, even if another is attached by now
+            if current is not None:
+                self.beat(current)
+
+    def beat(self, current: _Watched) -> None:
+        """One heartbeat of the attempt attached now: stop it if its time is up, renew its
+        lease, and stop it if it was cancelled or asked to yield. The stop goes to that
+        attempt's ctx, even if another is attached by now."""
+        ctx = current.ctx
+        if current.timeout_s:
+            now = self.clock()
+            if current.since is None:
+                current.since = now
+            elif now - current.since >= current.timeout_s:
+                ctx.stop(TIMED_OUT, f"timed out after {current.timeout_s:g}s (timeout_s)")
+        try:
+            beat = self.store.heartbeat(
+                ctx.job_id,
+                ctx.attempt,
+                lease_seconds=self.lease_seconds,
+                progress=ctx.latest_progress or None,
+            )
+        except Exception:
+            log.exception("heartbeat of job %s failed; will retry", ctx.job_id)
+            return
+        if not beat:
+            ctx.stop(CANCELLED)
+        elif getattr(beat, "preempt", False):
+            ctx.stop(PREEMPTED, "preempted: admission asked it to yield its resources")
 
     def stop(self) -> None:
         self.stopped.set()
         self.flush_logs()
+
+
+@dataclass
+class _Watched:
+    """The attempt a heartbeat serves, its time limit, and when (on the heartbeat's clock)
+    the heartbeat first saw it."""
+
+    ctx: JobContext
+    timeout_s: float | None
+    since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +283,7 @@ def run_attempt(spec: AttemptSpec, *, clock: Clock = time.monotonic) -> dict[str
     chain = None
     if spec.chain_seconds > 0 and spec.owner and spec.resources is not None:
         chain = _Chain(spec, worker, clock, deadline=clock() + spec.chain_seconds)
-    beat = _Heartbeat(store, spec)
+    beat = _Heartbeat(store, spec, clock)
     beat.start()
     chained = 0
     try:
@@ -247,17 +312,24 @@ def _run_started(
         data_roots=spec.data_roots,
         private_paths=spec.private_paths,
         db_url=spec.db_url,
+        checkpoints=root.child(f"jobs/{job.id}/{CHECKPOINT_FOLDER}"),
+        workers=spec.workers if job.id == spec.job_id else (),
     )
-    beat.attach(ctx)
     cpu_before = _cpu_seconds()
     nxt: Job | None = None
     try:
         kind = get_kind(job.kind)
+        beat.attach(ctx, _timeout_of(spec, job, kind))
         # Counted from here: in a fresh worker process, finding the kind imports every kind's
         # module, seconds of CPU that are the platform's cost, not the job's.
         cpu_before = _cpu_seconds()
         # every reference to data is checked again and resolved before the kind's code runs
-        result = kind.run(resolve_params(kind.parse(job.params), ctx), ctx)
+        params = resolve_params(kind.parse(job.params), ctx)
+        limits = Isolation.of(job.resources)
+        if limits is None:
+            result = kind.run(params, ctx)
+        else:
+            result = run_isolated(kind, params, ctx, limits)
         beat.detach()
         complete = {
             "result": result,
@@ -271,18 +343,22 @@ def _run_started(
         else:
             committed = store.complete(job.id, job.attempt, **complete)
         return ("succeeded" if committed else "superseded"), nxt
-    except JobCancelled:
-        beat.detach()
-        return "cancelled", None  # a chain ends here: the task may be about to be cancelled
     except BaseException as exc:
         beat.detach()
+        cpu_seconds = _cpu_seconds() - cpu_before + ctx.extra_cpu_seconds
+        if isinstance(exc, JobCancelled) or (
+            isinstance(exc, Exception) and ctx.stop_reason in (TIMED_OUT, PREEMPTED)
+        ):
+            # stopped by its flag, or failing because of the stop (a part cut short): the
+            # cause decides the outcome, not the exception the code ended with
+            return _stopped(store, job, ctx, chain, cpu_seconds)
         error = f"{type(exc).__name__}: {exc}"
         failed = store.fail_attempt(
             job.id,
             job.attempt,
             error=error,
             traceback=tb.format_exc(),
-            cpu_seconds=_cpu_seconds() - cpu_before + ctx.extra_cpu_seconds,
+            cpu_seconds=cpu_seconds,
             # Bad input (a missing column, an unknown model id) fails the same way every
             # time: the job goes dead at once instead of burning its retries.
             retryable=not isinstance(exc, InvalidRequest),
@@ -294,3 +370,255 @@ def _run_started(
         if chain is not None and chain.open:
             nxt = store.claim_next(**chain.claim_as)
         return failed.state.value, nxt
+
+
+def _timeout_of(spec: AttemptSpec, job: Job, kind: Kind) -> float:
+    """The attempt's time limit: what the scheduler sent, else the job's, else its kind's."""
+    if job.id == spec.job_id and spec.timeout_s:
+        return spec.timeout_s
+    return job.timeout_s or kind.timeout_s
+
+
+def _stopped(
+    store: JobStore, job: Job, ctx: JobContext, chain: _Chain | None, cpu_seconds: float
+) -> tuple[str, Job | None]:
+    """Record an attempt whose code stopped because it was asked to, as its cause says."""
+    reason = ctx.stop_reason or CANCELLED
+    if reason == TIMED_OUT:
+        failed = store.fail_attempt(
+            job.id,
+            job.attempt,
+            error=f"JobTimedOut: {ctx.stop_message}",
+            traceback=None,
+            cpu_seconds=cpu_seconds,
+        )
+        if failed is None:
+            return "superseded", None
+        nxt = store.claim_next(**chain.claim_as) if chain is not None and chain.open else None
+        return "timed_out", nxt
+    if reason == PREEMPTED:
+        lost = store.lose_attempt(job.id, job.attempt, LostReason.PREEMPTED, ctx.stop_message)
+        # no chain: the resources this task holds are being taken back
+        return ("preempted" if lost is not None else "superseded"), None
+    return "cancelled", None  # a chain ends here: the task may be about to be cancelled
+
+
+# -- isolation: an attempt in a child process of its own ---------------------------------
+
+
+class ResourceLimitExceeded(RuntimeError):
+    """An isolated attempt went over its GPU memory fraction or its ``memory_gb``."""
+
+
+class IsolatedProcessDied(RuntimeError):
+    """An isolated attempt's process ended without a result (killed, crashed)."""
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """The caps an isolated attempt runs under."""
+
+    gpu_fraction: float | None = None
+    memory_gb: float | None = None
+
+    @classmethod
+    def of(cls, resources: dict[str, float] | None) -> Isolation | None:
+        """The caps for an attempt holding ``resources``; None if it runs in-process."""
+        resources = resources or {}
+        gpu = float(resources.get("GPU", 0.0))
+        memory = float(resources.get("memory_gb", 0.0))
+        fraction = gpu if 0 < gpu < 1 else None
+        if fraction is None and memory <= 0:
+            return None
+        return cls(gpu_fraction=fraction, memory_gb=memory if memory > 0 else None)
+
+    def environment(self, parent: dict[str, str] | None = None) -> dict[str, str]:
+        """What the child's environment gains: its device and its share of it."""
+        if self.gpu_fraction is None:
+            return {}
+        parent = dict(os.environ) if parent is None else parent
+        visible = [d.strip() for d in parent.get("CUDA_VISIBLE_DEVICES", "0").split(",")]
+        device = next((d for d in visible if d), "0")
+        return {
+            "CUDA_VISIBLE_DEVICES": device,
+            "ZHUGE_GPU_MEMORY_FRACTION": f"{self.gpu_fraction:g}",
+        }
+
+
+@dataclass(frozen=True)
+class _ChildTask:
+    """What the child needs to run the kind: names and bytes only, so that nothing of the
+    kind is imported before the child's environment and limits are in place."""
+
+    kind_module: str
+    kind_name: str
+    params: bytes
+    context: dict[str, Any]
+    limits: Isolation
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def run_isolated(kind: Kind, params: Any, ctx: JobContext, limits: Isolation) -> Any:
+    """Run ``kind`` on ``params`` in a child process under ``limits``; return its result or
+    raise its exception. Logs and progress reach ``ctx`` as they happen; when ``ctx`` is asked
+    to stop, the child is terminated (SIGTERM, then SIGKILL after ``KILL_GRACE_SECONDS``)
+    and the stop's exception raised."""
+    task = _ChildTask(
+        kind_module=kind.run.__module__,
+        kind_name=kind.name,
+        params=pickle.dumps(params),
+        context={
+            "job_id": ctx.job_id,
+            "attempt": ctx.attempt,
+            "tenant": ctx.tenant,
+            "artifacts": ctx.artifacts,
+            "artifacts_root": ctx.artifacts_root,
+            "data_roots": ctx.data_roots,
+            "private_paths": ctx.private_paths,
+            "db_url": ctx.db_url,
+            "checkpoints": ctx.checkpoints,
+        },
+        limits=limits,
+        env=limits.environment(),
+    )
+    mp = multiprocessing.get_context("spawn")
+    receive, send = mp.Pipe(duplex=False)
+    child = mp.Process(
+        target=_child_main, args=(task, send), name=f"zhuge-job-{ctx.job_id}", daemon=True
+    )
+    child.start()
+    send.close()  # ours is the reading end: EOF once the child's copy closes
+    ctx.log(f"running isolated in process {child.pid} ({limits})")
+    try:
+        while True:
+            if ctx.cancelled.is_set():
+                _kill(child)
+                raise ctx.stop_exception()
+            if not receive.poll(CHILD_POLL_SECONDS):
+                continue
+            try:
+                what, payload = receive.recv()
+            except EOFError:
+                child.join()
+                raise IsolatedProcessDied(
+                    f"the job's process ended without a result (exit code {child.exitcode}"
+                    + (", killed: over its memory?" if child.exitcode == -9 else "")
+                    + ")"
+                ) from None
+            if what == "log":
+                ctx.log(payload)
+            elif what == "progress":
+                ctx._progress.update(payload)
+            elif what == "result":
+                child.join()
+                return payload
+            elif what == "error":
+                child.join()
+                raise _rebuilt(*payload)
+    finally:
+        receive.close()
+        if child.is_alive():
+            _kill(child)
+
+
+def _kill(child: Any) -> None:
+    child.terminate()
+    child.join(KILL_GRACE_SECONDS)
+    if child.is_alive():
+        child.kill()
+        child.join()
+
+
+def _rebuilt(pickled: bytes | None, described: str, traceback: str) -> BaseException:
+    """The child's exception, itself when it pickles, else a RuntimeError saying what it was."""
+    if pickled is not None:
+        try:
+            exc = pickle.loads(pickled)  # from our own child process
+        except Exception:  # an exception class that does not rebuild from its args
+            exc = None
+        if isinstance(exc, BaseException):
+            exc.add_note(f"raised in the job's own process:\n{traceback}")
+            return exc
+    return RuntimeError(f"{described}\n{traceback}")
+
+
+def _child_main(task: _ChildTask, send: Any) -> None:
+    """The isolated child: set its environment and limits, import the kind, run it."""
+    os.environ.update(task.env)
+    limits = task.limits
+    try:
+        if limits.memory_gb is not None and limits.gpu_fraction is None:
+            _cap_address_space(limits.memory_gb)
+        if limits.gpu_fraction is not None:
+            _cap_gpu_memory(limits.gpu_fraction)
+        importlib.import_module(task.kind_module)
+        kind = get_kind(task.kind_name)
+        ctx = _ChildContext(**task.context, _log=lambda line: send.send(("log", line)))
+        ctx._send = send
+        result = kind.run(pickle.loads(task.params), ctx)  # from our parent
+    except BaseException as exc:
+        exc = _explained(exc, limits)
+        try:
+            pickled: bytes | None = pickle.dumps(exc)
+        except Exception:
+            pickled = None
+        send.send(("error", (pickled, f"{type(exc).__name__}: {exc}", tb.format_exc())))
+        return
+    send.send(("result", result))
+
+
+class _ChildContext(JobContext):
+    """The context inside an isolated child: progress goes to the parent as it is reported."""
+
+    _send: Any = None
+
+    def progress(self, done: float, total: float, message: str = "") -> None:
+        super().progress(done, total, message)
+        if self._send is not None:
+            self._send.send(("progress", dict(self._progress)))
+
+
+def _explained(exc: BaseException, limits: Isolation) -> BaseException:
+    """Over a cap, the child's error says which cap it went over."""
+    text = f"{type(exc).__name__}: {exc}"
+    if limits.gpu_fraction is not None and "out of memory" in text.lower():
+        return ResourceLimitExceeded(
+            f"the job used more GPU memory than its share (GPU={limits.gpu_fraction:g}, "
+            f"capped to that fraction of the device): {text}"
+        )
+    if limits.memory_gb is not None and isinstance(exc, MemoryError):
+        return ResourceLimitExceeded(
+            f"the job used more memory than it asked for (memory_gb={limits.memory_gb:g}): {text}"
+        )
+    return exc
+
+
+def _cap_address_space(memory_gb: float) -> None:
+    """Cap the child's address space (Linux). Not with a GPU: CUDA reserves far more address
+    space than it uses, and the GPU share is capped by its own allocator instead."""
+    import resource
+
+    limit = int(memory_gb * 2**30)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _cap_gpu_memory(fraction: float) -> None:
+    """Cap PyTorch's and CuPy's allocators to ``fraction`` of the device, where installed
+    (kinds using neither read ``ZHUGE_GPU_MEMORY_FRACTION`` themselves)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_per_process_memory_fraction(fraction, 0)
+    if importlib.util.find_spec("cupy") is not None:
+        try:
+            import cupy
+
+            cupy.get_default_memory_pool().set_limit(fraction=fraction)
+        except Exception:  # no usable CUDA device for CuPy: nothing to cap
+            log.debug("CuPy present but could not cap its memory pool", exc_info=True)
