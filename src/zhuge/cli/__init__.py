@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from zhuge.cli import admin, cluster, connections, datasets, db, forecast, jobs, migration, server
+from zhuge.cli.queues import queues_app
 
 app = typer.Typer(
     name="zhuge",
@@ -27,6 +28,7 @@ app.add_typer(connections.connections_app, name="connections")
 app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.audit_app, name="audit")
+app.add_typer(queues_app, name="queues")
 forecast.register(app)
 migration.register(app)
 cluster.register(app)

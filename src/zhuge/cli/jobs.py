@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +24,8 @@ from zhuge.cli.common import (
     user_errors,
     when,
 )
-from zhuge.errors import InvalidRequest
+from zhuge.errors import InvalidRequest, WaitTimeout
+from zhuge.jobs.admission import parse_duration
 
 jobs_app = typer.Typer(help="Inspect and control jobs.", no_args_is_help=True)
 
@@ -51,6 +54,65 @@ def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
             value = raw
         params[key.strip()] = value
     return params
+
+
+class Placement(StrEnum):
+    binpack = "binpack"
+    spread = "spread"
+
+
+MAX_GANG = 1024  # as the API's
+_RESOURCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+
+
+def parse_timeout(value: str | None) -> float | None:
+    """``--timeout``: seconds, or a duration such as 90s, 30m, 2h."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"must be more than 0 seconds, not {value!r}")
+    return seconds
+
+
+def parse_resources(
+    *, cpu: float | None, memory: float | None, gpu: float, pairs: list[str]
+) -> dict[str, float] | None:
+    """The resources of ``--cpu``, ``--memory`` (GB: ``memory_gb``), ``--gpu`` and each
+    ``--resource name=amount``; None (the kind's own) when none is given."""
+    resources: dict[str, float] = {}
+    for flag, name, amount in (("--cpu", "CPU", cpu), ("--memory", "memory_gb", memory)):
+        if amount is not None:
+            if amount <= 0:
+                raise typer.BadParameter(f"must be more than 0, not {amount:g}", param_hint=flag)
+            resources[name] = amount
+    if gpu > 0:
+        resources["GPU"] = gpu
+    elif gpu < 0:
+        raise typer.BadParameter(f"must be 0 or more, not {gpu:g}", param_hint="--gpu")
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not _RESOURCE_NAME.fullmatch(name):
+            raise typer.BadParameter(
+                f"{pair!r} is not name=amount (a name of letters, digits and _, e.g. ssd=1)",
+                param_hint="--resource",
+            )
+        try:
+            amount = float(raw)
+        except ValueError:
+            amount = float("nan")
+        if not amount > 0 or amount == float("inf"):
+            raise typer.BadParameter(
+                f"{pair!r}: the amount must be a number more than 0", param_hint="--resource"
+            )
+        if name in resources:
+            raise typer.BadParameter(f"{name} is given twice", param_hint="--resource")
+        resources[name] = amount
+    return resources or None
 
 
 def job_table(jobs: list[dict[str, Any]]) -> Table:
@@ -88,8 +150,12 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
         ("finished", when(job["finished_at"])),
         ("took", seconds(job["duration_seconds"])),
         ("cpu", f"{job['cpu_seconds']:.2f} s"),
-        ("worker", job["worker"] or "-"),
+        ("worker", ", ".join(job.get("assigned_workers") or []) or job["worker"] or "-"),
     ]
+    if job.get("gang", 1) > 1:
+        fields.append(("gang", str(job["gang"])))
+    if job.get("timeout_s") is not None:
+        fields.append(("time limit", seconds(job["timeout_s"])))
     if job.get("pending_reason") and job["state"] == "queued":
         fields.append(("waits", f"[yellow]{job['pending_reason']}[/]"))
     if job.get("progress"):
@@ -147,10 +213,52 @@ def submit(
             "job is dead; they spend no --max-attempts."
         ),
     ] = 10,
-    gpu: Annotated[float, typer.Option(help="GPUs to reserve (e.g. 1 or 0.5).")] = 0.0,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish.")] = False,
+    cpu: Annotated[
+        float | None,
+        typer.Option(
+            help="CPUs each copy needs (e.g. 4). Any resource option replaces the "
+            "kind's default resources."
+        ),
+    ] = None,
+    memory: Annotated[
+        float | None, typer.Option(help="Memory each copy needs, in GB (resource memory_gb).")
+    ] = None,
+    gpu: Annotated[
+        float, typer.Option(help="GPUs to reserve (e.g. 1, or 0.5 to share one).")
+    ] = 0.0,
+    resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--resource",
+            help="A custom resource workers advertise, as name=amount (repeatable), e.g. ssd=1.",
+        ),
+    ] = None,
+    gang: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_GANG,
+            help="Run N copies at once on N distinct workers, admitted together or not at all.",
+        ),
+    ] = 1,
     timeout: Annotated[
-        float | None, typer.Option(help="With --wait: give up after S seconds.")
+        str | None,
+        typer.Option(
+            help="Stop each attempt after this long: seconds, or 90s, 30m, 2h "
+            "(default: the kind's)."
+        ),
+    ] = None,
+    placement: Annotated[
+        Placement | None,
+        typer.Option(
+            help="binpack: the fullest worker that fits; spread: the emptiest "
+            "(default: the queues file's)."
+        ),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish.")] = False,
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option(help="With --wait: stop waiting after S seconds (exit 2; the job stays)."),
     ] = None,
     json_output: JsonOpt = False,
     url: UrlOpt = None,
@@ -158,12 +266,14 @@ def submit(
 ) -> None:
     """Submit a job to the queue.
 
-    Example: zhuge submit sleep -p seconds=2 --wait
+    Examples: zhuge submit sleep -p seconds=2 --wait;
+    zhuge submit tune -p ... --cpu 4 --memory 16 --gang 4 --timeout 2h --placement spread
     """
+    timeout_s = parse_timeout(timeout)
+    resources = parse_resources(cpu=cpu, memory=memory, gpu=gpu, pairs=resource or [])
     with user_errors(json_output):
         params = parse_params(param or [], params_file)
         c = client(url, token)
-        resources = {"GPU": gpu} if gpu > 0 else None
         job = c.submit(
             kind,
             params,
@@ -172,9 +282,19 @@ def submit(
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
             max_lost=max_lost,
+            gang=gang,
+            timeout_s=timeout_s,
+            placement=placement.value if placement is not None else None,
         )
         if wait:
-            job = c.wait(job.id, timeout=timeout)
+            try:
+                job = c.wait(job.id, timeout=wait_timeout)
+            except WaitTimeout as exc:
+                if json_output:
+                    print_json({"error": {"type": "WaitTimeout", "message": exc.message}})
+                else:
+                    console.print(f"[yellow]{exc.message}[/]")
+                raise typer.Exit(2) from None
         if json_output:
             print_json(job.raw)
         else:
@@ -225,6 +345,38 @@ def show(
         print_json({**job, "events": events})
     else:
         show_job(job, events)
+
+
+@jobs_app.command("why")
+def why(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Why a job waits: its place in its tenant's queue and in the cluster's, and what it
+    waits for; or where it runs, or how it ended.
+
+    Example: job 812 is 3rd in forecasting's queue and 17th in the cluster: waiting for
+    quota: forecasting uses 8/8 CPU, cohort has 0 idle
+    """
+    with user_errors(json_output):
+        data = client(url, token).why(job_id)
+    if json_output:
+        print_json(data)
+        return
+    console.print(data["summary"], highlight=False)
+    asks = ", ".join(f"{k}={v:g}" for k, v in sorted(data["resources"].items())) or "nothing"
+    if data["gang"] > 1:
+        asks += f" on each of {data['gang']} workers (gang)"
+    extra = [f"asks {asks}", f"priority {data['priority']}"]
+    if data.get("effective_priority") not in (None, data["priority"]):
+        extra[-1] += f" ({data['effective_priority']:.2f} with aging)"
+    if data.get("timeout_s") is not None:
+        extra.append(f"time limit {seconds(data['timeout_s'])}")
+    if data.get("placement"):
+        extra.append(data["placement"])
+    console.print(f"[dim]{'; '.join(extra)}[/]", highlight=False)
 
 
 @jobs_app.command("logs")
