@@ -6,6 +6,7 @@ import typer
 
 from zhuge.cli import admin, cluster, connections, datasets, db, forecast, jobs, migration, server
 from zhuge.cli.queues import queues_app
+from zhuge.cli.simulate import register as register_simulate
 
 app = typer.Typer(
     name="zhuge",
@@ -32,6 +33,7 @@ app.add_typer(queues_app, name="queues")
 forecast.register(app)
 migration.register(app)
 cluster.register(app)
+register_simulate(app)
 
 
 def main() -> None:

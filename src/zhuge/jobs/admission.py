@@ -29,6 +29,14 @@ The rules, in the order they apply (``docs/scheduling.md`` explains them with ex
   for smaller ones behind it, until it has waited ``reservation_after``; then the workers that
   free up soonest are *reserved* for it, and only jobs whose ``timeout_s`` ends before the
   reservation may use them meanwhile (backfill).
+
+  "Passed over" is what earns the reservation, not age alone: a job that has waited
+  ``reservation_after`` but that nothing later in the fair-share order overtook is waiting
+  its tenant's turn, and taking it first would turn a saturated cluster into one FIFO line
+  (the flooding tenant's old jobs ahead of everyone). ``decide`` is stateless, so it finds
+  such jobs by deciding once, and if any starving job was overtaken (it did not fit, and a
+  job considered after it started), decides again with those jobs first: each starts if it
+  fits, or reserves its workers before anything else is placed.
 """
 
 from __future__ import annotations
@@ -508,12 +516,23 @@ def effective_priority(c: Candidate, now: float, config: QueueConfig) -> float:
 
 def decide(snap: Snapshot, config: QueueConfig) -> Decision:
     """The admission decision for this snapshot (see the module's docstring)."""
-    return _Deciding(snap, config).run()
+    first = _Deciding(snap, config)
+    decision = first.run()
+    if not first.passed_over:
+        return decision
+    # starving jobs that smaller ones overtook: decide again with them first
+    return _Deciding(snap, config, targets=first.passed_over).run()
 
 
 class _Deciding:
-    def __init__(self, snap: Snapshot, config: QueueConfig) -> None:
+    def __init__(
+        self, snap: Snapshot, config: QueueConfig, targets: Sequence[Candidate] = ()
+    ) -> None:
         self.snap = snap
+        self.targets = sorted(targets, key=lambda c: (c.queued_at, c.job_id))
+        self.passed_over: list[Candidate] = []
+        self.overtaken: list[tuple[Candidate, int]] = []  # (starving job, starts before it)
+        self.started_ids: set[int] = set()
         self.config = config
         self.now = snap.now
         self.books = _Books(config, snap)
@@ -555,18 +574,10 @@ class _Deciding:
         return dominant / self.config.queue(tenant).weight
 
     def run(self) -> Decision:
-        # Jobs past the starvation bound go first, oldest first: each that does not fit
-        # reserves the workers that free up soonest.
-        starving = sorted(
-            (
-                c
-                for c in self.snap.candidates
-                if self.now - c.queued_at >= self.config.reservation_after
-            ),
-            key=lambda c: (c.queued_at, c.job_id),
-        )
+        # Starving jobs that smaller ones overtook go first, oldest first: each that does not
+        # fit reserves the workers that free up soonest.
         done: set[int] = set()
-        for c in starving:
+        for c in self.targets:
             self.consider(c, may_reserve=True)
             done.add(c.job_id)
         # Then tenants take turns by fair share, those asking within their nominal first.
@@ -593,6 +604,7 @@ class _Deciding:
             nxt = key(tenant)
             if nxt is not None:
                 heapq.heappush(heap, nxt)
+        self.passed_over = [c for c, k in self.overtaken if len(self.decision.start) > k]
         self.decision.demand = [
             Demand(dict(shape), count, gang) for (shape, gang), count in sorted(self.demand.items())
         ]
@@ -628,6 +640,7 @@ class _Deciding:
         workers = books.place(ask, c.gang, placement, self.closed, ends_by)
         if workers is not None:
             books.hold(c.tenant, ask, workers)
+            self.started_ids.add(c.job_id)
             decision.start.append(Start(c.job_id, workers))
             self.running.append(
                 Running(c.job_id, c.tenant, c.priority, ask, workers, self.now, c.timeout_s)
@@ -635,6 +648,8 @@ class _Deciding:
             return
         shape = (tuple(sorted(ask.items())), c.gang)
         self.demand[shape] = self.demand.get(shape, 0) + 1
+        if not may_reserve and self.now - c.queued_at >= self.config.reservation_after:
+            self.overtaken.append((c, len(decision.start)))
         open_fit = books.place(ask, c.gang, placement)
         if open_fit is not None:  # room exists, but on workers reserved for another job
             holder = next(self.reserved_by[a] for a in open_fit if a in self.reserved_by)
@@ -654,7 +669,7 @@ class _Deciding:
                 f"preempting {len(victims)} borrowed attempt(s) to reclaim {c.tenant}'s quota"
             )
         elif may_reserve:
-            spot = _reserve(books, self.running, ask, c.gang, self.closed)
+            spot = _reserve(books, self.running + self.yielding, ask, c.gang, self.closed)
             if spot is not None:
                 workers, at = spot
                 for a in workers:
@@ -702,9 +717,15 @@ class _Deciding:
         borrowed_only: bool = False,
     ) -> list[Running]:
         """The attempts of ``pool`` to preempt so that ``enough()`` holds: lowest priority
-        first, then newest; empty if even all of them would not do."""
+        first, then newest; empty if even all of them would not do. Capacity is per worker,
+        so the first that together suffice may include some on other workers that did not
+        help: those are spared again (the last chosen first) wherever ``enough()`` still
+        holds without them."""
         books = self.books
-        pool = sorted(pool, key=lambda r: (r.priority, -r.started_at, -r.job_id))
+        pool = sorted(
+            (r for r in pool if r.job_id not in self.started_ids),  # not one started just now
+            key=lambda r: (r.priority, -r.started_at, -r.job_id),
+        )
         chosen: list[Running] = []
         try:
             for r in pool:
@@ -713,6 +734,12 @@ class _Deciding:
                 chosen.append(r)
                 books.hold(r.tenant, r.resources, r.workers, sign=-1)
                 if enough():
+                    for spared in reversed(chosen[:-1]):
+                        books.hold(spared.tenant, spared.resources, spared.workers)
+                        if enough():
+                            chosen.remove(spared)
+                        else:
+                            books.hold(spared.tenant, spared.resources, spared.workers, sign=-1)
                     return list(chosen)
             return []
         finally:
