@@ -370,8 +370,9 @@ def why(
     if data["gang"] > 1:
         asks += f" on each of {data['gang']} workers (gang)"
     extra = [f"asks {asks}", f"priority {data['priority']}"]
-    if data.get("effective_priority") not in (None, data["priority"]):
-        extra[-1] += f" ({data['effective_priority']:.2f} with aging)"
+    aged = data.get("effective_priority")
+    if aged is not None and abs(aged - data["priority"]) >= 0.005:
+        extra[-1] += f" ({aged:.2f} with aging)"
     if data.get("timeout_s") is not None:
         extra.append(f"time limit {seconds(data['timeout_s'])}")
     if data.get("placement"):

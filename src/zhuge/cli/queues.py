@@ -33,6 +33,14 @@ def _amounts(amounts: dict[str, float] | None, none: str = "-") -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(amounts.items()))
 
 
+def _duration(seconds: float) -> str:
+    """``30s``, ``10m``, ``1h``, ``2d``: as a queues file writes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _percent(share: float) -> str:
     return f"{share * 100:.0f}%"
 
@@ -117,11 +125,13 @@ def ls(
         )
     console.print(table)
     p, fs = config["preemption"], config["fair_share"]
+    every = config["aging"]["every"]
     console.print(
         f"preemption: reclaim within cohort {p['reclaim_within_cohort']}, within tenant "
-        f"{p['within_tenant']}, grace {p['grace']:g} s; fair share half-life "
-        f"{fs['half_life']:g} s; aging +1 every {config['aging']['every']:g} s; reservation "
-        f"after {config['reservation_after']:g} s; placement {config['placement']}"
+        f"{p['within_tenant']}, grace {_duration(p['grace'])}\n"
+        f"fair share half-life {_duration(fs['half_life'])}; priority "
+        f"{f'+1 every {_duration(every)} waiting' if every else 'does not age'}; reservation "
+        f"after {_duration(config['reservation_after'])}; placement {config['placement']}"
     )
     if data["document"] is None:
         console.print("[dim]no queues file applied: these are the defaults[/]")

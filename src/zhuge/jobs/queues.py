@@ -120,8 +120,9 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _amounts(resources: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items())) or "nothing"
+def possessive(name: str) -> str:
+    """``forecasting's``, ``analytics'``."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
 class Queues:
@@ -325,7 +326,7 @@ class Queues:
         if job.not_before > now and not reason:
             reason = f"backing off: may start again in {math.ceil(job.not_before - now)} s"
         summary = (
-            f"job {job.id} is {ordinal(tenant_ahead + 1)} in {job.tenant}'s queue and "
+            f"job {job.id} is {ordinal(tenant_ahead + 1)} in {possessive(job.tenant)} queue and "
             f"{ordinal(cluster_ahead + 1)} in the cluster: "
             f"{reason or 'not yet considered by admission'}"
         )

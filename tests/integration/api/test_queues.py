@@ -17,6 +17,7 @@ from zhuge.config import Settings
 from zhuge.errors import Forbidden, InvalidRequest, JobNotFound
 from zhuge.jobs import schema
 from zhuge.jobs.model import Worker
+from zhuge.jobs.queues import ordinal, possessive
 from zhuge.jobs.store import JobStore
 
 QUEUES = """\
@@ -373,3 +374,10 @@ def test_sdk_applies_reads_and_explains(api, tmp_path):
     assert [(t["tenant"], t["weight"], t["queued"]) for t in status["tenants"]] == [("x", 5.0, 1)]
     with pytest.raises(JobNotFound):
         api.sdk(api.member("y")).why(job.id)
+
+
+def test_positions_and_names_read_as_words():
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"
+    ]  # fmt: skip
+    assert (possessive("forecasting"), possessive("analytics")) == ("forecasting's", "analytics'")
