@@ -10,11 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from zhuge.api.limits import scrub
 from zhuge.jobs.model import Job, JobEvent, LogLine, Worker
-from zhuge.jobs.queues import Why
+from zhuge.jobs.queues import MAX_GANG, Why
 
 ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")]
 
-MAX_GANG = 1024  # copies of one job admitted together: more workers than any cluster we know
 MAX_TIMEOUT_S = 30 * 86400.0  # seconds: an attempt's time limit of a month at most
 
 

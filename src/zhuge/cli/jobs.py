@@ -26,6 +26,7 @@ from zhuge.cli.common import (
 )
 from zhuge.errors import InvalidRequest, WaitTimeout
 from zhuge.jobs.admission import parse_duration
+from zhuge.jobs.queues import MAX_GANG
 
 jobs_app = typer.Typer(help="Inspect and control jobs.", no_args_is_help=True)
 
@@ -61,7 +62,6 @@ class Placement(StrEnum):
     spread = "spread"
 
 
-MAX_GANG = 1024  # as the API's
 _RESOURCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 
 

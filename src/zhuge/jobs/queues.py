@@ -32,6 +32,8 @@ J = schema.jobs
 QUEUED = JobState.QUEUED.value
 RUNNING = JobState.RUNNING.value
 
+MAX_GANG = 1024  # copies of one job admitted together: more workers than any cluster we know
+
 # When a job joined the queue, for its order and its aging: what admission is given as
 # ``Candidate.queued_at``.
 QUEUED_AT = J.c.created_at
