@@ -364,16 +364,23 @@ class _Books:
         self.unclaimed = {
             r: max(0.0, self.capacity.get(r, 0.0) - nominal_total.get(r, 0.0)) for r in self.counted
         }
+        # where nobody's nominal claims a resource, every tenant borrows all of it and the
+        # workers' free capacity is the only limit: waiting for it is waiting for capacity
+        self.claimed = {r for r in self.counted if nominal_total.get(r, 0.0) > EPS}
         self.cohorts: dict[str, list[str]] = {}
         for tenant in config.tenants:
             self.cohorts.setdefault(config.cohort_of(tenant), []).append(tenant)
 
     def hold(self, tenant: str, resources: Shape, workers: Iterable[str], sign: float = 1) -> None:
         workers = list(workers)
+        self.occupy(resources, workers, sign)
+        _add(self.used.setdefault(tenant, {}), resources, sign * len(workers))
+
+    def occupy(self, resources: Shape, workers: Iterable[str], sign: float = 1) -> None:
+        """Take ``resources`` on each of ``workers`` (give back with ``sign=-1``), no quota."""
         for address in workers:
             if address in self.free:
                 _add(self.free[address], resources, -sign)
-        _add(self.used.setdefault(tenant, {}), resources, sign * len(workers))
 
     # -- quota ----------------------------------------------------------------------------
 
@@ -423,7 +430,9 @@ class _Books:
                     f"waiting for quota: {tenant} uses {use:g}/{nominal:g} {r} and may "
                     f"borrow at most {limit:g}"
                 )
-            if self._from_unclaimed(r, {tenant: amount}) > self.unclaimed[r] + EPS:
+            if r in self.claimed and self._from_unclaimed(r, {tenant: amount}) > (
+                self.unclaimed[r] + EPS
+            ):
                 idle = self.idle_for(tenant, r)
                 return (
                     f"waiting for quota: {tenant} uses {use:g}/{nominal:g} {r}, "
@@ -432,11 +441,28 @@ class _Books:
         return None
 
     def idle_for(self, tenant: str, r: str) -> float:
-        """How much more of ``r`` ``tenant`` could borrow now (cohort's lendable + unclaimed)."""
-        cohort = self.config.cohort_of(tenant)
-        supply = sum(self._lendable(t, r) for t in self.cohorts.get(cohort, []) if t != tenant)
+        """How much more of ``r`` ``tenant`` could borrow now: its cohort's lendable nominal
+        that no member borrows yet, and unclaimed capacity nobody draws on."""
+        members = set(self.cohorts.get(self.config.cohort_of(tenant), [])) | {tenant}
+        supply = draw = 0.0
+        for t in members:
+            use, nominal = self.used.get(t, {}).get(r, 0.0), self._nominal(t, r)
+            if t != tenant:
+                supply += self._lendable(t, r)
+            draw += max(0.0, use - nominal)
         spare = self.unclaimed[r] - self._from_unclaimed(r, {})
-        return max(0.0, supply + max(0.0, spare) - 0.0)
+        return max(0.0, supply - draw) + max(0.0, spare)
+
+    def quota_allows_ever(self, tenant: str, ask: Shape) -> bool:
+        """Whether ``ask`` is within what ``tenant`` could hold with everyone else idle."""
+        queue = self.config.queue(tenant)
+        for r in self.counted:
+            amount = ask.get(r, 0.0)
+            nominal = self._nominal(tenant, r)
+            limit = (queue.borrowing_limit or {}).get(r, math.inf)
+            if amount > min(nominal + limit, max(nominal, self.capacity.get(r, 0.0))) + EPS:
+                return False
+        return True
 
     def within_nominal(self, tenant: str, ask: Shape) -> bool:
         return all(
@@ -484,6 +510,15 @@ class _Books:
 
         fitting.sort(key=lambda a: (room(a), a), reverse=placement == "spread")
         return tuple(fitting[:copies])
+
+    def could_ever_fit(self, ask: Shape, copies: int) -> bool:
+        """Whether ``copies`` workers offer ``ask`` at all (were they empty)."""
+        enough = sum(
+            1
+            for off in self.offers.values()
+            if all(off.get(k, 0.0) + EPS >= v for k, v in ask.items())
+        )
+        return enough >= copies
 
     def shortfall(self, ask: Shape, copies: int) -> str:
         """Why ``copies`` of ``ask`` fit no set of workers now, in words."""
@@ -533,6 +568,7 @@ class _Deciding:
         self.passed_over: list[Candidate] = []
         self.overtaken: list[tuple[Candidate, int]] = []  # (starving job, starts before it)
         self.started_ids: set[int] = set()
+        self.promised: list[tuple[Shape, int]] = []  # what this decision preempted for
         self.config = config
         self.now = snap.now
         self.books = _Books(config, snap)
@@ -617,6 +653,11 @@ class _Deciding:
         placement = c.placement or self.config.placement
         ends_by = self.now + c.timeout_s if c.timeout_s is not None else math.inf
 
+        shape = (tuple(sorted(ask.items())), c.gang)
+        if not books.could_ever_fit(ask, c.gang):  # not a quota matter: no worker could
+            decision.waiting[c.job_id] = books.shortfall(ask, c.gang)
+            self.demand[shape] = self.demand.get(shape, 0) + 1
+            return
         problem = books.quota_problem(c.tenant, total)
         if problem is not None:
             decision.waiting[c.job_id] = problem
@@ -636,6 +677,12 @@ class _Deciding:
                     decision.waiting[c.job_id] = (
                         f"preempting {len(victims)} lower-priority attempt(s) of {c.tenant}"
                     )
+                    return
+            # quota that others keep taking starves a job as surely as capacity does
+            if may_reserve:
+                self.reserve(c, ask, total)
+            elif self.starving(c) and books.quota_allows_ever(c.tenant, total):
+                self.overtaken.append((c, len(decision.start)))
             return
         workers = books.place(ask, c.gang, placement, self.closed, ends_by)
         if workers is not None:
@@ -646,9 +693,8 @@ class _Deciding:
                 Running(c.job_id, c.tenant, c.priority, ask, workers, self.now, c.timeout_s)
             )
             return
-        shape = (tuple(sorted(ask.items())), c.gang)
         self.demand[shape] = self.demand.get(shape, 0) + 1
-        if not may_reserve and self.now - c.queued_at >= self.config.reservation_after:
+        if not may_reserve and self.starving(c):
             self.overtaken.append((c, len(decision.start)))
         open_fit = books.place(ask, c.gang, placement)
         if open_fit is not None:  # room exists, but on workers reserved for another job
@@ -669,23 +715,46 @@ class _Deciding:
                 f"preempting {len(victims)} borrowed attempt(s) to reclaim {c.tenant}'s quota"
             )
         elif may_reserve:
-            spot = _reserve(books, self.running + self.yielding, ask, c.gang, self.closed)
-            if spot is not None:
-                workers, at = spot
-                for a in workers:
-                    self.closed[a] = at
-                    self.reserved_by[a] = c.job_id
-                decision.reserved[c.job_id] = workers
-                decision.waiting[c.job_id] += f"; reserved {', '.join(workers)} for it"
+            self.reserve(c, ask, total)
+
+    def starving(self, c: Candidate) -> bool:
+        return self.now - c.queued_at >= self.config.reservation_after
+
+    def reserve(self, c: Candidate, ask: Shape, total: Shape) -> None:
+        """Keep for ``c`` the workers where it will fit soonest (only work that ends before
+        may use them meanwhile) and the quota it needs (nobody later in this decision may
+        take it), if some set of workers could ever hold it."""
+        spot = _reserve(self.books, self.running + self.yielding, ask, c.gang, self.closed)
+        if spot is None:
+            return
+        workers, at = spot
+        for a in workers:
+            self.closed[a] = at
+            self.reserved_by[a] = c.job_id
+        if self.books.quota_allows_ever(c.tenant, total):
+            _add(self.books.used.setdefault(c.tenant, {}), total)
+        self.decision.reserved[c.job_id] = workers
+        self.decision.waiting[c.job_id] += f"; reserved {', '.join(workers)} for it"
 
     def fits_once_yielded(self, ask: Shape, copies: int) -> bool:
+        """Whether ``ask`` will fit once the attempts asked to yield have stopped, after the
+        jobs they were preempted for in this decision have taken their part."""
+        books = self.books
         for r in self.yielding:
-            self.books.hold(r.tenant, r.resources, r.workers, sign=-1)
+            books.occupy(r.resources, r.workers, sign=-1)
+        taken: list[tuple[Shape, tuple[str, ...]]] = []
         try:
-            return self.books.place(ask, copies, "binpack") is not None
+            for promised, gang in self.promised:
+                workers = books.place(promised, gang, "binpack")
+                if workers is not None:
+                    books.occupy(promised, workers)
+                    taken.append((promised, workers))
+            return books.place(ask, copies, "binpack") is not None
         finally:
+            for promised, workers in taken:
+                books.occupy(promised, workers, sign=-1)
             for r in self.yielding:
-                self.books.hold(r.tenant, r.resources, r.workers)
+                books.occupy(r.resources, r.workers)
 
     def reclaim(self, c: Candidate, ask: Shape, total: Shape) -> list[Running]:
         policy = self.config.preemption.reclaim_within_cohort
@@ -748,6 +817,7 @@ class _Deciding:
                 books.hold(r.tenant, r.resources, r.workers)
 
     def preempt(self, victims: list[Running], c: Candidate, reason: str) -> None:
+        self.promised.append(({k: float(v) for k, v in c.resources.items() if v}, c.gang))
         for v in victims:
             self.running.remove(v)
             self.yielding.append(v)
