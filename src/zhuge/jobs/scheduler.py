@@ -1,15 +1,19 @@
-"""Admission: decide which queued jobs start now, and keep the store and Dask in step.
+"""The scheduler loop: admit queued jobs, and keep the store and Dask in step.
 
 One loop per scheduler process. Each turn it
-1. takes finished attempts off its books (a worker lost mid-job fails that attempt at once),
+1. takes finished attempts off its books (a worker lost mid-job loses that attempt at once),
 2. cancels the Dask tasks of cancelled jobs,
-3. expires leases of attempts whose worker went silent (any scheduler may do this),
-4. claims as many queued jobs as the cluster has free slots, and hands them to Dask.
+3. expires leases of attempts whose worker went silent, and gives up preempted attempts
+   past their grace period (any scheduler may do this),
+4. asks admission (``JobStore.admit``: ``zhuge.jobs.admission`` on a snapshot of the store,
+   under the admission lock) which queued jobs start now and on which workers, and hands each
+   to Dask pinned to those workers.
 
-Jobs wait in the store, not in Dask: a queue of a million jobs costs Dask nothing, priorities
-apply at the moment a slot frees up, and nothing queued is lost if every process dies. A worker
-task that finishes its job early may claim the next ones itself (``Settings.chain_seconds``,
-``runner.run_attempt``): the slot stays one Dask task on this scheduler's books.
+Jobs wait in the store, not in Dask: a queue of a million jobs costs Dask nothing, quotas,
+fair share and priorities apply at the moment capacity frees up, and nothing queued is lost
+if every process dies. A worker task that finishes its job early may claim the next one
+itself (``Settings.chain_seconds``, ``runner.run_attempt``) through the same admission: the
+place stays one Dask task on this scheduler's books.
 
 Time: how often housekeeping runs is measured on the scheduler's ``clock``
 (``time.monotonic`` unless given); leases, backoff and ``not_before`` are measured on the
@@ -32,10 +36,9 @@ from dataclasses import dataclass
 from distributed import Future
 
 from zhuge.config import Settings
-from zhuge.jobs.executor import Capacity, DaskExecutor, capacity_of
+from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.inputs import private_paths
 from zhuge.jobs.model import Job, Worker
-from zhuge.jobs.resources import waiting_reason
 from zhuge.jobs.runner import AttemptSpec
 from zhuge.jobs.states import LostReason
 from zhuge.jobs.store import JobStore
@@ -43,27 +46,12 @@ from zhuge.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0  # lease expiry, cancellations, worker census
-DEFER_SECONDS = 30.0  # a job no live worker can hold is looked at again after this long
-
-
-def free_slots(
-    capacity: Capacity, in_flight: dict[str, int], *, prefetch: int = 0
-) -> dict[str, int]:
-    """How many more attempts to admit per resource class: the admission rule, pure."""
-    return {
-        cls: max(0, capacity.slots(cls) * (1 + prefetch) - in_flight.get(cls, 0))
-        for cls in ("cpu", "gpu")
-    }
 
 
 @dataclass
 class _InFlight:
     job: Job
     future: Future
-
-    @property
-    def resource_class(self) -> str:
-        return "gpu" if self.job.resources.get("GPU", 0) > 0 else "cpu"
 
 
 class Scheduler:
@@ -85,7 +73,6 @@ class Scheduler:
         self.stopping = threading.Event()
         self._in_flight: dict[tuple[int, int], _InFlight] = {}
         self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
-        self._capacity = Capacity()
         self._workers: list[Worker] = []
         self._last_housekeeping = -math.inf
         self._thread: threading.Thread | None = None
@@ -173,43 +160,24 @@ class Scheduler:
             self.store.renew_unstarted(self.name, lease_seconds=self.settings.lease_seconds)
         for job in self.store.expire_leases():
             log.warning("job %s lost its lease (attempt %s): %s", job.id, job.attempt, job.state)
+        for job in self.store.give_up_preempted():
+            log.warning("job %s (attempt %s) did not yield in time: lost", job.id, job.attempt)
+            flight = self._in_flight.pop((job.id, job.attempt), None)
+            if flight is not None:
+                flight.future.cancel()
         workers = self.executor.workers()
         self.store.record_workers(self.name, workers)
         self._workers = workers
-        self._capacity = capacity_of(workers)
-        for resource_class in ("cpu", "gpu"):
-            if not self._capacity.slots(resource_class):
-                what = "GPU" if resource_class == "gpu" else "CPU"
-                reason = f"no live worker offers {what}" if workers else "no worker is connected"
-                self.store.mark_waiting(resource_class, reason)
 
     def _admit(self) -> int:
-        running: dict[str, int] = {}
-        for flight in self._in_flight.values():
-            running[flight.resource_class] = running.get(flight.resource_class, 0) + 1
-        started = 0
-        admit = free_slots(self._capacity, running, prefetch=self.settings.prefetch_per_slot)
-        for resource_class, slots in admit.items():
-            if not slots:
-                continue
-            jobs = self.store.claim(
-                limit=slots,
-                owner=self.name,
-                lease_seconds=self.settings.lease_seconds,
-                resource_classes=[resource_class],
-            )
-            for job in jobs:
-                self._launch(job)
-            started += len(jobs)
-        return started
+        admitted = self.store.admit(
+            owner=self.name, workers=self._workers, lease_seconds=self.settings.lease_seconds
+        )
+        for job in admitted.started:
+            self._launch(job)
+        return len(admitted.started)
 
     def _launch(self, job: Job) -> None:
-        reason = waiting_reason(job.resources, self._workers)
-        if reason is not None:
-            # Dask would hold it for ever, and it would hold a slot: it waits in the queue.
-            self.store.defer(job.id, job.attempt, reason=reason, retry_in=DEFER_SECONDS)
-            log.info("job %s waits: %s", job.id, reason)
-            return
         spec = AttemptSpec(
             db_url=self.settings.database_url,
             artifacts_url=self.settings.artifacts_root,
@@ -221,11 +189,15 @@ class Scheduler:
             retry_max_seconds=self.settings.retry_max_seconds,
             owner=self.name,
             resources={k: float(v) for k, v in job.resources.items()},
-            chain_seconds=self.settings.chain_seconds,
+            chain_seconds=self.settings.chain_seconds if job.gang == 1 else 0.0,
             data_roots=tuple(str(r) for r in self.settings.data_roots),
             private_paths=private_paths(self.settings),
         )
-        future = self.executor.submit(spec, job.resources, job.priority)
+        # Pinned where admission placed it: the first of a gang's workers runs the job, the
+        # others are booked for its ``ctx.map`` parts.
+        future = self.executor.submit(
+            spec, job.resources, job.priority, workers=(job.assigned_workers or [])[:1] or None
+        )
         self._in_flight[(job.id, job.attempt)] = _InFlight(job, future)
         # Registered after the book entry exists, so a task that finishes at once is reaped.
         future.add_done_callback(self._on_done)

@@ -38,6 +38,7 @@ from zhuge.errors import (
     StoreError,
 )
 from zhuge.jobs import schema
+from zhuge.jobs.claims import Admitted, Claims
 from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
 from zhuge.jobs.queues import Queues
 from zhuge.jobs.states import (
@@ -227,31 +228,6 @@ def _runnable(
     )
 
 
-# The statements of a worker's chain of short jobs, built once: building a SQLAlchemy
-# statement costs about as much as SQLite running it, and these run once per job.
-_HEAD_OF_QUEUE = _runnable(
-    [J.c.id, J.c.resources],
-    J.c.resource_class == sa.bindparam("b_resource_class"),
-    sa.bindparam("b_now"),
-    1,
-)
-_HEAD_OF_QUEUE_LOCKED = _HEAD_OF_QUEUE.with_for_update(skip_locked=True)
-_START_CLAIMED = (
-    J.update()
-    .where(J.c.id == sa.bindparam("b_job_id"), J.c.state == JobState.QUEUED.value)
-    .values(
-        state=JobState.RUNNING.value,
-        attempt=J.c.attempt + 1,
-        lease_expires_at=sa.bindparam("b_lease_expires_at"),
-        lease_owner=sa.bindparam("b_owner"),
-        worker=sa.bindparam("b_worker"),
-        started_at=sa.bindparam("b_now"),
-        progress=None,
-        pending_reason=None,
-        updated_at=sa.bindparam("b_now"),
-    )
-    .returning(*J.c)
-)
 _RUNNING_ATTEMPT = sa.and_(
     J.c.id == sa.bindparam("b_job_id"),
     J.c.attempt == sa.bindparam("b_attempt"),
@@ -296,6 +272,7 @@ class JobStore:
         self.is_postgres = engine.dialect.name == "postgresql"
         self.tenancy = Tenancy(self)
         self.queues = Queues(self)
+        self.claims = Claims(self)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> JobStore:
@@ -580,7 +557,10 @@ class JobStore:
         lease_seconds: float,
         resource_classes: Iterable[str] = ("cpu",),
     ) -> list[Job]:
-        """Move up to ``limit`` runnable queued jobs to running, highest priority first."""
+        """Move up to ``limit`` runnable queued jobs to running, highest priority first,
+        *without admission* (no capacity, quota or fair share): for tests and repairs that
+        need a running attempt. The scheduler and chains admit through ``admit`` and
+        ``claim_next`` (``zhuge.jobs.claims``)."""
         classes = list(resource_classes)
         if limit <= 0 or not classes:
             return []
@@ -631,9 +611,11 @@ class JobStore:
         ``resources``: how a worker that just finished a job goes on to the next one without
         a round trip through the scheduler and Dask (see ``Settings.chain_seconds``).
 
-        The same order as ``claim`` (priority, then age), so chaining never jumps the queue;
-        the lease is ``owner``'s, so that scheduler's shutdown releases the job like any other.
-        If the job at the head of the queue needs other resources, nothing is claimed.
+        The same admission decision as a scheduler's turn (``zhuge.jobs.claims``), so
+        chaining never jumps the queue, a quota or a tenant's fair share; the lease is
+        ``owner``'s, so that scheduler's shutdown releases the job like any other. If
+        admission would start no one-copy job needing ``resources`` on ``worker``, nothing is
+        claimed.
         """
         with self._tx() as conn:
             return self._claim_next(conn, owner, worker, lease_seconds, resources)
@@ -646,29 +628,30 @@ class JobStore:
         lease_seconds: float,
         resources: dict[str, float],
     ) -> Job | None:
-        now = self.clock()
-        head = _HEAD_OF_QUEUE_LOCKED if self.is_postgres else _HEAD_OF_QUEUE
-        row = conn.execute(
-            head, {"b_resource_class": resource_class(resources), "b_now": now}
-        ).first()
-        if row is None or {k: float(v) for k, v in row.resources.items()} != resources:
-            return None
-        claimed = conn.execute(
-            _START_CLAIMED,
-            {
-                "b_job_id": row.id,
-                "b_lease_expires_at": now + lease_seconds,
-                "b_owner": owner,
-                "b_worker": worker,
-                "b_now": now,
-            },
-        ).first()
-        if claimed is None:
-            return None
-        job = _row_to_job(claimed)
-        message = f"claimed by {owner}, chained on {worker}"
-        self._event(conn, [(job.id, job.attempt, JobState.QUEUED, JobState.RUNNING, message)], now)
-        return job
+        return self.claims.claim_next(
+            conn, owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
+        )
+
+    def admit(self, *, owner: str, workers: Sequence[Worker], lease_seconds: float) -> Admitted:
+        """A scheduler's turn of admission (``zhuge.jobs.claims``): the attempts to hand to
+        Dask, each placed on its workers and leased by ``owner``."""
+        return self.claims.admit(owner=owner, workers=workers, lease_seconds=lease_seconds)
+
+    def give_up_preempted(self, grace: float | None = None) -> list[Job]:
+        """Preempted attempts past their grace period are lost (``preempted``)."""
+        return self.claims.give_up_preempted(grace)
+
+    def _job(self, row: sa.Row[Any]) -> Job:
+        return _row_to_job(row)
+
+    def _live_workers(self, conn: Connection, now: float) -> list[Worker]:
+        W = schema.workers
+        rows = conn.execute(
+            sa.select(W).where(W.c.last_seen >= now - WORKER_LIVE_SECONDS).order_by(W.c.address)
+        )
+        return [
+            Worker(r.address, dict(r.resources), r.last_seen, r.scheduler, r.running) for r in rows
+        ]
 
     def expire_leases(self) -> list[Job]:
         """Running attempts whose lease ran out are lost (``lease_lost``), not failed."""

@@ -46,7 +46,13 @@ class FakeExecutor:
         self.futures: dict[tuple[int, int], FakeFuture] = {}
         self.specs: list[AttemptSpec] = []
 
-    def submit(self, spec: AttemptSpec, resources: dict[str, float], priority: int = 0):
+    def submit(
+        self,
+        spec: AttemptSpec,
+        resources: dict[str, float],
+        priority: int = 0,
+        workers: list[str] | None = None,
+    ):
         future = FakeFuture(f"zhuge-job-{spec.job_id}-attempt-{spec.attempt}")
         self.futures[(spec.job_id, spec.attempt)] = future
         self.specs.append(spec)

@@ -7,7 +7,8 @@ import threading
 
 from tests.conftest import wait_for
 from tests.integration.platform.gate import GATE, Gate
-from zhuge.jobs.runner import AttemptSpec, run_attempt
+from zhuge.jobs.model import Worker
+from zhuge.jobs.runner import AttemptSpec, _worker_name, run_attempt
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import store_for
 
@@ -19,7 +20,9 @@ def queue_of_echo_jobs(store, n: int):
 
 
 def first_attempt(db_url, artifacts, store, *, chain_seconds: float, heartbeat: float = 5.0):
-    """Claim the head of the queue as scheduler "s" would, and the spec it hands to Dask."""
+    """Claim the head of the queue as scheduler "s" would, and the spec it hands to Dask; the
+    worker this process is (outside Dask) is in the census, one CPU, so chains are admitted."""
+    store.record_workers("s", [Worker(_worker_name(), CPU, 0.0)])
     (job,) = store.claim(limit=1, owner="s", lease_seconds=30)
     return AttemptSpec(
         db_url,

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from zhuge.errors import IdempotencyConflict, InvalidTransition, JobNotFound
+from zhuge.jobs.model import Worker
 from zhuge.jobs.states import JobState, LostReason
 from zhuge.jobs.store import JobStore
 
@@ -120,7 +121,7 @@ def test_only_the_current_attempt_can_commit(store, clock):
     assert second.attempt == first.attempt + 1
     # the old attempt wakes up and tries to commit: rejected, nothing written
     assert store.complete(job.id, first.attempt, result={"from": "old"}) is False
-    assert store.heartbeat(job.id, first.attempt, lease_seconds=5) is False
+    assert not store.heartbeat(job.id, first.attempt, lease_seconds=5)
     assert store.complete(job.id, second.attempt, result={"from": "new"}) is True
     final = store.get(job.id)
     assert final.state is JobState.SUCCEEDED and final.result == {"from": "new"}
@@ -188,7 +189,7 @@ def test_cancel_queued_and_running_and_refuse_finished(store):
     assert store.cancel(queued.id).state is JobState.CANCELLED
     claim_one(store)
     assert store.cancel(running.id).state is JobState.CANCELLED
-    assert store.heartbeat(running.id, 1, lease_seconds=5) is False  # the worker learns
+    assert not store.heartbeat(running.id, 1, lease_seconds=5)  # the worker learns
     assert store.complete(running.id, 1, result=1) is False
     assert store.cancel(running.id).state is JobState.CANCELLED  # idempotent
     done = submit(store)
@@ -345,7 +346,13 @@ def test_max_lost_enters_the_idempotency_fingerprint_only_when_not_default(store
         store.submit(tenant="t1", kind="echo", params={}, idempotency_key="k", max_lost=2)
 
 
+def live_worker(store, address: str, **resources: float) -> None:
+    """A worker a scheduler saw just now: what admission places on."""
+    store.record_workers(f"scheduler-of-{address}", [Worker(address, resources, 0.0)])
+
+
 def test_claim_next_starts_the_head_of_the_queue_on_the_worker(store, clock):
+    live_worker(store, "w1", CPU=1.0)
     low = submit(store, priority=0)
     high = submit(store, priority=10)
     job = store.claim_next(owner="s1", worker="w1", lease_seconds=30, resources={"CPU": 1.0})
@@ -366,26 +373,40 @@ def test_claim_next_starts_the_head_of_the_queue_on_the_worker(store, clock):
     assert event.message == "claimed by s1, chained on w1"
 
 
-def test_claim_next_takes_nothing_when_the_head_needs_other_resources(store, clock):
+def test_claim_next_takes_only_what_admission_starts_on_this_worker_with_these_resources(
+    store, clock
+):
+    live_worker(store, "w", CPU=2.0)
     big = submit(store, priority=5, resources={"CPU": 2.0})
     small = submit(store, priority=0)
+    # admission would start `big` on w, which is not a task holding CPU=1: nothing claimed,
+    # and `small` does not jump ahead of it (big takes the whole worker)
     assert store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0}) is None
-    assert store.get(big.id).state is JobState.QUEUED  # nothing claimed, not even `small`
+    assert store.get(big.id).state is JobState.QUEUED
     assert store.get(small.id).state is JobState.QUEUED
     got = store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 2.0})
-    assert got.id == big.id
+    assert (got.id, got.assigned_workers) == (big.id, ["w"])
+    # big holds both CPUs of w: nothing fits there until it ends
+    assert store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0}) is None
+    assert store.complete(big.id, got.attempt, result=None)
     gpu = submit(store, priority=9, resources={"GPU": 1.0})
     nxt = store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0})
-    assert nxt.id == small.id  # GPU jobs are another queue
+    assert nxt.id == small.id  # no worker offers a GPU: that job does not hold the line
     assert store.get(gpu.id).state is JobState.QUEUED
+    # an unknown worker (not live in any scheduler's census) is given nothing
+    assert (
+        store.claim_next(owner="s", worker="gone", lease_seconds=30, resources={"CPU": 1.0}) is None
+    )
 
 
 def test_claim_next_waits_for_not_before(store, clock):
+    live_worker(store, "w", CPU=1.0)
     job = submit(store)
     store.claim(limit=1, owner="s", lease_seconds=30)
     store.fail_attempt(job.id, 1, error="boom", traceback=None)  # back to queued, with backoff
     assert store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0}) is None
     clock.advance(1000)
+    live_worker(store, "w", CPU=1.0)  # still there: its scheduler saw it again
     again = store.claim_next(owner="s", worker="w", lease_seconds=30, resources={"CPU": 1.0})
     assert (again.id, again.attempt) == (job.id, 2)
 
