@@ -16,11 +16,16 @@ The rules, in the order they apply (``docs/scheduling.md`` explains them with ex
   ``nominal``. Beyond it, it *borrows*: from idle nominal of its cohort's tenants (each lends
   at most its ``lending_limit``) and from capacity nobody's nominal claims; never more than
   its ``borrowing_limit`` in all. A tenant absent from the configuration has weight 1, no
-  nominal, and only the unclaimed capacity.
+  nominal, and only the unclaimed capacity. A resource nobody's nominal claims is limited by
+  the workers alone: waiting for it is "waiting for capacity", and it counts in ``demand``
+  (as does a shape no worker offers at all), since more workers would let it start.
 - **Reclaim.** A job within its tenant's nominal that does not fit because cohort tenants
-  borrowed the capacity preempts borrowed work (lowest priority first, then newest); with
-  ``within_tenant: lower_priority`` a job at its tenant's limit preempts that tenant's own
-  lower-priority work. A preempted attempt is lost (``preempted``), not failed.
+  borrowed the capacity preempts borrowed work (lowest priority first, then newest, sparing
+  any whose worker would not have helped); with ``within_tenant: lower_priority`` a job at
+  its tenant's limit preempts that tenant's own lower-priority work. Capacity a preemption
+  frees is promised to the job it was for, so several jobs reclaim in one decision. Only
+  attempts of the snapshot are preempted, never one this decision started. A preempted
+  attempt is lost (``preempted``), not failed.
 - **Fair share.** Tenants take turns by dominant resource share over all capacity, divided by
   weight (DRF, as Volcano); the share blends what a tenant holds now with its usage decayed
   over ``fair_share.half_life``, so a tenant that ran alone all night does not keep a lead.
@@ -36,7 +41,9 @@ The rules, in the order they apply (``docs/scheduling.md`` explains them with ex
   (the flooding tenant's old jobs ahead of everyone). ``decide`` is stateless, so it finds
   such jobs by deciding once, and if any starving job was overtaken (it did not fit, and a
   job considered after it started), decides again with those jobs first: each starts if it
-  fits, or reserves its workers before anything else is placed.
+  fits, or reserves its workers before anything else is placed. A reservation also holds
+  the quota the job needs (a job kept out by quota that smaller jobs keep taking starves as
+  surely as one kept out by capacity).
 """
 
 from __future__ import annotations
@@ -453,6 +460,19 @@ class _Books:
         spare = self.unclaimed[r] - self._from_unclaimed(r, {})
         return max(0.0, supply - draw) + max(0.0, spare)
 
+    def over_own_limit(self, tenant: str, ask: Shape) -> bool:
+        """Whether ``ask`` would take ``tenant`` past its own ``borrowing_limit`` now (its own
+        work is in the way, not anyone else's)."""
+        queue = self.config.queue(tenant)
+        for r in self.counted:
+            amount = ask.get(r, 0.0)
+            if amount <= 0:
+                continue
+            over = self.used.get(tenant, {}).get(r, 0.0) + amount - self._nominal(tenant, r)
+            if over > (queue.borrowing_limit or {}).get(r, math.inf) + EPS:
+                return True
+        return False
+
     def quota_allows_ever(self, tenant: str, ask: Shape) -> bool:
         """Whether ``ask`` is within what ``tenant`` could hold with everyone else idle."""
         queue = self.config.queue(tenant)
@@ -681,7 +701,11 @@ class _Deciding:
             # quota that others keep taking starves a job as surely as capacity does
             if may_reserve:
                 self.reserve(c, ask, total)
-            elif self.starving(c) and books.quota_allows_ever(c.tenant, total):
+            elif (
+                self.starving(c)
+                and not books.over_own_limit(c.tenant, total)
+                and books.quota_allows_ever(c.tenant, total)
+            ):
                 self.overtaken.append((c, len(decision.start)))
             return
         workers = books.place(ask, c.gang, placement, self.closed, ends_by)

@@ -215,3 +215,26 @@ def test_demand_lists_the_shapes_that_could_not_be_placed() -> None:
     assert len(decision.start) == 1
     shapes = {(tuple(sorted(d.resources.items())), d.gang): d.count for d in decision.demand}
     assert shapes == {((("CPU", 4.0),), 1): 2, ((("GPU", 1.0),), 2): 1}
+
+
+def test_a_job_held_back_by_its_own_borrowing_limit_reserves_nothing() -> None:
+    """Its own work is in the way: others starting meanwhile do not overtake it."""
+    config = QueueConfig.parse(
+        {
+            "tenants": {"capped": {"nominal": {"CPU": 2}, "borrowing_limit": {"CPU": 0}}},
+            "reservation_after": 0,
+        }
+    )
+    snap = Snapshot(
+        now=100,
+        workers=[WorkerSlot("w0", {"CPU": 8})],
+        running=[Running(1, "capped", 0, {"CPU": 2}, ("w0",), started_at=0, timeout_s=1000)],
+        candidates=[
+            Candidate(2, "capped", 0, {"CPU": 1}, queued_at=0),
+            Candidate(3, "other", 0, {"CPU": 1}, queued_at=50, timeout_s=5000),
+        ],
+    )
+    decision = decide(snap, config)
+    assert decision.reserved == {}
+    assert decision.started() == {3: ("w0",)}
+    assert decision.waiting[2].startswith("waiting for quota: capped uses 2/2 CPU")
