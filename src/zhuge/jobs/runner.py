@@ -18,7 +18,9 @@ the next attempt resume), a cancel records nothing (the store already has).
 runs its kind's code in a child process of its own (``multiprocessing``, "spawn"), so the cap
 applies to it alone and it can be killed alone: the child sees ``CUDA_VISIBLE_DEVICES`` of
 its device and ``ZHUGE_GPU_MEMORY_FRACTION``, caps PyTorch's (and CuPy's) allocator to that
-fraction, and runs under ``RLIMIT_AS`` of ``memory_gb``. Its logs and progress come back over
+fraction, and runs under ``RLIMIT_AS`` of ``memory_gb`` (not when it also holds a GPU: CUDA
+reserves far more address space than it uses). Its ``ctx.map`` runs parts one after another
+in the child. Its logs and progress come back over
 a pipe; the parent goes on heartbeating, and when the job must stop it sends SIGTERM, then
 SIGKILL after ``KILL_GRACE_SECONDS``. Code that ignores the stop flag is stopped this way
 only; in-process, it runs on until it ends (its result then loses to the fenced writes, or
@@ -99,10 +101,11 @@ class AttemptSpec:
 
 
 class _Heartbeat(threading.Thread):
-    """Renews the lease of the attempt running now and flushes its logs and progress; sets
-    its ``cancelled`` when the attempt is no longer ours (cancelled by a user, or superseded
-    after our lease expired). One thread per Dask task, serving each attempt of a chain in
-    turn (``attach``/``detach``), so a chained job costs no thread start."""
+    """Renews the lease of the attempt running now and flushes its logs and progress; stops
+    it (``JobContext.stop``) when it is no longer ours (cancelled by a user, or superseded
+    after our lease expired), when it has run past its time limit, or when admission asks it
+    to yield. One thread per Dask task, serving each attempt of a chain in turn
+    (``attach``/``detach``), so a chained job costs no thread start."""
 
     def __init__(self, store: JobStore, spec: AttemptSpec, clock: Clock = time.monotonic) -> None:
         super().__init__(name=f"zhuge-heartbeat-{spec.job_id}", daemon=True)
@@ -118,7 +121,8 @@ class _Heartbeat(threading.Thread):
     def attach(self, ctx: JobContext, timeout_s: float | None = None) -> None:
         """Serve this attempt from now on; its ``ctx.log`` writes through us. It is stopped
         once it has run ``timeout_s`` seconds on our clock, counted from our first beat of
-        it (so at most one ``heartbeat_seconds`` late, and the clock is read only here)."""
+        it: at most one ``heartbeat_seconds`` late, and only the heartbeat thread reads the
+        clock for it, so a test's clock is read where the test expects."""
         job_id, attempt = ctx.job_id, ctx.attempt
 
         def log_line(line: str) -> None:
