@@ -344,3 +344,27 @@ def test_map_parts_run_only_on_the_attempts_workers(cluster, tmp_path):
     future = cluster.submit(spec, {"CPU": 1.0}, workers=[pinned])
     assert future.result(timeout=120)["outcome"] == "succeeded"
     assert store.get(job.id).result["pids"] == [pids[pinned]]
+
+
+@pytest.mark.slow
+def test_an_isolated_attempt_runs_in_a_child_of_its_dask_worker(cluster, tmp_path):
+    cluster.client.run(_register_these_kinds)
+    db_url = f"sqlite:///{tmp_path / 'zhuge.db'}"
+    store = store_for(db_url)
+    pids = cluster.worker_processes()
+    store.record_workers("s", [Worker(a, {"CPU": 1.0, "memory_gb": 4.0}, 0.0) for a in pids])
+    memory = {"CPU": 1.0, "memory_gb": 4.0}
+    job, _ = store.submit(tenant="t", kind=ISOLATED, params={}, resources=memory)
+    (claimed,) = store.claim(limit=1, owner="s", lease_seconds=30)
+    spec = AttemptSpec(db_url, tmp_path.as_uri(), claimed.id, claimed.attempt, 30, 0.2, owner="s")
+    future = cluster.submit(spec, {"CPU": 1.0, "memory_gb": 4.0})
+    assert future.result(timeout=120)["outcome"] == "succeeded"
+    done = store.get(job.id)
+    assert done.worker in pids  # started by a Dask worker...
+    assert done.result["pid"] not in pids.values()  # ...whose child ran the kind's code
+
+
+def _register_these_kinds() -> None:
+    import importlib
+
+    importlib.import_module(__name__)
