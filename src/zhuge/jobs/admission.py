@@ -589,6 +589,12 @@ class _Deciding:
         self.overtaken: list[tuple[Candidate, int]] = []  # (starving job, starts before it)
         self.started_ids: set[int] = set()
         self.promised: list[tuple[Shape, int]] = []  # what this decision preempted for
+        # Within one decision free capacity only shrinks and reservations only grow (victims
+        # hold theirs until they stop), so a shape that found no workers finds none later:
+        # a queue of many identical jobs costs one placement search, not one per job.
+        self.unplaceable: set[tuple[Any, ...]] = set()
+        self.shortfalls: dict[tuple[Any, ...], str] = {}
+        self.ever_fits: dict[tuple[Any, ...], bool] = {}
         self.config = config
         self.now = snap.now
         self.books = _Books(config, snap)
@@ -674,8 +680,10 @@ class _Deciding:
         ends_by = self.now + c.timeout_s if c.timeout_s is not None else math.inf
 
         shape = (tuple(sorted(ask.items())), c.gang)
-        if not books.could_ever_fit(ask, c.gang):  # not a quota matter: no worker could
-            decision.waiting[c.job_id] = books.shortfall(ask, c.gang)
+        if shape not in self.ever_fits:
+            self.ever_fits[shape] = books.could_ever_fit(ask, c.gang)
+        if not self.ever_fits[shape]:  # not a quota matter: no worker could
+            decision.waiting[c.job_id] = self.shortfall(shape, ask, c.gang)
             self.demand[shape] = self.demand.get(shape, 0) + 1
             return
         problem = books.quota_problem(c.tenant, total)
@@ -708,7 +716,12 @@ class _Deciding:
             ):
                 self.overtaken.append((c, len(decision.start)))
             return
-        workers = books.place(ask, c.gang, placement, self.closed, ends_by)
+        fit_key = (shape, ends_by)
+        workers = None
+        if fit_key not in self.unplaceable:
+            workers = books.place(ask, c.gang, placement, self.closed, ends_by)
+            if workers is None:
+                self.unplaceable.add(fit_key)
         if workers is not None:
             books.hold(c.tenant, ask, workers)
             self.started_ids.add(c.job_id)
@@ -720,12 +733,17 @@ class _Deciding:
         self.demand[shape] = self.demand.get(shape, 0) + 1
         if not may_reserve and self.starving(c):
             self.overtaken.append((c, len(decision.start)))
-        open_fit = books.place(ask, c.gang, placement)
+        open_key = (shape, None)
+        open_fit = None
+        if self.closed and open_key not in self.unplaceable:
+            open_fit = books.place(ask, c.gang, placement)
+            if open_fit is None:
+                self.unplaceable.add(open_key)
         if open_fit is not None:  # room exists, but on workers reserved for another job
             holder = next(self.reserved_by[a] for a in open_fit if a in self.reserved_by)
             decision.waiting[c.job_id] = f"reserved for job {holder}"
             return
-        decision.waiting[c.job_id] = books.shortfall(ask, c.gang)
+        decision.waiting[c.job_id] = self.shortfall(shape, ask, c.gang)
         if self.yielding and self.fits_once_yielded(ask, c.gang):
             decision.waiting[c.job_id] = (
                 f"waiting for {len(self.yielding)} preempted attempt(s) to stop"
@@ -740,6 +758,13 @@ class _Deciding:
             )
         elif may_reserve:
             self.reserve(c, ask, total)
+
+    def shortfall(self, shape: tuple[Any, ...], ask: Shape, copies: int) -> str:
+        """``books.shortfall``, worked out once per shape in a decision (its numbers are
+        those of the first job of that shape that did not fit)."""
+        if shape not in self.shortfalls:
+            self.shortfalls[shape] = self.books.shortfall(ask, copies)
+        return self.shortfalls[shape]
 
     def starving(self, c: Candidate) -> bool:
         return self.now - c.queued_at >= self.config.reservation_after
