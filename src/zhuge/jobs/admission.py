@@ -20,7 +20,8 @@ The rules, in the order they apply (``docs/scheduling.md`` explains them with ex
   the workers alone: waiting for it is "waiting for capacity", and it counts in ``demand``
   (as does a shape no worker offers at all), since more workers would let it start.
 - **Reclaim.** A job within its tenant's nominal that does not fit because cohort tenants
-  borrowed the capacity preempts borrowed work (lowest priority first, then newest, sparing
+  borrowed the capacity preempts borrowed work (its cohort's first, then any tenant's beyond
+  its nominal; lowest priority first, then newest, sparing
   any whose worker would not have helped); with ``within_tenant: lower_priority`` a job at
   its tenant's limit preempts that tenant's own lower-priority work. Capacity a preemption
   frees is promised to the job it was for, so several jobs reclaim in one decision. Only
@@ -813,17 +814,23 @@ class _Deciding:
         pool = [
             r
             for r in self.running
-            if r.tenant != c.tenant
-            and self.config.cohort_of(r.tenant) == cohort
-            and (policy == "any" or r.priority < c.priority)
+            if r.tenant != c.tenant and (policy == "any" or r.priority < c.priority)
         ]
-        return self.victims(
-            pool,
-            c,
-            ask,
-            lambda: self.books.place(ask, c.gang, "binpack") is not None,
-            borrowed_only=True,
-        )
+        # its cohort's borrowers first; then anyone's borrowed work, since a tenant of
+        # another cohort starting within its own nominal can take capacity that was idle in
+        # this one's, and nominal is a guarantee whoever holds the capacity
+        ours = [r for r in pool if self.config.cohort_of(r.tenant) == cohort]
+        for candidates in (ours, pool):
+            victims = self.victims(
+                candidates,
+                c,
+                ask,
+                lambda: self.books.place(ask, c.gang, "binpack") is not None,
+                borrowed_only=True,
+            )
+            if victims:
+                return victims
+        return []
 
     def victims(
         self,

@@ -238,3 +238,21 @@ def test_a_job_held_back_by_its_own_borrowing_limit_reserves_nothing() -> None:
     assert decision.reserved == {}
     assert decision.started() == {3: ("w0",)}
     assert decision.waiting[2].startswith("waiting for quota: capped uses 2/2 CPU")
+
+
+def test_nominal_is_reclaimed_across_cohorts() -> None:
+    """a borrows b's idle nominal; b then starts within its nominal on capacity that was
+    idle in c's (another cohort); c still gets its nominal back, from the borrower."""
+    config = {
+        "cohorts": {"one": {"tenants": ["a", "b"]}, "two": {"tenants": ["c"]}},
+        "tenants": {t: {"nominal": {"CPU": 4}} for t in "abc"},
+        "preemption": {"grace": "10s"},
+    }
+    trace = [job(0, "a", 1000, CPU=1) for _ in range(8)]
+    trace += [job(10, "b", 1000, CPU=1) for _ in range(4)]
+    trace += [job(20, "c", 100, CPU=1) for _ in range(4)]
+    result = run(trace, workers(3, CPU=4), config)
+    assert all(result.jobs[i].first_start == 10 for i in range(9, 13))  # b: guaranteed
+    assert all(result.jobs[i].first_start == 30 for i in range(13, 17))  # c: after the grace
+    assert result.tenant("a").preemptions == 4
+    assert result.tenant("b").preemptions == 0
