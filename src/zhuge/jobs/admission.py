@@ -709,7 +709,7 @@ class _Deciding:
                     return
             # quota that others keep taking starves a job as surely as capacity does
             if may_reserve:
-                self.reserve(c, ask, total)
+                self.reserve(c, ask, total, hold_quota=True)
             elif (
                 self.starving(c)
                 and not books.over_own_limit(c.tenant, total)
@@ -758,7 +758,7 @@ class _Deciding:
                 f"preempting {len(victims)} borrowed attempt(s) to reclaim {c.tenant}'s quota"
             )
         elif may_reserve:
-            self.reserve(c, ask, total)
+            self.reserve(c, ask, total, hold_quota=False)
 
     def shortfall(self, shape: tuple[Any, ...], ask: Shape, copies: int) -> str:
         """``books.shortfall``, worked out once per shape in a decision (its numbers are
@@ -770,10 +770,11 @@ class _Deciding:
     def starving(self, c: Candidate) -> bool:
         return self.now - c.queued_at >= self.config.reservation_after
 
-    def reserve(self, c: Candidate, ask: Shape, total: Shape) -> None:
+    def reserve(self, c: Candidate, ask: Shape, total: Shape, *, hold_quota: bool) -> None:
         """Keep for ``c`` the workers where it will fit soonest (only work that ends before
-        may use them meanwhile) and the quota it needs (nobody later in this decision may
-        take it), if some set of workers could ever hold it."""
+        may use them meanwhile), if some set of workers could ever hold it; and, when quota
+        is what keeps it out, the quota it needs (nobody later in this decision may take it;
+        a job kept out only by capacity holds none, so its tenant's other work still runs)."""
         spot = _reserve(self.books, self.running + self.yielding, ask, c.gang, self.closed)
         if spot is None:
             return
@@ -781,7 +782,7 @@ class _Deciding:
         for a in workers:
             self.closed[a] = at
             self.reserved_by[a] = c.job_id
-        if self.books.quota_allows_ever(c.tenant, total):
+        if hold_quota and self.books.quota_allows_ever(c.tenant, total):
             _add(self.books.used.setdefault(c.tenant, {}), total)
         self.decision.reserved[c.job_id] = workers
         self.decision.waiting[c.job_id] += f"; reserved {', '.join(workers)} for it"

@@ -16,6 +16,7 @@ from zhuge.jobs.admission import (
     WorkerSlot,
     decide,
 )
+from zhuge.jobs.simulate import simulate
 
 
 def _saturating(weights: dict[str, float], jobs_per_weight: int) -> list:
@@ -256,3 +257,13 @@ def test_nominal_is_reclaimed_across_cohorts() -> None:
     assert all(result.jobs[i].first_start == 30 for i in range(13, 17))  # c: after the grace
     assert result.tenant("a").preemptions == 4
     assert result.tenant("b").preemptions == 0
+
+
+def test_progress_reports_settled_jobs_up_to_the_total() -> None:
+    calls: list[tuple[int, int]] = []
+    trace = [job(i, "a", 10, CPU=1) for i in range(5)]
+    simulate(
+        trace, workers(1, CPU=2), QueueConfig.parse({}), progress=lambda d, t: calls.append((d, t))
+    )
+    assert calls[-1] == (5, 5)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
