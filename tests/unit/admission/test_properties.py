@@ -416,3 +416,46 @@ AdmissionMachine.TestCase.settings = settings(
     settings.get_profile("admission"), max_examples=80, stateful_step_count=30
 )
 TestAdmissionMachine = AdmissionMachine.TestCase
+
+
+@given(
+    lender_nominal=st.integers(0, 8),
+    lending=st.integers(0, 8),
+    borrower_nominal=st.integers(0, 8),
+    unclaimed=st.integers(0, 4),
+    borrowing_limit=st.one_of(st.none(), st.integers(0, 8)),
+)
+def test_a_lender_keeps_what_its_lending_limit_protects(
+    lender_nominal, lending, borrower_nominal, unclaimed, borrowing_limit
+) -> None:
+    lending = min(lending, lender_nominal)
+    borrower: dict = {"nominal": {"CPU": borrower_nominal}}
+    if borrowing_limit is not None:
+        borrower["borrowing_limit"] = {"CPU": borrowing_limit}
+    config = QueueConfig.parse(
+        {
+            "cohorts": {"c": {"tenants": ["lender", "borrower"]}},
+            "tenants": {
+                "lender": {"nominal": {"CPU": lender_nominal}, "lending_limit": {"CPU": lending}},
+                "borrower": borrower,
+            },
+        }
+    )
+    capacity = lender_nominal + borrower_nominal + unclaimed
+    workers = [WorkerSlot(f"w{i}", {"CPU": 1.0}) for i in range(capacity)]
+    flood = [Candidate(i, "borrower", 0, {"CPU": 1.0}, 0.0) for i in range(capacity + 1)]
+    decision = decide(Snapshot(0.0, workers, [], flood), config)
+    took = len(decision.started())
+    may = borrower_nominal + min(
+        lending + unclaimed, math.inf if borrowing_limit is None else borrowing_limit
+    )
+    assert took == min(may, capacity)
+    # and the protected part is there for the lender at once, no preemption needed
+    asks = [
+        Candidate(1000 + i, "lender", 0, {"CPU": 1.0}, 1.0) for i in range(lender_nominal - lending)
+    ]
+    running = [
+        Running(j, "borrower", 0, {"CPU": 1.0}, w, 0.0) for j, w in decision.started().items()
+    ]
+    second = decide(Snapshot(1.0, workers, running, asks), config)
+    assert len(second.started()) == len(asks) and not second.preempt
