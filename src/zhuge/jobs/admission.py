@@ -596,6 +596,7 @@ class _Deciding:
         self.unplaceable: set[tuple[Any, ...]] = set()
         self.shortfalls: dict[tuple[Any, ...], str] = {}
         self.ever_fits: dict[tuple[Any, ...], bool] = {}
+        self.shares: dict[str, float] = {}
         self.config = config
         self.now = snap.now
         self.books = _Books(config, snap)
@@ -618,7 +619,13 @@ class _Deciding:
             )
 
     def share(self, tenant: str) -> float:
-        """The tenant's dominant share over all capacity, per unit of weight."""
+        """The tenant's dominant share over all capacity, per unit of weight (kept until the
+        tenant starts or reserves something: nothing else changes it within a decision)."""
+        if tenant not in self.shares:
+            self.shares[tenant] = self._share(tenant)
+        return self.shares[tenant]
+
+    def _share(self, tenant: str) -> float:
         held = self.books.used.get(tenant, {})
         if self.rate:
             past = self.snap.usage.get(tenant, {})
@@ -725,6 +732,7 @@ class _Deciding:
                 self.unplaceable.add(fit_key)
         if workers is not None:
             books.hold(c.tenant, ask, workers)
+            self.shares.pop(c.tenant, None)
             self.started_ids.add(c.job_id)
             decision.start.append(Start(c.job_id, workers))
             self.running.append(
@@ -784,6 +792,7 @@ class _Deciding:
             self.reserved_by[a] = c.job_id
         if hold_quota and self.books.quota_allows_ever(c.tenant, total):
             _add(self.books.used.setdefault(c.tenant, {}), total)
+            self.shares.pop(c.tenant, None)
         self.decision.reserved[c.job_id] = workers
         self.decision.waiting[c.job_id] += f"; reserved {', '.join(workers)} for it"
 
