@@ -66,10 +66,6 @@ class Settings:
     resources itself, for up to this long, instead of a round trip through the scheduler
     and Dask; the queue order is unchanged. This is what lets short jobs run at hundreds
     per second. 0 turns it off."""
-    prefetch_per_slot: int = 0
-    """Attempts handed to Dask beyond the free slots, per slot. 1 raises throughput of very
-    short jobs by ~50 % (a worker finds its next job already at Dask), but Dask queues them
-    per worker, so a higher priority submitted later may wait behind them: off by default."""
     metrics_token: str | None = field(default=None, repr=False)
     """When set, /metrics answers only ``Authorization: Bearer <metrics_token>``."""
     max_body_bytes: int = 16 * MiB
@@ -101,7 +97,6 @@ class Settings:
             retry_max_seconds=_float(env, "ZHUGE_RETRY_MAX_SECONDS", 600.0),
             poll_seconds=_float(env, "ZHUGE_POLL_SECONDS", 0.5),
             chain_seconds=_float(env, "ZHUGE_CHAIN_SECONDS", 1.0, allow_zero=True),
-            prefetch_per_slot=int(_float(env, "ZHUGE_PREFETCH", 0.0, allow_zero=True)),
             metrics_token=env.get("ZHUGE_METRICS_TOKEN") or None,
             max_body_bytes=int(_float(env, "ZHUGE_MAX_BODY_BYTES", 16 * MiB)),
             max_params_bytes=int(_float(env, "ZHUGE_MAX_PARAMS_BYTES", 1 * MiB)),

@@ -83,6 +83,31 @@ def kind_timeout(kind: str) -> float:
         return DEFAULT_TIMEOUT_S
 
 
+def claimed_values(
+    now: float,
+    *,
+    owner: str,
+    lease_seconds: float,
+    worker: str | None = None,
+    assigned: Any = None,
+) -> dict[str, Any]:
+    """The columns of a queued job that a claim turns into a new running attempt, leased by
+    ``owner``: started already on ``worker`` (a chain), or not yet (handed to Dask)."""
+    return {
+        "state": JobState.RUNNING.value,
+        "attempt": J.c.attempt + 1,
+        "lease_expires_at": now + lease_seconds,
+        "lease_owner": owner,
+        "worker": worker,
+        "started_at": now if worker else None,
+        "progress": None,
+        "pending_reason": None,
+        "preempt_requested_at": None,
+        "assigned_workers": assigned,
+        "updated_at": now,
+    }
+
+
 @dataclass
 class Admitted:
     """What one admitting transaction did."""
@@ -227,17 +252,12 @@ class Claims:
                     J.update()
                     .where(J.c.id == sa.bindparam("b_id"), J.c.state == JobState.QUEUED.value)
                     .values(
-                        state=JobState.RUNNING.value,
-                        attempt=J.c.attempt + 1,
-                        lease_expires_at=now + lease_seconds,
-                        lease_owner=owner,
-                        worker=None,
-                        started_at=None,
-                        progress=None,
-                        pending_reason=None,
-                        preempt_requested_at=None,
-                        assigned_workers=sa.bindparam("b_workers", type_=sa.JSON),
-                        updated_at=now,
+                        claimed_values(
+                            now,
+                            owner=owner,
+                            lease_seconds=lease_seconds,
+                            assigned=sa.bindparam("b_workers", type_=sa.JSON),
+                        )
                     ),
                     [{"b_id": i, "b_workers": list(w)} for i, w in placed.items()],
                 )
@@ -377,17 +397,9 @@ class Claims:
             J.update()
             .where(J.c.id == job_id, J.c.state == JobState.QUEUED.value)
             .values(
-                state=JobState.RUNNING.value,
-                attempt=J.c.attempt + 1,
-                lease_expires_at=now + lease_seconds,
-                lease_owner=owner,
-                worker=worker,
-                started_at=now,
-                progress=None,
-                pending_reason=None,
-                preempt_requested_at=None,
-                assigned_workers=[worker],
-                updated_at=now,
+                claimed_values(
+                    now, owner=owner, lease_seconds=lease_seconds, worker=worker, assigned=[worker]
+                )
             )
             .returning(*J.c)
         ).first()

@@ -168,6 +168,27 @@ class Scheduler:
         workers = self.executor.workers()
         self.store.record_workers(self.name, workers)
         self._workers = workers
+        self._lose_stranded({w.address for w in workers})
+
+    def _lose_stranded(self, live: set[str]) -> None:
+        """Attempts pinned to a worker that left before running them would wait in Dask for
+        ever (a restarted worker comes back under another address): they are lost now and
+        admitted again, wherever there is room."""
+        for key, flight in list(self._in_flight.items()):
+            placed = flight.job.assigned_workers or []
+            if not placed or set(placed) <= live:
+                continue
+            gone = ", ".join(sorted(set(placed) - live))
+            self.store.lose_attempt(
+                flight.job.id,
+                flight.job.attempt,
+                LostReason.WORKER_DIED,
+                f"the worker it was placed on left before it ran ({gone})",
+                require_unstarted=True,
+            )
+            if flight.future.status == "pending":
+                flight.future.cancel()
+                self._in_flight.pop(key, None)
 
     def _admit(self) -> int:
         admitted = self.store.admit(
@@ -192,6 +213,7 @@ class Scheduler:
             chain_seconds=self.settings.chain_seconds if job.gang == 1 else 0.0,
             data_roots=tuple(str(r) for r in self.settings.data_roots),
             private_paths=private_paths(self.settings),
+            workers=tuple(job.assigned_workers or ()),
         )
         # Pinned where admission placed it: the first of a gang's workers runs the job, the
         # others are booked for its ``ctx.map`` parts.

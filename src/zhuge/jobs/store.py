@@ -38,7 +38,7 @@ from zhuge.errors import (
     StoreError,
 )
 from zhuge.jobs import schema
-from zhuge.jobs.claims import Admitted, Claims
+from zhuge.jobs.claims import Admitted, Claims, claimed_values
 from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
 from zhuge.jobs.queues import Queues
 from zhuge.jobs.states import (
@@ -575,17 +575,7 @@ class JobStore:
             rows = conn.execute(
                 J.update()
                 .where(J.c.id.in_(ids), J.c.state == JobState.QUEUED.value)
-                .values(
-                    state=JobState.RUNNING.value,
-                    attempt=J.c.attempt + 1,
-                    lease_expires_at=now + lease_seconds,
-                    lease_owner=owner,
-                    worker=None,
-                    started_at=None,
-                    progress=None,
-                    pending_reason=None,
-                    updated_at=now,
-                )
+                .values(claimed_values(now, owner=owner, lease_seconds=lease_seconds))
                 .returning(*J.c)
             ).all()
             claimed = sorted((_row_to_job(r) for r in rows), key=lambda j: (-j.priority, j.id))
@@ -899,14 +889,15 @@ class JobStore:
         *,
         require_expired: bool = False,
         require_started: bool = False,
+        require_unstarted: bool = False,
     ) -> Job | None:
         """Record an attempt the infrastructure lost (``states`` says the rule): it spends
         no ``max_attempts``; an involuntary loss counts toward ``max_lost``, an interruption
         (preempted, drained) toward nothing.
 
         ``require_expired``: only if its lease has run out (a heartbeat may have renewed it
-        since it was seen expired). ``require_started``: only if a worker started it.
-        Returns the job as it now is, or None if the attempt was no longer running.
+        since it was seen expired). ``require_started``: only if a worker started it;
+        ``require_unstarted``: only if none did. Returns the job as it now is, or None if the attempt was no longer running.
         """
         return self._end_attempt(
             job_id,
@@ -916,6 +907,7 @@ class JobStore:
             lost=reason,
             require_expired=require_expired,
             require_started=require_started,
+            require_unstarted=require_unstarted,
         )
 
     def _end_attempt(
@@ -930,6 +922,7 @@ class JobStore:
         lost: LostReason | None = None,
         require_expired: bool = False,
         require_started: bool = False,
+        require_unstarted: bool = False,
     ) -> Job | None:
         """The one way a running attempt ends without a result: failed or lost."""
         now = self.clock()
@@ -938,6 +931,8 @@ class JobStore:
             guard = sa.and_(guard, J.c.lease_expires_at < now)
         if require_started:
             guard = sa.and_(guard, J.c.worker.is_not(None))
+        if require_unstarted:
+            guard = sa.and_(guard, J.c.worker.is_(None))
         with self._tx() as conn:
             query = sa.select(J.c.failures, J.c.max_attempts, J.c.lost, J.c.max_lost).where(guard)
             if self.is_postgres:

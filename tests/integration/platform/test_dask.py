@@ -241,13 +241,12 @@ def test_a_job_no_live_worker_can_hold_waits_without_a_slot_and_says_why(platfor
         tenant="t", kind="echo", params={}, resources={"CPU": 1.0, "FOO": 1.0}
     )
     platform.scheduler.notify()
-    # GPU jobs are never claimed while no worker offers GPU; the scheduler says so
+    # admission never claims a job no live worker can hold, and says why in words
     waiting = wait_for(lambda: platform.store.get(gpu.id).pending_reason, what="gpu's reason")
-    assert waiting == "no live worker offers GPU"
-    # a CPU-class job that no worker can hold is handed back unstarted, not given to Dask
+    assert waiting == "no worker offers GPU"
     waiting = wait_for(lambda: platform.store.get(foo.id).pending_reason, what="foo's reason")
     assert waiting == "no worker offers FOO"
-    for job_id, attempts in ((gpu.id, 0), (foo.id, 1)):
+    for job_id, attempts in ((gpu.id, 0), (foo.id, 0)):
         job = platform.store.get(job_id)
         assert (job.state, job.attempt, job.failures, job.lost) == (
             JobState.QUEUED,

@@ -2,19 +2,6 @@ import pytest
 
 from zhuge.config import Settings
 from zhuge.errors import ConfigError
-from zhuge.jobs.executor import Capacity
-from zhuge.jobs.scheduler import free_slots
-
-
-def test_free_slots_never_negative_and_per_class():
-    cap = Capacity(cpu=4, gpu=1)
-    assert free_slots(cap, {}) == {"cpu": 4, "gpu": 1}
-    assert free_slots(cap, {"cpu": 3, "gpu": 1}) == {"cpu": 1, "gpu": 0}
-    assert free_slots(cap, {"cpu": 9}) == {"cpu": 0, "gpu": 1}
-
-
-def test_prefetch_admits_beyond_free_slots():
-    assert free_slots(Capacity(cpu=2), {"cpu": 2}, prefetch=1) == {"cpu": 2, "gpu": 0}
 
 
 def test_settings_from_env(tmp_path):
