@@ -109,7 +109,21 @@ def test_existing_dask_cluster_with_zhuge_workers(pg_url, tmp_path):
     )
     address = f"tcp://127.0.0.1:{port}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "zhuge", "worker", address, "--nworkers", "2", "--gpus", "0"],
+        [
+            sys.executable,
+            "-m",
+            "zhuge",
+            "worker",
+            address,
+            "--nworkers",
+            "2",
+            "--cpus",
+            "1",
+            "--memory",
+            "2",
+            "--gpus",
+            "0",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -122,7 +136,7 @@ def test_existing_dask_cluster_with_zhuge_workers(pg_url, tmp_path):
                 what="the two zhuge workers to join",
                 interval=0.2,
             )
-            assert all(w.resources == {"CPU": 1.0} for w in p.executor.workers())
+            assert all(w.resources == {"CPU": 1.0, "memory_gb": 2.0} for w in p.executor.workers())
             job, _ = submit_job(
                 p.store,
                 principal=MEMBER,
