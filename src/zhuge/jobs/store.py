@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -1083,6 +1085,9 @@ class JobStore:
     # -- workers and statistics -----------------------------------------------------------
 
     def record_workers(self, scheduler: str, seen: Sequence[Worker]) -> None:
+        """What ``scheduler`` sees of the cluster now. Schedulers sharing one Dask cluster
+        report the same workers: a worker's row is whoever saw it last (an upsert, so two
+        reports at once cannot collide)."""
         W = schema.workers
         now = self.clock()
         with self._tx() as conn:
@@ -1092,8 +1097,17 @@ class JobStore:
                 )
             )
             if seen:
+                insert = (pg_insert if self.is_postgres else sqlite_insert)(W)
                 conn.execute(
-                    W.insert(),
+                    insert.on_conflict_do_update(
+                        index_elements=[W.c.address],
+                        set_={
+                            "scheduler": insert.excluded.scheduler,
+                            "resources": insert.excluded.resources,
+                            "running": insert.excluded.running,
+                            "last_seen": insert.excluded.last_seen,
+                        },
+                    ),
                     [
                         {
                             "address": w.address,
