@@ -358,6 +358,19 @@ class Claims:
                 out.append(job)
         return out
 
+    def demand(self) -> list[admission.Demand]:
+        """What admission would start now if workers had room, by resource shape: the
+        queued jobs that wait only for capacity (not for quota), counted per shape and gang.
+        Read-only; what an autoscaler asks (the elastic-capacity issue)."""
+        store = self.store
+        with store.engine.connect() as conn:
+            now = store.clock()
+            decision, _, _ = self._decide(
+                conn, store._live_workers(conn, now), now, update_usage=False
+            )
+            conn.rollback()
+        return decision.demand
+
     # -- a worker's chain -----------------------------------------------------------------
 
     def claim_next(

@@ -40,6 +40,7 @@ from zhuge.errors import (
     StoreError,
 )
 from zhuge.jobs import schema
+from zhuge.jobs.admission import Demand
 from zhuge.jobs.claims import Admitted, Claims, claimed_values
 from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
 from zhuge.jobs.queues import Queues
@@ -628,6 +629,10 @@ class JobStore:
         """A scheduler's turn of admission (``zhuge.jobs.claims``): the attempts to hand to
         Dask, each placed on its workers and leased by ``owner``."""
         return self.claims.admit(owner=owner, workers=workers, lease_seconds=lease_seconds)
+
+    def demand(self) -> list[Demand]:
+        """What admission would start now if workers had room, by resource shape."""
+        return self.claims.demand()
 
     def give_up_preempted(self, grace: float | None = None) -> list[Job]:
         """Preempted attempts past their grace period are lost (``preempted``)."""

@@ -399,6 +399,29 @@ def test_claim_next_takes_only_what_admission_starts_on_this_worker_with_these_r
     )
 
 
+def test_demand_counts_the_shapes_that_wait_only_for_capacity(store, clock):
+    live_worker(store, "w", CPU=2.0)
+    big = [submit(store, resources={"CPU": 2.0}) for _ in range(3)]
+    submit(store, resources={"GPU": 1.0})
+    submit(store, tenant="t2", resources={"CPU": 4.0})
+
+    def shapes():
+        return {(tuple(sorted(d.resources.items())), d.gang): d.count for d in store.demand()}
+
+    # one CPU=2 job fits the worker now; two more, the GPU job and the CPU=4 job would
+    # start if there were room
+    assert shapes() == {
+        ((("CPU", 2.0),), 1): 2,
+        ((("CPU", 4.0),), 1): 1,
+        ((("GPU", 1.0),), 1): 1,
+    }
+    assert all(store.get(j.id).state is JobState.QUEUED for j in big)  # nothing claimed
+    # with a quota that stops t1 at 2 CPU, its extra CPU=2 jobs wait for quota: no room
+    # would start them, so they are not demand
+    store.queues.apply("tenants: {t1: {nominal: {CPU: 2}, borrowing_limit: {CPU: 0}}}")
+    assert ((("CPU", 2.0),), 1) not in shapes()
+
+
 def test_claim_next_waits_for_not_before(store, clock):
     live_worker(store, "w", CPU=1.0)
     job = submit(store)
