@@ -14,12 +14,17 @@ Nothing is raced: the fair-share run starts when the test opens the gate of jobs
 every slot (all three tenants' jobs queued behind it), and beta's borrowed jobs are deaf to
 the request to yield until the test opens their gate (``admission_kinds``), so alpha's job is
 still waiting, for the reclaim, when ``zhuge jobs why`` is asked. Waits are for states, with
-timeouts that only bound a hang. The work is sized to about 90 s on an idle machine.
+timeouts that only bound a hang.
+
+Sized for the issue's 90 s of work: five 4 s rounds of fair share and one reclaim; the rest is
+two servers starting and their fresh workers importing the kinds. (On the shared 2-core
+development machine at load average 10-15 the module took 100-125 s.)
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +35,7 @@ import sqlalchemy as sa
 
 from tests.acceptance import test_up
 from tests.acceptance.admission_kinds import ADMISSION_KINDS_MODULE, HOLD
-from tests.acceptance.test_up import Server, running_on_a_worker
+from tests.acceptance.test_up import Server
 from tests.conftest import wait_for
 from tests.integration.platform.gate import GATE, Gate
 from zhuge.client import Client
@@ -45,7 +50,8 @@ WORKERS_PER_SERVER = 2  # test_up's Server starts `zhuge up --workers 2`: CPU=1 
 SLOTS = 2 * WORKERS_PER_SERVER
 # `zhuge up` with this test's kinds (and the gate kinds) registered, like test_up's own
 UP_WITH_KINDS = [
-    *test_up.ZHUGE_UP_WITH_GATES[:2],
+    sys.executable,
+    "-c",
     f"import {ADMISSION_KINDS_MODULE}; from zhuge.cli import main; main()",
     "up",
 ]
@@ -53,7 +59,7 @@ UP_WITH_KINDS = [
 # the fair-share run: sleep jobs long against the schedulers' turnaround, few per slot
 JOB_SECONDS = 4.0
 WEIGHTS = {"ada": 1, "bob": 1, "cyd": 2}
-JOBS_PER_WEIGHT = 6  # ada and bob 6 jobs each, cyd 12: each would run ~6 rounds on its share
+JOBS_PER_WEIGHT = 5  # ada and bob 5 jobs each, cyd 10: five rounds of each tenant's share
 FAIR_SHARE_TOLERANCE = 0.10  # relative, as the issue states it
 
 FAIR_QUEUES = """\
@@ -175,18 +181,25 @@ def apply_queues(server: AdmissionServer, tmp_path: Path, document: str) -> None
     server.cli("queues", "apply", str(path))  # as the admin, through the CLI
 
 
-def events_in_order(database: str, job_ids) -> list[dict]:
-    """The jobs' events in the order the store wrote them (one sequence for every job)."""
+def events_in_order(store: JobStore, job_ids=None) -> list[dict]:
+    """The jobs' events (None: every job's) in the order the store wrote them: one sequence
+    for every job."""
     E = schema.job_events
-    engine = sa.create_engine(database)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(E).where(E.c.job_id.in_(list(job_ids))).order_by(E.c.id)
-            ).all()
-    finally:
-        engine.dispose()
-    return [r._asdict() for r in rows]
+    query = sa.select(E).order_by(E.c.id)
+    if job_ids is not None:
+        query = query.where(E.c.job_id.in_(list(job_ids)))
+    with store.engine.connect() as conn:
+        return [r._asdict() for r in conn.execute(query)]
+
+
+def in_its_code(store: JobStore, job_id: int) -> bool:
+    """Running, and its attempt's code has begun: the line the test kinds log first is
+    stored. (From then on the heartbeat renews the attempt's lease; before it, a fresh worker
+    may still be importing every kind's module.)"""
+    job = store.get(job_id)
+    return job.state is JobState.RUNNING and any(
+        line.attempt == job.attempt for line in store.logs(job_id)
+    )
 
 
 def allocated(jobs: list[Job], start: float, end: float) -> float:
@@ -213,8 +226,8 @@ def test_three_tenants_weighted_1_1_2_share_a_saturated_cluster_by_weight(
     with first.admin() as admin:
         holders = [j.id for j in admin.submit_many([{"kind": GATE, "params": gate.params}] * SLOTS)]
     wait_for(
-        lambda: [i for i in holders if running_on_a_worker(first.job(i))],
-        until=lambda started: len(started) == SLOTS,
+        lambda: [i for i in holders if in_its_code(store, i)],
+        until=lambda holding: len(holding) == SLOTS,
         what=f"{SLOTS} gate jobs to hold every slot",
         interval=0.2,
     )
@@ -254,7 +267,7 @@ def test_three_tenants_weighted_1_1_2_share_a_saturated_cluster_by_weight(
 
 
 def test_a_reclaim_preempts_borrowed_work_and_the_owner_runs_in_its_place(
-    servers, store, database, tenant_clients, tmp_path
+    servers, store, tenant_clients, tmp_path
 ):
     first, second = servers
     apply_queues(second, tmp_path, RECLAIM_QUEUES)
@@ -265,10 +278,8 @@ def test_a_reclaim_preempts_borrowed_work_and_the_owner_runs_in_its_place(
     gate = Gate(tmp_path / "beta-may-yield")
     borrowed = [beta.submit(HOLD, gate.params).id for _ in range(SLOTS + 1)]
     wait_for(
-        lambda: {i: store.get(i) for i in borrowed},
-        until=lambda jobs: (
-            sum(j.state is JobState.RUNNING and bool(j.worker) for j in jobs.values()) == SLOTS
-        ),
+        lambda: [i for i in borrowed if in_its_code(store, i)],
+        until=lambda holding: len(holding) == SLOTS,
         what=f"{SLOTS} of beta's jobs to run on the workers",
         interval=0.2,
     )
@@ -277,16 +288,15 @@ def test_a_reclaim_preempts_borrowed_work_and_the_owner_runs_in_its_place(
 
     # alpha asks for what it is owed: admission asks one borrowed attempt to yield
     owner = alpha.submit("sleep", {"seconds": 0.5}).id
-    asked = wait_for(
+    first_asked = wait_for(
         lambda: [
-            e
-            for e in events_in_order(database, borrowed)
-            if e["message"].startswith("asked to yield")
+            e for e in events_in_order(store, borrowed) if e["message"].startswith("asked to yield")
         ],
         what="a borrowed attempt to be asked to yield",
         interval=0.2,
     )
-    victim_workers = store.get(asked[0]["job_id"]).assigned_workers
+    victim = first_asked[0]["job_id"]
+    before = store.get(victim)  # still running: it cannot stop before its gate opens
     # beta cannot yield before its gate opens: alpha's job waits, for the reclaim
     why = wait_for(
         lambda: alpha.why(owner),  # GET /v1/jobs/{id}/why, as alpha's member
@@ -302,33 +312,52 @@ def test_a_reclaim_preempts_borrowed_work_and_the_owner_runs_in_its_place(
     done = first.wait_job(owner, lambda j: j["state"] == "succeeded", "to run and succeed")
 
     # one CPU owed, one borrowed attempt asked to yield, and no other
-    asked = [e for e in events_in_order(database, borrowed) if e["message"].startswith("asked")]
-    assert len(asked) == 1, asked
-    victim = asked[0]["job_id"]
-    order = events_in_order(database, [victim, owner])
-    described = [(e["job_id"], e["from_state"], e["to_state"], e["reason"]) for e in order]
+    asked = [e for e in events_in_order(store, borrowed) if e["message"].startswith("asked")]
+    assert [e["job_id"] for e in asked] == [victim], asked
+    order = events_in_order(store, [victim, owner])
+    described = [(e["job_id"], e["attempt"], e["from_state"], e["to_state"]) for e in order]
 
     def index_of(condition) -> int:
         return next(n for n, e in enumerate(order) if condition(e))
 
     yield_at = index_of(lambda e: e["message"].startswith("asked to yield"))
-    lost_at = index_of(lambda e: e["job_id"] == victim and e["to_state"] == "lost")
+    lost_at = index_of(
+        lambda e: (e["job_id"], e["attempt"], e["to_state"]) == (victim, before.attempt, "lost")
+    )
     runs_at = index_of(lambda e: e["job_id"] == owner and e["to_state"] == "running")
-    assert yield_at < lost_at < runs_at, described
+    assert yield_at < lost_at < runs_at, described  # asked, then lost, then alpha's runs
     asked_event, lost_event = order[yield_at], order[lost_at]
-    assert asked_event["reason"] == "preempted", asked_event
+    assert asked_event["attempt"] == before.attempt, asked_event
     assert (asked_event["from_state"], asked_event["to_state"]) == ("running", "running")
+    assert asked_event["reason"] == "preempted", asked_event
     assert f"job {owner} of alpha" in asked_event["message"], asked_event
     assert lost_event["reason"] == "preempted", lost_event
     assert "asked it to yield" in lost_event["message"], lost_event  # it stopped when asked
-    assert asked_event["attempt"] == lost_event["attempt"]
 
-    # lost, not failed: back in the queue (and perhaps running again once alpha's job ended)
+    # lost, not failed, and not counted against its max_lost: back in the queue (or running
+    # again, once alpha's short job ended)
     after = store.get(victim)
-    assert (after.failures, after.lost) == (0, 0), after
+    assert (after.failures, after.lost) == (before.failures, before.lost), after
     assert after.state in (JobState.QUEUED, JobState.RUNNING), after
     # alpha ran on the worker beta's attempt left
-    assert store.get(owner).assigned_workers == victim_workers, (victim_workers, done)
+    assert store.get(owner).assigned_workers == before.assigned_workers, (before, done)
 
     for i in borrowed:  # their gate is open: they stop when cancelled
         beta.cancel(i)
+
+
+# -- nothing else was lost ---------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="platform bug: the runner looks the kind up (a fresh worker imports every kind's "
+    "module) before it attaches the heartbeat, so that import is not covered by lease "
+    "renewals; on a loaded machine it outlasts the 30 s lease and the attempt is lost "
+    "(lease_lost). runner._run_started since ddcf564",
+)
+def test_zz_no_attempt_was_lost_but_the_preempted_one(servers, store):
+    """Nothing was killed in this module: the only attempt lost is the one admission asked
+    to yield. (Runs after the tests above, on what they left in the database.)"""
+    lost = [e for e in events_in_order(store) if e["to_state"] == "lost"]
+    assert [e["reason"] for e in lost] in ([], ["preempted"]), lost
