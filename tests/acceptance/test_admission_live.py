@@ -24,7 +24,6 @@ development machine at load average 10-15 the module took 100-125 s.)
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +33,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.acceptance import test_up
-from tests.acceptance.admission_kinds import ADMISSION_KINDS_MODULE, HOLD
+from tests.acceptance.admission_kinds import HOLD, MODULE, UP_WITH_KINDS
 from tests.acceptance.test_up import Server
 from tests.conftest import wait_for
 from tests.integration.platform.gate import GATE, Gate
@@ -48,13 +47,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
 WORKERS_PER_SERVER = 2  # test_up's Server starts `zhuge up --workers 2`: CPU=1 each
 SLOTS = 2 * WORKERS_PER_SERVER
-# `zhuge up` with this test's kinds (and the gate kinds) registered, like test_up's own
-UP_WITH_KINDS = [
-    sys.executable,
-    "-c",
-    f"import {ADMISSION_KINDS_MODULE}; from zhuge.cli import main; main()",
-    "up",
-]
 
 # the fair-share run: sleep jobs long against the schedulers' turnaround, few per slot
 JOB_SECONDS = 4.0
@@ -85,7 +77,7 @@ preemption: {{reclaim_within_cohort: any, grace: 10m}}
 
 class AdmissionServer(Server):
     """test_up's `zhuge up` subprocess, on a shared PostgreSQL database, 30 s leases, with
-    ``admission_kinds`` loaded in the server and preloaded in its Dask workers."""
+    ``admission_kinds`` registered in the server and preloaded in its Dask workers."""
 
     def __init__(self, home: Path, db_url: str) -> None:
         home.mkdir(parents=True)
@@ -94,7 +86,7 @@ class AdmissionServer(Server):
             {
                 "ZHUGE_DB_URL": db_url,
                 "ZHUGE_LEASE_SECONDS": "30",
-                "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([ADMISSION_KINDS_MODULE]),
+                "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([MODULE]),
             }
         )
 
@@ -126,7 +118,8 @@ def servers(database, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("admission")
     pair = [AdmissionServer(tmp / f"home-{i}", database) for i in (1, 2)]
     try:
-        # patched around both starts at once (a patch per thread would undo the other's)
+        # Server.start runs test_up's ZHUGE_UP_WITH_GATES: this module's kinds' command
+        # instead, patched once around both starts (a patch per thread would undo the other's)
         with (
             mock.patch.object(test_up, "ZHUGE_UP_WITH_GATES", UP_WITH_KINDS),
             ThreadPoolExecutor(len(pair)) as pool,
