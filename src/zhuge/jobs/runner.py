@@ -321,9 +321,12 @@ def _run_started(
     )
     cpu_before = _cpu_seconds()
     nxt: Job | None = None
+    # Heartbeats from here: in a fresh worker process, finding the kind imports every kind's
+    # module, which takes longer than a lease on a loaded machine.
+    beat.attach(ctx)
     try:
         kind = get_kind(job.kind)
-        beat.attach(ctx, _timeout_of(spec, job, kind))
+        beat.attach(ctx, _timeout_of(spec, job, kind))  # its time limit counts from here
         # Counted from here: in a fresh worker process, finding the kind imports every kind's
         # module, seconds of CPU that are the platform's cost, not the job's.
         cpu_before = _cpu_seconds()
