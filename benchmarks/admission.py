@@ -18,11 +18,13 @@ Four measurements, each on what this machine is:
    second of wall time.
 4. **The queue with and without admission**, in the same run: ``benchmarks/queue.py`` (HTTP
    submit → scheduler → workers, chained) and ``benchmarks/chain.py`` (one worker's chain
-   in-process), each run twice as subprocesses: on this tree (every claim goes through
-   admission) and on the tree of ``--baseline`` (the commit before admission was added,
-   exported with ``git archive`` and put first on ``PYTHONPATH``).
+   in-process), each on this tree (every claim goes through admission) and on the tree of
+   ``--baseline`` (the commit before admission was added, exported with ``git archive`` and
+   put first on ``PYTHONPATH``), alternating. The baseline runs as subprocesses; this tree's
+   chain runs here (``chain_here``: chain.py plus the census entry admission needs).
 
     python benchmarks/admission.py [--jobs 100000] [--tenants 50] [--backends sqlite,postgres]
+    python benchmarks/admission.py --parts queue      # only part 4 (store,decide,simulator,queue)
     python benchmarks/admission.py --quick
 
 Prints a table per part and a final JSON line.
@@ -69,8 +71,9 @@ def tenant_names(tenants: int) -> list[str]:
 
 
 def queues_yaml(tenants: int, workers: int) -> str:
-    """Cohorts of 10; every tenant has a nominal share of ~3/4 of the CPU and a weight 1-3;
-    every third may borrow at most 8 CPU, every fourth lends at most half its nominal."""
+    """Cohorts of 10; the tenants' nominals together claim at most 3/4 of the CPU, in whole
+    CPUs (1 each for 50 tenants on 128 CPU), with 4 GB per CPU; weights 1-3; every third may
+    borrow at most 8 CPU, every fourth lends at most half its nominal."""
     names = tenant_names(tenants)
     cpu = WORKER_CPU * workers
     nominal = max(1, math.floor(cpu * 0.75 / tenants))
@@ -460,14 +463,21 @@ def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict
     rows = []
     try:
         for backend in backends:
-            pg: list[str] = []
-            if backend == "postgres":
-                pg = ["--db-url", args.postgres_url]
+            pg = backend == "postgres"
             # the two trees alternate, so a change in the machine's load hits both
             for label, tree in trees:
-                chain = run_tree(
-                    tree, ["-m", "benchmarks.chain", "--jobs", str(args.chain_jobs), *pg]
-                )
+                chain_args = ["-m", "benchmarks.chain", "--jobs", str(args.chain_jobs)]
+                if tree == REPO:
+                    chain = chain_here(args.chain_jobs, args.postgres_url if pg else None)
+                elif pg:  # a fresh schema: the shared database may hold a newer one's
+                    chain = with_pg_schema(
+                        args.postgres_url,
+                        lambda url, tree=tree, argv=chain_args: run_tree(
+                            tree, [*argv, "--db-url", url]
+                        ),
+                    )
+                else:
+                    chain = run_tree(tree, chain_args)
                 rows.append(
                     {
                         "what": "chain",
@@ -478,6 +488,7 @@ def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict
                         "wall_ms_per_job": chain["wall_ms_per_job"],
                     }
                 )
+                print(json.dumps({"partial": True, **rows[-1]}), flush=True)
             for label, tree in trees:
                 queue = run_tree(
                     tree,
@@ -507,6 +518,7 @@ def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict
                         "max_attempts_seen": r["max_attempts_seen"],
                     }
                 )
+                print(json.dumps({"partial": True, **rows[-1]}), flush=True)
     finally:
         shutil.rmtree(old, ignore_errors=True)
     return rows
@@ -555,7 +567,9 @@ def main() -> None:
     parser.add_argument("--queue-jobs", type=int, default=3000, help="jobs for benchmarks/queue.py")
     parser.add_argument("--chain-jobs", type=int, default=2000, help="jobs for benchmarks/chain")
     parser.add_argument(
-        "--no-compare", action="store_true", help="skip the queue with/without admission part"
+        "--parts",
+        default="store,decide,simulator,queue",
+        help="the parts to run, comma-separated (queue: with and without admission)",
     )
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare the queue with")
     parser.add_argument(
@@ -576,8 +590,9 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, load average {load:.1f} at start"
     )
+    parts = set(args.parts.split(","))
     turns = []
-    for backend in backends:
+    for backend in backends if "store" in parts else []:
         if backend == "sqlite":
             home = Path(tempfile.mkdtemp(prefix="zhuge-admission-"))
             try:
@@ -588,39 +603,42 @@ def main() -> None:
             turns.append(
                 with_pg_schema(args.postgres_url, lambda url: store_turns(url, "postgres", args))
             )
-    alone = decide_alone(args)
-    sim = simulator_speed(args)
+    alone = decide_alone(args) if "decide" in parts else {}
+    sim = simulator_speed(args) if "simulator" in parts else {}
     # what is measured so far, in case the comparison (subprocesses) fails
     print(json.dumps({"partial": True, "store": turns, "decide": alone, "simulator": sim}))
-    compare = [] if args.no_compare else queue_comparison(args, backends)
+    compare = queue_comparison(args, backends) if "queue" in parts else []
 
     print(f"\n{machine}\n")
-    print(
-        f"1. store: {args.jobs} queued jobs over {args.tenants} tenants, census "
-        f"{args.workers} x CPU={WORKER_CPU}; turn = store.admit(); claim = store.claim_next()"
-    )
-    table(
-        turns,
-        [
-            "backend",
-            "insert_jobs_per_s",
-            "first_turn_ms",
-            "first_turn_started",
-            "turn_p50_ms",
-            "turn_p99_ms",
-            "turns_per_s",
-            "started_per_turn",
-            "admitted_jobs_per_s",
-            "full_turn_ms",
-            "claim_p50_ms",
-            "claim_p99_ms",
-            "claims_none",
-        ],
-    )
-    print(f"\n2. admission.decide alone, in memory ({alone['candidates']} candidates)")
-    table([alone], list(alone))
-    print(f"\n3. simulator, {sim['trace_jobs']}-job generated trace")
-    table([sim], list(sim))
+    if turns:
+        print(
+            f"1. store: {args.jobs} queued jobs over {args.tenants} tenants, census "
+            f"{args.workers} x CPU={WORKER_CPU}; turn = store.admit(); claim = store.claim_next()"
+        )
+        table(
+            turns,
+            [
+                "backend",
+                "insert_jobs_per_s",
+                "first_turn_ms",
+                "first_turn_started",
+                "turn_p50_ms",
+                "turn_p99_ms",
+                "turns_per_s",
+                "started_per_turn",
+                "admitted_jobs_per_s",
+                "full_turn_ms",
+                "claim_p50_ms",
+                "claim_p99_ms",
+                "claims_none",
+            ],
+        )
+    if alone:
+        print(f"\n2. admission.decide alone, in memory ({alone['candidates']} candidates)")
+        table([alone], list(alone))
+    if sim:
+        print(f"\n3. simulator, {sim['trace_jobs']}-job generated trace")
+        table([sim], list(sim))
     if compare:
         print("\n4. the queue with and without admission (same run, trees alternating)")
         table(
