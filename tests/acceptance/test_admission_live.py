@@ -42,6 +42,7 @@ from zhuge.jobs import schema
 from zhuge.jobs.model import Job
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobStore
+from zhuge.platform import ADMIN_TENANT
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -105,7 +106,12 @@ def database(postgres_url):
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     url = base.set(database=name).render_as_string(hide_password=False)
-    JobStore.open(url).dispose()  # created once, before two servers start on it at once
+    # Created once before two servers start on it at once: the schema, and the platform's
+    # tenant, which each `zhuge up` otherwise creates by looking then inserting (two at once
+    # on a fresh database: one exits with UniqueViolation on tenants_pkey, a platform bug)
+    store = JobStore.open(url)
+    store.tenancy.ensure_tenant(ADMIN_TENANT)
+    store.dispose()
     yield url
     with admin.connect() as conn:
         conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
