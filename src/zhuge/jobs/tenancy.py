@@ -119,9 +119,12 @@ class Tenancy:
     def ensure_tenant(self, name: str) -> None:
         """Create ``name`` unless it exists (the platform's own tenant, v0.1.0's tokens)."""
         T = schema.tenants
-        with self._store._tx() as conn:
-            if not conn.execute(sa.select(T.c.name).where(T.c.name == name)).first():
-                conn.execute(T.insert().values(name=name, created_at=self._store.clock()))
+        try:
+            with self._store._tx() as conn:
+                if not conn.execute(sa.select(T.c.name).where(T.c.name == name)).first():
+                    conn.execute(T.insert().values(name=name, created_at=self._store.clock()))
+        except IntegrityError:
+            pass  # another process (two servers starting at once) created it meanwhile
 
     def create_tenant(self, name: str) -> Tenant:
         check_tenant_name(name)

@@ -169,3 +169,33 @@ def test_quotas_hold_while_two_schedulers_and_chains_admit_at_once(postgres_url)
     finally:
         for s in stores:
             s.dispose()
+
+
+def test_two_servers_creating_the_platform_tenant_at_once_both_start(postgres_url):
+    """``ensure_tenant`` looks, then inserts: another server's insert between the two (two
+    ``zhuge up`` starting at once on a fresh database) must not stop this one."""
+    import sqlalchemy as sa
+
+    from zhuge.jobs import schema
+
+    url = empty_store(postgres_url)
+    store = JobStore.open(url)
+    other = sa.create_engine(url)
+    raced: list[str] = []
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def _other_server_first(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO tenants") and not raced:
+            raced.append(statement)
+            with other.begin() as c:  # commits before this insert runs
+                c.execute(schema.tenants.insert().values(name="default", created_at=0.0))
+
+    try:
+        store.ensure_tenant("default")
+        assert raced  # the other server's insert did come first
+        with store.engine.connect() as conn:
+            names = conn.execute(sa.select(schema.tenants.c.name)).scalars().all()
+        assert names == ["default"]
+    finally:
+        store.dispose()
+        other.dispose()
