@@ -349,13 +349,6 @@ def test_a_reclaim_preempts_borrowed_work_and_the_owner_runs_in_its_place(
 # -- nothing else was lost ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="platform bug: the runner looks the kind up (a fresh worker imports every kind's "
-    "module) before it attaches the heartbeat, so that import is not covered by lease "
-    "renewals; on a loaded machine it outlasts the 30 s lease and the attempt is lost "
-    "(lease_lost). runner._run_started since ddcf564",
-)
 def test_zz_no_attempt_was_lost_but_the_preempted_one(servers, store):
     """Nothing was killed in this module: the only attempt lost is the one admission asked
     to yield. (Runs after the tests above, on what they left in the database.)"""

@@ -237,6 +237,11 @@ class Claims:
         write each waiting job's reason. The caller hands the started ones to Dask."""
         store = self.store
         mine = {w.address for w in workers}
+        # Attempts' time limits come from their kinds: find them before taking the lock (the
+        # first lookup in a process imports every kind's module, seconds under load).
+        from zhuge.jobs.kinds import all_kinds
+
+        all_kinds()
         with store._tx() as conn:
             self._lock(conn)
             now = store.clock()
