@@ -49,6 +49,7 @@ The rules, in the order they apply (``docs/scheduling.md`` explains them with ex
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import re
@@ -174,10 +175,11 @@ class QueueConfig(_Strict):
         return self.tenants.get(tenant) or _DEFAULT_QUEUE
 
     def cohort_of(self, tenant: str) -> str:
-        for name, cohort in self.cohorts.items():
-            if tenant in cohort.tenants:
-                return name
-        return f"tenant:{tenant}"  # on its own
+        return self._cohort_index.get(tenant) or f"tenant:{tenant}"  # or on its own
+
+    @functools.cached_property
+    def _cohort_index(self) -> dict[str, str]:
+        return {t: name for name, cohort in self.cohorts.items() for t in cohort.tenants}
 
     @classmethod
     def parse(cls, document: str | Mapping[str, Any]) -> QueueConfig:
@@ -378,11 +380,24 @@ class _Books:
         self.cohorts: dict[str, list[str]] = {}
         for tenant in config.tenants:
             self.cohorts.setdefault(config.cohort_of(tenant), []).append(tenant)
+        # every cohort's members, declared or holding something; and, per cohort and
+        # resource, what it draws from the unclaimed capacity (kept up to date by hold())
+        self.members: dict[str, set[str]] = {c: set(ts) for c, ts in self.cohorts.items()}
+        for tenant in self.used:
+            self.members.setdefault(config.cohort_of(tenant), set()).add(tenant)
+        self._excess: dict[tuple[str, str], float] = {}
+        self._excess_total: dict[str, float] = {}
 
     def hold(self, tenant: str, resources: Shape, workers: Iterable[str], sign: float = 1) -> None:
         workers = list(workers)
         self.occupy(resources, workers, sign)
         _add(self.used.setdefault(tenant, {}), resources, sign * len(workers))
+        if hasattr(self, "members"):  # past __init__: keep the cohort sums up to date
+            cohort = self.config.cohort_of(tenant)
+            self.members.setdefault(cohort, set()).add(tenant)
+            for r in self.counted:
+                self._excess.pop((cohort, r), None)
+            self._excess_total.clear()
 
     def occupy(self, resources: Shape, workers: Iterable[str], sign: float = 1) -> None:
         """Take ``resources`` on each of ``workers`` (give back with ``sign=-1``), no quota."""
@@ -401,24 +416,34 @@ class _Books:
         limit = (queue.lending_limit or {}).get(r, math.inf)
         return min(limit, idle)
 
+    def _cohort_excess(self, cohort: str, r: str, extra: Mapping[str, float]) -> float:
+        """What ``cohort`` draws from the unclaimed capacity of ``r``: what its members hold
+        beyond their nominal, less what its lenders' idle nominal covers."""
+        supply = draw = 0.0
+        for t in self.members.get(cohort, set()) | set(extra):
+            use = self.used.get(t, {}).get(r, 0.0) + extra.get(t, 0.0)
+            nominal = self._nominal(t, r)
+            limit = (self.config.queue(t).lending_limit or {}).get(r, math.inf)
+            supply += min(limit, max(0.0, nominal - use))
+            draw += max(0.0, use - nominal)
+        return max(0.0, draw - supply)
+
     def _from_unclaimed(self, r: str, extra: Mapping[str, float]) -> float:
         """What all cohorts together draw from the unclaimed capacity of ``r``, were
-        ``extra`` (tenant → amount) added to the usage."""
-        total = 0.0
-        members: dict[str, list[str]] = {c: list(ts) for c, ts in self.cohorts.items()}
-        for tenant in set(self.used) | set(extra):
-            cohort = self.config.cohort_of(tenant)
-            if tenant not in members.setdefault(cohort, []):
-                members[cohort].append(tenant)
-        for tenants in members.values():
-            supply = draw = 0.0
-            for t in tenants:
-                use = self.used.get(t, {}).get(r, 0.0) + extra.get(t, 0.0)
-                nominal = self._nominal(t, r)
-                limit = (self.config.queue(t).lending_limit or {}).get(r, math.inf)
-                supply += min(limit, max(0.0, nominal - use))
-                draw += max(0.0, use - nominal)
-            total += max(0.0, draw - supply)
+        ``extra`` (tenant → amount) added to the usage. Each cohort's draw is kept between
+        calls and recomputed only when one of its members' usage changed."""
+        total = self._excess_total.get(r)
+        if total is None:
+            for cohort in self.members:
+                if (cohort, r) not in self._excess:
+                    self._excess[(cohort, r)] = self._cohort_excess(cohort, r, {})
+            total = sum(self._excess[(c, r)] for c in self.members)
+            self._excess_total[r] = total
+        by_cohort: dict[str, dict[str, float]] = {}
+        for tenant, amount in extra.items():
+            by_cohort.setdefault(self.config.cohort_of(tenant), {})[tenant] = amount
+        for cohort, more in by_cohort.items():
+            total += self._cohort_excess(cohort, r, more) - self._excess.get((cohort, r), 0.0)
         return total
 
     def quota_problem(self, tenant: str, ask: Shape) -> str | None:
@@ -451,7 +476,7 @@ class _Books:
     def idle_for(self, tenant: str, r: str) -> float:
         """How much more of ``r`` ``tenant`` could borrow now: its cohort's lendable nominal
         that no member borrows yet, and unclaimed capacity nobody draws on."""
-        members = set(self.cohorts.get(self.config.cohort_of(tenant), [])) | {tenant}
+        members = set(self.members.get(self.config.cohort_of(tenant), set())) | {tenant}
         supply = draw = 0.0
         for t in members:
             use, nominal = self.used.get(t, {}).get(r, 0.0), self._nominal(t, r)
@@ -596,6 +621,7 @@ class _Deciding:
         self.unplaceable: set[tuple[Any, ...]] = set()
         self.shortfalls: dict[tuple[Any, ...], str] = {}
         self.ever_fits: dict[tuple[Any, ...], bool] = {}
+        self.refused: dict[tuple[str, tuple[Any, ...]], str] = {}  # (tenant, shape) → why
         self.shares: dict[str, float] = {}
         self.config = config
         self.now = snap.now
@@ -694,7 +720,13 @@ class _Deciding:
             decision.waiting[c.job_id] = self.shortfall(shape, ask, c.gang)
             self.demand[shape] = self.demand.get(shape, 0) + 1
             return
-        problem = books.quota_problem(c.tenant, total)
+        # Quota only tightens during a decision (every admission, reservation and victim
+        # still holds what it held), so a tenant refused a shape stays refused it.
+        problem = self.refused.get((c.tenant, shape))
+        if problem is None:
+            problem = books.quota_problem(c.tenant, total)
+            if problem is not None:
+                self.refused[(c.tenant, shape)] = problem
         if problem is not None:
             decision.waiting[c.job_id] = problem
             if self.config.preemption.within_tenant == "lower_priority":
