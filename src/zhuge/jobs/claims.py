@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 J = schema.jobs
 CANDIDATES_PER_TENANT = 32
+# A chain asks what admission starts on one worker next: each tenant's first few decide that
+# (a scheduler's turn, with the full window, places the rest).
+CHAIN_CANDIDATES_PER_TENANT = 4
 ADMISSION_LOCK = 0x7A6875676561  # "zhugea": the advisory lock key admitting transactions take
 USAGE_UPDATE_SECONDS = 1.0  # decayed usage is brought up to date at most this often
 NO_WORKER = "no worker is connected"
@@ -149,7 +152,9 @@ class Claims:
             )
         return out
 
-    def _candidates(self, conn: Connection, now: float) -> tuple[list[Candidate], dict[int, str]]:
+    def _candidates(
+        self, conn: Connection, now: float, per_tenant: int = CANDIDATES_PER_TENANT
+    ) -> tuple[list[Candidate], dict[int, str]]:
         runnable = sa.and_(J.c.state == JobState.QUEUED.value, J.c.not_before <= now)
         tenants = [r[0] for r in conn.execute(sa.select(J.c.tenant).where(runnable).distinct())]
         rows: dict[int, Any] = {}
@@ -157,7 +162,7 @@ class Claims:
             mine = sa.and_(runnable, J.c.tenant == tenant)
             for order in ((J.c.priority.desc(), J.c.id), (J.c.id,)):
                 query = sa.select(*_CANDIDATE_COLUMNS).where(mine).order_by(*order)
-                for r in conn.execute(query.limit(CANDIDATES_PER_TENANT)):
+                for r in conn.execute(query.limit(per_tenant)):
                     rows[r.id] = r
         candidates = [
             Candidate(
@@ -213,11 +218,17 @@ class Claims:
         return current
 
     def _decide(
-        self, conn: Connection, workers: Sequence[Worker], now: float, *, update_usage: bool
+        self,
+        conn: Connection,
+        workers: Sequence[Worker],
+        now: float,
+        *,
+        update_usage: bool,
+        per_tenant: int = CANDIDATES_PER_TENANT,
     ) -> tuple[Decision, dict[int, str], list[Running]]:
         config = self.store.queues.config(conn)
         running = self._running(conn)
-        candidates, reasons = self._candidates(conn, now)
+        candidates, reasons = self._candidates(conn, now, per_tenant)
         usage = self._usage(conn)
         if update_usage:
             decayed = self._update_usage(conn, usage, running, config, now)
@@ -397,7 +408,9 @@ class Claims:
         workers = store._live_workers(conn, now)
         if not any(w.address == worker for w in workers):
             return None
-        decision, _, _ = self._decide(conn, workers, now, update_usage=False)
+        decision, _, _ = self._decide(
+            conn, workers, now, update_usage=False, per_tenant=CHAIN_CANDIDATES_PER_TENANT
+        )
         wanted = {k: float(v) for k, v in resources.items()}
         ids = [s.job_id for s in decision.start if s.workers == (worker,)]
         if not ids:

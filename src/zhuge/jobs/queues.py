@@ -130,6 +130,7 @@ def possessive(name: str) -> str:
 class Queues:
     def __init__(self, store: JobStore) -> None:
         self.store = store
+        self._parsed: tuple[dict[str, Any], QueueConfig] | None = None
 
     def _read(self, conn: Connection | None = None) -> sa.Row[Any] | None:
         query = sa.select(schema.queue_config).where(schema.queue_config.c.id == 1)
@@ -143,7 +144,13 @@ class Queues:
     def config(self, conn: Connection | None = None) -> QueueConfig:
         """The configuration in force (the defaults when none was applied)."""
         row = self._read(conn)
-        return QueueConfig() if row is None else QueueConfig.model_validate(row.config)
+        if row is None:
+            return QueueConfig()
+        # checked once per configuration, not on every claim that reads it
+        cached = self._parsed
+        if cached is None or cached[0] != row.config:
+            cached = self._parsed = (row.config, QueueConfig.model_validate(row.config))
+        return cached[1]
 
     def document(self) -> AppliedDocument | None:
         """The YAML in force as it was applied, when and by whom; None if none was."""
