@@ -45,6 +45,7 @@ class FakeExecutor:
         self.slots = Capacity(cpu=cpu, gpu=gpu)
         self.futures: dict[tuple[int, int], FakeFuture] = {}
         self.specs: list[AttemptSpec] = []
+        self.pinned: dict[tuple[int, int], list[str] | None] = {}
 
     def submit(
         self,
@@ -56,6 +57,7 @@ class FakeExecutor:
         future = FakeFuture(f"zhuge-job-{spec.job_id}-attempt-{spec.attempt}")
         self.futures[(spec.job_id, spec.attempt)] = future
         self.specs.append(spec)
+        self.pinned[(spec.job_id, spec.attempt)] = workers
         return future
 
     def workers(self) -> list[Worker]:

@@ -42,6 +42,24 @@ def test_admits_as_many_as_there_are_slots_in_queue_order(store, settings, clock
     assert (later.id, 1) in s.executor.futures and s.in_flight == 2
 
 
+def test_a_gang_is_admitted_on_distinct_workers_and_its_parts_pinned_to_them(
+    store, settings, clock
+):
+    gang = submit(store, kind="tune", params={}, gang=2)  # tune's search runs in ctx.map parts
+    alone = submit(store)
+    s = scheduler_for(store, settings, clock, cpu=3)
+    assert s.run_once() is True
+    placed = store.get(gang.id).assigned_workers
+    assert len(set(placed)) == 2  # two copies, two workers
+    (spec,) = [x for x in s.executor.specs if x.job_id == gang.id]
+    assert list(spec.workers) == placed  # the search's parts run on the booked workers
+    assert s.executor.pinned[(gang.id, 1)] == placed[:1]  # the job itself on the first
+    assert spec.chain_seconds == 0  # a gang's place is not chained to other jobs
+    # the one-worker job took the third worker; its parts are not pinned
+    (other,) = [x for x in s.executor.specs if x.job_id == alone.id]
+    assert other.workers == () and store.get(alone.id).assigned_workers[0] not in placed
+
+
 def test_housekeeping_expires_a_silent_workers_lease_on_the_clock(store, settings, clock):
     job = submit(store)
     s = scheduler_for(store, settings, clock, cpu=2)
