@@ -391,70 +391,10 @@ def run_tree(tree: Path, argv: list[str], timeout: float = 900) -> dict:
 
 
 def chain_here(jobs: int, db_url: str | None) -> dict:
-    """``benchmarks/chain.py`` on this tree, with the one thing admission needs that it
-    lacks: the chaining worker in the census (``claim_next`` claims nothing for a worker no
-    scheduler reported; chain.py as it stands would run one job and stop)."""
-    import threading
+    """``benchmarks/chain.py``'s measurement on this tree, in this process."""
+    from chain import measure  # benchmarks/ is this script's folder
 
-    from zhuge.jobs.kinds import get_kind
-    from zhuge.jobs.model import Worker
-    from zhuge.jobs.runner import AttemptSpec, _worker_name, run_attempt
-    from zhuge.jobs.store import JobRequest, JobStore
-
-    home = Path(tempfile.mkdtemp(prefix="zhuge-chain-"))
-    url = db_url or f"sqlite:///{home / 'zhuge.db'}"
-    schema_url = None
-    if db_url:
-        import sqlalchemy as sa
-
-        schema_url = f"bench_chain_{uuid.uuid4().hex[:8]}"
-        engine = sa.create_engine(db_url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema_url}")
-        url = f"{db_url}?options=-csearch_path%3D{schema_url}"
-    store = JobStore.open(url)
-    stop = threading.Event()
-    try:
-        owner = f"bench-{time.time_ns()}"
-        store.submit_many(tenant="bench", requests=[JobRequest("echo", {}) for _ in range(jobs)])
-        census = [Worker(_worker_name(), {"CPU": 1.0}, 0.0)]
-
-        def keep_live() -> None:
-            while not stop.wait(2.0):
-                store.record_workers("bench", census)
-
-        store.record_workers("bench", census)
-        threading.Thread(target=keep_live, daemon=True).start()
-        (first,) = store.claim(limit=1, owner=owner, lease_seconds=60)
-        get_kind("echo")
-        spec = AttemptSpec(
-            db_url=url,
-            artifacts_url=(home / "artifacts").as_uri(),
-            job_id=first.id,
-            attempt=first.attempt,
-            lease_seconds=60,
-            heartbeat_seconds=5,
-            owner=owner,
-            resources={"CPU": 1.0},
-            chain_seconds=3600,
-        )
-        wall, cpu = time.perf_counter(), time.process_time()
-        outcome = run_attempt(spec)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        ran = outcome["chained"] + 1
-        return {
-            "jobs": ran,
-            "cpu_ms_per_job": round(cpu / ran * 1000, 3),
-            "wall_ms_per_job": round(wall / ran * 1000, 3),
-        }
-    finally:
-        stop.set()
-        store.dispose()
-        if schema_url:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {schema_url} CASCADE")
-            engine.dispose()
-        shutil.rmtree(home, ignore_errors=True)
+    return measure(jobs, db_url)
 
 
 def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict]:

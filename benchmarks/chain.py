@@ -12,13 +12,78 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from zhuge.jobs.kinds import get_kind
-from zhuge.jobs.runner import AttemptSpec, run_attempt
-from zhuge.jobs.store import JobRequest, JobStore
+
+def measure(jobs: int, db_url: str | None = None) -> dict:
+    """Run ``jobs`` chained no-op jobs on one worker in this process; CPU and wall per job.
+    The worker is kept in the census, as a scheduler would (admission places nothing on a
+    worker no scheduler reported); a PostgreSQL ``db_url`` gets a fresh schema, dropped after."""
+    import threading
+
+    from zhuge.jobs.kinds import get_kind
+    from zhuge.jobs.model import Worker
+    from zhuge.jobs.runner import AttemptSpec, _worker_name, run_attempt
+    from zhuge.jobs.store import JobRequest, JobStore
+
+    home = Path(tempfile.mkdtemp(prefix="zhuge-chain-"))
+    url = db_url or f"sqlite:///{home / 'zhuge.db'}"
+    schema_url = None
+    if db_url:
+        import sqlalchemy as sa
+
+        schema_url = f"bench_chain_{uuid.uuid4().hex[:8]}"
+        engine = sa.create_engine(db_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema_url}")
+        url = f"{db_url}?options=-csearch_path%3D{schema_url}"
+    store = JobStore.open(url)
+    stop = threading.Event()
+    try:
+        owner = f"bench-{time.time_ns()}"
+        store.submit_many(tenant="bench", requests=[JobRequest("echo", {}) for _ in range(jobs)])
+        census = [Worker(_worker_name(), {"CPU": 1.0}, 0.0)]
+
+        def keep_live() -> None:
+            while not stop.wait(2.0):
+                store.record_workers("bench", census)
+
+        store.record_workers("bench", census)
+        threading.Thread(target=keep_live, daemon=True).start()
+        (first,) = store.claim(limit=1, owner=owner, lease_seconds=60)
+        get_kind("echo")
+        spec = AttemptSpec(
+            db_url=url,
+            artifacts_url=(home / "artifacts").as_uri(),
+            job_id=first.id,
+            attempt=first.attempt,
+            lease_seconds=60,
+            heartbeat_seconds=5,
+            owner=owner,
+            resources={"CPU": 1.0},
+            chain_seconds=3600,
+        )
+        wall, cpu = time.perf_counter(), time.process_time()
+        outcome = run_attempt(spec)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        ran = outcome["chained"] + 1
+        return {
+            "jobs": ran,
+            "cpu_ms_per_job": round(cpu / ran * 1000, 3),
+            "wall_ms_per_job": round(wall / ran * 1000, 3),
+        }
+    finally:
+        stop.set()
+        store.dispose()
+        if schema_url:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {schema_url} CASCADE")
+            engine.dispose()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -26,39 +91,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--db-url", default=None, help="default: SQLite in a temporary folder")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="zhuge-chain-"))
-    url = args.db_url or f"sqlite:///{home / 'zhuge.db'}"
-    store = JobStore.open(url)
-    owner = f"bench-{time.time_ns()}"
-    store.submit_many(tenant="bench", requests=[JobRequest("echo", {}) for _ in range(args.jobs)])
-    (first,) = store.claim(limit=1, owner=owner, lease_seconds=60)
-    get_kind("echo")  # import the kind modules before timing
-    spec = AttemptSpec(
-        db_url=url,
-        artifacts_url=(home / "artifacts").as_uri(),
-        job_id=first.id,
-        attempt=first.attempt,
-        lease_seconds=60,
-        heartbeat_seconds=5,
-        owner=owner,
-        resources={"CPU": 1.0},
-        chain_seconds=3600,
-    )
-    wall, cpu = time.perf_counter(), time.process_time()
-    outcome = run_attempt(spec)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    ran = outcome["chained"] + 1
+    measured = measure(args.jobs, args.db_url)
     result = {
         "benchmark": "chain",
-        "db": url.split(":", 1)[0],
-        "jobs": ran,
-        "cpu_ms_per_job": round(cpu / ran * 1000, 3),
-        "wall_ms_per_job": round(wall / ran * 1000, 3),
+        "db": (args.db_url or "sqlite").split(":", 1)[0],
+        **measured,
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
     }
     print(
-        f"{ran} chained no-op jobs on {result['db']}: {result['cpu_ms_per_job']} ms CPU, "
-        f"{result['wall_ms_per_job']} ms wall per job"
+        f"{result['jobs']} chained no-op jobs on {result['db']}: {result['cpu_ms_per_job']} ms "
+        f"CPU, {result['wall_ms_per_job']} ms wall per job"
     )
     print(json.dumps(result))
 
