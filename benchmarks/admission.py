@@ -392,9 +392,16 @@ def run_tree(tree: Path, argv: list[str], timeout: float = 900) -> dict:
 
 def chain_here(jobs: int, db_url: str | None) -> dict:
     """``benchmarks/chain.py``'s measurement on this tree, in this process."""
-    from chain import measure  # benchmarks/ is this script's folder
+    import importlib.util
 
-    return measure(jobs, db_url)
+    # loaded from its file: this folder is off sys.path (see the top of this file)
+    spec = importlib.util.spec_from_file_location(
+        "chain_bench", Path(__file__).with_name("chain.py")
+    )
+    assert spec is not None and spec.loader is not None
+    chain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chain)
+    return chain.measure(jobs, db_url)
 
 
 def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict]:
