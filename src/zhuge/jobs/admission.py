@@ -64,6 +64,7 @@ from zhuge.errors import InvalidRequest
 
 Shape = Mapping[str, float]
 EPS = 1e-9
+NO_WORKER = "no worker is connected"
 
 # -- the configuration (queues.yaml) ------------------------------------------------------
 
@@ -597,6 +598,9 @@ def effective_priority(c: Candidate, now: float, config: QueueConfig) -> float:
 
 def decide(snap: Snapshot, config: QueueConfig) -> Decision:
     """The admission decision for this snapshot (see the module's docstring)."""
+    if not snap.workers:  # nothing to weigh: every job waits for the same thing
+        waiting = dict.fromkeys((c.job_id for c in snap.candidates), NO_WORKER)
+        return Decision(waiting=waiting)
     first = _Deciding(snap, config)
     decision = first.run()
     if not first.passed_over:

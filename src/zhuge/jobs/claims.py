@@ -46,7 +46,6 @@ CANDIDATES_PER_TENANT = 32
 CHAIN_CANDIDATES_PER_TENANT = 4
 ADMISSION_LOCK = 0x7A6875676561  # "zhugea": the advisory lock key admitting transactions take
 USAGE_UPDATE_SECONDS = 1.0  # decayed usage is brought up to date at most this often
-NO_WORKER = "no worker is connected"
 
 _RUNNING_COLUMNS = (
     J.c.id,
@@ -236,8 +235,6 @@ class Claims:
             decayed = {t: u for t, (u, _) in usage.items()}
         snapshot = Snapshot(now, _slots(workers), running, candidates, decayed)
         decision = admission.decide(snapshot, config)
-        if not workers:
-            decision.waiting = dict.fromkeys(decision.waiting, NO_WORKER)
         return decision, reasons, running
 
     # -- a scheduler's turn ---------------------------------------------------------------

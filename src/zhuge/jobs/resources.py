@@ -5,7 +5,8 @@ anything custom). The *census* is, per name, the most any one recorded worker of
 what submit checks against, so a job asking for something no worker offers is refused at once
 with what the cluster does offer, instead of waiting for ever. With no worker recorded yet
 (a server that just started, workers still joining), nothing is refused for this reason: jobs
-pile up safely. The admission issue grows this into capacity per worker and gangs.
+pile up safely. Whether a job fits a worker *now* is admission's question
+(``zhuge.jobs.admission``).
 """
 
 from __future__ import annotations
@@ -41,17 +42,3 @@ def unmet(asked: Resources, offered: Mapping[str, float]) -> list[str]:
         elif amount > most:
             problems.append(f"{name}={amount:g} is more than any worker offers ({name}={most:g})")
     return problems
-
-
-def fits(asked: Resources, worker: Worker) -> bool:
-    return all(worker.resources.get(k, 0.0) >= v for k, v in asked.items())
-
-
-def waiting_reason(asked: Resources, workers: list[Worker]) -> str | None:
-    """Why a job needing ``asked`` cannot be placed on any of the live ``workers`` (None if
-    one could hold it)."""
-    if not workers:
-        return "no worker is connected"
-    if any(fits(asked, w) for w in workers):
-        return None
-    return "; ".join(unmet(asked, census(workers))) or "no live worker can hold it"

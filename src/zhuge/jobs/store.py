@@ -611,19 +611,9 @@ class JobStore:
         claimed.
         """
         with self._tx() as conn:
-            return self._claim_next(conn, owner, worker, lease_seconds, resources)
-
-    def _claim_next(
-        self,
-        conn: Connection,
-        owner: str,
-        worker: str,
-        lease_seconds: float,
-        resources: dict[str, float],
-    ) -> Job | None:
-        return self.claims.claim_next(
-            conn, owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
-        )
+            return self.claims.claim_next(
+                conn, owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
+            )
 
     def admit(self, *, owner: str, workers: Sequence[Worker], lease_seconds: float) -> Admitted:
         """A scheduler's turn of admission (``zhuge.jobs.claims``): the attempts to hand to
@@ -836,7 +826,9 @@ class JobStore:
         with self._tx() as conn:
             if not self._complete(conn, job_id, attempt, result, cpu_seconds, progress):
                 return False, None
-            return True, self._claim_next(conn, owner, worker, lease_seconds, resources)
+            return True, self.claims.claim_next(
+                conn, owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
+            )
 
     def _complete(
         self,
@@ -1153,49 +1145,6 @@ class JobStore:
         """Every worker some scheduler recorded and has not forgotten (live or lately gone):
         what the cluster offers, for checking a job's resources at submit."""
         return self.workers(seen_within=WORKER_FORGET_SECONDS)
-
-    def mark_waiting(self, resource_class: str, reason: str) -> int:
-        """Say why the queued jobs of ``resource_class`` wait (no worker can take that class
-        at all); returns how many rows changed. Claims clear it."""
-        with self._tx() as conn:
-            done = conn.execute(
-                J.update()
-                .where(
-                    J.c.state == JobState.QUEUED.value,
-                    J.c.resource_class == resource_class,
-                    sa.or_(J.c.pending_reason.is_(None), J.c.pending_reason != reason),
-                )
-                .values(pending_reason=reason)
-            )
-        return done.rowcount
-
-    def defer(self, job_id: int, attempt: int, *, reason: str, retry_in: float) -> Job | None:
-        """Give a claimed attempt back to the queue unstarted, because nothing can run it
-        now (``reason`` becomes the job's ``pending_reason``): it counts as neither a failure
-        nor a loss, and is looked at again after ``retry_in`` seconds."""
-        now = self.clock()
-        with self._tx() as conn:
-            row = conn.execute(
-                J.update()
-                .where(self._running(job_id, attempt), J.c.worker.is_(None))
-                .values(
-                    state=JobState.QUEUED.value,
-                    not_before=now + retry_in,
-                    pending_reason=reason,
-                    lease_expires_at=None,
-                    lease_owner=None,
-                    updated_at=now,
-                )
-                .returning(*J.c)
-            ).first()
-            if row is None:
-                return None
-            self._event(
-                conn,
-                [(job_id, attempt, JobState.RUNNING, JobState.QUEUED, f"waits: {reason}")],
-                now,
-            )
-        return _row_to_job(row)
 
     def counts(self, *, tenant: str | None = None) -> dict[tuple[str, str], int]:
         """Number of jobs by (kind, state)."""

@@ -9,6 +9,7 @@ import pytest
 
 from tests.unit.admission.conftest import job, run, workers
 from zhuge.jobs.admission import (
+    NO_WORKER,
     Candidate,
     QueueConfig,
     Running,
@@ -267,3 +268,11 @@ def test_progress_reports_settled_jobs_up_to_the_total() -> None:
     )
     assert calls[-1] == (5, 5)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_with_no_worker_every_job_waits_for_one() -> None:
+    config = QueueConfig.parse("tenants: {a: {nominal: {CPU: 4}}}")
+    candidates = [Candidate(i, "a", 0, {"CPU": 1.0}, 0.0) for i in range(3)]
+    decision = decide(Snapshot(10.0, [], [], candidates), config)
+    assert decision.start == [] and decision.preempt == []
+    assert decision.waiting == dict.fromkeys(range(3), NO_WORKER)
