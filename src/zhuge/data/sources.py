@@ -24,7 +24,10 @@ by a hash of ``series_id`` (one streaming pass), then each file is read whole.
 
 from __future__ import annotations
 
+import csv
+import difflib
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -47,8 +50,10 @@ __all__ = [
     "iter_series_chunks",
     "parse_column_map",
     "parse_timestamps",
+    "read_csv",
     "read_sql",
     "read_telemetry",
+    "sniff_csv",
     "sniff_format",
 ]
 
@@ -168,10 +173,43 @@ def _from_epoch(numeric: pd.Series, unit: str, column: str) -> tuple[pd.Series, 
                 f"column {column!r} holds numbers of magnitude {magnitude:.3g}, which is no "
                 "epoch in seconds, ms, us or ns between 2001 and 2286; pass timestamp_unit"
             )
+    else:
+        _check_epoch_unit(numeric, unit, column)
     factor = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
     raw = numeric.to_numpy()
     ns = np.round(raw * factor).astype("int64") if raw.dtype.kind == "f" else raw * factor
     return pd.Series(ns.astype("datetime64[ns]"), index=numeric.index), unit
+
+
+def _likely_epoch_unit(magnitude: float) -> str | None:
+    for name, low, high in _EPOCH_UNIT_BANDS:
+        if low <= magnitude < high:
+            return name
+    return None
+
+
+def _check_epoch_unit(numeric: pd.Series, unit: str, column: str) -> None:
+    """Refuse an explicit unit the numbers cannot be in: one that overflows the 1677-2262
+    range of ``datetime64[ns]``, or that puts the median in another unit's band of 2001-2286.
+    Said with the unit the numbers look like, rather than as an overflow found later."""
+    values = np.abs(numeric.to_numpy(dtype="float64"))
+    magnitude = float(np.median(values))
+    likely = _likely_epoch_unit(magnitude)
+    factor = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit]
+    overflows = bool(values.max() * factor >= 2**63)
+    if overflows or (likely is not None and likely != unit):
+        order = [name for name, _, _ in _EPOCH_UNIT_BANDS]
+        large = overflows or order.index(likely or unit) > order.index(unit)
+        if likely is not None:
+            stamp = pd.Timestamp(int(magnitude), unit=likely).strftime("%Y-%m-%d")
+            hint = f": they look like epoch {likely} ({stamp}); pass timestamp_unit={likely!r}"
+        else:
+            hint = "; pass timestamp_unit='auto' to detect the unit"
+        raise DataError(
+            f"column {column!r} holds numbers of magnitude {magnitude:.3g}, too "
+            f"{'large' if large else 'small'} for epoch {unit}{hint}",
+            details={"params": ["timestamp_unit"], "likely_unit": likely},
+        )
 
 
 def _first_unparseable(values: pd.Series) -> object:
@@ -206,8 +244,11 @@ def _standardise(
         if wanted[c] not in present
     ]
     if missing:
+        absent = [c for c in needed if wanted[c] not in present]
         raise DataError(
             f"{source}: column(s) {', '.join(missing)} not found; columns present: {present}"
+            + _mapping_hint(frame, absent, mapping),
+            details={"params": ["columns"], "columns_present": present},
         )
     keep = {wanted[c]: c for c in CANONICAL_COLUMNS if wanted[c] in present}
     out = frame[list(keep)].rename(columns=keep)
@@ -233,6 +274,137 @@ def _standardise(
     out["value"] = out["value"].astype("float64")
     order = [c for c in CANONICAL_COLUMNS if c in out.columns]
     return Telemetry(out[order].reset_index(drop=True), unit, source)
+
+
+# Names people give the canonical columns (lower case, compared without _ - and spaces).
+_SYNONYMS = {
+    "series_id": ("vm", "vmid", "vmname", "id", "series", "instance", "host", "name", "server"),
+    "timestamp": ("ts", "time", "date", "datetime", "zeit", "zeitstempel", "datum", "epoch"),
+    "value": ("cpu", "load", "util", "utilization", "usage", "cpupct", "auslastung", "wert"),
+    "host_id": ("host", "hostname", "node", "hypervisor"),
+    "cluster_id": ("cluster", "clustername", "pool"),
+}
+
+
+def _key(name: object) -> str:
+    return re.sub(r"[\s_\-]", "", str(name).lower())
+
+
+def _mapping_hint(frame: pd.DataFrame, absent: list[str], mapping: Mapping[str, str]) -> str:
+    """``; map them: columns='series_id=vm,timestamp=Zeit'``: each absent column paired with
+    the closest unused column of the input, by name (a known synonym, then similar spelling),
+    else by content (text for series_id, dates for timestamp, numbers for value)."""
+    unused = [c for c in frame.columns if c not in mapping.values()]
+    chosen: dict[str, object] = {}
+    for canonical in absent:
+        free = [c for c in unused if c not in chosen.values()]
+        by_name = [c for c in free if _key(c) in _SYNONYMS.get(canonical, ())]
+        close = difflib.get_close_matches(_key(canonical), [_key(c) for c in free], n=1, cutoff=0.6)
+        if by_name:
+            chosen[canonical] = by_name[0]
+        elif close:
+            chosen[canonical] = next(c for c in free if _key(c) == close[0])
+        elif canonical in REQUIRED_COLUMNS:
+            fit = next((c for c in free if _looks_like(frame[c], canonical)), None)
+            if fit is not None:
+                chosen[canonical] = fit
+    if not chosen:
+        return "; map them with columns='series_id=...,timestamp=...,value=...'"
+    pairs = {**{c: s for c, s in mapping.items()}, **chosen}
+    spec = ",".join(f"{c}={pairs[c]}" for c in CANONICAL_COLUMNS if c in pairs)
+    return f"; map them, perhaps: columns={spec!r}"
+
+
+def _looks_like(values: pd.Series, canonical: str) -> bool:
+    sample = values.dropna().head(200)
+    if sample.empty:
+        return False
+    if canonical == "value":
+        return pd.api.types.is_numeric_dtype(sample.dtype) or bool(
+            pd.to_numeric(sample.astype(str).str.replace(",", "."), errors="coerce").notna().all()
+        )
+    if canonical == "timestamp":
+        if pd.api.types.is_datetime64_any_dtype(sample.dtype):
+            return True
+        if pd.api.types.is_numeric_dtype(sample.dtype):
+            return _likely_epoch_unit(float(np.median(np.abs(sample)))) is not None
+        parsed = pd.to_datetime(sample.astype(str), errors="coerce", format="ISO8601")
+        return bool(parsed.notna().all())
+    # series_id: text that repeats
+    return sample.dtype == object and sample.nunique() < len(sample)
+
+
+# Separators tried, in the order a tie is broken; a decimal comma is only possible without ",".
+_SEPARATORS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+_DECIMAL_POINT = re.compile(r"^-?\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file is written: its separator and decimal mark."""
+
+    sep: str = ","
+    decimal: str = "."
+
+
+def sniff_csv(sample: str, sep: str | None = None) -> CsvDialect:
+    """The separator (``, ; tab |``: the one splitting every line of ``sample`` into the same
+    number of fields, the most fields winning) and decimal mark (``,`` when fields look like
+    ``12,5`` and none like ``12.5``) of CSV text such as a file's first 64 KiB. A given
+    ``sep`` is kept; only the decimal mark is then detected."""
+    lines = [line for line in sample.splitlines()[:50] if line.strip()]
+    if len(lines) > 1 and not sample.endswith("\n"):
+        lines = lines[:-1]  # the sample may have cut the last line
+    if sep is None:
+        sep, best = ",", 1
+        for candidate in _SEPARATORS:
+            counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+            if len(counts) == 1 and (fields := counts.pop()) > best:
+                sep, best = candidate, fields
+    decimal = "."
+    if sep != ",":
+        fields = [f.strip() for row in csv.reader(lines[1:], delimiter=sep) for f in row]
+        if any(_DECIMAL_COMMA.match(f) for f in fields) and not any(
+            _DECIMAL_POINT.match(f) for f in fields
+        ):
+            decimal = ","
+    return CsvDialect(sep, decimal)
+
+
+def _dialect(fs: fsspec.AbstractFileSystem, path: str, sep: str | None) -> CsvDialect:
+    with fs.open(path, "rb", compression="infer") as fh:
+        sample = fh.read(64 * 1024).decode("utf-8", errors="replace")
+    return sniff_csv(sample, sep)
+
+
+def read_csv(
+    url: str | os.PathLike[str],
+    *,
+    sep: str | None = None,
+    nrows: int | None = None,
+    chunksize: int | None = None,
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """A CSV file (local path or fsspec URL, compressed or not) read with its own separator
+    and decimal mark (:func:`sniff_csv`), or with ``sep`` when given. With ``chunksize``, an
+    iterator of frames."""
+    url = os.fspath(url)
+    if sep is not None and len(sep) != 1:
+        raise DataError(f"sep must be one character, not {sep!r}", details={"params": ["sep"]})
+    fs, path = _filesystem(url)
+    dialect = _dialect(fs, path, sep)
+    options = {"sep": dialect.sep, "decimal": dialect.decimal, "nrows": nrows}
+    if chunksize is None:
+        with fs.open(path, "rb", compression="infer") as fh:
+            return pd.read_csv(fh, **options)
+    return _csv_chunks(fs, path, options, chunksize)
+
+
+def _csv_chunks(
+    fs: fsspec.AbstractFileSystem, path: str, options: dict, chunksize: int
+) -> Iterator[pd.DataFrame]:
+    with fs.open(path, "rb", compression="infer") as fh:
+        yield from pd.read_csv(fh, chunksize=chunksize, **options)
 
 
 def _format_of(url: str, fmt: FileFormat) -> Literal["csv", "parquet"]:
@@ -280,11 +452,13 @@ def read_telemetry(
     timestamp_unit: TimestampUnit = "auto",
     format: FileFormat = "auto",
     series_id: str | None = None,
+    sep: str | None = None,
 ) -> Telemetry:
     """Read a whole CSV or Parquet file (or Parquet folder) at a local path or fsspec URL.
 
     ``series_id`` gives every row one constant id, for single-series files such as NAB's
-    ``timestamp,value`` CSVs.
+    ``timestamp,value`` CSVs. A CSV's separator and decimal comma are detected
+    (:func:`sniff_csv`) unless ``sep`` is given.
     """
     url = os.fspath(url)
     fmt = _format_of(url, format)
@@ -293,8 +467,7 @@ def read_telemetry(
         raise DataError(f"telemetry not found at {url!r}")
     try:
         if fmt == "csv":
-            with fs.open(path, "rb", compression="infer") as fh:
-                frame = pd.read_csv(fh)
+            frame = read_csv(url, sep=sep)
         else:
             frame = pq.read_table(path, filesystem=fs).to_pandas()
     except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -324,14 +497,13 @@ def read_sql(
 
 
 def _iter_raw_batches(
-    url: str, fmt: Literal["csv", "parquet"], batch_rows: int
+    url: str, fmt: Literal["csv", "parquet"], batch_rows: int, sep: str | None = None
 ) -> Iterator[pd.DataFrame]:
     fs, path = _filesystem(url)
     if not fs.exists(path):
         raise DataError(f"telemetry not found at {url!r}")
     if fmt == "csv":
-        with fs.open(path, "rb", compression="infer") as fh:
-            yield from pd.read_csv(fh, chunksize=batch_rows)
+        yield from read_csv(url, sep=sep, chunksize=batch_rows)
         return
     files = (
         sorted(f for f in fs.find(path) if f.endswith((".parquet", ".pq")))
@@ -353,6 +525,7 @@ def iter_series_chunks(
     format: FileFormat = "auto",
     batch_rows: int = 1_000_000,
     partitions: int | None = None,
+    sep: str | None = None,
 ) -> Iterator[Telemetry]:
     """Stream a telemetry file as chunks of about ``series_per_chunk`` whole series.
 
@@ -370,7 +543,7 @@ def iter_series_chunks(
     id_col = mapping.get("series_id", "series_id")
     if partitions is not None:
         yield from _iter_hash_partitions(
-            url, fmt, mapping, timestamp_unit, batch_rows, partitions, series_per_chunk
+            url, fmt, mapping, timestamp_unit, batch_rows, partitions, series_per_chunk, sep
         )
         return
 
@@ -387,14 +560,11 @@ def iter_series_chunks(
 
     pending: list[pd.DataFrame] = []
     pending_runs = 0  # an upper bound: a series cut by a batch edge counts twice
-    for batch in _iter_raw_batches(url, fmt, batch_rows):
+    for batch in _iter_raw_batches(url, fmt, batch_rows, sep):
         if len(batch) == 0:
             continue
         if id_col not in batch.columns:
-            raise DataError(
-                f"{url}: column series_id (as {id_col!r}) not found; "
-                f"columns present: {list(batch.columns)}"
-            )
+            raise _missing_series_id(url, id_col, batch, mapping)
         pending.append(batch)
         pending_runs += len(_run_starts(batch[id_col]))
         if pending_runs <= series_per_chunk:
@@ -412,6 +582,17 @@ def iter_series_chunks(
         frame = pd.concat(pending, ignore_index=True)
         if len(frame):
             yield emit(frame)
+
+
+def _missing_series_id(
+    url: str, id_col: str, batch: pd.DataFrame, mapping: Mapping[str, str]
+) -> DataError:
+    return DataError(
+        f"{url}: column series_id (as {id_col!r}) not found; "
+        f"columns present: {list(batch.columns)}"
+        + _mapping_hint(batch, ["series_id"] if "series_id" not in mapping else [], mapping),
+        details={"params": ["columns"], "columns_present": list(batch.columns)},
+    )
 
 
 def _run_starts(series_ids: pd.Series) -> np.ndarray:
@@ -440,6 +621,7 @@ def _iter_hash_partitions(
     batch_rows: int,
     partitions: int,
     series_per_chunk: int,
+    sep: str | None = None,
 ) -> Iterator[Telemetry]:
     """Spread rows over ``partitions`` local files by a hash of series_id, then read each."""
     if partitions < 1:
@@ -448,12 +630,9 @@ def _iter_hash_partitions(
     with tempfile.TemporaryDirectory(prefix="zhuge-partitions-") as tmp:
         writers: dict[int, pq.ParquetWriter] = {}
         try:
-            for batch in _iter_raw_batches(url, fmt, batch_rows):
+            for batch in _iter_raw_batches(url, fmt, batch_rows, sep):
                 if id_col not in batch.columns:
-                    raise DataError(
-                        f"{url}: column series_id (as {id_col!r}) not found; "
-                        f"columns present: {list(batch.columns)}"
-                    )
+                    raise _missing_series_id(url, id_col, batch, mapping)
                 bucket = pd.util.hash_array(batch[id_col].astype(str).to_numpy()) % partitions
                 for b in np.unique(bucket):
                     table = pa.Table.from_pandas(batch[bucket == b], preserve_index=False)

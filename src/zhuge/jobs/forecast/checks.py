@@ -9,6 +9,7 @@ import pandas as pd
 from zhuge.data.sources import (
     _format_of,
     _standardise,
+    read_csv,
 )
 from zhuge.errors import DataError
 from zhuge.jobs.forecast.params import FleetInput
@@ -30,8 +31,7 @@ def _head(url: str, rows: int = 2000) -> pd.DataFrame:
     fs, path = _exists(url, "input")
     try:
         if _format_of(url, "auto") == "csv":
-            with fs.open(path, "rb", compression="infer") as fh:
-                return pd.read_csv(fh, nrows=rows)
+            return read_csv(url, nrows=rows)  # its separator and decimal comma detected
         files = sorted(f for f in fs.find(path) if f.endswith((".parquet", ".pq")))
         files = files if fs.isdir(path) else [path]
         if not files:
