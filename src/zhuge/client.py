@@ -410,6 +410,27 @@ class Client:
     def kinds(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/kinds")
 
+    def readiness(self) -> dict[str, Any]:
+        """``GET /readyz``: ``ready``, the ``reasons`` it is not, the live ``schedulers``, the
+        number of known ``workers`` and of ``queued`` jobs. Not ready (503) is an answer here,
+        not an error."""
+        try:
+            response = self._http.get("/readyz")
+        except httpx.TransportError as exc:
+            raise errors.ClientError(
+                f"cannot reach zhuge at {self.url} ({exc.__class__.__name__}); "
+                "is `zhuge up` running, and is ZHUGE_URL right?"
+            ) from exc
+        if response.status_code == 503:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and "ready" in body:
+                return body
+        _raise_for(response)
+        return response.json()
+
     def health(self) -> bool:
         try:
             self._request("GET", "/healthz")

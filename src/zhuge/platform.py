@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from zhuge.config import Settings
 from zhuge.jobs.executor import DaskExecutor
+from zhuge.jobs.liveness import SchedulerBeat
 from zhuge.jobs.scheduler import Scheduler
 from zhuge.jobs.store import JobStore
 
@@ -60,6 +61,7 @@ class Platform:
         self.store: JobStore | None = None
         self.executor: DaskExecutor | None = None
         self.scheduler: Scheduler | None = None
+        self.beat: SchedulerBeat | None = None  # /readyz: this process's loop is alive
         self.token: str | None = None
 
     def start(self) -> Platform:
@@ -89,6 +91,7 @@ class Platform:
             self.executor = DaskExecutor(address=address, n_workers=self.settings.workers).start()
             self.scheduler = Scheduler(self.store, self.executor, self.settings)
             self.scheduler.start()
+            self.beat = SchedulerBeat(self.store, self.scheduler).start()
         return self
 
     def app(self) -> FastAPI:
@@ -102,6 +105,9 @@ class Platform:
         )
 
     def stop(self) -> None:
+        if self.beat is not None:
+            self.beat.stop()
+            self.beat = None
         if self.scheduler is not None:
             self.scheduler.stop(release=True)
             self.scheduler = None

@@ -9,7 +9,16 @@ from fastapi import FastAPI
 import zhuge
 from zhuge.api import audit, errors, limits, openapi
 from zhuge.api.metrics import registry_for
-from zhuge.api.routes import admin, artifacts, connections, datasets, jobs, queues, system
+from zhuge.api.routes import (
+    admin,
+    artifacts,
+    connections,
+    datasets,
+    health,
+    jobs,
+    queues,
+    system,
+)
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
 
@@ -43,6 +52,7 @@ def create_app(
     app.include_router(artifacts.router)
     app.include_router(datasets.router)
     app.include_router(system.router)
+    app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(queues.router)
     audit.install(app)  # last: the outermost middleware, it sees what any other refuses

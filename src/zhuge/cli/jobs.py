@@ -466,12 +466,20 @@ def retry(
 
 
 def status(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Queue depth by state, and the workers with their resources."""
+    """Readiness (and why not), queue depth by state, and the workers with their resources."""
     with user_errors(json_output):
-        data = client(url, token).status()
+        api = client(url, token)
+        data = api.status()
+        data["readiness"] = api.readiness()
     if json_output:
         print_json(data)
         return
+    ready = data["readiness"]
+    if ready["ready"]:
+        live = ", ".join(f"{s['name']} (zhuge {s['version']})" for s in ready["schedulers"])
+        console.print(f"[green]ready[/]: scheduler(s) {live}")
+    else:
+        console.print("[red]not ready[/]: " + "; ".join(ready["reasons"]))
     states = Table(title=f"jobs (queue depth {data['queue_depth']})")
     for s in data["states"]:
         states.add_column(styled_state(s), justify="right")

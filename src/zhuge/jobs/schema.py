@@ -165,6 +165,19 @@ workers = sa.Table(
     sa.Column("last_seen", Time, nullable=False),
 )
 
+# Scheduler loops that are alive: each beats every few seconds (zhuge.jobs.liveness), so
+# /readyz on any API process knows whether some scheduler admits the queue.
+schedulers = sa.Table(
+    "schedulers",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),  # zhuge's version
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("last_beat", Time, nullable=False),
+)
+
 queue_config = sa.Table(
     "queue_config",
     metadata,

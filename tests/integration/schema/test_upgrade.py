@@ -143,6 +143,10 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
             conn.execute(sa.select(sa.func.count()).select_from(schema.queue_config)).scalar() == 0
         )
         conn.rollback()
+    # 0005: scheduler beats, for /readyz
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.schedulers)).scalar() == 0
+        conn.rollback()
 
 
 def _built_by_every_revision(url: str) -> None:
