@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from zhuge.client import Client
 from zhuge.errors import ZhugeError
@@ -38,9 +40,57 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+Flags = Mapping[str, str] | Callable[[str], str] | None
+
+
+def flag(param: str, flags: Flags = None) -> str:
+    """The command-line option that fills job parameter ``param``: ``--timestamp-unit`` for
+    ``timestamp_unit`` unless ``flags`` says otherwise (``{"models": "--model"}``, or a
+    function such as ``zhuge submit``'s, whose parameters are ``-p NAME=VALUE``)."""
+    if callable(flags):
+        return flags(param)
+    return (flags or {}).get(param) or "--" + param.replace("_", "-")
+
+
+def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
+    """An error's message and its field errors as lines in the words of the command line.
+
+    The SDK and API name job parameters (``columns='series_id=vm'``, ``(vms)``, a field's
+    ``loc``); on the command line the same error names the option: ``--columns
+    'series_id=vm'``, ``(--vms)``, ``--freq: Input should be ...``. Parameters an error is
+    about are listed in its ``details["params"]`` (or are its field errors' ``loc``)."""
+    details = exc.details
+    message = exc.message
+    field_errors = (
+        [d for d in details if isinstance(d, dict) and "msg" in d]
+        if isinstance(details, list)
+        else []
+    )
+    params = list(details.get("params") or []) if isinstance(details, dict) else []
+    params += [str(d["loc"][-1]) for d in field_errors if d.get("loc")]
+    for param in dict.fromkeys(params):
+        option = flag(param, flags)
+        message = re.sub(rf"\b{re.escape(param)}=", f"{option} ", message)
+        message = re.sub(rf"\({re.escape(param)}\)", f"({option})", message)
+    if field_errors:
+        named = [flag(str(d["loc"][-1]), flags) for d in field_errors if d.get("loc")]
+        head, colon, _ = message.partition(": ")
+        # zhuge submit's -p NAME=VALUE are parameters; elsewhere they are the options
+        if colon and named and head.startswith("invalid parameters") and not callable(flags):
+            message = f"invalid {', '.join(dict.fromkeys(named))}"
+    lines = [message]
+    for d in field_errors[:20]:
+        text = str(d["msg"]).removeprefix("Value error, ")
+        lines.append(f"{flag(str(d['loc'][-1]), flags)}: {text}" if d.get("loc") else text)
+    return lines
+
+
 @contextmanager
-def user_errors(json_output: bool = False) -> Iterator[None]:
-    """Report zhuge errors as one clear line (or a JSON error), exit code 1, no traceback."""
+def user_errors(json_output: bool = False, flags: Flags = None) -> Iterator[None]:
+    """Report zhuge errors as one clear line (or a JSON error), exit code 1, no traceback.
+
+    In words of the command line (:func:`in_flag_words`; ``flags`` maps the parameters whose
+    option is not simply ``--`` and the name dashed); ``--json`` keeps the API's words."""
     from zhuge.errors import WaitTimeout
 
     try:
@@ -59,13 +109,10 @@ def user_errors(json_output: bool = False) -> Iterator[None]:
                 }
             )
         else:
-            err_console.print(f"[bold red]error:[/] {exc.message}")
-            details = exc.details
-            if isinstance(details, list):
-                for d in details[:20]:
-                    if isinstance(d, dict) and "msg" in d:
-                        loc = ".".join(str(p) for p in d.get("loc", []))
-                        err_console.print(f"  [red]•[/] {loc}: {d['msg']}")
+            first, *rest = in_flag_words(exc, flags)
+            err_console.print(f"[bold red]error:[/] {escape(first)}")
+            for line in rest:
+                err_console.print(f"  [red]•[/] {escape(line)}")
         raise typer.Exit(1) from None
 
 

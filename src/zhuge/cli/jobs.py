@@ -6,7 +6,7 @@ import json
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.panel import Panel
@@ -18,6 +18,7 @@ from zhuge.cli.common import (
     UrlOpt,
     client,
     console,
+    err_console,
     print_json,
     seconds,
     styled_state,
@@ -271,7 +272,7 @@ def submit(
     """
     timeout_s = parse_timeout(timeout)
     resources = parse_resources(cpu=cpu, memory=memory, gpu=gpu, pairs=resource or [])
-    with user_errors(json_output):
+    with user_errors(json_output, flags=lambda name: f"-p {name}"):
         params = parse_params(param or [], params_file)
         c = client(url, token)
         job = c.submit(
@@ -289,6 +290,8 @@ def submit(
         if wait:
             try:
                 job = c.wait(job.id, timeout=wait_timeout)
+            except KeyboardInterrupt:
+                left_running(job.id, json_output)
             except WaitTimeout as exc:
                 if json_output:
                     print_json({"error": {"type": "WaitTimeout", "message": exc.message}})
@@ -419,6 +422,20 @@ def cancel(
         console.print(f"job [bold]{job.id}[/] {styled_state(job.state)}")
 
 
+def left_running(job_id: int, json_output: bool) -> NoReturn:
+    """Ctrl-C while waiting: stop waiting, not the job. Say which job goes on and how to
+    follow or cancel it (one message, no traceback), exit 130."""
+    message = (
+        f"stopped waiting; job {job_id} keeps running on the server. "
+        f"Follow it: zhuge jobs wait {job_id}. Cancel it: zhuge jobs cancel {job_id}"
+    )
+    if json_output:
+        print_json({"error": {"type": "Interrupted", "message": message, "job_id": job_id}})
+    else:
+        err_console.print(message, highlight=False)
+    raise typer.Exit(130)
+
+
 @jobs_app.command("wait")
 def wait(
     job_id: Annotated[int, typer.Argument(help="Job id.")],
@@ -433,6 +450,8 @@ def wait(
     try:
         with user_errors(json_output):
             job = client(url, token).wait(job_id, timeout=timeout)
+    except KeyboardInterrupt:
+        left_running(job_id, json_output)
     except WaitTimeout as exc:  # user_errors re-raises nothing else but Exit
         if json_output:
             print_json({"error": {"type": "WaitTimeout", "message": exc.message}})

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from zhuge.data.sources import (
     TimestampUnit,
@@ -22,7 +22,25 @@ from zhuge.ml.forecast.chunked import (
     Pipeline,
 )
 
-Freq = Literal["5min", "1h"]
+_FREQ_UNITS = {  # seconds per unit, in the spellings pandas and people use (case-insensitive)
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("t", "m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+}
+_FREQ_NAMES = {300: "5min", 3600: "1h"}
+
+
+def _freq_alias(value: Any) -> Any:
+    """``60min``, ``1H``, ``1 hour``, ``5T``, ``300s`` → the grid's own spelling (``1h``,
+    ``5min``); anything else is left for the Literal to refuse."""
+    match = re.fullmatch(r"\s*(\d*)\s*([a-zA-Z]+)\s*", value) if isinstance(value, str) else None
+    if match and match[2].lower() in _FREQ_UNITS:
+        seconds = int(match[1] or 1) * _FREQ_UNITS[match[2].lower()]
+        return _FREQ_NAMES.get(seconds, value)
+    return value
+
+
+Freq = Annotated[Literal["5min", "1h"], BeforeValidator(_freq_alias)]
 Agg = Literal["mean", "max", "p95"]
 Level = Literal["vm", "host", "cluster"]
 # Series per chunk. Each worker cleans one chunk at a time, so peak memory is about two chunks'
