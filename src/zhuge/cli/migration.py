@@ -209,6 +209,8 @@ def plan_migrations_command(
             method=method,
             calibration=_calibration_ref(calibration),
             actual=_path(evaluate_with),
+            # a VM whose telemetry gives nothing to forecast from is listed, not an error
+            missing_forecast="unplaced" if input_ is not None else "error",
         )
         checked = PlanMigrationParams.model_validate(params)
         # A job id names what the server keeps: the calibration, or the forecast made first.

@@ -9,6 +9,8 @@ import dataclasses
 import json
 from typing import Any
 
+import pandas as pd
+
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.inputs import job_output
 from zhuge.jobs.kinds import kind
@@ -17,10 +19,11 @@ from zhuge.jobs.migration.calibration import (
     CALIBRATION_KIND,
     calibration_document,
 )
+from zhuge.jobs.migration.coverage import add_unforecast, clean_actual, evaluable, grid_step
 from zhuge.jobs.migration.inputs import read_actual, read_history
 from zhuge.jobs.migration.params import CalibrateMigrationParams, PlanMigrationParams
 from zhuge.jobs.migration.partitions import plan_partitions
-from zhuge.jobs.migration.prepare import prepare_plan
+from zhuge.jobs.migration.prepare import PreparedPlan, prepare_plan
 from zhuge.jobs.outputs import json_safe
 from zhuge.migration import (
     MigrationModel,
@@ -54,16 +57,14 @@ def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str
     summary["violations"] = check_plan(
         plan, prepared.vms, prepared.constraints, hosts=prepared.hosts
     )
+    plan, summary = add_unforecast(plan, summary, prepared.unforecast)
     if summary["violations"]:
         ctx.log(f"plan check found {len(summary['violations'])} violation(s)")
 
     evaluation = None
     if actual is not None:
         ctx.progress(2, 3, "evaluating against the actual load")
-        evaluation = evaluate_plan(
-            plan, actual, prepared.vms, prepared.constraints, model=prepared.model,
-            hosts=prepared.hosts,
-        ).to_dict()  # fmt: skip
+        evaluation = _evaluate(plan, summary, actual, prepared, ctx)
 
     ctx.progress(3, 3, "writing the plan")
     summary = json_safe(summary)
@@ -75,6 +76,34 @@ def run_plan_migration(params: PlanMigrationParams, ctx: JobContext) -> dict[str
         evaluation = json_safe(evaluation)
         artifacts["evaluation"] = ctx.artifacts.write_json("evaluation.json", evaluation)
     return {"summary": summary, "evaluation": evaluation, "artifacts": artifacts, "output": PLAN}
+
+
+def _evaluate(
+    plan: pd.DataFrame,
+    summary: dict[str, Any],
+    actual: pd.DataFrame,
+    prepared: PreparedPlan,
+    ctx: JobContext,
+) -> dict[str, Any] | None:
+    """Score the plan on the VMs whose actual load (cleaned as forecasting cleans telemetry)
+    covers the whole planning period; the others are named in ``left_out``."""
+    step = grid_step(prepared.forecast)
+    cleaned = clean_actual(actual, step)
+    first, end = pd.Timestamp(summary["first_window"]), pd.Timestamp(summary["deadline"])
+    vms = prepared.vms.assign(vm_id=prepared.vms["vm_id"].astype(str))
+    period, covered, left_out = evaluable(cleaned, vms["vm_id"], first, end, step)
+    if left_out["vms"]:
+        ctx.log(f"evaluation leaves out {left_out['vms']} VM(s): {left_out['by_reason']}")
+    if len(covered) == 0:
+        return {"table": [], "ratios": {}, "evaluated_vms": 0, "left_out": left_out}
+    keep = vms["vm_id"].isin(set(covered)).to_numpy()
+    mine = plan.assign(vm_id=plan["vm_id"].astype(str))
+    constraints = prepared.constraints.evolve(not_before=first, deadline=end)
+    result = evaluate_plan(
+        mine.loc[mine["vm_id"].isin(set(covered))], period, vms.loc[keep], constraints,
+        model=prepared.model, hosts=prepared.hosts,
+    ).to_dict()  # fmt: skip
+    return {**result, "evaluated_vms": int(keep.sum()), "left_out": left_out}
 
 
 @kind(

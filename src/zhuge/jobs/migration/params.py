@@ -73,6 +73,12 @@ class PlanMigrationParams(KindParams):
     partition_vms: int = Field(
         PARTITION_VMS, ge=1, description="Plan clusters in partitions of about this many VMs."
     )
+    missing_forecast: Literal["error", "unplaced"] = Field(
+        "error",
+        description="A VM with no rows in the forecast: an error ('error'), or listed unplaced "
+        "with the reason ('unplaced', as `plan-migrations --input` asks: a VM whose telemetry "
+        "starts after the history ends has nothing to forecast from).",
+    )
 
     @field_validator("window")
     @classmethod

@@ -36,6 +36,9 @@ class PreparedPlan:
     constraints: PlanConstraints  # deadline and not_before absolute
     model: MigrationModel
     calibration: str  # "defaults", "fit" (where it came from)
+    # VMs of the table with no row in the forecast (``missing_forecast="unplaced"``): planned
+    # as unplaced, with the reason NO_FORECAST
+    unforecast: tuple[str, ...] = ()
 
 
 def prepare_plan(
@@ -85,8 +88,14 @@ def prepare_plan(
     ids = forecast["series_id"].astype(str)
     wanted_ids = vms["vm_id"].astype(str)
     missing = ~wanted_ids.isin(set(ids.unique()))
-    if missing.any():
+    unforecast: tuple[str, ...] = ()
+    if missing.any() and params.missing_forecast == "error":
         raise DataError(f"VM(s) {listed(wanted_ids[missing])} have no rows in the forecast")
+    if missing.all():
+        raise DataError("no VM of the VM table has a row in the forecast: nothing to plan")
+    if missing.any():
+        unforecast = tuple(wanted_ids[missing])
+        vms = vms.loc[~missing.to_numpy()].reset_index(drop=True)
     forecast = forecast.loc[ids.isin(set(wanted_ids)).to_numpy()]
     if not pd.api.types.is_datetime64_any_dtype(forecast["timestamp"]):
         try:
@@ -95,7 +104,7 @@ def prepare_plan(
             raise DataError(f"forecast.timestamp must be timestamps: {exc}") from exc
     # relative times (--deadline 24h) count from where the planner starts
     constraints = _constraints(params, freshest_start(forecast), forecast["timestamp"].max())
-    return PreparedPlan(vms, forecast, hosts, constraints, model, source)
+    return PreparedPlan(vms, forecast, hosts, constraints, model, source, unforecast)
 
 
 def _merge_coefficients(vms: pd.DataFrame, per_vm: pd.DataFrame) -> pd.DataFrame:
