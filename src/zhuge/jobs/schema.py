@@ -196,3 +196,75 @@ tenant_usage = sa.Table(
     sa.Column("usage", sa.JSON, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
 )
+
+# -- the model registry (zhuge.jobs.registry): tenant-scoped names, numbered versions, aliases
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(32)),
+    sa.Column("config", sa.JSON, nullable=False),  # the release gate's and drift's settings
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),  # 1, 2, ... per model, never reused
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(32)),
+    sa.Column("job_id", BigId),  # the job that trained it
+    sa.Column("artifact", sa.String(500), nullable=False),  # the model folder, under artifacts
+    sa.Column("manifest_sha256", sa.String(64), nullable=False),  # of its manifest.json
+    sa.Column("lineage", sa.JSON, nullable=False),  # datasets + digests, params, versions
+    sa.Column("metrics", sa.JSON),  # its backtest metrics
+    sa.Column("gate", sa.JSON),  # the release gate's decision and evidence
+    sa.UniqueConstraint("tenant", "model", "version", name="uq_model_versions"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),  # champion, challenger, ...
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+model_events = sa.Table(
+    "model_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    # register, alias, promote, rollback, gate, remove, use, score, drift
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("alias", sa.String(64)),
+    sa.Column("version", sa.Integer),
+    sa.Column("previous_version", sa.Integer),  # what the alias pointed at before
+    sa.Column("job_id", BigId),
+    sa.Column("actor", sa.String(32)),  # token id; None: the platform
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("details", sa.JSON),
+    sa.Index("ix_model_events_model", "tenant", "model", "id"),
+)
+
+model_scores = sa.Table(
+    "model_scores",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("job_id", BigId),  # the scoring job
+    sa.Column("metrics", sa.JSON, nullable=False),  # MASE, coverage, per level, windows scored
+    sa.Column("drifted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_model_scores_model", "tenant", "model", "id"),
+)

@@ -147,6 +147,22 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.schedulers)).scalar() == 0
         conn.rollback()
+    # 0006: the model registry, empty, and usable on the upgraded database
+    from zhuge.jobs.registry import Registry
+
+    with store.engine.connect() as conn:
+        for table in (schema.registered_models, schema.model_versions, schema.model_aliases):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+        conn.rollback()
+    registry = Registry(store.engine)
+    first = registry.register(
+        "default",
+        "fleet-cpu",
+        artifact="jobs/1/attempt-1/model",
+        manifest_sha256="0" * 64,
+        lineage={},
+    )
+    assert registry.resolve("default", "fleet-cpu@champion") == first
 
 
 def _built_by_every_revision(url: str) -> None:

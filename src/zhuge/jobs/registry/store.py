@@ -1,0 +1,677 @@
+"""The model registry's rows: registered models, numbered versions, aliases, their history,
+and the live record.
+
+A registered model is a name in a tenant (``fleet-cpu``) with its release gate's settings
+(:class:`ModelConfig`). Each ``register`` adds version ``max + 1`` (never reused, even after a
+version is removed) pointing at the model folder a job saved and the SHA-256 of its manifest,
+with its lineage. Aliases (``champion``, ``challenger``, any other) name one version each.
+
+Invariants kept here:
+
+- every read and write is by tenant: another tenant's model is answered exactly like a
+  missing one;
+- every alias change is one transaction with its event row (``model_events``): the alias
+  history is complete, and ``rollback`` is computed from it alone;
+- versions of one model are numbered under one lock per model (SQLite's writer lock, a
+  PostgreSQL advisory lock), so two registrations at once get two numbers;
+- the first version of a model becomes ``champion``;
+- a version an alias points at cannot be removed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Connection, Engine
+
+from zhuge import errors
+from zhuge.jobs import schema
+from zhuge.jobs.store import reading, transaction
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+REF_PATTERN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,199})@(?P<at>[A-Za-z0-9_-]{1,64})$"
+)
+# actions that move the champion alias, in the history
+CHAMPION_MOVES = frozenset({"register", "alias", "promote", "gate", "rollback", "drift"})
+
+M, V, A, E, S = (
+    schema.registered_models,
+    schema.model_versions,
+    schema.model_aliases,
+    schema.model_events,
+    schema.model_scores,
+)
+
+
+class ModelConfig(BaseModel):
+    """A registered model's release gate and drift settings (``zhuge models config``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field("mase", description="Gate metric (lower is better): mase, or a plug-in.")
+    margin: float = Field(0.02, ge=0, lt=1, description="Relative improvement needed: 0.02 = 2 %.")
+    level: float = Field(0.05, gt=0, lt=1, description="Significance level of the test.")
+    test: Literal["dm", "bootstrap"] = Field(
+        "dm", description="Diebold-Mariano on per-series losses, or a paired bootstrap."
+    )
+    min_series: int = Field(10, ge=2, description="Fewer series scored: never promoted.")
+    manual: bool = Field(False, description="Never promote automatically.")
+    gate_windows: int = Field(3, ge=1, le=20, description="Horizons held out for the gate.")
+    drift_factor: float = Field(
+        1.5, gt=1, description="Live error above this times the gate's error counts as drift."
+    )
+    drift_scorings: int = Field(3, ge=1, description="Consecutive drifted scorings that act.")
+    drift_action: Literal["none", "retrain", "rollback"] = Field(
+        "none", description="What drift does: nothing, retrain, or roll back if better."
+    )
+
+
+def check_config(values: dict[str, Any] | None) -> ModelConfig:
+    try:
+        return ModelConfig.model_validate(values or {})
+    except ValidationError as exc:
+        details = [
+            {"loc": ["config", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        fields = ", ".join(".".join(map(str, d["loc"][1:])) for d in details)
+        raise errors.InvalidParams(f"invalid model config: {fields}", details=details) from exc
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    tenant: str
+    model: str
+    version: int
+    created_at: float
+    created_by: str | None
+    job_id: int | None
+    artifact: str  # the model folder, relative to the artifacts root
+    manifest_sha256: str
+    lineage: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}@{self.version}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "aliases": list(self.aliases), "ref": self.ref}
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise errors.InvalidRequest(
+            f"model name {name!r} is not allowed: 1 to 200 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            details=[{"loc": ["name"], "msg": "invalid model name", "type": "value_error"}],
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias) or alias.isdigit():
+        raise errors.InvalidRequest(
+            f"alias {alias!r} is not allowed: a letter, then up to 63 letters, digits, '_' or '-'",
+            details=[{"loc": ["alias"], "msg": "invalid alias", "type": "value_error"}],
+        )
+    return alias
+
+
+def parse_ref(ref: str) -> tuple[str, int | str]:
+    """``NAME@ALIAS`` → (name, alias); ``NAME@VERSION`` → (name, version number)."""
+    match = REF_PATTERN.fullmatch(ref) if isinstance(ref, str) else None
+    if match is None:
+        raise errors.InvalidRequest(
+            f"{ref!r} is not a model reference: NAME@ALIAS (fleet-cpu@champion) or "
+            "NAME@VERSION (fleet-cpu@3)"
+        )
+    at = match["at"]
+    return match["name"], int(at) if at.isdigit() else at
+
+
+def manifest_digest(manifest_bytes: bytes) -> str:
+    return hashlib.sha256(manifest_bytes).hexdigest()
+
+
+class Registry:
+    """Register, alias, promote, roll back, remove and resolve model versions of a tenant."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine)
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self.engine)
+
+    @staticmethod
+    def _lock(conn: Connection, tenant: str, name: str) -> None:
+        """One writer per model until the transaction ends (SQLite: BEGIN IMMEDIATE does)."""
+        if conn.dialect.name == "postgresql":
+            key = f"zhuge-model/{tenant}/{name}".encode()
+            lock_id = int.from_bytes(hashlib.sha256(key).digest()[:8], "big", signed=True)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _model_row(self, conn: Connection, tenant: str, name: str) -> sa.Row[Any]:
+        row = conn.execute(sa.select(M).where(M.c.tenant == tenant, M.c.name == name)).first()
+        if row is None:
+            raise errors.ModelNotFound(
+                f"no registered model {name!r} in this tenant", details={"model": name}
+            )
+        return row
+
+    @staticmethod
+    def _aliases(conn: Connection, tenant: str, name: str) -> dict[str, int]:
+        rows = conn.execute(
+            sa.select(A.c.alias, A.c.version)
+            .where(A.c.tenant == tenant, A.c.model == name)
+            .order_by(A.c.alias)
+        )
+        return {r.alias: r.version for r in rows}
+
+    @staticmethod
+    def _version(row: sa.Row[Any], aliases: dict[str, int]) -> ModelVersion:
+        m = row._mapping
+        return ModelVersion(
+            tenant=m["tenant"],
+            model=m["model"],
+            version=m["version"],
+            created_at=m["created_at"],
+            created_by=m["created_by"],
+            job_id=m["job_id"],
+            artifact=m["artifact"],
+            manifest_sha256=m["manifest_sha256"],
+            lineage=m["lineage"] or {},
+            metrics=m["metrics"],
+            gate=m["gate"],
+            aliases=tuple(sorted(a for a, v in aliases.items() if v == m["version"])),
+        )
+
+    def _get_version(self, conn: Connection, tenant: str, name: str, version: int) -> ModelVersion:
+        self._model_row(conn, tenant, name)
+        row = conn.execute(
+            sa.select(V).where(V.c.tenant == tenant, V.c.model == name, V.c.version == version)
+        ).first()
+        if row is None:
+            raise errors.ModelNotFound(
+                f"model {name!r} has no version {version}",
+                details={"model": name, "version": version},
+            )
+        return self._version(row, self._aliases(conn, tenant, name))
+
+    def config(self, tenant: str, name: str) -> ModelConfig:
+        with self._read() as conn:
+            return ModelConfig.model_validate(self._model_row(conn, tenant, name).config)
+
+    def version(self, tenant: str, name: str, version: int) -> ModelVersion:
+        check_name(name)
+        with self._read() as conn:
+            return self._get_version(conn, tenant, name, int(version))
+
+    def resolve(self, tenant: str, ref: str) -> ModelVersion:
+        """The version ``NAME@ALIAS`` or ``NAME@VERSION`` names now; ModelNotFound if none."""
+        name, at = parse_ref(ref)
+        with self._read() as conn:
+            if isinstance(at, int):
+                return self._get_version(conn, tenant, name, at)
+            self._model_row(conn, tenant, name)
+            aliases = self._aliases(conn, tenant, name)
+            if at not in aliases:
+                raise errors.ModelNotFound(
+                    f"model {name!r} has no alias {at!r} (aliases: "
+                    f"{', '.join(sorted(aliases)) or 'none'})",
+                    details={"model": name, "alias": at},
+                )
+            return self._get_version(conn, tenant, name, aliases[at])
+
+    def versions(self, tenant: str, name: str) -> builtins.list[ModelVersion]:
+        check_name(name)
+        with self._read() as conn:
+            self._model_row(conn, tenant, name)
+            aliases = self._aliases(conn, tenant, name)
+            rows = conn.execute(
+                sa.select(V).where(V.c.tenant == tenant, V.c.model == name).order_by(V.c.version)
+            )
+            return [self._version(r, aliases) for r in rows]
+
+    def aliases(self, tenant: str, name: str) -> dict[str, int]:
+        check_name(name)
+        with self._read() as conn:
+            self._model_row(conn, tenant, name)
+            return self._aliases(conn, tenant, name)
+
+    def events(self, tenant: str, name: str) -> builtins.list[dict[str, Any]]:
+        """The model's history, oldest first: registrations, alias changes, gate decisions,
+        removals, uses, drift actions."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(E).where(E.c.tenant == tenant, E.c.model == name).order_by(E.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def scores(self, tenant: str, name: str) -> builtins.list[dict[str, Any]]:
+        """The live record, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(S).where(S.c.tenant == tenant, S.c.model == name).order_by(S.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def list(self, tenant: str) -> builtins.list[dict[str, Any]]:
+        """Every registered model of ``tenant``: name, versions, latest, aliases."""
+        with self._read() as conn:
+            models = conn.execute(sa.select(M).where(M.c.tenant == tenant).order_by(M.c.name))
+            counts = {
+                r.model: (r.n, r.latest)
+                for r in conn.execute(
+                    sa.select(
+                        V.c.model,
+                        sa.func.count().label("n"),
+                        sa.func.max(V.c.version).label("latest"),
+                    )
+                    .where(V.c.tenant == tenant)
+                    .group_by(V.c.model)
+                )
+            }
+            aliases: dict[str, dict[str, int]] = {}
+            for r in conn.execute(sa.select(A).where(A.c.tenant == tenant)):
+                aliases.setdefault(r.model, {})[r.alias] = r.version
+            return [
+                {
+                    "name": m.name,
+                    "created_at": m.created_at,
+                    "versions": counts.get(m.name, (0, None))[0],
+                    "latest": counts.get(m.name, (0, None))[1],
+                    "aliases": dict(sorted(aliases.get(m.name, {}).items())),
+                    "config": m.config,
+                }
+                for m in models
+            ]
+
+    def show(self, tenant: str, name: str) -> dict[str, Any]:
+        """Everything about one model: config, versions (lineage, gate decision), aliases,
+        alias history, events, live record."""
+        check_name(name)
+        with self._read() as conn:
+            row = self._model_row(conn, tenant, name)
+        history = self.events(tenant, name)
+        return {
+            "name": name,
+            "created_at": row.created_at,
+            "created_by": row.created_by,
+            "config": row.config,
+            "aliases": self.aliases(tenant, name),
+            "versions": [v.as_dict() for v in self.versions(tenant, name)],
+            "alias_history": [e for e in history if e["alias"] is not None],
+            "events": history,
+            "live": self.scores(tenant, name),
+        }
+
+    def champion_stack(self, tenant: str, name: str) -> builtins.list[int]:
+        """The champions in turn, as the history leaves them: each move of the alias pushes
+        its version, each rollback pops the current one (so two rollbacks go two back)."""
+        stack: builtins.list[int] = []
+        for e in self.events(tenant, name):
+            if e["alias"] != CHAMPION or e["action"] not in CHAMPION_MOVES:
+                continue
+            if e["action"] == "rollback":
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != e["version"]:
+                    stack.append(e["version"])
+            elif not stack or stack[-1] != e["version"]:
+                stack.append(e["version"])
+        return stack
+
+    def previous_champion(self, tenant: str, name: str) -> int | None:
+        """The champion before the current one that still exists; None when there is none."""
+        existing = {v.version for v in self.versions(tenant, name)}
+        stack = self.champion_stack(tenant, name)
+        for version in reversed(stack[:-1]):
+            if version in existing and version != (stack[-1] if stack else None):
+                return version
+        return None
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _event(self, conn: Connection, tenant: str, name: str, action: str, **values: Any) -> None:
+        conn.execute(
+            E.insert().values(tenant=tenant, model=name, at=self.clock(), action=action, **values)
+        )
+
+    def _set_alias(
+        self,
+        conn: Connection,
+        tenant: str,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        action: str,
+        actor: str | None,
+        reason: str,
+        job_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int | None:
+        previous = self._aliases(conn, tenant, name).get(alias)
+        where = [A.c.tenant == tenant, A.c.model == name, A.c.alias == alias]
+        if previous is None:
+            conn.execute(
+                A.insert().values(
+                    tenant=tenant, model=name, alias=alias, version=version, updated_at=self.clock()
+                )
+            )
+        else:
+            conn.execute(A.update().where(*where).values(version=version, updated_at=self.clock()))
+        self._event(
+            conn,
+            tenant,
+            name,
+            action,
+            alias=alias,
+            version=version,
+            previous_version=previous,
+            actor=actor,
+            reason=reason,
+            job_id=job_id,
+            details=details,
+        )
+        return previous
+
+    def register(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        artifact: str,
+        manifest_sha256: str,
+        lineage: dict[str, Any],
+        job_id: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        created_by: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Add the next version of ``name`` (creating the model with ``config``; a given
+        ``config`` of an existing model replaces its settings). The first becomes champion."""
+        check_name(name)
+        settings = check_config(config) if config is not None else None
+        with self._tx() as conn:
+            self._lock(conn, tenant, name)
+            model = conn.execute(sa.select(M).where(M.c.tenant == tenant, M.c.name == name)).first()
+            if model is None:
+                conn.execute(
+                    M.insert().values(
+                        tenant=tenant,
+                        name=name,
+                        created_at=self.clock(),
+                        created_by=created_by,
+                        config=(settings or ModelConfig()).model_dump(),
+                    )
+                )
+            elif settings is not None:
+                conn.execute(
+                    M.update()
+                    .where(M.c.tenant == tenant, M.c.name == name)
+                    .values(config=settings.model_dump())
+                )
+            # never reuse a number, even of a removed version: the history names them
+            latest = conn.execute(
+                sa.select(sa.func.max(E.c.version)).where(
+                    E.c.tenant == tenant, E.c.model == name, E.c.action == "register"
+                )
+            ).scalar()
+            version = int(latest or 0) + 1
+            conn.execute(
+                V.insert().values(
+                    tenant=tenant,
+                    model=name,
+                    version=version,
+                    created_at=self.clock(),
+                    created_by=created_by,
+                    job_id=job_id,
+                    artifact=artifact,
+                    manifest_sha256=manifest_sha256,
+                    lineage=lineage,
+                    metrics=metrics,
+                )
+            )
+            self._event(
+                conn, tenant, name, "register", version=version, job_id=job_id, actor=created_by
+            )
+            if CHAMPION not in self._aliases(conn, tenant, name):
+                self._set_alias(
+                    conn,
+                    tenant,
+                    name,
+                    CHAMPION,
+                    version,
+                    action="register",
+                    actor=created_by,
+                    reason="the first version of a model becomes champion",
+                    job_id=job_id,
+                )
+            return self._get_version(conn, tenant, name, version)
+
+    def set_config(self, tenant: str, name: str, changes: dict[str, Any]) -> ModelConfig:
+        check_name(name)
+        with self._tx() as conn:
+            row = self._model_row(conn, tenant, name)
+            config = check_config({**row.config, **changes})
+            conn.execute(
+                M.update()
+                .where(M.c.tenant == tenant, M.c.name == name)
+                .values(config=config.model_dump())
+            )
+        return config
+
+    def set_alias(
+        self,
+        tenant: str,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str | None = None,
+        action: str = "alias",
+        reason: str = "",
+        job_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Point ``alias`` at ``version`` (which must exist); recorded in the history."""
+        check_name(name)
+        check_alias(alias)
+        with self._tx() as conn:
+            self._lock(conn, tenant, name)
+            self._get_version(conn, tenant, name, int(version))
+            self._set_alias(
+                conn,
+                tenant,
+                name,
+                alias,
+                int(version),
+                action=action,
+                actor=actor,
+                reason=reason or f"{alias} set by hand",
+                job_id=job_id,
+                details=details,
+            )
+            return self._get_version(conn, tenant, name, int(version))
+
+    def promote(
+        self, tenant: str, name: str, version: int, *, actor: str | None = None, reason: str = ""
+    ) -> ModelVersion:
+        """Make ``version`` the champion by hand (the gate does it on evidence)."""
+        return self.set_alias(
+            tenant,
+            name,
+            CHAMPION,
+            version,
+            actor=actor,
+            action="promote",
+            reason=reason or "promoted by hand",
+        )
+
+    def rollback(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        actor: str | None = None,
+        reason: str = "",
+        action: str = "rollback",
+        details: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Make the previous champion (from the alias history) champion again."""
+        check_name(name)
+        previous = self.previous_champion(tenant, name)
+        if previous is None:
+            raise errors.Conflict(
+                f"model {name!r} has no previous champion to roll back to",
+                details={"model": name},
+            )
+        with self._tx() as conn:
+            self._lock(conn, tenant, name)
+            self._get_version(conn, tenant, name, previous)
+            self._set_alias(
+                conn,
+                tenant,
+                name,
+                CHAMPION,
+                previous,
+                action="rollback",
+                actor=actor,
+                reason=reason or "rolled back by hand",
+                details=details,
+            )
+            if action != "rollback":  # a drift action: say what decided it
+                self._event(
+                    conn, tenant, name, action, version=previous, actor=actor, reason=reason
+                )
+            return self._get_version(conn, tenant, name, previous)
+
+    def remove(self, tenant: str, name: str, version: int, *, actor: str | None = None) -> int:
+        """Remove one version (its artifacts stay with the job that made them). Refused for a
+        version an alias points at."""
+        check_name(name)
+        with self._tx() as conn:
+            self._lock(conn, tenant, name)
+            found = self._get_version(conn, tenant, name, int(version))
+            if found.aliases:
+                names = ", ".join(found.aliases)
+                raise errors.Conflict(
+                    f"version {version} of {name!r} is {names}: point the alias elsewhere first "
+                    f"(zhuge models promote / alias), then remove it",
+                    details={"model": name, "version": version, "aliases": list(found.aliases)},
+                )
+            conn.execute(
+                V.delete().where(
+                    V.c.tenant == tenant, V.c.model == name, V.c.version == int(version)
+                )
+            )
+            self._event(conn, tenant, name, "remove", version=int(version), actor=actor)
+        return int(version)
+
+    def record_gate(
+        self,
+        tenant: str,
+        name: str,
+        version: int,
+        gate: dict[str, Any],
+        *,
+        promote: bool,
+        job_id: int | None = None,
+    ) -> ModelVersion:
+        """Store the gate's decision and evidence on the version; move ``champion`` to it
+        when ``promote``, else point ``challenger`` at it."""
+        with self._tx() as conn:
+            self._lock(conn, tenant, name)
+            self._get_version(conn, tenant, name, version)
+            conn.execute(
+                V.update()
+                .where(V.c.tenant == tenant, V.c.model == name, V.c.version == version)
+                .values(gate=gate)
+            )
+            alias = CHAMPION if promote else CHALLENGER
+            current = self._aliases(conn, tenant, name).get(CHAMPION)
+            if promote or current != version:
+                self._set_alias(
+                    conn,
+                    tenant,
+                    name,
+                    alias,
+                    version,
+                    action="gate",
+                    actor=None,
+                    reason=str(gate.get("reason", "")),
+                    job_id=job_id,
+                    details={"decision": gate.get("decision")},
+                )
+            return self._get_version(conn, tenant, name, version)
+
+    def record_event(
+        self,
+        tenant: str,
+        name: str,
+        action: str,
+        *,
+        version: int | None = None,
+        job_id: int | None = None,
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as conn:
+            self._model_row(conn, tenant, name)
+            self._event(
+                conn,
+                tenant,
+                name,
+                action,
+                version=version,
+                job_id=job_id,
+                reason=reason,
+                details=details,
+            )
+
+    def record_score(
+        self,
+        tenant: str,
+        name: str,
+        version: int,
+        metrics: dict[str, Any],
+        *,
+        drifted: bool,
+        job_id: int | None = None,
+    ) -> dict[str, Any]:
+        with self._tx() as conn:
+            self._model_row(conn, tenant, name)
+            conn.execute(
+                S.insert().values(
+                    tenant=tenant,
+                    model=name,
+                    version=version,
+                    at=self.clock(),
+                    job_id=job_id,
+                    metrics=metrics,
+                    drifted=drifted,
+                )
+            )
+        return self.scores(tenant, name)[-1]

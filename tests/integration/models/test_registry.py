@@ -1,0 +1,127 @@
+"""The registry's rows on SQLite and PostgreSQL: versions numbered per model, the first one
+champion, aliases with history, rollback from that history, removal refused for an aliased
+version, references resolved, and every tenant blind to the others' models."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import empty_store
+from zhuge import errors
+from zhuge.jobs.registry import CHALLENGER, CHAMPION, Registry, parse_ref
+from zhuge.jobs.store import JobStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'zhuge.db'}"
+    return empty_store(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def registry(db_url):
+    store = JobStore.open(db_url)
+    ticks = iter(range(1_000_000))
+    yield Registry(store.engine, clock=lambda: float(next(ticks)))
+    store.dispose()
+
+
+def add(registry: Registry, name: str = "fleet-cpu", tenant: str = "acme", **kwargs):
+    return registry.register(
+        tenant,
+        name,
+        artifact=f"jobs/{kwargs.get('job_id', 1)}/attempt-1/model",
+        manifest_sha256="0" * 64,
+        lineage={"datasets": [{"ref": "dataset://t@sha256:" + "a" * 64}]},
+        **kwargs,
+    )
+
+
+def test_versions_count_up_and_the_first_becomes_champion(registry):
+    first, second = add(registry, job_id=11), add(registry, job_id=12)
+    assert (first.version, second.version) == (1, 2)
+    assert registry.aliases("acme", "fleet-cpu") == {CHAMPION: 1}
+    assert registry.resolve("acme", "fleet-cpu@champion").job_id == 11
+    assert registry.resolve("acme", "fleet-cpu@2").job_id == 12
+    (listed,) = registry.list("acme")
+    assert (listed["versions"], listed["latest"], listed["aliases"]) == (2, 2, {CHAMPION: 1})
+
+
+def test_rollback_walks_the_champion_history_back(registry):
+    for job in (1, 2, 3):
+        add(registry, job_id=job)
+    registry.promote("acme", "fleet-cpu", 2, actor="tok_a")
+    registry.promote("acme", "fleet-cpu", 3, actor="tok_a")
+    assert registry.rollback("acme", "fleet-cpu").version == 2
+    assert registry.rollback("acme", "fleet-cpu").version == 1  # two rollbacks go two back
+    with pytest.raises(errors.Conflict, match="no previous champion"):
+        registry.rollback("acme", "fleet-cpu")
+    history = [
+        (e["action"], e["version"], e["previous_version"])
+        for e in registry.show("acme", "fleet-cpu")["alias_history"]
+    ]
+    assert history == [
+        ("register", 1, None),
+        ("promote", 2, 1),
+        ("promote", 3, 2),
+        ("rollback", 2, 3),
+        ("rollback", 1, 2),
+    ]
+
+
+def test_an_aliased_version_cannot_be_removed_and_numbers_are_never_reused(registry):
+    add(registry, job_id=1), add(registry, job_id=2)
+    registry.set_alias("acme", "fleet-cpu", "staging", 2)
+    with pytest.raises(errors.Conflict, match="is champion"):
+        registry.remove("acme", "fleet-cpu", 1)
+    with pytest.raises(errors.Conflict, match="is staging"):
+        registry.remove("acme", "fleet-cpu", 2)
+    registry.set_alias("acme", "fleet-cpu", "staging", 1)
+    assert registry.remove("acme", "fleet-cpu", 2) == 2
+    assert [v.version for v in registry.versions("acme", "fleet-cpu")] == [1]
+    assert add(registry, job_id=3).version == 3
+    with pytest.raises(errors.ModelNotFound, match="no version 2"):
+        registry.resolve("acme", "fleet-cpu@2")
+
+
+def test_the_gate_promotes_or_names_a_challenger(registry):
+    add(registry, job_id=1), add(registry, job_id=2), add(registry, job_id=3)
+    registry.record_gate("acme", "fleet-cpu", 2, {"decision": "challenger"}, promote=False)
+    assert registry.aliases("acme", "fleet-cpu") == {CHAMPION: 1, CHALLENGER: 2}
+    registry.record_gate("acme", "fleet-cpu", 3, {"decision": "promoted"}, promote=True)
+    assert registry.aliases("acme", "fleet-cpu") == {CHAMPION: 3, CHALLENGER: 2}
+    assert registry.version("acme", "fleet-cpu", 3).gate == {"decision": "promoted"}
+    assert registry.rollback("acme", "fleet-cpu").version == 1
+
+
+def test_another_tenant_sees_nothing(registry):
+    add(registry, job_id=1)
+    assert registry.list("other") == []
+    for attempt in (
+        lambda: registry.resolve("other", "fleet-cpu@champion"),
+        lambda: registry.show("other", "fleet-cpu"),
+        lambda: registry.promote("other", "fleet-cpu", 1),
+        lambda: registry.remove("other", "fleet-cpu", 1),
+        lambda: registry.rollback("other", "fleet-cpu"),
+    ):
+        with pytest.raises(errors.ModelNotFound, match="no registered model 'fleet-cpu'"):
+            attempt()
+    # the same name in another tenant is another model
+    assert add(registry, tenant="other", job_id=9).version == 1
+    assert registry.resolve("acme", "fleet-cpu@champion").job_id == 1
+
+
+@pytest.mark.parametrize(
+    "ref", ["fleet", "fleet@", "@champion", "fl eet@champion", "../x@1", "fleet@champion@2"]
+)
+def test_malformed_references_are_refused(ref):
+    with pytest.raises(errors.InvalidRequest, match="not a model reference"):
+        parse_ref(ref)
+
+
+def test_bad_config_names_the_field(registry):
+    with pytest.raises(errors.InvalidParams, match="margin") as raised:
+        add(registry, config={"margin": -1})
+    assert raised.value.details[0]["loc"] == ["config", "margin"]
+    assert registry.list("acme") == []  # nothing changed
