@@ -158,6 +158,12 @@ def worker(
         offered = worker_resources(
             cpus=cpus, memory=memory, gpus=gpus, custom=custom, share=nworkers
         )
+        # Take no work under a schema this zhuge was not written for (a rolling upgrade).
+        db_url = os.environ.get("ZHUGE_DB_URL")
+        if db_url:
+            from zhuge.jobs.worker_check import check_worker_schema
+
+            check_worker_schema(db_url)
     resources = dask_resources(offered)
     argv = [
         sys.executable,
