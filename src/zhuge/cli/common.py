@@ -72,6 +72,8 @@ def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
         option = flag(param, flags)
         message = re.sub(rf"\b{re.escape(param)}=", f"{option} ", message)
         message = re.sub(rf"\({re.escape(param)}\)", f"({option})", message)
+        if "_" in param:  # an identifier (model_from) is no word of prose: always the option
+            message = re.sub(rf"(?<![-\w]){re.escape(param)}\b", option, message)
     if field_errors:
         named = [flag(str(d["loc"][-1]), flags) for d in field_errors if d.get("loc")]
         head, colon, _ = message.partition(": ")
