@@ -402,6 +402,52 @@ class Client:
     def remove_connection(self, name: str) -> dict[str, Any]:
         return self._request("DELETE", f"/v1/connections/{quote(name, safe='')}")
 
+    # -- the model registry ---------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """The tenant's registered models: versions, latest, aliases, gate settings."""
+        return self._request("GET", "/v1/models")
+
+    def model(self, name: str) -> dict[str, Any]:
+        """One model: versions (lineage, gate decision and evidence), aliases, alias
+        history, events, live record."""
+        return self._request("GET", f"/v1/models/{quote(name, safe='')}")
+
+    def model_version(self, ref: str) -> dict[str, Any]:
+        """The version ``NAME@VERSION`` names (``NAME@ALIAS``: the one the alias names now)."""
+        name, _, at = ref.partition("@")
+        if not at.isdigit():
+            return self._version_by_alias(name, at)
+        return self._request("GET", f"/v1/models/{quote(name, safe='')}/versions/{int(at)}")
+
+    def _version_by_alias(self, name: str, alias: str) -> dict[str, Any]:
+        found = self.model(name)
+        if alias not in found["aliases"]:
+            raise errors.ModelNotFound(f"model {name!r} has no alias {alias!r}")
+        return self.model_version(f"{name}@{found['aliases'][alias]}")
+
+    def promote_model(self, name: str, version: int) -> dict[str, Any]:
+        """Make ``version`` the champion by hand."""
+        path = f"/v1/models/{quote(name, safe='')}/promote"
+        return self._request("POST", path, json={"version": version})
+
+    def rollback_model(self, name: str) -> dict[str, Any]:
+        """Make the previous champion (from the alias history) champion again."""
+        return self._request("POST", f"/v1/models/{quote(name, safe='')}/rollback")
+
+    def alias_model(self, name: str, alias: str, version: int) -> dict[str, Any]:
+        path = f"/v1/models/{quote(name, safe='')}/aliases/{quote(alias, safe='')}"
+        return self._request("PUT", path, json={"version": version})
+
+    def remove_model_version(self, name: str, version: int) -> dict[str, Any]:
+        """Remove a version no alias points at (``Conflict`` otherwise)."""
+        return self._request("DELETE", f"/v1/models/{quote(name, safe='')}/versions/{version}")
+
+    def configure_model(self, name: str, **config: Any) -> dict[str, Any]:
+        """Change the release gate's and drift's settings (margin=0.05, manual=True, ...)."""
+        path = f"/v1/models/{quote(name, safe='')}/config"
+        return self._request("PATCH", path, json={"config": config})
+
     # -- system ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

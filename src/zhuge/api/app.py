@@ -16,6 +16,7 @@ from zhuge.api.routes import (
     datasets,
     health,
     jobs,
+    models,
     queues,
     system,
 )
@@ -55,5 +56,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(queues.router)
+    app.include_router(models.router)
     audit.install(app)  # last: the outermost middleware, it sees what any other refuses
     return app

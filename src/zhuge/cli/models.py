@@ -1,0 +1,243 @@
+"""zhuge models ls / show / promote / rollback / alias / rm / config: the tenant's model
+registry. Versions come from ``zhuge train ... --register NAME``; a version is used with
+``--model-from NAME@champion`` (or ``NAME@3``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from zhuge.cli.common import (
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    client,
+    console,
+    print_json,
+    user_errors,
+    when,
+)
+from zhuge.errors import InvalidParams
+
+models_app = typer.Typer(
+    help="Registered models: versions with lineage, aliases (champion, challenger), the "
+    "release gate's decisions, rollback. Register with `zhuge train ... --register NAME`.",
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
+VersionArg = Annotated[int, typer.Argument(help="A version number (zhuge models show NAME).")]
+
+
+def _aliases(aliases: dict[str, int]) -> str:
+    return ", ".join(f"{a}→{v}" for a, v in aliases.items()) or "-"
+
+
+@models_app.command("ls")
+def models_ls(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List the tenant's registered models."""
+    with user_errors(json_output):
+        found = client(url, token).models()
+    if json_output:
+        print_json(found)
+        return
+    table = Table()
+    for col in ("name", "versions", "latest", "aliases", "gate", "created"):
+        table.add_column(col)
+    for m in found:
+        c = m["config"]
+        gate = "manual" if c.get("manual") else f"{c['metric']} -{c['margin']:.0%} {c['test']}"
+        table.add_row(
+            m["name"],
+            str(m["versions"]),
+            str(m["latest"] or "-"),
+            _aliases(m["aliases"]),
+            gate,
+            when(m["created_at"]),
+        )
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_model(found: dict[str, Any]) -> None:
+    """What ``zhuge models show`` prints (docs/models.md shows an example)."""
+    c = found["config"]
+    console.print(f"[bold]{found['name']}[/]  aliases: {_aliases(found['aliases'])}")
+    console.print(
+        f"gate: {c['metric']} better by {c['margin']:.0%}, {c['test']} at level {c['level']}, "
+        f"at least {c['min_series']} series, {c['gate_windows']} window(s)"
+        + (", manual promotion only" if c["manual"] else "")
+        + f"; drift: x{c['drift_factor']} for {c['drift_scorings']} scorings -> "
+        f"{c['drift_action']}"
+    )
+    table = Table(title="versions")
+    for col in ("version", "aliases", "job", "created", "datasets", "decision", "why"):
+        table.add_column(col)
+    for v in found["versions"]:
+        gate = v.get("gate") or {}
+        datasets = ", ".join(
+            f"{d['name']}@{d['sha256'][:12]}" for d in v["lineage"].get("datasets", [])
+        )
+        table.add_row(
+            str(v["version"]),
+            ", ".join(v["aliases"]) or "-",
+            str(v["job_id"] or "-"),
+            when(v["created_at"]),
+            datasets or "-",
+            gate.get("decision", "-"),
+            gate.get("reason", "-"),
+        )
+    console.print(table)
+    history = Table(title="alias history")
+    for col in ("at", "action", "alias", "version", "was", "by", "reason"):
+        history.add_column(col)
+    for e in found["alias_history"]:
+        history.add_row(
+            when(e["at"]),
+            e["action"],
+            e["alias"],
+            str(e["version"]),
+            _fmt(e["previous_version"]),
+            e["actor"] or "platform",
+            e["reason"],
+        )
+    console.print(history)
+    if found["live"]:
+        live = Table(title="live record")
+        for col in ("at", "version", "MASE", "coverage", "gate MASE", "drifted"):
+            live.add_column(col)
+        for s in found["live"]:
+            m = s["metrics"]
+            live.add_row(
+                when(s["at"]),
+                str(s["version"]),
+                _fmt(m.get("mase")),
+                _fmt(m.get("coverage")),
+                _fmt(m.get("gate_mase")),
+                "yes" if s["drifted"] else "no",
+            )
+        console.print(live)
+
+
+@models_app.command("show")
+def models_show(
+    name: NameArg, json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    """Versions, aliases, alias history, lineage, gate decisions and the live record."""
+    with user_errors(json_output):
+        found = client(url, token).model(name)
+    if json_output:
+        print_json(found)
+    else:
+        print_model(found)
+
+
+def _changed(done: dict[str, Any], json_output: bool, what: str) -> None:
+    if json_output:
+        print_json(done)
+    else:
+        console.print(f"{done['model']} version {done['version']} {what}")
+
+
+@models_app.command("promote")
+def models_promote(
+    name: NameArg,
+    version: VersionArg,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Make VERSION the champion by hand (the release gate does it on evidence)."""
+    with user_errors(json_output):
+        done = client(url, token).promote_model(name, version)
+    _changed(done, json_output, "is champion")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: NameArg, json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None
+) -> None:
+    """Make the previous champion (from the alias history) champion again."""
+    with user_errors(json_output):
+        done = client(url, token).rollback_model(name)
+    _changed(done, json_output, "is champion again")
+
+
+@models_app.command("alias")
+def models_alias(
+    name: NameArg,
+    alias: Annotated[str, typer.Argument(help="champion, challenger, or a name of yours.")],
+    version: VersionArg,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Point ALIAS at VERSION."""
+    with user_errors(json_output):
+        done = client(url, token).alias_model(name, alias, version)
+    _changed(done, json_output, f"is {alias}")
+
+
+@models_app.command("rm")
+def models_rm(
+    name: NameArg,
+    version: VersionArg,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Remove VERSION (refused while an alias points at it; its job keeps its artifacts)."""
+    with user_errors(json_output):
+        done = client(url, token).remove_model_version(name, version)
+    if json_output:
+        print_json(done)
+    else:
+        console.print(f"{name} version {done['version']} removed")
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    import json
+
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidParams(f"SETTING must be key=value, not {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
+
+
+@models_app.command("config")
+def models_config(
+    name: NameArg,
+    settings: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SETTING...",
+            help="key=value: metric, margin, level, test (dm|bootstrap), min_series, manual, "
+            "gate_windows, drift_factor, drift_scorings, drift_action (none|retrain|rollback).",
+        ),
+    ],
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Change the release gate's and drift's settings of a model."""
+    with user_errors(json_output):
+        done = client(url, token).configure_model(name, **_settings(settings))
+    if json_output:
+        print_json(done)
+    else:
+        console.print(", ".join(f"{k}={v}" for k, v in done.items()))
