@@ -10,10 +10,11 @@ an overall table per model.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from zhuge.errors import DataError
@@ -30,7 +31,11 @@ from zhuge.ml.forecast.metrics import (
     summarize,
 )
 
-__all__ = ["BacktestResult", "backtest", "backtest_fleet"]
+__all__ = ["BacktestResult", "WindowHook", "backtest", "backtest_fleet"]
+
+# Called once per rolling origin with (window, history, actual, {model: yhat}) after every
+# model has forecast it: how the migration decision backtest scores plans beside the points.
+WindowHook = Callable[[int, Fleet, np.ndarray, dict[str, np.ndarray]], None]
 
 
 @dataclass
@@ -82,9 +87,10 @@ def backtest_fleet(
     step: int | None = None,
     quantiles: Sequence[float] = (0.1, 0.9),
     buckets: Sequence[float] | None = None,
+    on_window: WindowHook | None = None,
     **forecaster_params: Any,
 ) -> BacktestResult:
-    """:func:`backtest` on a fleet matrix."""
+    """:func:`backtest` on a fleet matrix; ``on_window`` sees each origin's forecasts."""
     lengths = history_lengths(fleet.n_steps, horizon, windows, step)
     if min(lengths) < 1:
         raise DataError(
@@ -99,6 +105,7 @@ def backtest_fleet(
         history = fleet.head(t)
         actual = fleet.values[:, t : t + horizon]
         scale = mase_scale(history.values, history.season)
+        forecasts: dict[str, np.ndarray] = {}
         for name in names:
             forecaster = Forecaster(
                 model=name,
@@ -116,6 +123,7 @@ def backtest_fleet(
             seconds[name] += time.process_time() - started
             selections[name].append(forecaster.selection_)
             yhat = columns["yhat"]
+            forecasts[name] = yhat
             table = pd.DataFrame(
                 {
                     "model": name,
@@ -133,6 +141,8 @@ def backtest_fleet(
             if buckets is not None:
                 table["bucket_accuracy"] = bucket_accuracy_matrix(actual, yhat, buckets)
             rows.append(table)
+        if on_window is not None:
+            on_window(w, history, actual, forecasts)
     per_series = pd.concat(rows, ignore_index=True)
     overall = summarize(per_series, by="model")
     overall["cpu_seconds"] = overall["model"].map(seconds)

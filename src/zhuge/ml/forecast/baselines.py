@@ -17,6 +17,7 @@ __all__ = [
     "last_observed",
     "last_value",
     "nanmedian",
+    "seasonal_mean",
     "seasonal_median",
     "seasonal_naive",
     "window_median",
@@ -101,6 +102,16 @@ def seasonal_median(values: np.ndarray, horizon: int, season: int) -> np.ndarray
     block = _season_block(values, season, SEASONAL_MEDIAN_SEASONS)
     profile = _fill_rows(nanmedian(block, axis=1), last_observed(values))
     return _profile_to_horizon(profile, horizon)
+
+
+def seasonal_mean(values: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """Per time of day, the mean over the last week of days (the 7-day profile a planner
+    would draw by hand; a decision baseline, not an ``auto`` candidate)."""
+    block = _season_block(values, season, SEASONAL_MEDIAN_SEASONS)
+    with np.errstate(invalid="ignore"):
+        counts = (~np.isnan(block)).sum(axis=1)
+        profile = np.where(counts > 0, np.nansum(block, axis=1) / np.maximum(counts, 1), np.nan)
+    return _profile_to_horizon(_fill_rows(profile, last_observed(values)), horizon)
 
 
 BASELINES: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
