@@ -16,6 +16,7 @@ through the API, so what works here works against a remote server:
 from __future__ import annotations
 
 import os
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -62,11 +63,77 @@ def _embedded(json_output: bool) -> Iterator[Client]:
             f"[dim]no zhuge server at {default_url()}; running in-process (home {settings.home})[/]"
         )
     with (
+        _quiet_dask(),
         Platform(settings) as platform,
         serve_privately(platform.app()) as api,
         Client(api.url, platform.token, transport=api.transport) as client,
     ):
+        _quiet_workers(platform)
         yield client
+
+
+# Dask's own reports of a shutdown this command asked for: tasks cut short (CancelledError),
+# a worker still busy with a cancelled job killed, its semaphores then "leaked". Errors remain.
+_DASK_LOGGERS = ("distributed", "distributed.worker.state_machine", "distributed.nanny")
+_TRACKER_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+@contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Dask logs errors only in this process, and the processes it starts ignore the
+    semaphore warning (PYTHONWARNINGS), for an embedded platform's life; restored after."""
+    import logging
+
+    saved = {name: logging.getLogger(name).level for name in _DASK_LOGGERS}
+    warnings_before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (warnings_before, _TRACKER_WARNING)))
+    for name in _DASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        if warnings_before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = warnings_before
+
+
+def _quiet_unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``hook`` but for a Dask client of a job cut short, closed by the garbage collector
+    after its event loop ("IOLoop is closed"): nothing a user could act on."""
+
+    def quiet(unraisable: Any) -> None:
+        closed_loop = isinstance(unraisable.exc_value, RuntimeError) and "IOLoop is closed" in (
+            str(unraisable.exc_value)
+        )
+        if not (closed_loop and "distributed" in getattr(unraisable.object, "__module__", "")):
+            hook(unraisable)
+
+    return quiet
+
+
+def _quiet_workers(platform: Any) -> None:
+    """Each Dask worker of the embedded cluster logs errors only: its "ended with
+    CancelledError" warnings are the command's own Ctrl-C."""
+    executor = getattr(platform, "executor", None)
+    dask_client = getattr(executor, "client", None)
+    if dask_client is None or getattr(executor, "cluster", None) is None:
+        return  # an existing cluster's workers are not ours to quiet
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietShutdown(WorkerPlugin):
+        name = "zhuge-cli-quiet-shutdown"
+
+        def setup(self, worker: Any) -> None:
+            import logging
+
+            for logger in _DASK_LOGGERS:
+                logging.getLogger(logger).setLevel(logging.ERROR)
+            sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+
+    dask_client.register_plugin(QuietShutdown())
 
 
 def local_path(value: str | Path | None) -> str | None:
