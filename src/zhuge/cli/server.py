@@ -55,6 +55,7 @@ def up(
     """
     import uvicorn
 
+    from zhuge.client import default_url
     from zhuge.config import Settings
     from zhuge.hardware import cpu_count
     from zhuge.jobs.store import redacted
@@ -74,6 +75,7 @@ def up(
             workers=workers or cpu_count(),
             dask_address=dask_address,
         )
+        check_port_free(settings.host, settings.port)  # before Dask or the database
         platform = Platform(settings, run_scheduler=not api_only, start_dask=not no_dask)
         platform.start()
     try:
@@ -86,6 +88,9 @@ def up(
         console.print(f"  token     {settings.token_path}")
         roots = ", ".join(map(str, platform.settings.data_roots))  # the default filled in
         console.print(f"  data roots {roots} (jobs read paths only under these)")
+        if settings.url != default_url():
+            # the CLI and SDK of other shells look at ZHUGE_URL (default 127.0.0.1:8470)
+            console.print(f"  in other shells: [bold]export ZHUGE_URL={settings.url}[/]")
         config = uvicorn.Config(
             platform.app(),
             host=settings.host,
@@ -104,6 +109,28 @@ def up(
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces
         console.print("stopping: releasing running jobs back to the queue")
         platform.stop()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on, in words, before anything starts (uvicorn
+    would say ``[Errno 98]`` only after the Dask cluster and the scheduler were up)."""
+    import errno
+    import socket
+
+    from zhuge.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"--port {port}: {host}:{port} is already in use (another zhuge up?); "
+                    f"stop it, or choose another port: zhuge up --port {port + 1}"
+                ) from None
+            raise ConfigError(f"--host {host} --port {port}: cannot listen there: {exc}") from None
 
 
 def worker(
