@@ -143,6 +143,57 @@ def seconds(value: float | None) -> str:
     return f"{value / 60:.1f} min"
 
 
+_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def duration(value: Any) -> str:
+    """A duration as people write it: ``1h``, ``90min`` → ``1h30min``, ``2d``; from seconds,
+    a ``timedelta``/``pd.Timedelta``, or text as pandas prints it (``0 days 01:00:00``) or
+    as ISO 8601 (``PT1H``). Anything else is shown as it is."""
+    if value is None:
+        return "-"
+    total: float | None = None
+    if isinstance(value, int | float):
+        total = float(value)
+    elif hasattr(value, "total_seconds"):
+        total = value.total_seconds()
+    elif isinstance(value, str):
+        try:
+            import pandas as pd
+
+            total = pd.Timedelta(value).total_seconds()
+        except (ValueError, TypeError):
+            return value
+    if total is None:
+        return str(value)
+    if total < 1:
+        return f"{total * 1000:.0f}ms"
+    left, parts = round(total), []
+    for name, size in _UNITS:
+        if left >= size:
+            parts.append(f"{left // size}{name}")
+            left %= size
+    return "".join(parts[:2])  # 1d2h, not 1d2h3min4s
+
+
+def count(value: Any) -> str:
+    """A progress count as people read it: ``4.9`` not ``4.899999999999999``, ``25`` not
+    ``25.0``; ``-`` when unknown."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def progress_text(progress: Mapping[str, Any] | None) -> str:
+    """``done/total message`` of a job's progress, rounded."""
+    if not progress:
+        return ""
+    text = f"{count(progress.get('done'))}/{count(progress.get('total'))}"
+    return f"{text} {progress.get('message') or ''}".strip()
+
+
 STATE_STYLE = {
     "queued": "yellow",
     "running": "cyan",

@@ -20,6 +20,7 @@ from zhuge.cli.common import (
     console,
     err_console,
     print_json,
+    progress_text,
     seconds,
     styled_state,
     user_errors,
@@ -160,8 +161,7 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
     if job.get("pending_reason") and job["state"] == "queued":
         fields.append(("waits", f"[yellow]{job['pending_reason']}[/]"))
     if job.get("progress"):
-        p = job["progress"]
-        fields.append(("progress", f"{p.get('done')}/{p.get('total')} {p.get('message', '')}"))
+        fields.append(("progress", progress_text(job["progress"])))
     if job.get("artifacts"):
         fields.append(("artifacts", job["artifacts"]))
     if job.get("result") is not None:

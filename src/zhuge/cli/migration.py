@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from zhuge.cli.common import JsonOpt, console, print_json, user_errors
+from zhuge.cli.common import JsonOpt, console, duration, print_json, user_errors
 from zhuge.cli.run import (
     checked_out,
     connect,
@@ -335,8 +335,8 @@ def _print_plan(result: dict[str, Any], job: dict[str, Any]) -> None:
     parts = s.get("partitions") or {}
     rows = [
         ("VMs placed", f"{s['placed']:,} of {s['vms']:,}"),
-        ("windows", f"{s['windows']} x {s['window']} from {s['first_window']}"),
-        ("deadline", s["deadline"]),
+        ("windows", f"{s['windows']} x {duration(s['window'])} from {s['first_window']}"),
+        ("deadline", duration(s["deadline"])),
         ("total predicted downtime", _fmt(s["total_predicted_downtime_ms"] / 1000, " s", 2)),
         ("mean predicted downtime", _fmt(s["mean_predicted_downtime_ms"], " ms")),
         ("mean predicted load", _fmt(s["mean_predicted_load"], " %")),

@@ -25,9 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
-from zhuge.cli.common import err_console
+from zhuge.cli.common import count, err_console
 from zhuge.client import Client, default_token, default_url
 from zhuge.errors import DataError, ZhugeError
 
@@ -211,14 +221,34 @@ def save_output(client: Client, job: dict[str, Any], out: Path | None) -> str | 
     return str(client.download_artifact(job["id"], job["result"]["output"], out))
 
 
+class _CountColumn(ProgressColumn):
+    """``4.9/25`` (rounded) once the job reports a total; nothing before."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{count(task.completed)}/{count(task.total)}")
+
+
+class _EtaColumn(TimeRemainingColumn):
+    """``eta 0:01:20`` once the job reports a total and has moved; nothing before."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None or not task.completed or task.finished:
+            return Text("")
+        return Text("eta ", style="progress.remaining") + super().render(task)
+
+
 def _progress_bar(json_output: bool) -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
+        _CountColumn(),
         TextColumn("{task.fields[state]}"),
         TextColumn("{task.fields[message]}"),
         TimeElapsedColumn(),
+        _EtaColumn(),
         console=err_console,
         transient=False,
         disable=json_output,
