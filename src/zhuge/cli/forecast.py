@@ -148,6 +148,53 @@ BucketsOpt = Annotated[str, typer.Option("--buckets", help="Band edges for --tar
 SelectionOpt = Annotated[
     str, typer.Option("--selection", help="auto: global (one model) or per_series.")
 ]
+DecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--decision",
+        help="migration: also score each model by the migration plans its forecasts induce "
+        "(realised load in the chosen windows, captured share; needs --vms with memory_gb).",
+    ),
+]
+WindowOpt = Annotated[str, typer.Option("--window", help="With --decision: window length.")]
+PerHostOpt = Annotated[
+    int, typer.Option("--max-per-host", help="With --decision: migrations leaving a host at once.")
+]
+PerClusterOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-per-cluster", help="With --decision: migrations in a cluster (0: no limit)."
+    ),
+]
+BandwidthOpt = Annotated[
+    float, typer.Option("--bandwidth-gbps", help="With --decision: shared Gbit/s (0: no limit).")
+]
+BlackoutOpt = Annotated[
+    list[str] | None, typer.Option("--blackout", help="With --decision: daily no-migration range.")
+]
+
+
+def _decision(
+    decision: str | None,
+    window: str,
+    max_per_host: int,
+    max_per_cluster: int,
+    bandwidth_gbps: float,
+    blackout: list[str] | None,
+) -> dict[str, Any]:
+    """The plan request ``--decision migration`` judges forecasts by."""
+    if decision is None:
+        return {}
+    return {
+        "decision": decision,
+        "window": window,
+        "max_per_host": max_per_host,
+        "max_per_cluster": max_per_cluster if max_per_cluster > 0 else None,
+        "bandwidth_gbps": bandwidth_gbps if bandwidth_gbps > 0 else None,
+        "blackouts": blackout or [],
+    }
+
+
 TrainSeriesOpt = Annotated[
     int, typer.Option("--train-series", help="Train on at most this many series.")
 ]
@@ -308,6 +355,12 @@ def backtest_command(
     columns: ColumnsOpt = None,
     timestamp_unit: UnitOpt = "auto",
     chunk_series: ChunkOpt = None,
+    decision: DecisionOpt = None,
+    window: WindowOpt = "30min",
+    max_per_host: PerHostOpt = 1,
+    max_per_cluster: PerClusterOpt = 8,
+    bandwidth_gbps: BandwidthOpt = 100.0,
+    blackout: BlackoutOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     options = {
@@ -315,6 +368,7 @@ def backtest_command(
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "windows": windows,
         "chunk_series": chunk_series,
+        **_decision(decision, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout),
     }
     options["models"] = [m.strip() for m in options.pop("model").split(",") if m.strip()]
     done = _run("backtest", options, title="backtesting", json_output=json_output)
@@ -571,6 +625,37 @@ def _print_backtest(result: dict[str, Any], job: dict[str, Any]) -> None:
         for reason in result.get("auto_reasons", [])[:1]:
             console.print(f"[dim]  e.g. {reason}[/]")
     console.print(f"[dim]per-series scores: {result['artifacts']['per_series']}[/]")
+    if result.get("decision"):
+        _print_decision(result["decision"])
+
+
+def _print_decision(decision: dict[str, Any]) -> None:
+    limits = ", ".join(
+        f"{k} {v}" for k, v in decision["constraints"].items() if v not in (None, [])
+    )
+    table = Table(
+        title=f"Judged by the migration plans they induce: {decision['series']:,} VMs ({limits})"
+        "; realised load in the chosen windows, lower is better"
+    )
+    for title in ("plan made from", "realised load", "downtime ms", "captured", "worst window"):
+        table.add_column(title, justify="left" if title == "plan made from" else "right")
+    for row in decision["overall"]:
+        table.add_row(
+            _label(row["plan"]),
+            _fmt(row["realised_load"], 2),
+            _fmt(row["downtime_ms"], 1),
+            _pct(row["captured"]),
+            _pct(row["captured_min"]),
+        )
+    console.print(table)
+    console.print(
+        "[dim]captured = (L_earliest - L_plan) / (L_earliest - L_perfect_forecast); "
+        f"per window: {decision['artifact']}[/]"
+    )
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from zhuge.errors import DataError, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.forecast.checks import check_request
+from zhuge.jobs.forecast.decision import run_decision_backtest
 from zhuge.jobs.forecast.models import find_model, model_summary, train_forecaster
 from zhuge.jobs.forecast.params import (
     BacktestParams,
@@ -179,7 +180,11 @@ def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
     for r in results:
         for name in r["chosen"].get("auto", []):
             chosen[str(name)] += 1
+    decision = None
+    if params.decision == "migration":
+        decision = run_decision_backtest(params, prepared, steps, forecaster_params, ctx)
     return {
+        "decision": decision,
         "series": series,
         "windows": params.windows,
         "horizon": params.horizon,

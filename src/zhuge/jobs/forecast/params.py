@@ -252,7 +252,59 @@ class ForecastParams(TrainParams):
         return self.model_copy(update=updates)
 
 
-class BacktestParams(FleetInput, ModelChoice):
+DECISION_SERIES = 2000  # VMs a decision backtest (or a selection by decision) plans on
+
+
+class DecisionChoice(KindParams):
+    """The migration plan request forecasts are judged by (``decision="migration"``)."""
+
+    decision: Literal["migration"] | None = Field(
+        None,
+        description="migration: also score each model by the migration plans its forecasts "
+        "induce under the limits below (needs vms with memory_gb).",
+    )
+    window: str = Field("30min", description="Migration window length (with decision).")
+    max_per_host: int = Field(1, ge=1, description="Concurrent migrations leaving one host.")
+    max_per_cluster: int | None = Field(
+        8, ge=1, description="Concurrent migrations in one cluster; null: no limit."
+    )
+    bandwidth_gbps: float | None = Field(
+        100.0, gt=0, description="Gbit/s shared by all concurrent migrations; null: no limit."
+    )
+    blackouts: list[str] = Field(
+        default_factory=list, description="Daily no-migration ranges such as '08:00-10:00'."
+    )
+    decision_series: int = Field(
+        DECISION_SERIES, ge=1, description="Plan on a random sample of at most this many VMs."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        from zhuge.migration import PlanConstraints
+
+        return _value_error(lambda v: PlanConstraints(window=v) and v, value)
+
+    @field_validator("blackouts")
+    @classmethod
+    def _blackouts(cls, value: list[str]) -> list[str]:
+        from zhuge.migration.constraints import parse_blackout
+
+        for text in value:
+            _value_error(parse_blackout, text)
+        return value
+
+    @model_validator(mode="after")
+    def _needs_vms(self) -> DecisionChoice:
+        if self.decision is not None:
+            if getattr(self, "vms", None) is None:
+                raise ValueError("decision=migration needs vms, the VM table the plans are for")
+            if getattr(self, "level", "vm") not in (None, "vm"):
+                raise ValueError("decision=migration plans VMs: level must be vm")
+        return self
+
+
+class BacktestParams(FleetInput, ModelChoice, DecisionChoice):
     windows: int = Field(3, ge=1, le=50, description="Rolling origins, one horizon apart.")
     models: list[str] = Field(
         default_factory=lambda: ["auto"],

@@ -1,0 +1,82 @@
+"""Forecast jobs judged by the migration decision (``decision="migration"``): the plan request
+from the job's parameters, and the decision backtest on a sample of the prepared fleet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zhuge.errors import DataError, InvalidRequest
+from zhuge.jobs.context import JobContext
+from zhuge.jobs.forecast.params import DecisionChoice
+from zhuge.jobs.forecast.prepare import PreparedFleetParts
+from zhuge.jobs.outputs import json_safe
+from zhuge.ml.forecast import to_fleet
+from zhuge.ml.forecast.chunked import sample_series
+
+
+def decision_task(params: DecisionChoice, vms_url: str):
+    """The plan request forecasts are judged by: the VM table (checked as plan-migration checks
+    it) and the limits of ``params``."""
+    from zhuge.jobs.migration.inputs import VM_OPTIONAL, VM_REQUIRED, read_parquet
+    from zhuge.migration import PlanConstraints
+    from zhuge.migration.decision import DecisionTask
+    from zhuge.migration.validation import validate_vms
+
+    vms = read_parquet(vms_url, "vms", required=VM_REQUIRED, optional=VM_OPTIONAL)
+    vms = validate_vms(vms[[c for c in (*VM_REQUIRED, *VM_OPTIONAL) if c in vms.columns]])
+    try:
+        constraints = PlanConstraints(
+            window=params.window,
+            max_per_host=params.max_per_host,
+            max_per_cluster=params.max_per_cluster,
+            bandwidth_gbps=params.bandwidth_gbps,
+            blackouts=tuple(params.blackouts),
+        )
+    except InvalidRequest as exc:
+        raise DataError(exc.message) from exc
+    return DecisionTask(vms, constraints)
+
+
+def constraints_summary(params: DecisionChoice) -> dict[str, Any]:
+    return {
+        "window": params.window,
+        "max_per_host": params.max_per_host,
+        "max_per_cluster": params.max_per_cluster,
+        "bandwidth_gbps": params.bandwidth_gbps,
+        "blackouts": list(params.blackouts),
+    }
+
+
+def run_decision_backtest(
+    params: Any,
+    prepared: PreparedFleetParts,
+    steps: int,
+    forecaster_params: dict[str, Any],
+    ctx: JobContext,
+) -> dict[str, Any]:
+    """The decision backtest of ``params.models`` on a sample of at most
+    ``params.decision_series`` VMs (plans couple VMs through hosts and clusters, so it runs in
+    one piece); its per-window table is the job's ``decision.parquet``."""
+    from zhuge.migration.decision_backtest import decision_backtest
+
+    task = decision_task(params, params.vms)
+    frame = sample_series(prepared.parts, prepared.counts, params.decision_series, seed=params.seed)
+    fleet = to_fleet(frame, freq=prepared.spec.freq)
+    ctx.progress(0, 1, f"decision backtest: plans for {fleet.n_series:,} VMs")
+    result = decision_backtest(
+        fleet, task, horizon=steps, windows=params.windows, models=params.models,
+        quantiles=params.quantiles, **forecaster_params,
+    )  # fmt: skip
+    target = ctx.artifacts.write_parquet("decision.parquet", result.per_window)
+    return {
+        "series": fleet.n_series,
+        "constraints": constraints_summary(params),
+        "overall": json_safe(result.overall.to_dict(orient="records")),
+        "per_window": json_safe(result.per_window.to_dict(orient="records")),
+        "coverage": json_safe(
+            result.points.overall.set_index("model")["coverage"].to_dict()
+            if "coverage" in result.points.overall.columns
+            else {}
+        ),
+        "artifact": target,
+    }

@@ -1,0 +1,59 @@
+"""``backtest`` with ``decision="migration"``, run in-process: each model judged by the plans its
+forecasts induce, beside the perfect-forecast, 7-day-profile and earliest plans."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from zhuge.data import write_fleet
+from zhuge.errors import DataError, InvalidParams
+from zhuge.jobs.context import local_context
+from zhuge.jobs.forecast import BacktestParams, check_request
+from zhuge.jobs.kinds import get_kind
+
+
+def run(kind: str, params: dict, root, job_id: int):
+    spec = get_kind(kind)
+    ctx = local_context(job_id, artifacts_url=root.as_uri())
+    return spec.run(spec.parse(spec.normalise(params)), ctx), ctx
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    return write_fleet(tmp_path_factory.mktemp("fleet"), 30, 9, "5min", seed=11)
+
+
+def test_backtest_scores_plans_beside_the_perfect_forecast_and_the_naive_plan(fleet, tmp_path):
+    params = {
+        "input": fleet.telemetry,
+        "vms": fleet.vms,
+        "models": ["seasonal_naive"],
+        "windows": 2,
+        "decision": "migration",
+        "window": "30min",
+        "max_per_host": 2,
+        "max_per_cluster": 10,
+    }
+    result, ctx = run("backtest", params, tmp_path, 3)
+    decision = result["decision"]
+    overall = pd.DataFrame(decision["overall"]).set_index("plan")
+    assert {"perfect_forecast", "earliest", "profile_7d", "seasonal_naive"} <= set(overall.index)
+    assert overall.at["perfect_forecast", "captured"] == pytest.approx(1.0)
+    assert overall.at["earliest", "captured"] == pytest.approx(0.0)
+    assert overall["realised_load"].min() == overall.at["perfect_forecast", "realised_load"]
+    assert decision["constraints"]["max_per_cluster"] == 10
+    per_window = ctx.artifacts.read_parquet("decision.parquet")
+    assert sorted(per_window["window"].unique()) == [0, 1]
+    assert (per_window["vms"] + per_window["vms_left_out"] <= 30).all()
+
+
+def test_decision_needs_a_vm_table_with_memory(fleet, tmp_path):
+    with pytest.raises(InvalidParams) as refused:
+        get_kind("backtest").parse({"input": fleet.telemetry, "decision": "migration"})
+    assert "needs vms" in refused.value.details[0]["msg"]
+    bare = tmp_path / "vms.parquet"
+    pd.read_parquet(fleet.vms).drop(columns=["memory_gb"]).to_parquet(bare)
+    params = BacktestParams(input=fleet.telemetry, vms=str(bare), decision="migration")
+    with pytest.raises(DataError, match="memory_gb"):
+        check_request(params)
