@@ -50,6 +50,11 @@ class Settings:
     db_url: str | None = None
     artifacts_url: str | None = None
     dask_address: str | None = None
+    # TLS between hosts for Dask traffic (zhuge.jobs.dask_tls): a CA file, and this host's
+    # certificate and key signed by it; all three or none
+    dask_tls_ca: str | None = None
+    dask_tls_cert: str | None = None
+    dask_tls_key: str | None = field(default=None, repr=False)
     data_roots: tuple[Path, ...] = ()
     """Server-side folders every tenant's jobs may read directly (each tenant may have more);
     checked after resolving ``..`` and symlinks. Empty: only datasets and connections."""
@@ -88,6 +93,9 @@ class Settings:
             db_url=env.get("ZHUGE_DB_URL") or None,
             artifacts_url=env.get("ZHUGE_ARTIFACTS_URL") or None,
             dask_address=env.get("ZHUGE_DASK_ADDRESS") or None,
+            dask_tls_ca=env.get("ZHUGE_DASK_TLS_CA") or None,
+            dask_tls_cert=env.get("ZHUGE_DASK_TLS_CERT") or None,
+            dask_tls_key=env.get("ZHUGE_DASK_TLS_KEY") or None,
             data_roots=_paths(env, "ZHUGE_DATA_ROOTS"),
             host=env.get("ZHUGE_HOST") or DEFAULT_HOST,
             port=port,

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from zhuge.config import Settings
+from zhuge.jobs import dask_tls
 from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.liveness import SchedulerBeat
 from zhuge.jobs.scheduler import Scheduler
@@ -88,7 +89,13 @@ class Platform:
                     "--no-dask needs an existing Dask scheduler: set ZHUGE_DASK_ADDRESS "
                     "(e.g. tcp://host:8786) or pass --dask-address"
                 )
-            self.executor = DaskExecutor(address=address, n_workers=self.settings.workers).start()
+            tls = None
+            if address is not None:
+                dask_tls.check_address(address, self.settings)
+                tls = dask_tls.security(self.settings)
+            self.executor = DaskExecutor(
+                address=address, n_workers=self.settings.workers, security=tls
+            ).start()
             self.scheduler = Scheduler(self.store, self.executor, self.settings)
             self.scheduler.start()
             self.beat = SchedulerBeat(self.store, self.scheduler).start()

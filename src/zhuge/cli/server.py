@@ -191,6 +191,12 @@ def worker(
             from zhuge.jobs.worker_check import check_worker_schema
 
             check_worker_schema(db_url)
+        from zhuge.config import Settings
+        from zhuge.jobs import dask_tls
+
+        settings = Settings.from_env()
+        dask_tls.check_address(scheduler, settings)
+        tls_arguments = dask_tls.worker_arguments(settings)
     resources = dask_resources(offered)
     argv = [
         sys.executable,
@@ -204,6 +210,7 @@ def worker(
         "--resources",
         resources,
         "--no-dashboard",
+        *tls_arguments,
     ]
     console.print(f"starting {nworkers} worker(s) for {scheduler}, each with {resources}")
     # An isolated attempt (a GPU fraction, a memory cap) runs in a child of its worker

@@ -136,15 +136,20 @@ def dask_resources(resources: Mapping[str, float]) -> str:
 class DaskExecutor:
     """Owns a Dask client: to an embedded LocalCluster, or to an existing scheduler."""
 
-    def __init__(self, *, address: str | None = None, n_workers: int = 1) -> None:
+    def __init__(
+        self, *, address: str | None = None, n_workers: int = 1, security: Security | None = None
+    ) -> None:
         self.address = address
         self.n_workers = n_workers
+        self.security = security  # TLS to an existing scheduler (zhuge.jobs.dask_tls)
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
 
     def start(self) -> DaskExecutor:
         if self.address:
-            self.client = Client(self.address, timeout="30s", set_as_default=False)
+            self.client = Client(
+                self.address, timeout="30s", set_as_default=False, security=self.security
+            )
         else:
             # Single-threaded worker processes, each advertising its share of the machine
             # (CPU=1, memory_gb = memory / n): a job owns its process, so a crash or a
