@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # The CPU build of PyTorch, for the LSTM forecaster's tests; an unpinned torch pulls a CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: demo test lint format bench-queue clean
+.PHONY: demo test lint format bench-queue chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("zhuge needs Python 3.11 or newer; set PYTHON=python3.11") if sys.version_info < (3, 11) else None'
@@ -38,6 +38,13 @@ format: $(STAMP)
 
 bench-queue: $(STAMP)
 	$(BIN)/python benchmarks/queue.py
+
+# The chaos run (docs/operations.md): a private PostgreSQL (initdb/pg_ctl), 2 zhuge up and an
+# API-only process, 4 zhuge workers, 3000 jobs under seeded faults for up to 10 minutes.
+# Its short form is tests/chaos/test_chaos.py, part of make test.
+CHAOS_ARGS ?= --jobs 3000 --fault-seconds 600 --max-faults 400 --seed 1
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.driver $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .zhuge .zhuge-demo .pytest_cache .ruff_cache

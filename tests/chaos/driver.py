@@ -329,7 +329,7 @@ class ChaosRun:
             time.sleep(1.0)
         return False
 
-    def stop(self) -> None:
+    def stop(self, *, keep_database: bool = False) -> None:
         for timer in self._timers:
             timer.cancel()
         for procs in self.procs.values():
@@ -337,7 +337,7 @@ class ChaosRun:
                 p.kill()
         if self.dask is not None:
             self.dask.kill()
-        self.pg.stop()
+        self.pg.stop(keep=keep_database)
 
     # -- the end checks ------------------------------------------------------------------
 
@@ -351,16 +351,18 @@ class ChaosRun:
         with engine.connect() as conn:
             jobs = {r.id: r for r in conn.execute(sa.select(J).where(J.c.kind == LEDGER))}
             events = conn.execute(
-                sa.select(E.c.job_id, E.c.attempt, E.c.to_state, E.c.reason).order_by(E.c.id)
+                sa.select(E.c.job_id, E.c.attempt, E.c.to_state, E.c.reason, E.c.message).order_by(
+                    E.c.id
+                )
             ).all()
         report.states = dict(Counter(j.state for j in jobs.values()))
         if sorted(jobs) != sorted(self.job_ids):
             report.problems.append("the store's jobs are not the ones submitted")
         succeeded_events: Counter[int] = Counter()
-        history: dict[int, list[tuple[int, str, str | None]]] = {}
+        history: dict[int, list[tuple[int, str, str | None, str]]] = {}
         lost_attempts: set[tuple[int, int]] = set()
-        for job_id, attempt, to_state, reason in events:
-            history.setdefault(job_id, []).append((attempt, to_state, reason))
+        for job_id, attempt, to_state, reason, message in events:
+            history.setdefault(job_id, []).append((attempt, to_state, reason, message[:200]))
             if to_state == "succeeded":
                 succeeded_events[job_id] += 1
             if reason is not None:
@@ -423,6 +425,7 @@ class ChaosRun:
 
     def run(self) -> ChaosReport:
         began = time.monotonic()
+        report = None
         try:
             self.start()
             print(f"chaos run in {self.folder}: submitting {self.o.jobs} jobs", flush=True)
@@ -436,7 +439,10 @@ class ChaosRun:
             finally:
                 engine.dispose()
         finally:
-            self.stop()
+            # a run with problems keeps its database (stopped) for a look at what happened
+            self.stop(keep_database=report is None or not report.ok)
+        if not report.ok:
+            report.problems.append(f"its database is kept in {self.pg.data}")
         report.seconds = round(time.monotonic() - began, 1)
         return report
 

@@ -76,8 +76,9 @@ class PrivatePostgres:
         self._pg_ctl("restart", "-m", "immediate")
         self.restarts += 1
 
-    def stop(self) -> None:
+    def stop(self, *, keep: bool = False) -> None:
+        """Stop it; its folder is removed unless ``keep``."""
         with contextlib.suppress(RuntimeError):  # not running
             self._pg_ctl("stop", "-m", "immediate")
-        if self.own_folder:
+        if self.own_folder and not keep:
             shutil.rmtree(self.folder, ignore_errors=True)
