@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated
+
 import typer
 
 from zhuge.cli import admin, cluster, connections, datasets, db, forecast, jobs, migration, server
@@ -12,11 +16,56 @@ from zhuge.cli.simulate import register as register_simulate
 app = typer.Typer(
     name="zhuge",
     help="zhuge: durable ML jobs on SQL and Dask — fleet forecasting, migration planning, "
-    "clustering. Start with `zhuge up`, then `zhuge submit sleep -p seconds=1 --wait`.",
+    "clustering. Start with `zhuge up`, then `zhuge submit sleep -p seconds=1 --wait`. "
+    "Settings: ~/.config/zhuge/config.toml (or ZHUGE_CONFIG) holds url, token_file, home and "
+    "[defaults.COMMAND] option values; environment variables override it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # zhuge --install-completion [bash|zsh|fish|powershell]
 )
+
+WIDE_WIDTH = 10_000  # columns: tables and lines keep their natural width
+
+
+def _version(value: bool) -> None:
+    if value:
+        from zhuge import __version__
+
+        typer.echo(f"zhuge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print zhuge's version and exit."
+        ),
+    ] = False,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="Print tables at their full width, never cut to the terminal's (also "
+            "after any command: zhuge jobs ls --wide).",
+        ),
+    ] = False,
+) -> None:
+    """Read the config file (~/.config/zhuge/config.toml or ZHUGE_CONFIG: url, token_file,
+    home, [defaults.COMMAND]); environment variables override it."""
+    from zhuge.cli.common import console, err_console, user_errors
+    from zhuge.cli.config import apply_config, default_map, load_config
+
+    if wide:
+        console.width = err_console.width = WIDE_WIDTH
+    with user_errors():
+        config = load_config()
+        apply_config(config, os.environ)
+        if config.defaults:
+            ctx.default_map = default_map(config, ctx.command)
+
 
 app.command()(server.up)
 app.command()(server.worker)
@@ -38,5 +87,15 @@ cluster.register(app)
 register_simulate(app)
 
 
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``zhuge jobs ls --wide`` as ``zhuge --wide jobs ls``: ``--wide`` belongs to ``zhuge``
+    itself but people type it after the command (not after a ``--``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--wide" not in argv[:end]:
+        return argv
+    rest = [a for i, a in enumerate(argv) if not (a == "--wide" and i < end)]
+    return ["--wide", *rest]
+
+
 def main() -> None:
-    app()
+    app(args=hoist_global_options(sys.argv[1:]), prog_name="zhuge")

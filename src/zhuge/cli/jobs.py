@@ -172,7 +172,9 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
     body = "\n".join(f"[bold]{k:>10}[/]  {v}" for k, v in fields)
     console.print(Panel(body, title=f"job {job['id']}", expand=False))
     if job.get("traceback") and job["state"] in ("dead", "queued"):
-        console.print(Panel(job["traceback"].rstrip(), title="last traceback", style="red"))
+        console.print(
+            Panel(job["traceback"].rstrip(), title="last traceback", style="red", expand=False)
+        )
     table = Table(title="history")
     for col in ("at", "attempt", "from", "to", "reason", "message"):
         table.add_column(col)
