@@ -138,7 +138,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         help="auto, gbm, seasonal_naive, last_value, window_median, seasonal_median, "
-        "autoets, autoarima, mstl or lstm (needs zhuge[torch]).",
+        "autoets, autoarima, mstl or lstm (needs zhuge\\[torch]).",
     ),
 ]
 TargetOpt = Annotated[
@@ -597,6 +597,14 @@ def _print_forecast(result: dict[str, Any], job: dict[str, Any]) -> None:
     console.print(f"[dim]reuse the model: zhuge forecast --input ... --model-from {job['id']}[/]")
 
 
+def _coverage_title(job: dict[str, Any]) -> str:
+    """``coverage q10-q90``: the share of actual values inside that interval."""
+    quantiles = sorted((job.get("params") or {}).get("quantiles") or [])
+    if len(quantiles) < 2:
+        return "coverage"
+    return f"coverage q{quantiles[0] * 100:g}-q{quantiles[-1] * 100:g}"
+
+
 def _print_backtest(result: dict[str, Any], job: dict[str, Any]) -> None:
     overall = result["overall"]
     columns = [
@@ -604,7 +612,7 @@ def _print_backtest(result: dict[str, Any], job: dict[str, Any]) -> None:
         ("mase_median", "MASE median"),
         ("smape", "sMAPE %"),
         ("mae", "MAE"),
-        ("coverage", "coverage"),
+        ("coverage", _coverage_title(job)),
         ("bucket_accuracy", "band accuracy"),
         ("cpu_ms_per_series_window", "CPU ms/series"),
     ]

@@ -111,3 +111,15 @@ def test_ctrl_c_while_waiting_says_which_job_keeps_running(monkeypatch, args):
     assert "zhuge jobs cancel 41" in text
     assert len(lines) <= 2  # that message and nothing else (no traceback, no job table)
     assert fake.cancelled == []  # waiting stopped, the job did not
+
+
+def test_help_shows_brackets_that_rich_markup_would_swallow():
+    result = CliRunner().invoke(app, ["forecast", "--help"], env={"COLUMNS": "250"})
+    assert "lstm (needs zhuge[torch])" in result.output
+
+
+def test_backtest_coverage_column_says_which_interval():
+    from zhuge.cli.forecast import _coverage_title
+
+    assert _coverage_title({"params": {"quantiles": [0.9, 0.1]}}) == "coverage q10-q90"
+    assert _coverage_title({"params": {"quantiles": [0.05, 0.5, 0.95]}}) == "coverage q5-q95"
