@@ -156,7 +156,9 @@ DecisionOpt = Annotated[
         "(realised load in the chosen windows, captured share; needs --vms with memory_gb).",
     ),
 ]
-WindowOpt = Annotated[str, typer.Option("--window", help="With --decision: window length.")]
+WindowOpt = Annotated[
+    str, typer.Option("--window", help="With --decision or --select-by decision: window length.")
+]
 PerHostOpt = Annotated[
     int, typer.Option("--max-per-host", help="With --decision: migrations leaving a host at once.")
 ]
@@ -174,23 +176,35 @@ BlackoutOpt = Annotated[
 ]
 
 
+SelectByOpt = Annotated[
+    str,
+    typer.Option(
+        "--select-by",
+        help="How auto chooses: mase (point error), or decision (the model whose migration "
+        "plans capture most under --window/--max-per-host/...; needs --vms with memory_gb).",
+    ),
+]
+
+
 def _decision(
     decision: str | None,
+    select_by: str,
     window: str,
     max_per_host: int,
     max_per_cluster: int,
     bandwidth_gbps: float,
     blackout: list[str] | None,
 ) -> dict[str, Any]:
-    """The plan request ``--decision migration`` judges forecasts by."""
-    if decision is None:
-        return {}
+    """The plan request ``--decision migration`` / ``--select-by decision`` judge forecasts by."""
+    if decision is None and select_by != "decision":
+        return {"select_by": select_by}
     return {
         "decision": decision,
+        "select_by": select_by,
         "window": window,
         "max_per_host": max_per_host,
-        "max_per_cluster": max_per_cluster if max_per_cluster > 0 else None,
-        "bandwidth_gbps": bandwidth_gbps if bandwidth_gbps > 0 else None,
+        "max_per_cluster": max_per_cluster,  # 0: no limit, as the job reads it
+        "bandwidth_gbps": bandwidth_gbps,
         "blackouts": blackout or [],
     }
 
@@ -318,6 +332,12 @@ def forecast_command(
     timestamp_unit: UnitOpt = "auto",
     train_series: TrainSeriesOpt = 2000,
     chunk_series: ChunkOpt = None,
+    select_by: SelectByOpt = "mase",
+    window: WindowOpt = "30min",
+    max_per_host: PerHostOpt = 1,
+    max_per_cluster: PerClusterOpt = 8,
+    bandwidth_gbps: BandwidthOpt = 100.0,
+    blackout: BlackoutOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     options = {
@@ -326,6 +346,9 @@ def forecast_command(
         "model_from": model_from,
         "train_series": train_series,
         "chunk_series": chunk_series,
+        **_decision(
+            None, select_by, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout
+        ),
     }
     done = _run("forecast", options, title="forecasting", json_output=json_output, out=out)
     if done:
@@ -356,6 +379,7 @@ def backtest_command(
     timestamp_unit: UnitOpt = "auto",
     chunk_series: ChunkOpt = None,
     decision: DecisionOpt = None,
+    select_by: SelectByOpt = "mase",
     window: WindowOpt = "30min",
     max_per_host: PerHostOpt = 1,
     max_per_cluster: PerClusterOpt = 8,
@@ -368,7 +392,9 @@ def backtest_command(
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "windows": windows,
         "chunk_series": chunk_series,
-        **_decision(decision, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout),
+        **_decision(
+            decision, select_by, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout
+        ),
     }
     options["models"] = [m.strip() for m in options.pop("model").split(",") if m.strip()]
     done = _run("backtest", options, title="backtesting", json_output=json_output)
@@ -438,6 +464,12 @@ def train_command(
     timestamp_unit: UnitOpt = "auto",
     train_series: TrainSeriesOpt = 2000,
     chunk_series: ChunkOpt = None,
+    select_by: SelectByOpt = "mase",
+    window: WindowOpt = "30min",
+    max_per_host: PerHostOpt = 1,
+    max_per_cluster: PerClusterOpt = 8,
+    bandwidth_gbps: BandwidthOpt = 100.0,
+    blackout: BlackoutOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     options = {
@@ -445,6 +477,9 @@ def train_command(
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "train_series": train_series,
         "chunk_series": chunk_series,
+        **_decision(
+            None, select_by, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout
+        ),
     }
     done = _run("train", options, title="training", json_output=json_output)
     if not done:

@@ -191,8 +191,15 @@ def plan_migrations_command(
         forecast_job: dict[str, Any] = {}
         if input_ is not None:
             forecast_options = _forecast_options(
-                input_, freq, horizon or _horizon_of(deadline, not_before), model_from, vms
-            )
+                input_, freq, horizon or _horizon_of(deadline, not_before), model_from, vms,
+                limits={
+                    "window": window,
+                    "max_per_host": max_per_host,
+                    "max_per_cluster": max_per_cluster,
+                    "bandwidth_gbps": bandwidth_gbps,
+                    "blackouts": blackout or [],
+                },
+            )  # fmt: skip
         params = _plan_params(
             forecast=_path(forecast) if forecast is not None else _path(input_),
             vms=_path(vms),
@@ -232,7 +239,7 @@ def plan_migrations_command(
                 forecast_job = run_job(
                     client,
                     "forecast",
-                    data_refs(client, forecast_options, {"input": "--input"}),
+                    data_refs(client, forecast_options, {"input": "--input", "vms": "--vms"}),
                     title="forecasting",
                     json_output=json_output,
                 )
@@ -291,20 +298,28 @@ def _horizon_of(deadline: str | None, not_before: str | None) -> str:
 
 
 def _forecast_options(
-    fleet: str, freq: str, horizon: str, model_from: int | None, vms: str
+    fleet: str,
+    freq: str,
+    horizon: str,
+    model_from: int | None,
+    vms: str,
+    *,
+    limits: dict[str, Any],
 ) -> dict[str, Any]:
-    """``--input``: the ``forecast`` job's parameters, checked on the fleet's first rows."""
+    """``--input``: the ``forecast`` job's parameters, checked on the fleet's first rows. A
+    model it trains is chosen by the decision: the one whose plans under these limits capture
+    most (docs/forecasting.md)."""
     from zhuge.cli.forecast import checked_params
 
-    return checked_params(
-        "forecast",
-        {
-            "input": _path(fleet),
-            "freq": None if model_from is not None else freq,
-            "horizon": horizon if model_from is None else None,
-            "model_from": model_from,
-        },
-    )
+    options: dict[str, Any] = {
+        "input": _path(fleet),
+        "freq": None if model_from is not None else freq,
+        "horizon": horizon if model_from is None else None,
+        "model_from": model_from,
+    }
+    if model_from is None:
+        options.update(select_by="decision", vms=_path(vms), **limits)
+    return checked_params("forecast", options)
 
 
 def _check_without_forecast(params: PlanMigrationParams) -> None:

@@ -24,9 +24,17 @@ from zhuge.ml.forecast._fleet import Fleet
 from zhuge.ml.forecast.backtest import BacktestResult, backtest_fleet
 from zhuge.ml.forecast.baselines import seasonal_mean
 
-__all__ = ["PROFILE", "DecisionBacktest", "decision_backtest", "summarise_decisions"]
+__all__ = [
+    "BY_DECISION",
+    "PROFILE",
+    "DecisionBacktest",
+    "decision_backtest",
+    "select_online",
+    "summarise_decisions",
+]
 
 PROFILE = "profile_7d"  # each VM's mean load per slot of the day over the last 7 days
+BY_DECISION = "auto (by decision)"  # the plan auto makes when it selects by the decision
 
 
 @dataclass
@@ -70,6 +78,27 @@ def summarise_decisions(per_window: pd.DataFrame) -> pd.DataFrame:
         for v in overall["realised_load"]
     ]
     return overall.sort_values("realised_load", kind="stable").reset_index(drop=True)
+
+
+def select_online(
+    per_window: pd.DataFrame, candidates: Sequence[str], first: str = "auto"
+) -> pd.DataFrame:
+    """The rows of :data:`BY_DECISION`: at each origin, the candidate whose plans captured the
+    most over the earlier origins (whose actual load lies before it, so nothing after the
+    origin is seen); at the first origin, ``first`` (auto's choice by MASE). ``chosen`` names
+    the model used."""
+    rows = []
+    windows = sorted(per_window["window"].unique())
+    for i, w in enumerate(windows):
+        earlier = per_window.loc[
+            per_window["window"].isin(windows[:i]) & per_window["plan"].isin(candidates)
+        ]
+        pick = first
+        if not earlier.empty:
+            pick = str(earlier.groupby("plan")["captured"].mean().idxmax())
+        row = per_window.loc[(per_window["window"] == w) & (per_window["plan"] == pick)].copy()
+        rows.append(row.assign(plan=BY_DECISION, chosen=pick))
+    return pd.concat(rows, ignore_index=True)
 
 
 def decision_backtest(

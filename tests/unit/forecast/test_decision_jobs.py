@@ -3,6 +3,9 @@ forecasts induce, beside the perfect-forecast, 7-day-profile and earliest plans.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -57,3 +60,31 @@ def test_decision_needs_a_vm_table_with_memory(fleet, tmp_path):
     params = BacktestParams(input=fleet.telemetry, vms=str(bare), decision="migration")
     with pytest.raises(DataError, match="memory_gb"):
         check_request(params)
+
+
+def test_train_selects_by_decision_and_keeps_the_plan_limits_with_the_model(fleet, tmp_path):
+    params = {
+        "input": fleet.telemetry,
+        "vms": fleet.vms,
+        "select_by": "decision",
+        "selection_windows": 2,
+        "window": "1h",
+        "max_per_host": 2,
+        "max_per_cluster": 0,
+    }
+    result, _ = run("train", params, tmp_path, 4)
+    model = result["model"]
+    assert model["strategy"] == "decision" and model["metric"] == "captured"
+    best = max(model["scores"], key=model["scores"].get)
+    assert model["chosen"] == best
+    assert model["scores"]["last_value"] < model["scores"][best]  # a flat forecast finds no quiet
+    model_dir = result["artifacts"]["model"].removeprefix("file://")
+    saved = json.loads((Path(model_dir) / "manifest.json").read_text())
+    limits = saved["metadata"]["selection"]["decision"]
+    assert limits == {
+        "window": "1h",
+        "max_per_host": 2,
+        "max_per_cluster": None,
+        "bandwidth_gbps": 100.0,
+        "blackouts": [],
+    }

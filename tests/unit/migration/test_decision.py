@@ -10,7 +10,7 @@ import pytest
 from zhuge.errors import DataError
 from zhuge.migration import PlanConstraints
 from zhuge.migration.decision import EARLIEST, PERFECT, DecisionTask, decision_regret
-from zhuge.migration.decision_backtest import PROFILE, decision_backtest
+from zhuge.migration.decision_backtest import BY_DECISION, PROFILE, decision_backtest, select_online
 from zhuge.ml.forecast import to_fleet
 
 START = pd.Timestamp("2024-01-01")  # a Monday
@@ -98,3 +98,19 @@ def test_decision_backtest_needs_vms_of_the_fleet():
     task = DecisionTask(_vms(3).assign(vm_id=["x", "y", "z"]))
     with pytest.raises(DataError, match="VM table"):
         decision_backtest(fleet, task, horizon=24, windows=1, models=["seasonal_naive"])
+
+
+def test_online_selection_by_decision_uses_only_earlier_origins():
+    per_window = pd.DataFrame(
+        {
+            "plan": ["auto", "gbm", "seasonal_naive"] * 3,
+            "window": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+            "captured": [0.5, 0.9, 0.2, 0.5, 0.1, 0.95, 0.5, 0.3, 0.4],
+            "realised_load": range(9),
+        }
+    )
+    online = select_online(per_window, ["gbm", "seasonal_naive"])
+    # window 0: auto (no earlier origin); 1: gbm led window 0; 2: seasonal_naive leads 0-1
+    assert online["chosen"].tolist() == ["auto", "gbm", "seasonal_naive"]
+    assert online["realised_load"].tolist() == [0, 4, 8]
+    assert (online["plan"] == BY_DECISION).all()

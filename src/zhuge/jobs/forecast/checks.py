@@ -70,7 +70,7 @@ def check_request(params: FleetInput) -> dict[str, Any]:
             )
         if params.level not in (None, "vm") and f"{params.level}_id" not in vms.columns:
             raise DataError(f"VM table {params.vms} lacks column '{params.level}_id'")
-        if getattr(params, "decision", None) is not None:
+        if getattr(params, "decision", None) or getattr(params, "select_by", "") == "decision":
             from zhuge.jobs.forecast.decision import decision_task
 
             decision_task(params, params.vms)  # the plans' VM table: memory_gb and the rest

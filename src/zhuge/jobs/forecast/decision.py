@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from zhuge.errors import DataError, InvalidRequest
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.forecast.params import DecisionChoice
@@ -47,6 +50,41 @@ def constraints_summary(params: DecisionChoice) -> dict[str, Any]:
     }
 
 
+def select_by_decision(
+    params: Any, sample: pd.DataFrame, freq: str, steps: int, ctx: JobContext
+) -> tuple[str, dict[str, Any]]:
+    """``auto`` by the decision: the candidate whose plans capture most of the perfect
+    forecast's gain over ``params.selection_windows`` origins of ``sample``'s history (at most
+    ``params.decision_series`` VMs), under the request's limits. Returns (model, selection)."""
+    from zhuge.migration.decision_backtest import decision_backtest
+    from zhuge.ml.forecast.forecaster import AUTO_CANDIDATES
+
+    task = decision_task(params, params.vms)
+    ids = pd.unique(sample["series_id"])[: params.decision_series]
+    fleet = to_fleet(sample.loc[sample["series_id"].isin(set(ids))], freq=freq)
+    ctx.progress(0, 1, f"selecting by decision: plans for {fleet.n_series:,} VMs")
+    result = decision_backtest(
+        fleet, task, horizon=steps, windows=params.selection_windows, models=["gbm"],
+        quantiles=params.quantiles or (0.1, 0.9), n_jobs=1, random_state=params.seed,
+    )  # fmt: skip
+    overall = result.overall.set_index("plan")
+    scores = {m: float(overall.at[m, "captured"]) for m in AUTO_CANDIDATES if m in overall.index}
+    ranked = sorted(scores, key=lambda m: -np.nan_to_num(scores[m], nan=-np.inf))
+    best = ranked[0]
+    runner_up = f"; next best {ranked[1]} ({scores[ranked[1]]:.0%})" if len(ranked) > 1 else ""
+    selection = {
+        "strategy": "decision",
+        "metric": "captured",
+        "scores": scores,
+        "windows": int(result.per_window["window"].nunique()),
+        "decision": constraints_summary(params),
+        "reason": f"{best} captured the most of the perfect forecast's gain in the migration "
+        f"plans ({scores[best]:.0%} over {int(result.per_window['window'].nunique())} "
+        f"window(s) of {fleet.n_series:,} VMs){runner_up}",
+    }
+    return best, selection
+
+
 def run_decision_backtest(
     params: Any,
     prepared: PreparedFleetParts,
@@ -62,17 +100,28 @@ def run_decision_backtest(
     task = decision_task(params, params.vms)
     frame = sample_series(prepared.parts, prepared.counts, params.decision_series, seed=params.seed)
     fleet = to_fleet(frame, freq=prepared.spec.freq)
+    models = list(params.models)
+    if params.select_by == "decision" and "auto" in models:
+        models.append("gbm")  # every candidate auto may pick by the decision is planned
     ctx.progress(0, 1, f"decision backtest: plans for {fleet.n_series:,} VMs")
     result = decision_backtest(
-        fleet, task, horizon=steps, windows=params.windows, models=params.models,
+        fleet, task, horizon=steps, windows=params.windows, models=models,
         quantiles=params.quantiles, **forecaster_params,
     )  # fmt: skip
-    target = ctx.artifacts.write_parquet("decision.parquet", result.per_window)
+    per_window, overall = result.per_window, result.overall
+    if params.select_by == "decision" and "auto" in params.models:
+        from zhuge.migration.decision_backtest import select_online, summarise_decisions
+        from zhuge.ml.forecast.forecaster import AUTO_CANDIDATES
+
+        online = select_online(per_window, AUTO_CANDIDATES)
+        per_window = pd.concat([per_window, online], ignore_index=True)
+        overall = summarise_decisions(per_window.drop(columns="chosen"))
+    target = ctx.artifacts.write_parquet("decision.parquet", per_window)
     return {
         "series": fleet.n_series,
         "constraints": constraints_summary(params),
-        "overall": json_safe(result.overall.to_dict(orient="records")),
-        "per_window": json_safe(result.per_window.to_dict(orient="records")),
+        "overall": json_safe(overall.to_dict(orient="records")),
+        "per_window": json_safe(per_window.to_dict(orient="records")),
         "coverage": json_safe(
             result.points.overall.set_index("model")["coverage"].to_dict()
             if "coverage" in result.points.overall.columns

@@ -40,8 +40,17 @@ def train_forecaster(
     ctx.progress(0, 1, f"sampling up to {params.train_series:,} series to train on")
     sample = sample_series(prepared.parts, prepared.counts, params.train_series, seed=params.seed)
     n_sample = int(sample["series_id"].nunique())
+    by_decision = None
+    if params.model == "auto" and params.select_by == "decision":
+        from zhuge.jobs.forecast.decision import select_by_decision
+
+        chosen, by_decision = select_by_decision(params, sample, prepared.spec.freq, steps, ctx)
+        params = params.model_copy(update={"model": chosen})
     ctx.progress(0, 1, f"training {params.model} on {n_sample:,} series")
     forecaster = _forecaster(params, prepared.spec.freq, steps).fit(sample)
+    if by_decision is not None:  # the choice and the plan limits it was made for, kept with it
+        forecaster.model = "auto"
+        forecaster.selection_ = by_decision
     del sample
     pipeline = Pipeline(
         freq=prepared.spec.freq,
@@ -68,7 +77,8 @@ def model_summary(forecaster: Forecaster, target: str) -> dict[str, Any]:
         "strategy": selection.get("strategy"),
         "reason": selection.get("reason"),
         "scores": selection.get("scores", {}),
-        "metric": "bucket_error" if target == "bucket" and forecaster.model == "auto" else "mase",
+        "metric": selection.get("metric")
+        or ("bucket_error" if target == "bucket" and forecaster.model == "auto" else "mase"),
         "windows": selection.get("windows", 0),
         "counts": selection.get("counts", {}),
         "notes": list(forecaster.notes_),

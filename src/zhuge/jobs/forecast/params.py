@@ -190,11 +190,73 @@ class ModelChoice(KindParams):
         return value
 
 
+DECISION_SERIES = 2000  # VMs a decision backtest (or a selection by decision) plans on
+
+
+class DecisionChoice(KindParams):
+    """The migration plan request forecasts are judged by (``decision="migration"`` on a
+    backtest, ``select_by="decision"``)."""
+
+    select_by: Literal["mase", "decision"] = Field(
+        "mase",
+        description="How auto chooses its model: by point error (mase), or by the share of the "
+        "perfect forecast's gain its migration plans capture under the limits below (decision; "
+        "needs vms with memory_gb).",
+    )
+    window: str = Field("30min", description="Migration window length (with decision).")
+    max_per_host: int = Field(1, ge=1, description="Concurrent migrations leaving one host.")
+    max_per_cluster: int | None = Field(
+        8, ge=0, description="Concurrent migrations in one cluster; 0 or null: no limit."
+    )
+    bandwidth_gbps: float | None = Field(
+        100.0, ge=0, description="Gbit/s shared by all concurrent migrations; 0 or null: no limit."
+    )
+    blackouts: list[str] = Field(
+        default_factory=list, description="Daily no-migration ranges such as '08:00-10:00'."
+    )
+
+    @field_validator("max_per_cluster", "bandwidth_gbps")
+    @classmethod
+    def _zero_is_no_limit(cls, value: float | None) -> float | None:
+        return None if value == 0 else value
+
+    decision_series: int = Field(
+        DECISION_SERIES, ge=1, description="Plan on a random sample of at most this many VMs."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        from zhuge.migration import PlanConstraints
+
+        return _value_error(lambda v: PlanConstraints(window=v) and v, value)
+
+    @field_validator("blackouts")
+    @classmethod
+    def _blackouts(cls, value: list[str]) -> list[str]:
+        from zhuge.migration.constraints import parse_blackout
+
+        for text in value:
+            _value_error(parse_blackout, text)
+        return value
+
+    @model_validator(mode="after")
+    def _needs_vms(self) -> DecisionChoice:
+        if getattr(self, "decision", None) is not None or self.select_by == "decision":
+            if getattr(self, "vms", None) is None:
+                raise ValueError(
+                    "judging forecasts by migration plans needs vms, the VM table they are for"
+                )
+            if getattr(self, "level", "vm") not in (None, "vm"):
+                raise ValueError("judging forecasts by migration plans needs level vm")
+        return self
+
+
 class PrepareParams(FleetInput):
     """The prepared series are the job's ``prepared.parquet`` artifact."""
 
 
-class TrainParams(FleetInput, ModelChoice):
+class TrainParams(FleetInput, ModelChoice, DecisionChoice):
     model: str = Field("auto", description=f"auto, or one of {', '.join(MODEL_NAMES)}.")
     train_series: int = Field(
         TRAIN_SERIES, ge=1, description="Train on a random sample of at most this many series."
@@ -252,60 +314,13 @@ class ForecastParams(TrainParams):
         return self.model_copy(update=updates)
 
 
-DECISION_SERIES = 2000  # VMs a decision backtest (or a selection by decision) plans on
-
-
-class DecisionChoice(KindParams):
-    """The migration plan request forecasts are judged by (``decision="migration"``)."""
-
+class BacktestParams(FleetInput, ModelChoice, DecisionChoice):
+    windows: int = Field(3, ge=1, le=50, description="Rolling origins, one horizon apart.")
     decision: Literal["migration"] | None = Field(
         None,
         description="migration: also score each model by the migration plans its forecasts "
-        "induce under the limits below (needs vms with memory_gb).",
+        "induce under the plan limits (needs vms with memory_gb).",
     )
-    window: str = Field("30min", description="Migration window length (with decision).")
-    max_per_host: int = Field(1, ge=1, description="Concurrent migrations leaving one host.")
-    max_per_cluster: int | None = Field(
-        8, ge=1, description="Concurrent migrations in one cluster; null: no limit."
-    )
-    bandwidth_gbps: float | None = Field(
-        100.0, gt=0, description="Gbit/s shared by all concurrent migrations; null: no limit."
-    )
-    blackouts: list[str] = Field(
-        default_factory=list, description="Daily no-migration ranges such as '08:00-10:00'."
-    )
-    decision_series: int = Field(
-        DECISION_SERIES, ge=1, description="Plan on a random sample of at most this many VMs."
-    )
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        from zhuge.migration import PlanConstraints
-
-        return _value_error(lambda v: PlanConstraints(window=v) and v, value)
-
-    @field_validator("blackouts")
-    @classmethod
-    def _blackouts(cls, value: list[str]) -> list[str]:
-        from zhuge.migration.constraints import parse_blackout
-
-        for text in value:
-            _value_error(parse_blackout, text)
-        return value
-
-    @model_validator(mode="after")
-    def _needs_vms(self) -> DecisionChoice:
-        if self.decision is not None:
-            if getattr(self, "vms", None) is None:
-                raise ValueError("decision=migration needs vms, the VM table the plans are for")
-            if getattr(self, "level", "vm") not in (None, "vm"):
-                raise ValueError("decision=migration plans VMs: level must be vm")
-        return self
-
-
-class BacktestParams(FleetInput, ModelChoice, DecisionChoice):
-    windows: int = Field(3, ge=1, le=50, description="Rolling origins, one horizon apart.")
     models: list[str] = Field(
         default_factory=lambda: ["auto"],
         description="Models to score; the baselines are always scored beside them.",
