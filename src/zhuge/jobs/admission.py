@@ -237,6 +237,10 @@ class Running:
     started_at: float
     timeout_s: float | None = None
     preempting: bool = False  # already asked to yield: its resources are on their way back
+    chainable: bool = False  # one copy, in a Dask task that may chain the next job (below)
+    plan: tuple[str, ...] = ()
+    """Tenants of the jobs planned to follow it in its chain (``Decision.plans``): each is
+    charged what this attempt holds until the plan is replaced."""
 
     @property
     def ends_by(self) -> float:
@@ -266,6 +270,10 @@ class Snapshot:
     candidates: Sequence[Candidate]
     usage: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per tenant, resource-seconds decayed over the half-life (``decay_usage``)."""
+    plan_depth: int = 0
+    """How many jobs to plan after each chainable attempt (0: none; see ``Decision.plans``)."""
+    plan_workers: frozenset[str] | None = None
+    """Plan only for attempts on these workers (None: on every worker)."""
 
 
 # -- the decision ---------------------------------------------------------------------------
@@ -301,6 +309,10 @@ class Decision:
     """Every candidate not started, and why, in words."""
     reserved: dict[int, tuple[str, ...]] = field(default_factory=dict)
     demand: list[Demand] = field(default_factory=list)
+    plans: dict[int, tuple[tuple[int, str], ...]] = field(default_factory=dict)
+    """Per chainable attempt (running, or started by this decision): the queued jobs, as
+    (job id, tenant), that start in its place one after another as each before ends, with
+    no further decision (a worker's chain takes them in one statement each)."""
 
     def started(self) -> dict[int, tuple[str, ...]]:
         return {s.job_id: s.workers for s in self.start}
@@ -369,6 +381,8 @@ class _Books:
         self.used: dict[str, dict[str, float]] = {}
         for r in snap.running:
             self.hold(r.tenant, r.resources, r.workers)
+            for tenant in sorted(set(r.plan) - {r.tenant}):  # see Decision.plans
+                self.charge(tenant, r.resources, len(r.workers))
         nominal_total: dict[str, float] = {}
         for queue in config.tenants.values():
             _add(nominal_total, queue.nominal)
@@ -392,7 +406,11 @@ class _Books:
     def hold(self, tenant: str, resources: Shape, workers: Iterable[str], sign: float = 1) -> None:
         workers = list(workers)
         self.occupy(resources, workers, sign)
-        _add(self.used.setdefault(tenant, {}), resources, sign * len(workers))
+        self.charge(tenant, resources, sign * len(workers))
+
+    def charge(self, tenant: str, resources: Shape, times: float = 1) -> None:
+        """Count ``resources`` (``times`` over) against ``tenant``'s quota, on no worker."""
+        _add(self.used.setdefault(tenant, {}), resources, times)
         if hasattr(self, "members"):  # past __init__: keep the cohort sums up to date
             cohort = self.config.cohort_of(tenant)
             self.members.setdefault(cohort, set()).add(tenant)
@@ -601,12 +619,14 @@ def decide(snap: Snapshot, config: QueueConfig) -> Decision:
     if not snap.workers:  # nothing to weigh: every job waits for the same thing
         waiting = dict.fromkeys((c.job_id for c in snap.candidates), NO_WORKER)
         return Decision(waiting=waiting)
-    first = _Deciding(snap, config)
-    decision = first.run()
-    if not first.passed_over:
-        return decision
-    # starving jobs that smaller ones overtook: decide again with them first
-    return _Deciding(snap, config, targets=first.passed_over).run()
+    deciding = _Deciding(snap, config)
+    decision = deciding.run()
+    if deciding.passed_over:
+        # starving jobs that smaller ones overtook: decide again with them first
+        deciding = _Deciding(snap, config, targets=deciding.passed_over)
+        decision = deciding.run()
+    deciding.plan_chains()
+    return decision
 
 
 class _Deciding:
@@ -772,7 +792,16 @@ class _Deciding:
             self.started_ids.add(c.job_id)
             decision.start.append(Start(c.job_id, workers))
             self.running.append(
-                Running(c.job_id, c.tenant, c.priority, ask, workers, self.now, c.timeout_s)
+                Running(
+                    c.job_id,
+                    c.tenant,
+                    c.priority,
+                    ask,
+                    workers,
+                    self.now,
+                    c.timeout_s,
+                    chainable=c.gang == 1,
+                )
             )
             return
         self.demand[shape] = self.demand.get(shape, 0) + 1
@@ -924,6 +953,98 @@ class _Deciding:
             self.running.remove(v)
             self.yielding.append(v)
             self.decision.preempt.append(Preempt(v.job_id, c.job_id, reason))
+
+    def plan_chains(self) -> None:
+        """Plan, for each chainable attempt, the jobs that take its place one after another
+        as each before it ends (``Decision.plans``), continuing this decision's fair-share
+        order over what it left waiting.
+
+        A worker's chain starts a planned job in one statement, with no snapshot and no
+        lock, so each plan must stay within the rules whenever and in whatever order chains
+        follow their plans. Capacity does: a planned job asks exactly what the attempt it
+        follows holds, on that worker. Quota does because a plan is charged: every tenant in
+        an attempt's plan other than its own is charged what the attempt holds (one place,
+        whichever of them holds it), here and in every later decision that reads the plan,
+        until a decision replaces it. Reserved workers get no plan: their chains come back
+        to a full decision, which knows the reservation.
+        """
+        depth = self.snap.plan_depth
+        if depth <= 0:
+            return
+        only = self.snap.plan_workers
+        slots: dict[
+            tuple[tuple[str, float], ...], list[tuple[Running, list[tuple[int, str]], set[str]]]
+        ] = {}
+        for r in self.running:
+            if (
+                r.chainable
+                and len(r.workers) == 1
+                and r.workers[0] not in self.closed
+                and (only is None or r.workers[0] in only)
+            ):
+                shape = tuple(sorted((k, float(v)) for k, v in r.resources.items() if v))
+                slots.setdefault(shape, []).append((r, [], {r.tenant, *r.plan}))
+        if not slots:
+            return
+        taken = self.started_ids | set(self.decision.reserved)
+        queues = {
+            t: [c for c in cands if c.gang == 1 and c.job_id not in taken]
+            for t, cands in self.queues.items()
+        }
+        position = dict.fromkeys(queues, 0)
+        ahead: dict[str, float] = {}  # share a tenant's planned jobs add, per unit weight
+        capacity = self.books.capacity
+
+        def key(tenant: str) -> tuple[int, float, str] | None:
+            if position[tenant] >= len(queues[tenant]):
+                return None
+            c = queues[tenant][position[tenant]]
+            borrowing = 0 if self.books.within_nominal(tenant, c.resources) else 1
+            return (borrowing, self.share(tenant) + ahead.get(tenant, 0.0), tenant)
+
+        heap = [k for k in map(key, queues) if k is not None]
+        heapq.heapify(heap)
+        room = {shape: len(ps) * depth for shape, ps in slots.items()}
+        while heap and any(room.values()):
+            tenant = heapq.heappop(heap)[2]
+            c = queues[tenant][position[tenant]]
+            position[tenant] += 1
+            shape = tuple(sorted((k, float(v)) for k, v in c.resources.items() if v))
+            if room.get(shape):
+                open_ = [p for p in slots[shape] if len(p[1]) < depth]
+                mine = [p for p in open_ if tenant in p[2]]
+                chosen = min(mine or open_, key=lambda p: (len(p[1]), p[0].job_id))
+                if self.may_follow(tenant, dict(shape), charged=bool(mine)):
+                    if not mine:  # a place another tenant holds: charged from now on
+                        self.books.charge(tenant, dict(shape))
+                        chosen[2].add(tenant)
+                        self.shares.pop(tenant, None)
+                    chosen[1].append((c.job_id, tenant))
+                    room[shape] -= 1
+                    dominant = max(
+                        (v / capacity[k] for k, v in shape if capacity.get(k, 0.0) > 0),
+                        default=0.0,
+                    )
+                    ahead[tenant] = (
+                        ahead.get(tenant, 0.0) + dominant / self.config.queue(tenant).weight
+                    )
+            nxt = key(tenant)
+            if nxt is not None:
+                heapq.heappush(heap, nxt)
+        for ps in slots.values():
+            for r, planned, _ in ps:
+                self.decision.plans[r.job_id] = tuple(planned)
+
+    def may_follow(self, tenant: str, ask: Shape, *, charged: bool) -> bool:
+        """Whether quota lets ``tenant`` start ``ask`` in a place: one it is already charged
+        for (its own attempt's, or planned) once that place is given back; else on top."""
+        if not charged:
+            return self.books.quota_problem(tenant, ask) is None
+        self.books.charge(tenant, ask, -1)
+        try:
+            return self.books.quota_problem(tenant, ask) is None
+        finally:
+            self.books.charge(tenant, ask)
 
 
 def _reserve(

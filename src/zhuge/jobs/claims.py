@@ -40,15 +40,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 J = schema.jobs
+NEWER = J.alias("newer")
 CANDIDATES_PER_TENANT = 32
 # A chain asks what admission starts on one worker next: each tenant's first few decide that
 # (a scheduler's turn, with the full window, places the rest).
 CHAIN_CANDIDATES_PER_TENANT = 4
+# How many jobs admission plans to follow each chainable attempt (``Decision.plans``): a
+# worker's chain takes them one statement each, and comes back to a full decision (under the
+# lock) only when its plan is spent or stale. A scheduler's turn replaces every plan.
+CHAIN_PLAN_DEPTH = 16
 ADMISSION_LOCK = 0x7A6875676561  # "zhugea": the advisory lock key admitting transactions take
 USAGE_UPDATE_SECONDS = 1.0  # decayed usage is brought up to date at most this often
 
 _RUNNING_COLUMNS = (
     J.c.id,
+    J.c.attempt,
     J.c.tenant,
     J.c.kind,
     J.c.priority,
@@ -60,6 +66,7 @@ _RUNNING_COLUMNS = (
     J.c.updated_at,
     J.c.timeout_s,
     J.c.preempt_requested_at,
+    J.c.chain_plan,
 )
 _CANDIDATE_COLUMNS = (
     J.c.id,
@@ -106,6 +113,7 @@ def claimed_values(
         "pending_reason": None,
         "preempt_requested_at": None,
         "assigned_workers": assigned,
+        "chain_plan": None,
         "updated_at": now,
     }
 
@@ -117,6 +125,38 @@ class Admitted:
     started: list[Job] = field(default_factory=list)
     preempted: list[int] = field(default_factory=list)
     decision: Decision = field(default_factory=Decision)
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """The jobs admission planned to follow an attempt in its worker's chain, as stored in
+    ``jobs.chain_plan``: (job id, tenant) in order, and the newest job id the decision saw.
+    A job queued since with a higher priority than the next planned one makes the plan
+    stale: the chain then asks for a decision instead (so a job submitted after the plan
+    is not overtaken by it)."""
+
+    seen: int
+    jobs: tuple[tuple[int, str], ...]
+
+    @classmethod
+    def load(cls, stored: Any) -> ChainPlan | None:
+        if not stored:
+            return None
+        return cls(int(stored["seen"]), tuple((int(i), str(t)) for i, t in stored["jobs"]))
+
+    def dump(self) -> dict[str, Any] | None:
+        return {"seen": self.seen, "jobs": [list(j) for j in self.jobs]} if self.jobs else None
+
+
+@dataclass
+class _Seen:
+    """What one snapshot read: the newest job id, the running attempts, and each one's
+    attempt number and stored chain plan (to write only the plans that changed)."""
+
+    newest: int
+    running: list[Running]
+    attempts: dict[int, int]
+    plans: dict[int, Any]
 
 
 def _slots(workers: Sequence[Worker]) -> list[WorkerSlot]:
@@ -133,11 +173,14 @@ class Claims:
         if self.store.is_postgres:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK)))
 
-    def _running(self, conn: Connection) -> list[Running]:
-        out = []
+    def _running(self, conn: Connection) -> _Seen:
+        # read first: a job submitted while the snapshot is read counts as newer than it
+        newest = conn.execute(sa.select(sa.func.max(J.c.id))).scalar() or 0
+        seen = _Seen(newest, [], {}, {})
         for r in conn.execute(sa.select(*_RUNNING_COLUMNS).where(J.c.state == "running")):
             workers = tuple(r.assigned_workers or ([r.worker] if r.worker else []))
-            out.append(
+            plan = ChainPlan.load(r.chain_plan)
+            seen.running.append(
                 Running(
                     job_id=r.id,
                     tenant=r.tenant,
@@ -147,9 +190,13 @@ class Claims:
                     started_at=r.started_at if r.started_at is not None else r.updated_at,
                     timeout_s=r.timeout_s or kind_timeout(r.kind),
                     preempting=r.preempt_requested_at is not None,
+                    chainable=(r.gang or 1) == 1,
+                    plan=tuple(tenant for _, tenant in plan.jobs) if plan else (),
                 )
             )
-        return out
+            seen.attempts[r.id] = r.attempt
+            seen.plans[r.id] = r.chain_plan
+        return seen
 
     def _candidates(
         self, conn: Connection, now: float, per_tenant: int = CANDIDATES_PER_TENANT
@@ -224,25 +271,44 @@ class Claims:
         *,
         update_usage: bool,
         per_tenant: int = CANDIDATES_PER_TENANT,
-    ) -> tuple[Decision, dict[int, str], list[Running]]:
+        plan_depth: int = 0,
+        plan_workers: frozenset[str] | None = None,
+    ) -> tuple[Decision, dict[int, str], _Seen]:
         config = self.store.queues.config(conn)
-        running = self._running(conn)
+        seen = self._running(conn)
         candidates, reasons = self._candidates(conn, now, per_tenant)
         usage = self._usage(conn)
         if update_usage:
-            decayed = self._update_usage(conn, usage, running, config, now)
+            decayed = self._update_usage(conn, usage, seen.running, config, now)
         else:
             decayed = {t: u for t, (u, _) in usage.items()}
-        snapshot = Snapshot(now, _slots(workers), running, candidates, decayed)
+        snapshot = Snapshot(
+            now,
+            _slots(workers),
+            seen.running,
+            candidates,
+            decayed,
+            plan_depth=plan_depth,
+            plan_workers=plan_workers,
+        )
         decision = admission.decide(snapshot, config)
-        return decision, reasons, running
+        return decision, reasons, seen
 
     # -- a scheduler's turn ---------------------------------------------------------------
 
-    def admit(self, *, owner: str, workers: Sequence[Worker], lease_seconds: float) -> Admitted:
+    def admit(
+        self,
+        *,
+        owner: str,
+        workers: Sequence[Worker],
+        lease_seconds: float,
+        plan_depth: int = CHAIN_PLAN_DEPTH,
+    ) -> Admitted:
         """Decide and record: claim the attempts to start (running, leased by ``owner``,
-        placed on their workers, not yet started), ask the victims of a reclaim to yield, and
-        write each waiting job's reason. The caller hands the started ones to Dask."""
+        placed on their workers, not yet started), ask the victims of a reclaim to yield,
+        write each waiting job's reason, and replace the chain plans of running attempts
+        (``plan_depth`` jobs each; 0 when workers do not chain). The caller hands the started
+        ones to Dask."""
         store = self.store
         mine = {w.address for w in workers}
         # Attempts' time limits come from their kinds: find them before taking the lock (the
@@ -258,7 +324,9 @@ class Claims:
             # the part it can hand to its own Dask, and leaves the rest to the others.
             census = {w.address: w for w in store._live_workers(conn, now)}
             census.update({w.address: w for w in workers})
-            decision, reasons, _ = self._decide(conn, list(census.values()), now, update_usage=True)
+            decision, reasons, seen = self._decide(
+                conn, list(census.values()), now, update_usage=True, plan_depth=plan_depth
+            )
             placed = {i: w for i, w in decision.started().items() if set(w) <= mine}
             if placed:
                 conn.execute(
@@ -294,6 +362,7 @@ class Claims:
                 )
             else:
                 started = []
+            self._write_plans(conn, decision, seen, {j.id: j.attempt for j in started})
             preempted = self._ask_to_yield(conn, decision, now)
             changed = [
                 {"b_id": i, "b_reason": why}
@@ -308,6 +377,32 @@ class Claims:
                     changed,
                 )
         return Admitted(started, preempted, decision)
+
+    def _write_plans(
+        self, conn: Connection, decision: Decision, seen: _Seen, started: dict[int, int]
+    ) -> None:
+        """Store the decision's chain plans of the attempts running (those that changed) and
+        of those this scheduler just started. A plan goes on the attempt it was made for
+        (same attempt number): one that ended meanwhile gets none."""
+        attempts = {**seen.attempts, **started}
+        rows = []
+        for job_id, planned in decision.plans.items():
+            if job_id not in attempts:
+                continue  # started on another scheduler's worker: not claimed here
+            plan = ChainPlan(seen.newest, planned).dump()
+            if seen.plans.get(job_id) != plan:
+                rows.append({"b_id": job_id, "b_attempt": attempts[job_id], "b_plan": plan})
+        if rows:
+            conn.execute(
+                J.update()
+                .where(
+                    J.c.id == sa.bindparam("b_id"),
+                    J.c.attempt == sa.bindparam("b_attempt"),
+                    J.c.state == JobState.RUNNING.value,
+                )
+                .values(chain_plan=sa.bindparam("b_plan", type_=sa.JSON)),
+                rows,
+            )
 
     def _ask_to_yield(self, conn: Connection, decision: Decision, now: float) -> list[int]:
         """Set ``preempt_requested_at`` on the victims: each attempt sees it at its next
@@ -394,19 +489,51 @@ class Claims:
         worker: str,
         lease_seconds: float,
         resources: dict[str, float],
+        plan: ChainPlan | None = None,
     ) -> Job | None:
         """Within ``conn`` (which may have just committed the previous job's result): the
-        job admission would start now on ``worker`` needing exactly ``resources``, claimed
-        and started there; None if admission starts no such job. Only a one-copy job is
-        chained; everything else waits for a scheduler's turn."""
+        job admission starts next on ``worker`` needing exactly ``resources``, claimed and
+        started there; None if admission starts no such job. Only a one-copy job is chained;
+        everything else waits for a scheduler's turn.
+
+        ``plan`` is what admission planned to follow the attempt that just ended on this
+        worker (``Decision.plans``): its first job still queued is claimed in one statement,
+        with the rest of the plan carried over. With no plan left, a decision is made here,
+        under the admission lock, and plans the claimed job's followers."""
         store = self.store
+        now = store.clock()
+        for n, (job_id, _tenant) in enumerate(plan.jobs if plan else ()):
+            assert plan is not None
+            newer = sa.select(NEWER.c.id).where(
+                NEWER.c.id > plan.seen,
+                NEWER.c.state == JobState.QUEUED.value,
+                NEWER.c.priority > J.c.priority,
+            )
+            job = self._claim(
+                conn,
+                sa.and_(J.c.id == job_id, J.c.not_before <= now, ~sa.exists(newer)),
+                ChainPlan(plan.seen, plan.jobs[n + 1 :]),
+                now,
+                owner=owner,
+                worker=worker,
+                lease_seconds=lease_seconds,
+                planned=True,
+            )
+            if job is not None:
+                return job
         self._lock(conn)
         now = store.clock()
         workers = store._live_workers(conn, now)
         if not any(w.address == worker for w in workers):
             return None
-        decision, _, _ = self._decide(
-            conn, workers, now, update_usage=False, per_tenant=CHAIN_CANDIDATES_PER_TENANT
+        decision, _, seen = self._decide(
+            conn,
+            workers,
+            now,
+            update_usage=False,
+            per_tenant=max(CHAIN_CANDIDATES_PER_TENANT, CHAIN_PLAN_DEPTH + 1),
+            plan_depth=CHAIN_PLAN_DEPTH,
+            plan_workers=frozenset((worker,)),
         )
         wanted = {k: float(v) for k, v in resources.items()}
         ids = [s.job_id for s in decision.start if s.workers == (worker,)]
@@ -421,19 +548,53 @@ class Claims:
         job_id = next((i for i in ids if i in fitting), None)
         if job_id is None:
             return None
+        return self._claim(
+            conn,
+            J.c.id == job_id,
+            ChainPlan(seen.newest, decision.plans.get(job_id, ())),
+            now,
+            owner=owner,
+            worker=worker,
+            lease_seconds=lease_seconds,
+            planned=False,
+        )
+
+    def _claim(
+        self,
+        conn: Connection,
+        which: sa.ColumnElement[bool],
+        plan: ChainPlan,
+        now: float,
+        *,
+        owner: str,
+        worker: str,
+        lease_seconds: float,
+        planned: bool,
+    ) -> Job | None:
+        """Claim and start the queued job ``which`` on ``worker``, with the chain ``plan``
+        to follow it; None if it is no longer queued."""
         claimed = conn.execute(
             J.update()
-            .where(J.c.id == job_id, J.c.state == JobState.QUEUED.value)
+            .where(which, J.c.state == JobState.QUEUED.value)
             .values(
-                claimed_values(
-                    now, owner=owner, lease_seconds=lease_seconds, worker=worker, assigned=[worker]
-                )
+                {
+                    **claimed_values(
+                        now,
+                        owner=owner,
+                        lease_seconds=lease_seconds,
+                        worker=worker,
+                        assigned=[worker],
+                    ),
+                    "chain_plan": plan.dump(),
+                }
             )
             .returning(*J.c)
         ).first()
         if claimed is None:
             return None
-        job = store._job(claimed)
-        message = f"claimed by {owner}, chained on {worker}"
-        store._event(conn, [(job.id, job.attempt, JobState.QUEUED, JobState.RUNNING, message)], now)
+        job = self.store._job(claimed)
+        message = f"claimed by {owner}, chained on {worker}" + (" as planned" if planned else "")
+        self.store._event(
+            conn, [(job.id, job.attempt, JobState.QUEUED, JobState.RUNNING, message)], now
+        )
         return job

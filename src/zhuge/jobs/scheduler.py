@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from distributed import Future
 
 from zhuge.config import Settings
+from zhuge.jobs.claims import CHAIN_PLAN_DEPTH
 from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.inputs import private_paths
 from zhuge.jobs.model import Job, Worker
@@ -192,7 +193,10 @@ class Scheduler:
 
     def _admit(self) -> int:
         admitted = self.store.admit(
-            owner=self.name, workers=self._workers, lease_seconds=self.settings.lease_seconds
+            owner=self.name,
+            workers=self._workers,
+            lease_seconds=self.settings.lease_seconds,
+            plan_depth=CHAIN_PLAN_DEPTH if self.settings.chain_seconds > 0 else 0,
         )
         for job in admitted.started:
             self._launch(job)

@@ -123,6 +123,9 @@ jobs = sa.Table(
     sa.Column("placement", sa.String(16)),
     sa.Column("assigned_workers", sa.JSON),  # where admission placed the running attempt
     sa.Column("preempt_requested_at", sa.Double),  # asked to yield its place (reclaim)
+    # the queued jobs planned to follow the running attempt in its worker's chain
+    # (admission.Decision.plans; claims.ChainPlan: {"seen": newest id, "jobs": [[id, tenant]]})
+    sa.Column("chain_plan", sa.JSON),
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_idempotency"),
     sa.Index("ix_jobs_claim", "state", "resource_class", "priority", "id"),
     sa.Index("ix_jobs_lease", "state", "lease_expires_at"),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -41,7 +41,7 @@ from zhuge.errors import (
 )
 from zhuge.jobs import schema
 from zhuge.jobs.admission import Demand
-from zhuge.jobs.claims import Admitted, Claims, claimed_values
+from zhuge.jobs.claims import CHAIN_PLAN_DEPTH, Admitted, ChainPlan, Claims, claimed_values
 from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
 from zhuge.jobs.queues import Queues
 from zhuge.jobs.states import (
@@ -251,7 +251,8 @@ def _succeed(with_progress: bool) -> sa.Update:
     }
     if with_progress:
         values["progress"] = sa.bindparam("b_progress", type_=sa.JSON)
-    return J.update().where(_RUNNING_ATTEMPT).values(**values)
+    # what the chain of the attempt's worker runs next, planned by admission
+    return J.update().where(_RUNNING_ATTEMPT).values(**values).returning(J.c.chain_plan)
 
 
 _SUCCEED = {False: _succeed(False), True: _succeed(True)}
@@ -615,10 +616,20 @@ class JobStore:
                 conn, owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
             )
 
-    def admit(self, *, owner: str, workers: Sequence[Worker], lease_seconds: float) -> Admitted:
+    def admit(
+        self,
+        *,
+        owner: str,
+        workers: Sequence[Worker],
+        lease_seconds: float,
+        plan_depth: int = CHAIN_PLAN_DEPTH,
+    ) -> Admitted:
         """A scheduler's turn of admission (``zhuge.jobs.claims``): the attempts to hand to
-        Dask, each placed on its workers and leased by ``owner``."""
-        return self.claims.admit(owner=owner, workers=workers, lease_seconds=lease_seconds)
+        Dask, each placed on its workers and leased by ``owner``, and the chain plans of the
+        running ones (``plan_depth`` jobs each; 0 when workers do not chain)."""
+        return self.claims.admit(
+            owner=owner, workers=workers, lease_seconds=lease_seconds, plan_depth=plan_depth
+        )
 
     def demand(self) -> list[Demand]:
         """What admission would start now if workers had room, by resource shape."""
@@ -806,7 +817,7 @@ class JobStore:
         """Commit the attempt's result (and its last progress report, which the heartbeat may
         not have carried yet); False, and nothing written, if the attempt lost."""
         with self._tx() as conn:
-            return self._complete(conn, job_id, attempt, result, cpu_seconds, progress)
+            return self._complete(conn, job_id, attempt, result, cpu_seconds, progress) is not False
 
     def complete_and_claim_next(
         self,
@@ -821,13 +832,20 @@ class JobStore:
         lease_seconds: float,
         resources: dict[str, float],
     ) -> tuple[bool, Job | None]:
-        """``complete`` then ``claim_next`` in one transaction (one commit per chained job).
-        Nothing is claimed when the commit lost."""
+        """``complete`` then ``claim_next`` in one transaction (one commit per chained job),
+        following the plan admission made for the attempt's place if it has one. Nothing is
+        claimed when the commit lost."""
         with self._tx() as conn:
-            if not self._complete(conn, job_id, attempt, result, cpu_seconds, progress):
+            plan = self._complete(conn, job_id, attempt, result, cpu_seconds, progress)
+            if plan is False:
                 return False, None
             return True, self.claims.claim_next(
-                conn, owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
+                conn,
+                owner=owner,
+                worker=worker,
+                lease_seconds=lease_seconds,
+                resources=resources,
+                plan=plan,
             )
 
     def _complete(
@@ -838,7 +856,9 @@ class JobStore:
         result: Any,
         cpu_seconds: float,
         progress: dict[str, Any] | None,
-    ) -> bool:
+    ) -> ChainPlan | Literal[False] | None:
+        """Record the attempt's success; False if it no longer held the job, else the plan
+        of the jobs to follow it on its worker (None if none)."""
         now = self.clock()
         values = {
             "b_job_id": job_id,
@@ -849,11 +869,11 @@ class JobStore:
         }
         if progress:
             values["b_progress"] = progress
-        done = conn.execute(_SUCCEED[bool(progress)], values)
-        if done.rowcount != 1:
+        done = conn.execute(_SUCCEED[bool(progress)], values).first()
+        if done is None:
             return False
         self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
-        return True
+        return ChainPlan.load(done.chain_plan)
 
     def fail_attempt(
         self,

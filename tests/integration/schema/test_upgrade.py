@@ -163,6 +163,11 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         lineage={},
     )
     assert registry.resolve("default", "fleet-cpu@champion") == first
+    # 0007: chain plans, none on the upgraded jobs
+    with store.engine.connect() as conn:
+        plans = conn.execute(sa.select(schema.jobs.c.chain_plan)).scalars().all()
+        assert plans and all(p is None for p in plans)
+        conn.rollback()
 
 
 def _built_by_every_revision(url: str) -> None:
