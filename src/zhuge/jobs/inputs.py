@@ -12,7 +12,9 @@ these types, and nothing else reads a path or URL from a token holder:
 - :data:`ConnectionName`: a SQL connection the caller may use (``sql`` runs on it read-only,
   :mod:`zhuge.data.sql`);
 - :data:`JobRef`: a job id of the caller's tenant (``model_from``);
-- :data:`JobOrDataRef`: a job id of the caller's tenant, or a :data:`DataRef`.
+- :data:`JobOrDataRef`: a job id of the caller's tenant, or a :data:`DataRef`;
+- :data:`ModelRef`: ``NAME@ALIAS`` or ``NAME@VERSION`` of the caller's model registry,
+  resolved to the version's job when the job starts (:meth:`Registry.use` records it).
 
 Everything else is refused by rule, before anything is read: other URL schemes (``file:``,
 ``http:``, ``memory:``, ``s3:``...), wildcards, NUL bytes, Windows paths, ``~``, relative paths.
@@ -59,6 +61,7 @@ __all__ = [
     "DataRef",
     "JobOrDataRef",
     "JobRef",
+    "ModelRef",
     "check_params",
     "data_refs",
     "field_markers",
@@ -71,12 +74,20 @@ __all__ = [
 
 MARKER = "x-zhuge"  # the JSON-schema key that marks a field naming data (GET /v1/kinds shows it)
 DATA, CONNECTION, JOB, JOB_OR_DATA = "data", "connection", "job", "job-or-data"
-MARKERS = (DATA, CONNECTION, JOB, JOB_OR_DATA)
+MODEL = "model"
+MARKERS = (DATA, CONNECTION, JOB, JOB_OR_DATA, MODEL)
 
 DataRef = Annotated[str, Field(json_schema_extra={MARKER: DATA})]
 ConnectionName = Annotated[str, Field(json_schema_extra={MARKER: CONNECTION})]
 JobRef = Annotated[int, Field(ge=1, json_schema_extra={MARKER: JOB})]
 JobOrDataRef = Annotated[str, Field(json_schema_extra={MARKER: JOB_OR_DATA})]
+ModelRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}@[A-Za-z0-9_-]{1,64}$",
+        json_schema_extra={MARKER: MODEL},
+    ),
+]
 
 DATASET_SCHEME = "dataset://"
 CONNECTION_SCHEME = "connection://"
@@ -428,8 +439,37 @@ def _check_data(scope: _Scope, value: Any) -> None:
         scope.check_path(ref.path)
 
 
+def _check_model(scope: _Scope, value: Any) -> None:
+    from zhuge.jobs.registry import Registry
+
+    if scope.engine is None:
+        raise _Refused("names a registered model, but this job runs without the platform's store")
+    try:
+        Registry(scope.engine).resolve(scope.tenant, str(value))
+    except errors.NotFound as exc:
+        raise _Refused(f"is no registered model version of your tenant ({exc.message})") from exc
+    except errors.InvalidRequest as exc:
+        raise _Refused(exc.message) from exc
+
+
+def _use_model(scope: _Scope, value: Any, ctx: JobContext) -> int:
+    """The job id of the version ``value`` names now, its use recorded in the registry."""
+    from zhuge.jobs.registry import Registry
+
+    _check_model(scope, value)
+    assert scope.engine is not None
+    found = Registry(scope.engine).use(
+        scope.tenant, str(value), job_id=ctx.job_id, artifacts_root=scope.artifacts_root
+    )
+    ctx.log(f"model {value} is version {found.version} (the model of job {found.job_id})")
+    assert found.job_id is not None
+    return found.job_id
+
+
 def _check_one(scope: _Scope, marker: str, value: Any) -> None:
-    if marker == JOB or (marker == JOB_OR_DATA and str(value).strip().isdigit()):
+    if marker == MODEL:
+        _check_model(scope, value)
+    elif marker == JOB or (marker == JOB_OR_DATA and str(value).strip().isdigit()):
         _check_job(scope, value)
     elif marker in (DATA, JOB_OR_DATA):
         _check_data(scope, value)
@@ -496,6 +536,9 @@ def resolve_params(params: BaseModel, ctx: JobContext) -> BaseModel:
         try:
             if marker == JOB or (marker == JOB_OR_DATA and str(value).strip().isdigit()):
                 _check_job(scope, value)
+            elif marker == MODEL:
+                _set(data, loc, _use_model(scope, value, ctx))
+                changed = True
             elif marker == CONNECTION:
                 scope.connection(str(value), "sql")
             else:

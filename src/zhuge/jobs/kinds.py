@@ -32,6 +32,7 @@ KIND_MODULES: tuple[str, ...] = (
     "zhuge.jobs.migration",
     "zhuge.jobs.forecast",
     "zhuge.jobs.cluster",
+    "zhuge.jobs.registry.kinds",
 )
 
 DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}

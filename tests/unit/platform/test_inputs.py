@@ -41,6 +41,8 @@ NOT_DATA = {
     "models": "model names, checked against the list",
     "algorithm": "an algorithm name, checked against the list",
     "preprocess": "a preprocessing spec: column and transform names (zhuge.ml.preprocess)",
+    "register_as": "a registered model's name in the caller's tenant (registry.check_name)",
+    "config": "a model's release gate settings, checked by registry.ModelConfig",
 }
 DATA_WORDS = re.compile(
     r"\b(paths?|urls?|uri|files?|tables?|databases?|db|folders?|director(y|ies)|s3)\b", re.I
@@ -109,7 +111,7 @@ def test_the_known_fields_and_the_markers_are_what_the_kinds_use():
     marked = {(kind, name): field_markers(field) for kind, _, name, field in FIELDS}
     assert marked[("forecast", "input")] == {"data"}
     assert marked[("prepare", "connection")] == {"connection"}
-    assert marked[("forecast", "model_from")] == {"job"}
+    assert marked[("forecast", "model_from")] == {"job", "model"}
     assert marked[("cluster-predict", "model_from")] == {"job"}
     assert marked[("plan-migration", "forecast")] == {"job-or-data"}
     assert marked[("plan-migration", "vm_list")] == {"data"}

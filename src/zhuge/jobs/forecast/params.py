@@ -15,7 +15,7 @@ from zhuge.data.sources import (
     parse_column_map,
 )
 from zhuge.errors import DataError, InvalidRequest
-from zhuge.jobs.inputs import ConnectionName, DataRef, JobRef
+from zhuge.jobs.inputs import ConnectionName, DataRef, JobRef, ModelRef
 from zhuge.jobs.kinds import KindParams
 from zhuge.ml.forecast import DEFAULT_EDGES, MODEL_NAMES
 from zhuge.ml.forecast.chunked import (
@@ -273,8 +273,10 @@ PIPELINE_FIELDS = ("freq", "horizon", "agg", "level", "target", "quantiles", "bu
 
 
 class ForecastParams(TrainParams):
-    model_from: JobRef | None = Field(
-        None, description="Reuse the model a train/forecast job of your tenant saved (its id)."
+    model_from: JobRef | ModelRef | None = Field(
+        None,
+        description="Reuse a model: the id of a train/forecast job of your tenant, or a "
+        "registered version, NAME@ALIAS or NAME@VERSION (resolved when the job starts).",
     )
     # How the input is prepared and what is predicted: None takes them from the reused model
     # (or the train defaults), so that a stored job says what the caller really asked for.

@@ -627,6 +627,57 @@ class Registry:
                 )
             return self._get_version(conn, tenant, name, version)
 
+    def use(self, tenant: str, ref: str, *, job_id: int, artifacts_root: str) -> ModelVersion:
+        """Resolve ``ref`` for job ``job_id`` as it starts: the version it names now, whose
+        manifest must still be the one registered; recorded as a ``use`` in the history
+        (once per job). The files' own hashes are checked when the job loads them."""
+        from zhuge.artifacts import ArtifactDir
+
+        found = self.resolve(tenant, ref)
+        if found.job_id is None:
+            raise errors.DataError(f"model {found.ref} has no job whose model folder to load")
+        folder = ArtifactDir(artifacts_root).child(found.artifact)
+        try:
+            digest = manifest_digest(folder.read_bytes("manifest.json"))
+        except errors.ModelNotFound as exc:
+            raise errors.DataError(f"model {found.ref}: its artifact is gone") from exc
+        if digest != found.manifest_sha256:
+            raise errors.DataError(
+                f"model {found.ref}: its manifest's SHA-256 is {digest[:16]}..., not the "
+                f"{found.manifest_sha256[:16]}... registered: the artifact was changed after "
+                "registration; refusing to load it"
+            )
+        with self._tx() as conn:
+            seen = conn.execute(
+                sa.select(E.c.id).where(
+                    E.c.tenant == tenant,
+                    E.c.model == found.model,
+                    E.c.action == "use",
+                    E.c.job_id == job_id,
+                )
+            ).first()
+            if seen is None:
+                self._event(
+                    conn,
+                    tenant,
+                    found.model,
+                    "use",
+                    version=found.version,
+                    job_id=job_id,
+                    reason=f"{ref} resolved to version {found.version}",
+                )
+        return found
+
+    def record_metrics(self, tenant: str, name: str, version: int, metrics: dict[str, Any]) -> None:
+        """A version's own scores (on the gate's held-out windows)."""
+        with self._tx() as conn:
+            self._get_version(conn, tenant, name, version)
+            conn.execute(
+                V.update()
+                .where(V.c.tenant == tenant, V.c.model == name, V.c.version == version)
+                .values(metrics=metrics)
+            )
+
     def record_event(
         self,
         tenant: str,
