@@ -104,6 +104,7 @@ class ChaosReport:
     problems: list[str] = field(default_factory=list)  # nothing lost, nothing done twice
     # every extra execution fenced, no attempt spent by the platform (see docs/operations.md)
     attempt_problems: list[str] = field(default_factory=list)
+    kept_database: str | None = None  # a run with problems keeps its database, stopped, here
 
     @property
     def ok(self) -> bool:
@@ -442,7 +443,7 @@ class ChaosRun:
             # a run with problems keeps its database (stopped) for a look at what happened
             self.stop(keep_database=report is None or not report.ok)
         if not report.ok:
-            report.problems.append(f"its database is kept in {self.pg.data}")
+            report.kept_database = str(self.pg.data)
         report.seconds = round(time.monotonic() - began, 1)
         return report
 
@@ -480,6 +481,8 @@ def print_report(report: ChaosReport) -> None:
         print(f"{k:<{width}}  {v}")
     for p in [*report.problems, *report.attempt_problems][:20]:
         print(f"  problem: {p}")
+    if report.kept_database:
+        print(f"  its database is kept (stopped) in {report.kept_database}")
     print(json.dumps({"chaos": asdict(report)}))
 
 
