@@ -1,0 +1,246 @@
+"""Forecasts judged by the migration decision, on held-out days of fleets nothing was tuned on.
+
+For each fleet the last day is hidden; the history (cleaned by the forecasting rules, hourly
+means) is forecast 24 h ahead, and the same constrained plan (``--window 30min --deadline 24h
+--max-per-host 2 --max-per-cluster 50``, 100 Gbit/s shared, 10 Gbit/s per migration) is solved
+on each forecast. Each plan is scored on what really happened (the 5-minute telemetry of the
+hidden day, cleaned the same way): the realised mean load in its windows, and its captured
+share ``(L_earliest - L) / (L_earliest - L_perfect_hourly)``, as issue 16 defines it.
+
+Rows: the true future at 30 minutes (unattainable), a perfect hourly forecast, zhuge's
+``auto`` chosen by MASE and by the decision (``--select-by decision``: a decision backtest of
+the candidates on the history), the GBM, a combination (mean of the GBM and the 7-day profile),
+the 7-day profile, seasonal naive (yesterday) and earliest (naive); beside them, the coverage
+of auto's 80 % interval (``--quantiles 0.1,0.9``) on the hidden day's hourly load.
+
+    .venv/bin/python benchmarks/decision_migration.py                # demo fleets 101, 202 + NAB
+    .venv/bin/python benchmarks/decision_migration.py --seeds 101 --vms 300 --no-nab
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# run as a script, benchmarks/ is sys.path[0] and its queue.py shadows the standard library's
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import numpy as np
+import pandas as pd
+
+from zhuge.data import write_fleet
+from zhuge.data.preparation import ChunkSpec, prepare_chunk
+from zhuge.jobs.migration.coverage import clean_actual, evaluable
+from zhuge.migration import PlanConstraints
+from zhuge.migration.decision import EARLIEST, PERFECT, DecisionTask, _score, captured_share
+from zhuge.migration.decision_backtest import PROFILE, decision_backtest
+from zhuge.ml.forecast import BASELINES, Forecaster, to_fleet
+from zhuge.ml.forecast.baselines import seasonal_mean
+from zhuge.ml.forecast.forecaster import AUTO_CANDIDATES, quantile_column
+
+DAY = pd.Timedelta("1D")
+HOURLY = "perfect_hourly"
+ORDER = [
+    PERFECT, HOURLY, "auto (by decision)", "auto (by MASE)", "gbm", "combination",
+    PROFILE, "seasonal_naive", EARLIEST,
+]  # fmt: skip
+LABELS = {
+    PERFECT: "the true future at 30 minutes (unattainable)",
+    HOURLY: "a perfect hourly forecast",
+    "auto (by decision)": "zhuge auto, --select-by decision",
+    "auto (by MASE)": "zhuge auto, --select-by mase",
+    "gbm": "the global GBM",
+    "combination": "mean of the GBM and the 7-day profile",
+    PROFILE: "each VM's mean per slot of the day over the last 7 days",
+    "seasonal_naive": "yesterday's load (seasonal naive)",
+    EARLIEST: "as early as possible (naive)",
+}
+
+
+def demo_fleet(seed: int, vms: int, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    files = write_fleet(folder / f"fleet-{seed}", vms, 15, "5min", seed=seed)
+    return pd.read_parquet(files.telemetry), pd.read_parquet(files.vms)
+
+
+def nab_fleet(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The NAB CPU series, the last 15 days each, moved onto one calendar (a fleet)."""
+    frames = []
+    for path in sorted((root / "nab" / "realAWSCloudwatch").glob("*_cpu_utilization_*.csv")):
+        raw = pd.read_csv(path, parse_dates=["timestamp"])
+        end = raw["timestamp"].max().floor("1D")
+        raw = raw.loc[(raw["timestamp"] >= end - 15 * DAY) & (raw["timestamp"] < end)]
+        if raw["timestamp"].min() > end - 14 * DAY:
+            continue  # too short for two weeks of history and a held-out day
+        shift = pd.Timestamp("2024-01-01") - (end - 15 * DAY)
+        frames.append(raw.assign(series_id=path.stem, timestamp=raw["timestamp"] + shift))
+    telemetry = pd.concat(frames, ignore_index=True)
+    ids = sorted(telemetry["series_id"].unique())
+    vms = pd.DataFrame(
+        {
+            "vm_id": ids,
+            "host_id": [f"h{i // 2}" for i in range(len(ids))],
+            "cluster_id": "c0",
+            "memory_gb": 16.0,
+        }
+    )
+    return telemetry, vms
+
+
+def hourly_history(telemetry: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    raw = telemetry.loc[telemetry["timestamp"] < cut, ["series_id", "timestamp", "value"]]
+    raw = raw.assign(series_id=raw["series_id"].astype(str))
+    series, _ = prepare_chunk(raw, ChunkSpec(freq="1h", sample_freq="5min"))
+    return series
+
+
+def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> dict:
+    started = time.perf_counter()
+    cut = telemetry["timestamp"].min().floor("1D") + 14 * DAY
+    history = hourly_history(telemetry, cut)
+    raw_next = telemetry.loc[(telemetry["timestamp"] >= cut) & (telemetry["timestamp"] < cut + DAY)]
+    actual_5min = clean_actual(
+        raw_next.assign(series_id=raw_next["series_id"].astype(str)), pd.Timedelta("5min")
+    )
+    vm_ids = vms["vm_id"].astype(str)
+    _, covered, _ = evaluable(actual_5min, vm_ids, cut, cut + DAY, pd.Timedelta("5min"))
+    fleet = to_fleet(history, freq="1h")
+    ends_now = fleet.end == np.datetime64(cut - pd.Timedelta("1h"))
+    keep = ends_now & np.isin(fleet.series_ids.astype(str), covered)
+    fleet = type(fleet)(fleet.series_ids[keep], fleet.values[keep], fleet.end[keep], fleet.freq)
+    ids = pd.Index(fleet.series_ids.astype(str))
+    constraints = PlanConstraints(window="30min", max_per_host=2, max_per_cluster=50)
+    task = DecisionTask(vms.assign(vm_id=vm_ids), constraints, method=args.method)
+
+    h = 24
+    gbm = {"gbm_params": {"n_jobs": 1}} if args.fast else {}
+    auto = Forecaster(model="auto", freq="1h", horizon=h, quantiles=(0.1, 0.9), n_jobs=1, **gbm)
+    auto._validate()
+    auto._fit_fleet(fleet)
+    auto_cols = auto._predict_fleet(fleet)
+    forecasts = {"auto (by MASE)": auto_cols["yhat"]}
+    if auto.model_ == "gbm":
+        forecasts["gbm"] = auto_cols["yhat"]
+    else:
+        g = Forecaster(model="gbm", freq="1h", horizon=h, n_jobs=1, **gbm)
+        g._validate()
+        g._fit_fleet(fleet)
+        forecasts["gbm"] = g._predict_fleet(fleet)["yhat"]
+    profile = seasonal_mean(fleet.values, h, fleet.season)
+    forecasts[PROFILE] = profile
+    forecasts["seasonal_naive"] = BASELINES["seasonal_naive"](fleet.values, h, fleet.season)
+    forecasts["combination"] = (forecasts["gbm"] + profile) / 2
+
+    selecting = time.perf_counter()
+    chooser = decision_backtest(
+        fleet, task, horizon=h, windows=2, models=["gbm"], n_jobs=1, **gbm
+    ).overall.set_index("plan")["captured"]
+    chosen = max((m for m in AUTO_CANDIDATES if m in chooser.index), key=lambda m: chooser[m])
+    select_s = time.perf_counter() - selecting
+    forecasts["auto (by decision)"] = (
+        forecasts["gbm"] if chosen == "gbm" else BASELINES[chosen](fleet.values, h, fleet.season)
+    )
+
+    truth = actual_5min.loc[actual_5min["series_id"].isin(set(ids))]
+    hourly_truth = (
+        truth.assign(timestamp=truth["timestamp"].dt.floor("1h"))
+        .groupby(["series_id", "timestamp"], as_index=False)["yhat"]
+        .mean()
+    )
+    actual_h = hourly_truth.pivot(index="series_id", columns="timestamp", values="yhat").loc[ids]
+    forecasts[HOURLY] = actual_h.to_numpy()
+    stamps = pd.date_range(cut, periods=h, freq="1h")
+    frames = {
+        n: pd.DataFrame({"series_id": np.repeat(ids.to_numpy(), h), "timestamp": np.tile(stamps.to_numpy(), len(ids)), "yhat": np.asarray(v, float).reshape(-1)})
+        for n, v in forecasts.items()
+    }  # fmt: skip
+    table = _score(
+        frames,
+        truth,
+        DecisionTask(
+            task.vms.loc[task.vms["vm_id"].isin(set(ids))], constraints, method=args.method
+        ),
+    ).set_index("plan")
+    naive, best = table.at[EARLIEST, "realised_load"], table.at[HOURLY, "realised_load"]
+    table["captured"] = [captured_share(v, naive, best) for v in table["realised_load"]]
+    lower, upper = auto_cols[quantile_column(0.1)], auto_cols[quantile_column(0.9)]
+    inside = (actual_h.to_numpy() >= lower) & (actual_h.to_numpy() <= upper)
+    return {
+        "fleet": name,
+        "vms": len(ids),
+        "vms_left_out": int(len(vms) - len(ids)),
+        "auto_by_mase": str(auto.model_),
+        "auto_by_decision": chosen,
+        "coverage_80": float(inside.mean()),
+        "select_by_decision_s": round(select_s, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+        "plans": {
+            p: {
+                "realised_load": round(float(table.at[p, "realised_load"]), 2),
+                "captured": round(float(table.at[p, "captured"]), 3),
+                "placed": int(table.at[p, "placed"]),
+            }
+            for p in ORDER
+        },
+    }
+
+
+def markdown(results: list[dict]) -> str:
+    head = "| plan made from | " + " | ".join(r["fleet"] for r in results) + " |"
+    lines = [head, "| --- |" + " --- |" * len(results)]
+    for p in ORDER:
+        cells = [
+            f"{r['plans'][p]['realised_load']:.1f} ({100 * r['plans'][p]['captured']:.0f} %)"
+            for r in results
+        ]
+        lines.append(f"| {LABELS[p]} | " + " | ".join(cells) + " |")
+    lines.append("| VMs planned (left out: no full history or hidden day) | " + " | ".join(f"{r['vms']} ({r['vms_left_out']})" for r in results) + " |")  # fmt: skip
+    lines.append("| auto's choice by MASE / by decision | " + " | ".join(f"{r['auto_by_mase']} / {r['auto_by_decision']}" for r in results) + " |")  # fmt: skip
+    lines.append("| 80 % interval coverage (hourly, hidden day) | " + " | ".join(f"{100 * r['coverage_80']:.1f} %" for r in results) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="101,202", help="demo-data fleet seeds")
+    parser.add_argument("--vms", type=int, default=300)
+    parser.add_argument("--no-nab", action="store_true")
+    parser.add_argument("--data", default=os.environ.get("ZHUGE_TEST_DATA", "../shared/data"))
+    parser.add_argument("--method", default="greedy", choices=["greedy", "auto", "milp"])
+    parser.add_argument("--fast", action="store_true", help="single-threaded GBM (default too)")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(s) for s in args.seeds.split(",") if s.strip()):
+            telemetry, vms = demo_fleet(seed, args.vms, Path(tmp))
+            results.append(run_fleet(f"demo seed {seed}", telemetry, vms, args))
+            print(json.dumps(results[-1]), flush=True)
+    nab = Path(args.data)
+    if not args.no_nab and (nab / "nab").is_dir():
+        telemetry, vms = nab_fleet(nab)
+        results.append(run_fleet("NAB CPU", telemetry, vms, args))
+        print(json.dumps(results[-1]), flush=True)
+    print()
+    print(f"realised mean load in the chosen windows (captured share); method {args.method}")
+    print(markdown(results))
+    print(
+        json.dumps(
+            {
+                "benchmark": "decision_migration",
+                "cpus": len(os.sched_getaffinity(0)),
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "pandas": pd.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
