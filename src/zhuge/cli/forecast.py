@@ -317,7 +317,12 @@ def forecast_command(
         typer.Option("--out", help="Download the forecast to this file (Parquet), replaced whole."),
     ] = None,
     model_from: Annotated[
-        int | None, typer.Option("--model-from", help="Reuse the model of this job id.")
+        str | None,
+        typer.Option(
+            "--model-from",
+            help="Reuse a model: a job id, or a registered NAME@ALIAS / NAME@VERSION "
+            "(zhuge models ls), resolved when the job starts.",
+        ),
     ] = None,
     agg: Annotated[str | None, typer.Option("--agg", help="mean, max or p95.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="mean or bucket.")] = None,
@@ -343,7 +348,7 @@ def forecast_command(
     options = {
         **_source(input_, sql, connection, columns, timestamp_unit),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
-        "model_from": model_from,
+        "model_from": int(model_from) if model_from and model_from.isdigit() else model_from,
         "train_series": train_series,
         "chunk_series": chunk_series,
         **_decision(
@@ -470,6 +475,14 @@ def train_command(
     max_per_cluster: PerClusterOpt = 8,
     bandwidth_gbps: BandwidthOpt = 100.0,
     blackout: BlackoutOpt = None,
+    register: Annotated[
+        str | None,
+        typer.Option(
+            "--register",
+            help="Add the model as a new version of this registered model, behind the "
+            "release gate (zhuge models show NAME).",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     options = {
@@ -481,6 +494,11 @@ def train_command(
             None, select_by, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout
         ),
     }
+    if register is not None:
+        from zhuge.cli.models import train_and_register
+
+        train_and_register(options, register, json_output)
+        return
     done = _run("train", options, title="training", json_output=json_output)
     if not done:
         return

@@ -241,3 +241,33 @@ def models_config(
         print_json(done)
     else:
         console.print(", ".join(f"{k}={v}" for k, v in done.items()))
+
+
+def train_and_register(options: dict[str, Any], name: str, json_output: bool) -> None:
+    """``zhuge train ... --register NAME``: the ``model-train`` job, then its decision."""
+    from zhuge.cli.forecast import FLEET_DATA, checked_params
+    from zhuge.cli.run import run_and_report
+    from zhuge.jobs.registry import check_name
+
+    with user_errors(json_output):
+        check_name(name)
+        params = {**checked_params("train", options), "register_as": name}
+        done = run_and_report(
+            "model-train",
+            params,
+            title=f"training a version of {name}",
+            json_output=json_output,
+            data=FLEET_DATA,
+        )
+    if done is None:
+        return
+    _, result = done
+    gate = result["gate"]
+    console.print(
+        f"[bold]{result['ref']}[/] registered: {gate['decision']} ({gate['reason']}); "
+        f"aliases: {', '.join(result['aliases']) or '-'}"
+    )
+    console.print(
+        f"use it: zhuge forecast --input ... --model-from {name}@champion; "
+        f"the evidence: zhuge models show {name}"
+    )
