@@ -387,6 +387,15 @@ def _print_plan(result: dict[str, Any], job: dict[str, Any]) -> None:
 
 
 def _print_evaluation(evaluation: dict[str, Any]) -> None:
+    left = evaluation.get("left_out") or {}
+    if left.get("vms"):
+        why = ", ".join(f"{k}: {v}" for k, v in left["by_reason"].items())
+        console.print(
+            f"evaluated on {evaluation.get('evaluated_vms', 0):,} VM(s); "
+            f"{left['vms']:,} left out ({why})"
+        )
+    if not evaluation["table"]:
+        return
     table = Table(title="Realised on the actual load (same constraints)")
     columns = ["plan", "placed", "mean_load", "total_downtime_ms", "p95_downtime_ms"]
     for column in columns:
