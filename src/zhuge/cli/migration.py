@@ -157,6 +157,14 @@ def plan_migrations_command(
         ),
     ] = None,
     method: Annotated[str, typer.Option(help="auto, greedy or milp.")] = "auto",
+    risk: Annotated[
+        float | None,
+        typer.Option(
+            "--risk",
+            help="Plan on this quantile of the forecast (0.8: minimise the 80th percentile of "
+            "downtime); the forecast needs yhat_qNN columns (with --input they are made).",
+        ),
+    ] = None,
     input_: Annotated[
         str | None,
         typer.Option(
@@ -199,6 +207,7 @@ def plan_migrations_command(
                     "bandwidth_gbps": bandwidth_gbps,
                     "blackouts": blackout or [],
                 },
+                risk=risk,
             )  # fmt: skip
         params = _plan_params(
             forecast=_path(forecast) if forecast is not None else _path(input_),
@@ -214,6 +223,7 @@ def plan_migrations_command(
             link_gbps=link_gbps,
             blackouts=blackout or [],
             method=method,
+            risk=risk,
             calibration=_calibration_ref(calibration),
             actual=_path(evaluate_with),
             # a VM whose telemetry gives nothing to forecast from is listed, not an error
@@ -305,6 +315,7 @@ def _forecast_options(
     vms: str,
     *,
     limits: dict[str, Any],
+    risk: float | None = None,
 ) -> dict[str, Any]:
     """``--input``: the ``forecast`` job's parameters, checked on the fleet's first rows. A
     model it trains is chosen by the decision: the one whose plans under these limits capture
@@ -319,6 +330,8 @@ def _forecast_options(
     }
     if model_from is None:
         options.update(select_by="decision", vms=_path(vms), **limits)
+        if risk is not None:  # the quantile the plan minimises, and the usual 80 % interval
+            options["quantiles"] = sorted({0.1, 0.9, risk})
     return checked_params("forecast", options)
 
 

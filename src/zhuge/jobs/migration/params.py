@@ -73,6 +73,14 @@ class PlanMigrationParams(KindParams):
     partition_vms: int = Field(
         PARTITION_VMS, ge=1, description="Plan clusters in partitions of about this many VMs."
     )
+    risk: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Plan on this quantile of the load forecast (0.8: minimise the 80th "
+        "percentile of downtime, which grows with load); needs the forecast's quantile columns "
+        "(yhat_q80, or ones around it to interpolate, yhat counting as the median).",
+    )
     missing_forecast: Literal["error", "unplaced"] = Field(
         "error",
         description="A VM with no rows in the forecast: an error ('error'), or listed unplaced "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,8 @@ def prepare_plan(
     forecast = read_parquet(
         params.forecast, "forecast", required=FORECAST_REQUIRED, columns=columns
     )
+    if params.risk is not None:
+        forecast = at_risk(forecast, params.risk, names=forecast_columns(params.forecast))
     ids = forecast["series_id"].astype(str)
     wanted_ids = vms["vm_id"].astype(str)
     missing = ~wanted_ids.isin(set(ids.unique()))
@@ -105,6 +108,51 @@ def prepare_plan(
     # relative times (--deadline 24h) count from where the planner starts
     constraints = _constraints(params, freshest_start(forecast), forecast["timestamp"].max())
     return PreparedPlan(vms, forecast, hosts, constraints, model, source, unforecast)
+
+
+QUANTILE_COLUMN = re.compile(r"yhat_q(\d+(?:\.\d+)?)$")
+
+
+def at_risk(forecast: pd.DataFrame, risk: float, *, names: list[str]) -> pd.DataFrame:
+    """The forecast with ``yhat`` replaced by its ``risk`` quantile, so the plan minimises that
+    quantile of downtime (downtime grows with load, so a load quantile is a downtime quantile).
+    Interpolated linearly between the nearest quantile columns (``yhat`` counting as the
+    median); ``DataError`` when the forecast has none on the far side of ``risk``. ``names``:
+    the forecast file's columns (``forecast`` may hold only ids and timestamps: a light check)."""
+    levels = {0.5: "yhat"}
+    light = not set(names) <= set(forecast.columns)
+    for name in names:
+        match = QUANTILE_COLUMN.match(str(name))
+        if match:
+            levels[float(match[1]) / 100] = name
+    if risk in levels:
+        column = levels[risk]
+        return forecast if light else forecast.assign(yhat=forecast[column].to_numpy())
+    below = [q for q in levels if q < risk]
+    above = [q for q in levels if q > risk]
+    if not below or not above:
+        raise DataError(
+            f"--risk {risk:g} needs the forecast's quantile columns around it (e.g. "
+            f"yhat_q{risk * 100:g}); it has {sorted(n for n in names if str(n).startswith('yhat'))}"
+            "; forecast with --quantiles including it"
+        )
+    if light:
+        return forecast
+    lo, hi = max(below), min(above)
+    share = (risk - lo) / (hi - lo)
+    low = forecast[levels[lo]].to_numpy(dtype=float)
+    high = forecast[levels[hi]].to_numpy(dtype=float)
+    return forecast.assign(yhat=low + share * (high - low))
+
+
+def forecast_columns(url: str) -> list[str]:
+    """The forecast file's column names, from its schema (no values read)."""
+    import pyarrow.dataset as ds
+
+    from zhuge.jobs.outputs import existing_location
+
+    fs, path = existing_location(url, "forecast")
+    return list(ds.dataset(path, filesystem=fs, format="parquet").schema.names)
 
 
 def _merge_coefficients(vms: pd.DataFrame, per_vm: pd.DataFrame) -> pd.DataFrame:
