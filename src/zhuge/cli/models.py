@@ -271,3 +271,66 @@ def train_and_register(options: dict[str, Any], name: str, json_output: bool) ->
         f"use it: zhuge forecast --input ... --model-from {name}@champion; "
         f"the evidence: zhuge models show {name}"
     )
+
+
+@models_app.command("score")
+def models_score(
+    name: NameArg,
+    actuals: Annotated[
+        str | None,
+        typer.Option(
+            "--actuals",
+            help="What happened: telemetry as a file, dataset://NAME or connection://NAME/KEY.",
+        ),
+    ] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help="Or a SQL query giving it.")] = None,
+    connection: Annotated[
+        str | None, typer.Option("--connection", help="The SQL connection --sql runs on.")
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", help="series_id=vm,timestamp=ts,value=cpu")
+    ] = None,
+    timestamp_unit: Annotated[
+        str, typer.Option("--timestamp-unit", help="auto, iso, s, ms, us or ns.")
+    ] = "auto",
+    json_output: JsonOpt = False,
+) -> None:
+    """Score the forecasts NAME already made against what then happened; append to its live
+    record; act on drift as configured (zhuge models config NAME drift_action=...)."""
+    from zhuge.cli.run import local_path, run_and_report
+    from zhuge.jobs.kinds import get_kind
+
+    with user_errors(json_output):
+        params = get_kind("model-score").normalise(
+            {
+                k: v
+                for k, v in {
+                    "model": name,
+                    "input": local_path(actuals),
+                    "sql": sql,
+                    "connection": connection,
+                    "columns": columns,
+                    "timestamp_unit": timestamp_unit,
+                }.items()
+                if v is not None
+            }
+        )
+        done = run_and_report(
+            "model-score",
+            params,
+            title=f"scoring {name}",
+            json_output=json_output,
+            data={"input": "--actuals"},
+        )
+    if done is None:
+        return
+    _, result = done
+    for s in result["scored"]:
+        console.print(
+            f"job {s['job']} (version {s['version']}): MASE {_fmt(s['mase'])}, coverage "
+            f"{_fmt(s['coverage'])}, gate MASE {_fmt(s['gate_mase'])}"
+            + (" [red]drifted[/]" if s["drifted"] else "")
+            + (f"; {s['action']['action']}: {s['action'].get('outcome')}" if "action" in s else "")
+        )
+    if not result["scored"]:
+        console.print("nothing to score: no forecast of this model has been revealed yet")

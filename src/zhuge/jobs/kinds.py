@@ -33,6 +33,7 @@ KIND_MODULES: tuple[str, ...] = (
     "zhuge.jobs.forecast",
     "zhuge.jobs.cluster",
     "zhuge.jobs.registry.kinds",
+    "zhuge.jobs.registry.live",
 )
 
 DEFAULT_RESOURCES: dict[str, float] = {"CPU": 1.0}

@@ -702,6 +702,13 @@ class Registry:
                 details=details,
             )
 
+    def mark_acted(self, tenant: str, name: str, score_id: int) -> None:
+        """Note on a live record's row that drift was acted on there (streaks restart)."""
+        with self._tx() as conn:
+            where = [S.c.id == score_id, S.c.tenant == tenant, S.c.model == name]
+            metrics = conn.execute(sa.select(S.c.metrics).where(*where)).scalar_one()
+            conn.execute(S.update().where(*where).values(metrics={**metrics, "acted": True}))
+
     def record_score(
         self,
         tenant: str,
