@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from zhuge.cli import admin, cluster, connections, datasets, db, forecast, jobs, migration, server
+from zhuge.cli import (
+    admin,
+    cluster,
+    connections,
+    datasets,
+    db,
+    forecast,
+    jobs,
+    migration,
+    plot,
+    server,
+)
 from zhuge.cli.models import models_app
 from zhuge.cli.queues import queues_app
 from zhuge.cli.simulate import register as register_simulate
@@ -80,6 +91,7 @@ app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.audit_app, name="audit")
 app.add_typer(queues_app, name="queues")
+app.add_typer(plot.plot_app, name="plot")
 app.add_typer(models_app, name="models")
 forecast.register(app)
 migration.register(app)

@@ -324,6 +324,14 @@ def forecast_command(
             "(zhuge models ls), resolved when the job starts.",
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also draw the first series' history, forecast and interval to this PNG "
+            "(zhuge plot forecast JOB --series S for another; needs zhuge\\[plot]).",
+        ),
+    ] = None,
     agg: Annotated[str | None, typer.Option("--agg", help="mean, max or p95.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="mean or bucket.")] = None,
     buckets: Annotated[
@@ -355,10 +363,18 @@ def forecast_command(
             None, select_by, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout
         ),
     }
-    done = _run("forecast", options, title="forecasting", json_output=json_output, out=out)
+    from zhuge.cli.plot import draw_forecast_file, forecast_download
+
+    with user_errors(json_output), forecast_download(out, plot) as download:
+        done = _run("forecast", options, title="forecasting", json_output=json_output, out=download)
+        drawn = plot and draw_forecast_file(
+            download, plot, telemetry=input_, columns=columns, timestamp_unit=timestamp_unit
+        )
     if done:
         job, result = done
-        _print_forecast(result, job)
+        _print_forecast({**result, "out": result["out"] if out else None}, job)
+        if drawn:
+            console.print(f"plot: {drawn}")
 
 
 def backtest_command(
