@@ -302,7 +302,7 @@ def checked_params(kind: str, options: dict[str, Any]) -> dict[str, Any]:
 def forecast_command(
     input_: InputOpt = None,
     freq: Annotated[
-        str | None, typer.Option("--freq", help="5min or 1h (default 1h, or the model's).")
+        str | None, typer.Option("--freq", help="5min, 30min or 1h (default 1h, or the model's).")
     ] = None,
     horizon: Annotated[
         str | None, typer.Option("--horizon", help="How far ahead: 24h, 90min (default 24h).")
@@ -379,7 +379,7 @@ def forecast_command(
 
 def backtest_command(
     input_: InputOpt = None,
-    freq: Annotated[str, typer.Option("--freq", help="5min or 1h.")] = "1h",
+    freq: Annotated[str, typer.Option("--freq", help="5min, 30min or 1h.")] = "1h",
     horizon: HorizonOpt = "24h",
     windows: Annotated[int, typer.Option("--windows", help="Rolling origins scored.")] = 3,
     model: Annotated[
@@ -426,7 +426,7 @@ def backtest_command(
 
 def prepare_command(
     input_: InputOpt = None,
-    freq: Annotated[str, typer.Option("--freq", help="5min or 1h.")] = "1h",
+    freq: Annotated[str, typer.Option("--freq", help="5min, 30min or 1h.")] = "1h",
     agg: AggOpt = "mean",
     level: LevelOpt = "vm",
     out: Annotated[
@@ -467,7 +467,7 @@ def prepare_command(
 
 def train_command(
     input_: InputOpt = None,
-    freq: Annotated[str, typer.Option("--freq", help="5min or 1h.")] = "1h",
+    freq: Annotated[str, typer.Option("--freq", help="5min, 30min or 1h.")] = "1h",
     horizon: HorizonOpt = "24h",
     model: ModelOpt = "auto",
     level: LevelOpt = "vm",

@@ -173,7 +173,7 @@ def plan_migrations_command(
         ),
     ] = None,
     freq: Annotated[
-        str, typer.Option("--freq", help="With --input: the forecast's grid, 5min or 1h.")
+        str, typer.Option("--freq", help="With --input: the forecast's grid, 5min, 30min or 1h.")
     ] = "1h",
     horizon: Annotated[
         str | None,

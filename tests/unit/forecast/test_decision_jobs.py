@@ -88,3 +88,13 @@ def test_train_selects_by_decision_and_keeps_the_plan_limits_with_the_model(flee
         "bandwidth_gbps": 100.0,
         "blackouts": [],
     }
+
+
+def test_forecast_on_a_30_minute_grid(fleet, tmp_path):
+    params = {"input": fleet.telemetry, "freq": "30min", "model": "gbm", "horizon": "24h"}
+    result, ctx = run("forecast", params, tmp_path, 5)
+    assert (result["freq"], result["horizon_steps"]) == ("30min", 48)
+    forecast = ctx.artifacts.read_parquet("forecast.parquet")
+    steps = forecast.groupby("series_id")["timestamp"].diff().dropna().unique()
+    assert list(steps) == [pd.Timedelta("30min")]
+    assert forecast.groupby("series_id").size().eq(48).all()

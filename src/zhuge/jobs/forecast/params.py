@@ -27,7 +27,7 @@ _FREQ_UNITS = {  # seconds per unit, in the spellings pandas and people use (cas
     **dict.fromkeys(("t", "m", "min", "mins", "minute", "minutes"), 60),
     **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
 }
-_FREQ_NAMES = {300: "5min", 3600: "1h"}
+_FREQ_NAMES = {300: "5min", 1800: "30min", 3600: "1h"}
 
 
 def _freq_alias(value: Any) -> Any:
@@ -40,7 +40,7 @@ def _freq_alias(value: Any) -> Any:
     return value
 
 
-Freq = Annotated[Literal["5min", "1h"], BeforeValidator(_freq_alias)]
+Freq = Annotated[Literal["5min", "30min", "1h"], BeforeValidator(_freq_alias)]
 Agg = Literal["mean", "max", "p95"]
 Level = Literal["vm", "host", "cluster"]
 # Series per chunk. Each worker cleans one chunk at a time, so peak memory is about two chunks'
