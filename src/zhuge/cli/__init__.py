@@ -18,6 +18,7 @@ from zhuge.cli import (
     jobs,
     migration,
     plot,
+    run,
     server,
 )
 from zhuge.cli.models import models_app
@@ -63,6 +64,15 @@ def root(
             "after any command: zhuge jobs ls --wide).",
         ),
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Convenience commands (forecast, cluster, plan-migrations...) submit their "
+            "job, print its id and the commands to follow it, and return without waiting "
+            "(also after the command: zhuge forecast ... --detach). Needs a server.",
+        ),
+    ] = False,
 ) -> None:
     """Read the config file (~/.config/zhuge/config.toml or ZHUGE_CONFIG: url, token_file,
     home, [defaults.COMMAND]); environment variables override it."""
@@ -71,6 +81,7 @@ def root(
 
     if wide:
         console.width = err_console.width = WIDE_WIDTH
+    run.detach.on = detach
     with user_errors():
         config = load_config()
         apply_config(config, os.environ)
@@ -99,14 +110,16 @@ cluster.register(app)
 register_simulate(app)
 
 
+GLOBAL_FLAGS = ("--wide", "--detach")  # options of zhuge itself, also typed after a command
+
+
 def hoist_global_options(argv: list[str]) -> list[str]:
-    """``zhuge jobs ls --wide`` as ``zhuge --wide jobs ls``: ``--wide`` belongs to ``zhuge``
-    itself but people type it after the command (not after a ``--``)."""
+    """``zhuge jobs ls --wide`` as ``zhuge --wide jobs ls``: ``--wide`` and ``--detach``
+    belong to ``zhuge`` itself but people type them after the command (not after ``--``)."""
     end = argv.index("--") if "--" in argv else len(argv)
-    if "--wide" not in argv[:end]:
-        return argv
-    rest = [a for i, a in enumerate(argv) if not (a == "--wide" and i < end)]
-    return ["--wide", *rest]
+    flags = [f for f in GLOBAL_FLAGS if f in argv[:end]]
+    rest = [a for i, a in enumerate(argv) if not (a in flags and i < end)]
+    return [*flags, *rest]
 
 
 def main() -> None:

@@ -486,6 +486,42 @@ def retry(
         console.print(f"job [bold]{job.id}[/] {styled_state(job.state)}")
 
 
+@jobs_app.command("download")
+def download(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write, replaced whole.")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="An artifact's name (default: the job's output)."),
+    ] = None,
+    json_output: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download a finished job's output (or one of its artifacts) to a file: what --out of a
+    convenience command does, for a job started with --detach. Example:
+    zhuge jobs download 12 --out forecast.parquet"""
+    from zhuge.cli.run import checked_out
+
+    with user_errors(json_output):
+        target = checked_out(out)
+        c = client(url, token)
+        if name is None:
+            job = c.get(job_id)
+            output = (job.result or {}).get("output") if job.state == "succeeded" else None
+            if output is None:
+                raise InvalidRequest(
+                    f"job {job_id} is {job.state} and has no output to download"
+                    + (f"; wait for it: zhuge jobs wait {job_id}" if not job.done else "")
+                )
+            name = output
+        written = c.download_artifact(job_id, name, target)
+    if json_output:
+        print_json({"job_id": job_id, "name": name, "out": str(written)})
+    else:
+        console.print(f"job {job_id}: {name} written to {written}")
+
+
 def status(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Readiness (and why not), queue depth by state, and the workers with their resources."""
     with user_errors(json_output):

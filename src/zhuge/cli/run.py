@@ -39,7 +39,7 @@ from rich.text import Text
 
 from zhuge.cli.common import count, err_console
 from zhuge.client import Client, default_token, default_url
-from zhuge.errors import DataError, ZhugeError
+from zhuge.errors import ConfigError, DataError, ZhugeError
 
 POLL_SECONDS = 0.25
 
@@ -57,6 +57,11 @@ def connect(json_output: bool = False) -> Iterator[Client]:
             yield remote
         return
     remote.close()
+    if detach.on:
+        raise ConfigError(
+            f"--detach needs a zhuge server (zhuge up; none answers at {default_url()}): on an "
+            "in-process platform the job would stop with this command"
+        )
     with _embedded(json_output) as client:
         yield client
 
@@ -276,13 +281,53 @@ def _follow(get: Callable[[], dict[str, Any]], title: str, json_output: bool) ->
             time.sleep(POLL_SECONDS)
 
 
+class _Detach:
+    """``zhuge --detach`` (or ``--detach`` after a convenience command): submit, say how to
+    follow the job, and return, rather than wait. Set by the ``zhuge`` callback each run."""
+
+    on: bool = False
+
+
+detach = _Detach()
+
+
+def _detached(client: Client, job_id: int, kind: str, out: Path | None, json_output: bool) -> None:
+    follow = [
+        f"zhuge jobs wait {job_id}",
+        f"zhuge jobs logs {job_id} --follow",
+        f"zhuge jobs show {job_id}",
+        f"zhuge jobs download {job_id} --out {out or 'FILE'}",
+        f"zhuge jobs cancel {job_id}",
+    ]
+    if json_output:
+        from zhuge.cli.common import print_json
+
+        print_json({"job_id": job_id, "kind": kind, "state": "queued", "follow": follow})
+    else:
+        from zhuge.cli.common import console
+
+        console.print(f"job [bold]{job_id}[/] ({kind}) submitted; it runs without this command")
+        for line in follow:
+            console.print(f"  {line}", highlight=False)
+
+
 def run_job(
-    client: Client, kind: str, params: dict[str, Any], *, title: str, json_output: bool
+    client: Client,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    title: str,
+    json_output: bool,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     """Submit ``kind`` with ``params``, wait with a progress bar, return the finished job
     (as the API describes it). Raises with the job's error if it did not succeed; Ctrl-C
-    cancels the job and exits 130."""
+    cancels the job and exits 130. With ``--detach``: print the job's id and the commands
+    that follow it, and exit 0."""
     submitted = client.submit(kind, params)
+    if detach.on:
+        _detached(client, submitted.id, kind, out, json_output)
+        raise typer.Exit(0)
     try:
         job = _follow(lambda: client.get(submitted.id).raw, title, json_output)
     except KeyboardInterrupt:
@@ -312,7 +357,7 @@ def run_and_report(
     out = checked_out(out)
     with connect(json_output) as client:
         params = data_refs(client, params, data or {})
-        job = run_job(client, kind, params, title=title, json_output=json_output)
+        job = run_job(client, kind, params, title=title, json_output=json_output, out=out)
         result = {**job["result"], "out": save_output(client, job, out)}
     if json_output:
         from zhuge.cli.common import print_json
