@@ -85,7 +85,8 @@ def print_model(found: dict[str, Any]) -> None:
     for v in found["versions"]:
         gate = v.get("gate") or {}
         datasets = ", ".join(
-            f"{d['name']}@{d['sha256'][:12]}" for d in v["lineage"].get("datasets", [])
+            f"{d['name'] or str(d['ref']).rsplit('/', 1)[-1]}@{(d.get('sha256') or '?')[:12]}"
+            for d in v["lineage"].get("datasets", [])
         )
         table.add_row(
             str(v["version"]),
