@@ -14,6 +14,7 @@ from zhuge.cli import (
     connections,
     datasets,
     db,
+    demo,
     forecast,
     jobs,
     migration,
@@ -105,6 +106,7 @@ app.add_typer(queues_app, name="queues")
 app.add_typer(plot.plot_app, name="plot")
 app.add_typer(models_app, name="models")
 forecast.register(app)
+forecast.demo_app.command("migrations", help=demo.MIGRATIONS_HELP)(demo.demo_migrations_command)
 migration.register(app)
 cluster.register(app)
 register_simulate(app)
