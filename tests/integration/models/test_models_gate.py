@@ -238,3 +238,32 @@ def test_cli_shows_promotes_and_refuses_with_a_clear_line(world, monkeypatch):
     listed = runner.invoke(app, ["models", "ls", "--json"])
     # the same data twice: the same model, not better, so version 2 was a challenger
     assert json.loads(listed.stdout)[0]["aliases"] == {"champion": 2, "challenger": 2}
+
+
+def test_drift_rolls_back_only_to_a_better_previous_champion(world):
+    fleet = clean_fleet(days=28)
+    world.train("fleet-cpu", world.write("strong", fleet[fleet["timestamp"] < "2024-01-25"]))
+    weak = world.write("weak", noisy_and_short(fleet[fleet["timestamp"] < "2024-01-25"], 9))
+    world.train("fleet-cpu", weak)
+    acme = world.sdk["acme"]
+    acme.promote_model("fleet-cpu", 2)  # the weak one, by hand
+    with pytest.raises(errors.InvalidParams, match="drift_factor"):
+        acme.configure_model("fleet-cpu", drift_factor=0.5)
+    acme.configure_model("fleet-cpu", drift_factor=1.01, drift_scorings=1, drift_action="rollback")
+    known = world.write("known", fleet[fleet["timestamp"] < "2024-01-26"])
+    job = world.run("forecast", {"input": known, "model_from": "fleet-cpu@champion"})
+    assert job.state.value == "succeeded", job.error
+    scored = world.run("model-score", {"model": "fleet-cpu", "input": world.write("all", fleet)})
+    assert scored.state.value == "succeeded", scored.error
+    (row,) = scored.result["scored"]
+    assert row["version"] == 2 and row["drifted"], row
+    action = row["action"]
+    assert action["action"] == "rollback" and action["previous"] == 1
+    assert action["previous_mase"] < action["champion_mase"], action
+    assert action["outcome"] == "rolled back to version 1"
+    shown = acme.model("fleet-cpu")
+    assert shown["aliases"]["champion"] == 1
+    assert shown["alias_history"][-1]["reason"].startswith("drift: version 1 scored")
+    # scored once: a second scoring finds nothing new
+    again = world.run("model-score", {"model": "fleet-cpu", "input": world.write("all", fleet)})
+    assert again.result["scored"] == [] and len(acme.model("fleet-cpu")["live"]) == 1

@@ -42,6 +42,7 @@ from zhuge.jobs.kinds import kind
 from zhuge.jobs.outputs import json_safe
 from zhuge.jobs.registry.store import (
     CHAMPION,
+    NAME_PATTERN,
     ModelConfig,
     ModelVersion,
     Registry,
@@ -62,7 +63,10 @@ COMPARABLE = ("freq", "horizon_steps", "agg", "level", "target")
 
 
 class RegisterParams(TrainParams):
-    register_as: str = Field(description="The registered model this version is added to.")
+    register_as: str = Field(
+        pattern=NAME_PATTERN.pattern,
+        description="The registered model this version is added to.",
+    )
     config: dict[str, Any] | None = Field(
         None,
         description="Release gate settings to set on the model (metric, margin, level, test, "
