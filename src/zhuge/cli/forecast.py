@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, console, print_json, user_errors
-from zhuge.cli.run import is_local, local_path, run_and_report
+from zhuge.cli.run import is_local, local_path, read_with_sep, run_and_report
 from zhuge.errors import InvalidParams
 
 BASELINE_NAMES = ("last_value", "seasonal_naive", "window_median", "seasonal_median")
@@ -119,6 +119,12 @@ ColumnsOpt = Annotated[
     typer.Option("--columns", help="Column names in the input: series_id=vm,timestamp=ts,..."),
 ]
 UnitOpt = Annotated[str, typer.Option("--timestamp-unit", help="auto, iso, s, ms, us or ns.")]
+SepOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sep", help="The CSV's separator, e.g. ';' (default: detected, as is a decimal comma)."
+    ),
+]
 VmsOpt = Annotated[
     Path | None,
     typer.Option("--vms", help="VM table (vm_id, host_id, cluster_id, vcpus) for --level."),
@@ -224,7 +230,12 @@ def _floats(text: str | None, what: str) -> list[float] | None:
 
 
 def _source(
-    input_: str | None, sql: str | None, connection: str | None, columns: str | None, unit: str
+    input_: str | None,
+    sql: str | None,
+    connection: str | None,
+    columns: str | None,
+    unit: str,
+    sep: str | None = None,
 ) -> dict[str, Any]:
     return {
         "input": local_path(input_),
@@ -232,6 +243,7 @@ def _source(
         "connection": connection,
         "columns": columns,
         "timestamp_unit": unit,
+        "sep": sep,  # read here, never sent (cli.run.read_with_sep)
     }
 
 
@@ -272,7 +284,7 @@ def _run(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Check the options, then ``run_and_report`` (``out``: where to download the output)."""
     with user_errors(json_output):
-        params = checked_params(kind, options)
+        params = checked_params(kind, read_with_sep(options))
         return run_and_report(
             kind, params, title=title, json_output=json_output, data=FLEET_DATA, out=out
         )
@@ -342,6 +354,7 @@ def forecast_command(
     sql: SqlOpt = None,
     connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
+    sep: SepOpt = None,
     timestamp_unit: UnitOpt = "auto",
     train_series: TrainSeriesOpt = 2000,
     chunk_series: ChunkOpt = None,
@@ -354,7 +367,7 @@ def forecast_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, connection, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit, sep),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "model_from": int(model_from) if model_from and model_from.isdigit() else model_from,
         "train_series": train_series,
@@ -397,6 +410,7 @@ def backtest_command(
     sql: SqlOpt = None,
     connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
+    sep: SepOpt = None,
     timestamp_unit: UnitOpt = "auto",
     chunk_series: ChunkOpt = None,
     decision: DecisionOpt = None,
@@ -409,7 +423,7 @@ def backtest_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, connection, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit, sep),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "windows": windows,
         "chunk_series": chunk_series,
@@ -439,6 +453,7 @@ def prepare_command(
     sql: SqlOpt = None,
     connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
+    sep: SepOpt = None,
     timestamp_unit: UnitOpt = "auto",
     sample_freq: Annotated[
         str | None,
@@ -448,7 +463,7 @@ def prepare_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, connection, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit, sep),
         "freq": freq,
         "agg": agg,
         "level": level,
@@ -482,6 +497,7 @@ def train_command(
     sql: SqlOpt = None,
     connection: ConnectionOpt = None,
     columns: ColumnsOpt = None,
+    sep: SepOpt = None,
     timestamp_unit: UnitOpt = "auto",
     train_series: TrainSeriesOpt = 2000,
     chunk_series: ChunkOpt = None,
@@ -502,7 +518,7 @@ def train_command(
     json_output: JsonOpt = False,
 ) -> None:
     options = {
-        **_source(input_, sql, connection, columns, timestamp_unit),
+        **_source(input_, sql, connection, columns, timestamp_unit, sep),
         **_model(freq, horizon, model, level, agg, quantiles, target, buckets, selection, vms),
         "train_series": train_series,
         "chunk_series": chunk_series,

@@ -15,8 +15,11 @@ through the API, so what works here works against a remote server:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -203,6 +206,42 @@ def data_refs(client: Client, params: dict[str, Any], flags: Mapping[str, str]) 
     """``params`` with each data parameter named in ``flags`` (parameter -> option, as
     ``{"input": "--input"}``) turned into what the server reads (:func:`data_ref`)."""
     return {**params, **{k: data_ref(client, params.get(k), flag=f) for k, f in flags.items()}}
+
+
+def read_with_sep(options: dict[str, Any], flag: str = "--input") -> dict[str, Any]:
+    """``options`` without its ``sep``; with one (``--sep ';'``), the local CSV its ``input``
+    names is read with that separator (its decimal comma still detected) and sent as a
+    temporary Parquet file instead, so the server never has to guess. Without one the
+    server detects the separator itself (:func:`zhuge.data.sources.sniff_csv`)."""
+    options = dict(options)
+    sep = options.pop("sep", None)
+    if sep is None:
+        return options
+    source = options.get("input")
+    if source is None or not is_local(source):
+        raise DataError(f"--sep applies to a local CSV given to {flag}, not to {source or '--sql'}")
+    from zhuge.data.sources import read_csv, sniff_format
+
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"{flag} {source}: no such file")
+    if sniff_format(str(path)) != "csv":
+        raise DataError(f"--sep applies to CSV input; {flag} {source} is Parquet")
+    frame = read_csv(path, sep=sep)
+    from zhuge.data.sources import _standardise
+
+    # checked here, where errors can name the file given rather than its temporary copy
+    _standardise(
+        frame.head(2000),
+        options.get("columns") or {},
+        options.get("timestamp_unit") or "auto",
+        f"{flag} {source} (read with --sep {sep!r})",
+    )
+    folder = Path(tempfile.mkdtemp(prefix="zhuge-sep-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    converted = folder / f"{path.stem}.parquet"
+    frame.to_parquet(converted, index=False)
+    return {**options, "input": str(converted)}
 
 
 def checked_out(out: Path | None, flag: str = "--out") -> Path | None:

@@ -248,7 +248,7 @@ def _standardise(
         raise DataError(
             f"{source}: column(s) {', '.join(missing)} not found; columns present: {present}"
             + _mapping_hint(frame, absent, mapping),
-            details={"params": ["columns"], "columns_present": present},
+            details={"params": ["columns", "sep"], "columns_present": present},
         )
     keep = {wanted[c]: c for c in CANONICAL_COLUMNS if wanted[c] in present}
     out = frame[list(keep)].rename(columns=keep)
@@ -294,6 +294,11 @@ def _mapping_hint(frame: pd.DataFrame, absent: list[str], mapping: Mapping[str, 
     """``; map them: columns='series_id=vm,timestamp=Zeit'``: each absent column paired with
     the closest unused column of the input, by name (a known synonym, then similar spelling),
     else by content (text for series_id, dates for timestamp, numbers for value)."""
+    if len(frame.columns) == 1:
+        name = str(frame.columns[0])
+        seps = [sep for sep in _SEPARATORS if sep in name]
+        if seps:  # one column named "a;b;c": read with the wrong separator
+            return f"; the file looks {seps[0]!r}-separated: pass sep={seps[0]!r}"
     unused = [c for c in frame.columns if c not in mapping.values()]
     chosen: dict[str, object] = {}
     for canonical in absent:

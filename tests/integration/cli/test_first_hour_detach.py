@@ -119,3 +119,40 @@ def test_jobs_download_writes_the_output_or_says_why_not(monkeypatch, tmp_path):
     assert waiting.exit_code == 1
     text = " ".join(waiting.output.split())
     assert "job 2 is running" in text and "zhuge jobs wait 2" in text
+
+
+GERMAN = "vm;Zeitstempel;Auslastung\nvm-1;2024-03-01T00:00:00;12,5\nvm-1;2024-03-01T00:05:00;13\n"
+
+
+def test_sep_reads_the_csv_here_and_sends_what_it_read(server, tmp_path, env):
+    import pandas as pd
+
+    path = tmp_path / "de.csv"
+    path.write_text(GERMAN)
+    argv = ["--detach", "forecast", "--input", str(path), "--sep", ";"]
+    argv += ["--columns", "series_id=vm,timestamp=Zeitstempel,value=Auslastung"]
+    result = CliRunner().invoke(app, argv, env={**env, "ZHUGE_EMBEDDED": None})
+    assert result.exit_code == 0, result.output
+    ((_, params),) = server
+    assert "sep" not in params  # no job parameter: the server reads what was sent
+    sent = pd.read_parquet(params["input"])
+    assert sent["Auslastung"].tolist() == [12.5, 13.0]
+
+
+def test_a_wrong_sep_names_the_file_and_the_separator_it_looks_like(server, tmp_path, env):
+    path = tmp_path / "de.csv"
+    path.write_text(GERMAN)
+    argv = ["forecast", "--input", str(path), "--sep", ","]
+    result = CliRunner().invoke(app, argv, env={**env, "ZHUGE_EMBEDDED": None})
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert f"--input {path} (read with --sep ',')" in text
+    assert "looks ';'-separated: pass --sep ';'" in text
+    assert server == []
+
+
+def test_sep_needs_a_local_csv(server, tmp_path, env):
+    argv = ["forecast", "--sql", "select 1", "--connection", "db", "--sep", ";"]
+    result = CliRunner().invoke(app, argv, env={**env, "ZHUGE_EMBEDDED": None})
+    assert result.exit_code == 1
+    assert "--sep applies to a local CSV" in " ".join(result.output.split())
