@@ -267,3 +267,31 @@ def test_drift_rolls_back_only_to_a_better_previous_champion(world):
     # scored once: a second scoring finds nothing new
     again = world.run("model-score", {"model": "fleet-cpu", "input": world.write("all", fleet)})
     assert again.result["scored"] == [] and len(acme.model("fleet-cpu")["live"]) == 1
+
+
+def test_another_metric_and_a_retried_job_registers_once(world):
+    from zhuge.artifacts import ArtifactDir
+    from zhuge.jobs.context import JobContext
+    from zhuge.jobs.inputs import resolve_params
+    from zhuge.jobs.kinds import get_kind
+
+    clean = world.write("clean", clean_fleet(days=14, vms=12))
+    job = world.train("fleet-cpu", clean, config={**GATE, "metric": "mae"})
+    version = world.sdk["acme"].model_version("fleet-cpu@1")
+    assert version["gate"]["metric"] == "mae"
+    assert set(version["metrics"]) >= {"mae", "mase"}  # live scoring compares MASE
+    # the same job's code run again, as a retried attempt would: no second version
+    root = ArtifactDir(world.settings.artifacts_root)
+    ctx = JobContext(
+        job_id=job.id,
+        attempt=job.attempt + 1,
+        tenant="acme",
+        artifacts=root.child(f"jobs/{job.id}/attempt-{job.attempt + 1}"),
+        artifacts_root=root,
+        data_roots=(str(world.root),),
+        db_url=world.settings.database_url,
+    )
+    kind = get_kind("model-train")
+    again = kind.run(resolve_params(kind.parse(job.params), ctx), ctx)
+    assert (again["version"], again["gate"]["decision"]) == (1, "unchanged")
+    assert [v["version"] for v in world.sdk["acme"].model("fleet-cpu")["versions"]] == [1]

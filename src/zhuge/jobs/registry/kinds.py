@@ -283,12 +283,10 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
 
     ctx.progress(1, 3, "registering")
     existing = [v for v in registry_versions(registry, ctx.tenant, name) if v.job_id == ctx.job_id]
-    champion = None
-    if not existing:
-        try:
-            champion = registry.resolve(ctx.tenant, f"{name}@{CHAMPION}")
-        except ModelNotFound:
-            champion = None
+    try:  # a retried job finds its own version, and judges it again
+        champion = registry.resolve(ctx.tenant, f"{name}@{CHAMPION}")
+    except ModelNotFound:
+        champion = None
     lineage_ = lineage(params, ctx)
     lineage_["holdout"] = {
         "trained_until": origins[0].isoformat(),
@@ -328,12 +326,15 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
         "coverage": float(np.mean(list(my_coverage.values()))) if my_coverage else None,
         "per_window": _window_means(mine),
     }
+    if config.metric != "mase":  # live scoring compares MASE with MASE
+        as_mase, _ = window_losses(frozen, frame, origins, freq=freq, steps=steps, metric="mase")
+        metrics["mase"] = float(np.nanmean(as_mase.to_numpy()))
     if champion is None or champion.version == version.version:
         decision = {
             "decision": "champion" if champion is None else "unchanged",
             "reason": "the first version of a model becomes champion"
             if champion is None
-            else "this job's version was already judged",
+            else "it is the champion already (this job was retried)",
             "challenger_score": metrics[config.metric],
             **evidence,
         }
