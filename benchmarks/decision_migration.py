@@ -70,15 +70,16 @@ def demo_fleet(seed: int, vms: int, folder: Path) -> tuple[pd.DataFrame, pd.Data
 
 
 def nab_fleet(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The NAB CPU series, the last 15 days each, moved onto one calendar (a fleet)."""
+    """The NAB CPU series (about 14 days of 5-minute samples each), their last 14 whole days
+    moved onto one calendar (a fleet): 13 days of history and the hidden day."""
     frames = []
     for path in sorted((root / "nab" / "realAWSCloudwatch").glob("*_cpu_utilization_*.csv")):
         raw = pd.read_csv(path, parse_dates=["timestamp"])
         end = raw["timestamp"].max().floor("1D")
-        raw = raw.loc[(raw["timestamp"] >= end - 15 * DAY) & (raw["timestamp"] < end)]
-        if raw["timestamp"].min() > end - 14 * DAY:
-            continue  # too short for two weeks of history and a held-out day
-        shift = pd.Timestamp("2024-01-01") - (end - 15 * DAY)
+        raw = raw.loc[(raw["timestamp"] >= end - 14 * DAY) & (raw["timestamp"] < end)]
+        if raw["timestamp"].min() > end - 8 * DAY:
+            continue  # too short for a week of history and a held-out day
+        shift = pd.Timestamp("2024-01-16") - end
         frames.append(raw.assign(series_id=path.stem, timestamp=raw["timestamp"] + shift))
     telemetry = pd.concat(frames, ignore_index=True)
     ids = sorted(telemetry["series_id"].unique())
@@ -102,7 +103,7 @@ def hourly_history(telemetry: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
 
 def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> dict:
     started = time.perf_counter()
-    cut = telemetry["timestamp"].min().floor("1D") + 14 * DAY
+    cut = telemetry["timestamp"].max().floor("1D")  # the last day is hidden
     history = hourly_history(telemetry, cut)
     raw_next = telemetry.loc[(telemetry["timestamp"] >= cut) & (telemetry["timestamp"] < cut + DAY)]
     actual_5min = clean_actual(
