@@ -213,6 +213,13 @@ def test_aliased_versions_stay_and_other_tenants_see_nothing(world):
     with pytest.raises(errors.InvalidParams, match="model_from"):
         other.submit("forecast", {"input": clean, "model_from": "fleet-cpu@champion"})
     assert acme.model("fleet-cpu")["aliases"] == {"champion": 1}
+    # every attempt is in the audit log, under the route's name, refused ones with their error
+    refused = [(e.action, e.outcome) for e in world.store.tenancy.audit(tenant="other")]
+    assert ("model.promote", "ModelNotFound") in refused
+    assert ("model.remove", "ModelNotFound") in refused
+    assert ("model.remove", "Conflict") in [
+        (e.action, e.outcome) for e in world.store.tenancy.audit(tenant="acme")
+    ]
 
 
 def test_cli_shows_promotes_and_refuses_with_a_clear_line(world, monkeypatch):
