@@ -294,6 +294,14 @@ def models_score(
     timestamp_unit: Annotated[
         str, typer.Option("--timestamp-unit", help="auto, iso, s, ms, us or ns.")
     ] = "auto",
+    vms: Annotated[
+        str | None,
+        typer.Option(
+            "--vms",
+            help="VM table (vm_id, host_id, cluster_id, vcpus): also score "
+            "a VM-level model's forecasts rolled up to hosts and clusters.",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Score the forecasts NAME already made against what then happened; append to its live
@@ -312,6 +320,7 @@ def models_score(
                     "connection": connection,
                     "columns": columns,
                     "timestamp_unit": timestamp_unit,
+                    "vms": local_path(vms),
                 }.items()
                 if v is not None
             }
@@ -321,7 +330,7 @@ def models_score(
             params,
             title=f"scoring {name}",
             json_output=json_output,
-            data={"input": "--actuals"},
+            data={"input": "--actuals", "vms": "--vms"},
         )
     if done is None:
         return

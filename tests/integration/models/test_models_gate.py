@@ -302,3 +302,26 @@ def test_another_metric_and_a_retried_job_registers_once(world):
     again = kind.run(resolve_params(kind.parse(job.params), ctx), ctx)
     assert (again["version"], again["gate"]["decision"]) == (1, "unchanged")
     assert [v["version"] for v in world.sdk["acme"].model("fleet-cpu")["versions"]] == [1]
+
+
+def test_live_scores_per_level_with_the_vm_table(world):
+    fleet = clean_fleet(days=15, vms=12)
+    vms = pd.DataFrame(
+        {
+            "vm_id": sorted(fleet["series_id"].unique()),
+            "host_id": [f"h{i // 3}" for i in range(12)],
+            "cluster_id": [f"c{i // 6}" for i in range(12)],
+            "vcpus": [2] * 12,
+        }
+    )
+    table = world.write("vms", vms)
+    world.train("fleet-cpu", world.write("train", fleet[fleet["timestamp"] < "2024-01-14"]))
+    known = world.write("known", fleet[fleet["timestamp"] < "2024-01-15"])
+    assert world.run("forecast", {"input": known, "model_from": "fleet-cpu@1"}).result
+    scored = world.run(
+        "model-score", {"model": "fleet-cpu", "input": world.write("all", fleet), "vms": table}
+    )
+    assert scored.state.value == "succeeded", scored.error
+    levels = scored.result["scored"][0]["levels"]
+    assert {k: v["series"] for k, v in levels.items()} == {"vm": 12, "host": 4, "cluster": 2}
+    assert all(np.isfinite(v["mase"]) and v["mase"] > 0 for v in levels.values())

@@ -97,6 +97,25 @@ def score(
     return table, start
 
 
+def rolled_up(
+    forecast: pd.DataFrame, actuals: pd.DataFrame, vms: pd.DataFrame, freq: str
+) -> dict[str, dict[str, Any]]:
+    """A VM-level forecast and its actuals rolled up to each host and cluster the VM table
+    names (zhuge.data.roll_up: vCPU-weighted mean load), scored there."""
+    from zhuge.data import roll_up
+
+    levels: dict[str, dict[str, Any]] = {}
+    predicted = forecast[["series_id", "timestamp", "yhat"]].rename(columns={"yhat": "value"})
+    for level in ("host", "cluster"):
+        if f"{level}_id" not in vms.columns:
+            continue
+        mine = roll_up(predicted, level, vms=vms).rename(columns={"value": "yhat"})
+        found = score(mine, roll_up(actuals, level, vms=vms), freq)
+        if found is not None:
+            levels[level] = {"mase": float(found[0]["mase"].mean()), "series": len(found[0])}
+    return levels
+
+
 def _prepared_actuals(params: ScoreParams, ctx: JobContext, version: ModelVersion, root: Any):
     _, pipeline = load_version(root, version)
     prepared = prepare_fleet(params, ctx, spec=pipeline.chunk_spec())
@@ -133,6 +152,9 @@ def run_model_score(params: ScoreParams, ctx: JobContext) -> dict[str, Any]:
         if found is None:
             continue  # what it forecast has not happened yet
         table, start = found
+        levels = {pipeline.level: {"mase": float(table["mase"].mean()), "series": len(table)}}
+        if pipeline.level == "vm" and params.vms:
+            levels.update(rolled_up(forecast, actuals, read_parquet_url(params.vms), pipeline.freq))
         used = registry.version(ctx.tenant, name, version)
         gate_mase = (used.metrics or {}).get("mase")
         mase = float(table["mase"].mean())
@@ -144,7 +166,7 @@ def run_model_score(params: ScoreParams, ctx: JobContext) -> dict[str, Any]:
             "from": start.isoformat(),
             "jobs": [job_id],
             "level": pipeline.level,
-            "levels": {pipeline.level: {"mase": mase, "series": len(table)}},
+            "levels": levels,
             "gate_mase": gate_mase,
             "ratio": mase / gate_mase if gate_mase else None,
         }
