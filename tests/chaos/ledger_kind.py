@@ -45,6 +45,12 @@ _registered = False
 
 class LedgerParams(KindParams):
     seconds: float = Field(0.05, ge=0, le=60, description="How long the execution takes.")
+    gate: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9-]+$",
+        description="Instead of sleeping, wait (deaf to stop requests) until a file of this "
+        "name exists in the ledger's folder; then write an artifact and end.",
+    )
 
 
 def _record(line: dict[str, Any]) -> None:
@@ -61,7 +67,14 @@ def run_ledger(params: LedgerParams, ctx: JobContext) -> dict[str, Any]:
     nonce = uuid.uuid4().hex
     entry = {"job": ctx.job_id, "attempt": ctx.attempt, "nonce": nonce, "pid": os.getpid()}
     _record({**entry, "phase": "start", "at": time.time()})
-    ctx.sleep(params.seconds)  # raises once the attempt must stop: no end line then
+    if params.gate is None:
+        ctx.sleep(params.seconds)  # raises once the attempt must stop: no end line then
+    else:
+        # deaf: runs on after its lease is lost, so its commit comes late and is refused
+        gate = Path(os.environ[LEDGER_ENV]) / params.gate
+        while not gate.exists():
+            time.sleep(0.05)
+        ctx.artifacts.write_json("execution.json", entry)
     _record({**entry, "phase": "end", "at": time.time()})
     return {"nonce": nonce, "attempt": ctx.attempt}
 

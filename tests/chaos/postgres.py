@@ -28,7 +28,7 @@ class PrivatePostgres:
     """``folder`` holds its data and log; as root, a folder of its own under the system's
     temporary folder instead (the postgres user cannot reach into root's private ones)."""
 
-    def __init__(self, folder: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, folder: Path, *, host: str = "127.0.0.1", netns: str | None = None) -> None:
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL's server (initdb, pg_ctl) is not installed")
@@ -38,6 +38,7 @@ class PrivatePostgres:
         self.data = self.folder / "pgdata"
         self.log = self.folder / "postgres.log"
         self.host = host
+        self.netns = netns  # a network namespace to run it in (a "host" of its own)
         self.port = free_port()
         self.restarts = 0
 
@@ -49,6 +50,8 @@ class PrivatePostgres:
         command = [str(self.bin / argv[0]), *argv[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -59,6 +62,9 @@ class PrivatePostgres:
             shutil.chown(self.folder, "postgres", "postgres")
         if not self.data.exists():
             self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+            if not self.host.startswith("127."):  # other test hosts connect from 10.200.x.x
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {self.host.rsplit('.', 3)[0]}.0.0.0/8 trust\n")
         self._pg_ctl("start")
         return self
 
