@@ -194,6 +194,8 @@ def plan_migrations_command(
 
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
+        if risk is not None and not 0 < risk < 1:
+            raise InvalidParams(f"--risk must lie strictly between 0 and 1, not {risk:g}")
         out = checked_out(out)
         forecast_options: dict[str, Any] = {}
         forecast_job: dict[str, Any] = {}

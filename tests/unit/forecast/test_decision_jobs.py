@@ -54,7 +54,7 @@ def test_backtest_scores_plans_beside_the_perfect_forecast_and_the_naive_plan(fl
 def test_decision_needs_a_vm_table_with_memory(fleet, tmp_path):
     with pytest.raises(InvalidParams) as refused:
         get_kind("backtest").parse({"input": fleet.telemetry, "decision": "migration"})
-    assert "needs vms" in refused.value.details[0]["msg"]
+    assert "give --vms" in refused.value.details[0]["msg"]
     bare = tmp_path / "vms.parquet"
     pd.read_parquet(fleet.vms).drop(columns=["memory_gb"]).to_parquet(bare)
     params = BacktestParams(input=fleet.telemetry, vms=str(bare), decision="migration")

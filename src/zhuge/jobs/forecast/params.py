@@ -245,7 +245,8 @@ class DecisionChoice(KindParams):
         if getattr(self, "decision", None) is not None or self.select_by == "decision":
             if getattr(self, "vms", None) is None:
                 raise ValueError(
-                    "judging forecasts by migration plans needs vms, the VM table they are for"
+                    "judging forecasts by migration plans (--decision migration, --select-by "
+                    "decision) needs the VM table they are for: give --vms (vms)"
                 )
             if getattr(self, "level", "vm") not in (None, "vm"):
                 raise ValueError("judging forecasts by migration plans needs level vm")
