@@ -27,7 +27,12 @@ def up(
     port: Annotated[int, typer.Option(envvar="ZHUGE_PORT", help="HTTP port.")] = 8470,
     workers: Annotated[
         int | None,
-        typer.Option(help="Local Dask worker processes (default: number of cores)."),
+        typer.Option(
+            help="Local Dask worker processes, sharing the cores between them (default: one "
+            "per core). Fewer, wider workers hold jobs asking for several CPUs: with "
+            "--workers 1 one worker offers every core, so a job submitted with --cpu 4 fits "
+            "on a 4-core machine."
+        ),
     ] = None,
     no_dask: Annotated[
         bool,

@@ -238,9 +238,10 @@ class Running:
     timeout_s: float | None = None
     preempting: bool = False  # already asked to yield: its resources are on their way back
     chainable: bool = False  # one copy, in a Dask task that may chain the next job (below)
-    plan: tuple[str, ...] = ()
-    """Tenants of the jobs planned to follow it in its chain (``Decision.plans``): each is
-    charged what this attempt holds until the plan is replaced."""
+    plan: tuple[tuple[int, str], ...] = ()
+    """The jobs, as (job id, tenant), planned for its chain's group (``Decision.chains``)."""
+    plan_group: str | None = None
+    """The group of chains that share that plan; charged as ``ChainGroup.extra`` says."""
 
     @property
     def ends_by(self) -> float:
@@ -301,6 +302,31 @@ class Demand:
     gang: int = 1
 
 
+@dataclass(frozen=True)
+class ChainGroup:
+    """Chainable attempts of one shape (``slots``) and the queued jobs planned to take their
+    places as they end (``jobs``, (job id, tenant), in the order admission chose): whichever
+    chain of the group finishes takes the first one still queued."""
+
+    slots: tuple[int, ...]
+    jobs: tuple[tuple[int, str], ...]
+
+    def extra(self, holders: Sequence[str]) -> dict[str, int]:
+        """The places each tenant may come to hold beyond those it holds now (``holders``:
+        the tenant of each slot's attempt), following the plan in any order: at most as
+        many as it has planned jobs, and never more than the group has places. What a plan
+        is charged."""
+        planned: dict[str, int] = {}
+        for _, tenant in self.jobs:
+            planned[tenant] = planned.get(tenant, 0) + 1
+        out = {}
+        for tenant, count in planned.items():
+            places = min(len(self.slots), count) - sum(1 for h in holders if h == tenant)
+            if places > 0:
+                out[tenant] = places
+        return out
+
+
 @dataclass
 class Decision:
     start: list[Start] = field(default_factory=list)
@@ -309,10 +335,10 @@ class Decision:
     """Every candidate not started, and why, in words."""
     reserved: dict[int, tuple[str, ...]] = field(default_factory=dict)
     demand: list[Demand] = field(default_factory=list)
-    plans: dict[int, tuple[tuple[int, str], ...]] = field(default_factory=dict)
-    """Per chainable attempt (running, or started by this decision): the queued jobs, as
-    (job id, tenant), that start in its place one after another as each before ends, with
-    no further decision (a worker's chain takes them in one statement each)."""
+    chains: list[ChainGroup] = field(default_factory=list)
+    """Groups of chainable attempts (running, or started by this decision) and the queued
+    jobs planned to take their places as they end, in order, with no further decision: a
+    worker's chain takes the first still queued in one statement (see ``plan_chains``)."""
 
     def started(self) -> dict[int, tuple[str, ...]]:
         return {s.job_id: s.workers for s in self.start}
@@ -381,8 +407,16 @@ class _Books:
         self.used: dict[str, dict[str, float]] = {}
         for r in snap.running:
             self.hold(r.tenant, r.resources, r.workers)
-            for tenant in sorted(set(r.plan) - {r.tenant}):  # see Decision.plans
-                self.charge(tenant, r.resources, len(r.workers))
+        # chain plans stored by earlier decisions may still be followed: charged until replaced
+        groups: dict[str, list[Running]] = {}
+        for r in snap.running:
+            if r.plan_group is not None:
+                groups.setdefault(r.plan_group, []).append(r)
+        for members in groups.values():
+            planned = {i: t for r in members for i, t in r.plan}
+            group = ChainGroup(tuple(r.job_id for r in members), tuple(planned.items()))
+            for tenant, places in group.extra([r.tenant for r in members]).items():
+                self.charge(tenant, members[0].resources, places)
         nominal_total: dict[str, float] = {}
         for queue in config.tenants.values():
             _add(nominal_total, queue.nominal)
@@ -955,26 +989,28 @@ class _Deciding:
             self.decision.preempt.append(Preempt(v.job_id, c.job_id, reason))
 
     def plan_chains(self) -> None:
-        """Plan, for each chainable attempt, the jobs that take its place one after another
-        as each before it ends (``Decision.plans``), continuing this decision's fair-share
-        order over what it left waiting.
+        """Plan which queued jobs take the places of chainable attempts as they end
+        (``Decision.chains``), continuing this decision's fair-share order over what it left
+        waiting.
 
-        A worker's chain starts a planned job in one statement, with no snapshot and no
-        lock, so each plan must stay within the rules whenever and in whatever order chains
-        follow their plans. Capacity does: a planned job asks exactly what the attempt it
-        follows holds, on that worker. Quota does because a plan is charged: every tenant in
-        an attempt's plan other than its own is charged what the attempt holds (one place,
-        whichever of them holds it), here and in every later decision that reads the plan,
-        until a decision replaces it. Reserved workers get no plan: their chains come back
-        to a full decision, which knows the reservation.
+        Attempts of one shape form groups of at most ``CHAIN_GROUP`` (up to ``plan_depth``
+        jobs per attempt); whichever chain of a group finishes takes the group's first job
+        still queued, so a long job in one place holds up nothing planned. A chain starts a
+        planned job in one statement, with no snapshot and no lock, so a plan must keep the
+        rules whenever and in whatever order chains follow it. Capacity does: a planned job
+        asks exactly what the attempt it follows holds, on that worker. Quota does because a
+        plan is charged: each tenant, for every place of the group it may come to hold
+        beyond what it holds now (``ChainGroup.extra``), here and in every later decision
+        that reads the plan, until a decision replaces it. A job planned into a place its
+        tenant already holds or is charged for must fit its quota once that place is given
+        back. Reserved workers get no plan: their chains come back to a full decision,
+        which knows the reservation.
         """
         depth = self.snap.plan_depth
         if depth <= 0:
             return
         only = self.snap.plan_workers
-        slots: dict[
-            tuple[tuple[str, float], ...], list[tuple[Running, list[tuple[int, str]], set[str]]]
-        ] = {}
+        by_shape: dict[tuple[tuple[str, float], ...], list[Running]] = {}
         for r in self.running:
             if (
                 r.chainable
@@ -982,10 +1018,16 @@ class _Deciding:
                 and r.workers[0] not in self.closed
                 and (only is None or r.workers[0] in only)
             ):
-                shape = tuple(sorted((k, float(v)) for k, v in r.resources.items() if v))
-                slots.setdefault(shape, []).append((r, [], {r.tenant, *r.plan}))
-        if not slots:
+                by_shape.setdefault(_shape_key(r.resources), []).append(r)
+        if not by_shape:
             return
+        groups: dict[tuple[tuple[str, float], ...], list[_Planning]] = {}
+        for shape, slots in by_shape.items():
+            slots.sort(key=lambda r: (r.workers[0], r.job_id))
+            groups[shape] = [
+                _Planning(slots[n : n + CHAIN_GROUP], depth)
+                for n in range(0, len(slots), CHAIN_GROUP)
+            ]
         taken = self.started_ids | set(self.decision.reserved)
         queues = {
             t: [c for c in cands if c.gang == 1 and c.job_id not in taken]
@@ -1004,23 +1046,24 @@ class _Deciding:
 
         heap = [k for k in map(key, queues) if k is not None]
         heapq.heapify(heap)
-        room = {shape: len(ps) * depth for shape, ps in slots.items()}
-        while heap and any(room.values()):
+        while heap:
             tenant = heapq.heappop(heap)[2]
             c = queues[tenant][position[tenant]]
             position[tenant] += 1
-            shape = tuple(sorted((k, float(v)) for k, v in c.resources.items() if v))
-            if room.get(shape):
-                open_ = [p for p in slots[shape] if len(p[1]) < depth]
-                mine = [p for p in open_ if tenant in p[2]]
-                chosen = min(mine or open_, key=lambda p: (len(p[1]), p[0].job_id))
-                if self.may_follow(tenant, dict(shape), charged=bool(mine)):
-                    if not mine:  # a place another tenant holds: charged from now on
-                        self.books.charge(tenant, dict(shape))
-                        chosen[2].add(tenant)
+            shape = _shape_key(c.resources)
+            open_ = [g for g in groups.get(shape, ()) if g.has_room]
+            if open_:
+                chosen = min(open_, key=lambda g: (g.needs_place(tenant), g.fill))
+                ask = dict(shape)
+                if chosen.needs_place(tenant):
+                    fits = self.books.quota_problem(tenant, ask) is None
+                else:
+                    fits = self.may_follow(tenant, ask, charged=True)
+                if fits:
+                    if chosen.needs_place(tenant):
+                        self.books.charge(tenant, ask)
                         self.shares.pop(tenant, None)
-                    chosen[1].append((c.job_id, tenant))
-                    room[shape] -= 1
+                    chosen.add(c.job_id, tenant)
                     dominant = max(
                         (v / capacity[k] for k, v in shape if capacity.get(k, 0.0) > 0),
                         default=0.0,
@@ -1028,12 +1071,16 @@ class _Deciding:
                     ahead[tenant] = (
                         ahead.get(tenant, 0.0) + dominant / self.config.queue(tenant).weight
                     )
+            elif not any(g.has_room for gs in groups.values() for g in gs):
+                break
             nxt = key(tenant)
             if nxt is not None:
                 heapq.heappush(heap, nxt)
-        for ps in slots.values():
-            for r, planned, _ in ps:
-                self.decision.plans[r.job_id] = tuple(planned)
+        for gs in groups.values():
+            for g in gs:
+                self.decision.chains.append(
+                    ChainGroup(tuple(r.job_id for r in g.slots), tuple(g.jobs))
+                )
 
     def may_follow(self, tenant: str, ask: Shape, *, charged: bool) -> bool:
         """Whether quota lets ``tenant`` start ``ask`` in a place: one it is already charged
@@ -1073,3 +1120,42 @@ def _reserve(
         return None
     chosen = sorted(when, key=lambda a: (when[a], a))[:copies]
     return tuple(chosen), max(when[a] for a in chosen)
+
+
+CHAIN_GROUP = 8
+"""Chainable attempts of one shape share a plan in groups of at most this many."""
+
+
+def _shape_key(resources: Shape) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((k, float(v)) for k, v in resources.items() if v))
+
+
+class _Planning:
+    """A chain group being planned: its places, their holders, and the jobs planned."""
+
+    def __init__(self, slots: list[Running], depth: int) -> None:
+        self.slots = slots
+        self.room = depth * len(slots)
+        self.holders: dict[str, int] = {}
+        for r in slots:
+            self.holders[r.tenant] = self.holders.get(r.tenant, 0) + 1
+        self.planned: dict[str, int] = {}
+        self.jobs: list[tuple[int, str]] = []
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.jobs) < self.room
+
+    @property
+    def fill(self) -> float:
+        return len(self.jobs) / len(self.slots)
+
+    def needs_place(self, tenant: str) -> bool:
+        """Whether planning one more job of ``tenant`` here lets it hold one place more
+        than it holds or is charged for (``ChainGroup.extra``)."""
+        count = self.planned.get(tenant, 0) + 1
+        return count <= len(self.slots) and count > self.holders.get(tenant, 0)
+
+    def add(self, job_id: int, tenant: str) -> None:
+        self.jobs.append((job_id, tenant))
+        self.planned[tenant] = self.planned.get(tenant, 0) + 1

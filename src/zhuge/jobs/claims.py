@@ -22,6 +22,7 @@ What the snapshot holds:
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,11 +42,12 @@ log = logging.getLogger(__name__)
 
 J = schema.jobs
 NEWER = J.alias("newer")
+NEXT = J.alias("next")
 CANDIDATES_PER_TENANT = 32
 # A chain asks what admission starts on one worker next: each tenant's first few decide that
 # (a scheduler's turn, with the full window, places the rest).
 CHAIN_CANDIDATES_PER_TENANT = 4
-# How many jobs admission plans to follow each chainable attempt (``Decision.plans``): a
+# How many jobs admission plans to follow each chainable attempt (``Decision.chains``): a
 # worker's chain takes them one statement each, and comes back to a full decision (under the
 # lock) only when its plan is spent or stale. A scheduler's turn replaces every plan.
 CHAIN_PLAN_DEPTH = 16
@@ -129,12 +131,14 @@ class Admitted:
 
 @dataclass(frozen=True)
 class ChainPlan:
-    """The jobs admission planned to follow an attempt in its worker's chain, as stored in
-    ``jobs.chain_plan``: (job id, tenant) in order, and the newest job id the decision saw.
-    A job queued since with a higher priority than the next planned one makes the plan
-    stale: the chain then asks for a decision instead (so a job submitted after the plan
-    is not overtaken by it)."""
+    """A group's chain plan (``admission.ChainGroup``) as stored in ``jobs.chain_plan`` on
+    each attempt of the group: the group, the jobs, (job id, tenant) in order, and the
+    newest job id the decision saw. A job queued since with a higher priority than the one
+    a chain would take makes the plan stale: the chain then asks for a decision instead (so
+    a job submitted after the plan is not overtaken by it). A chain that takes a planned job
+    passes the plan on to it, unchanged."""
 
+    group: str
     seen: int
     jobs: tuple[tuple[int, str], ...]
 
@@ -142,10 +146,13 @@ class ChainPlan:
     def load(cls, stored: Any) -> ChainPlan | None:
         if not stored:
             return None
-        return cls(int(stored["seen"]), tuple((int(i), str(t)) for i, t in stored["jobs"]))
+        jobs = tuple((int(i), str(t)) for i, t in stored["jobs"])
+        return cls(str(stored["group"]), int(stored["seen"]), jobs)
 
     def dump(self) -> dict[str, Any] | None:
-        return {"seen": self.seen, "jobs": [list(j) for j in self.jobs]} if self.jobs else None
+        if not self.jobs:
+            return None
+        return {"group": self.group, "seen": self.seen, "jobs": [list(j) for j in self.jobs]}
 
 
 @dataclass
@@ -191,7 +198,8 @@ class Claims:
                     timeout_s=r.timeout_s or kind_timeout(r.kind),
                     preempting=r.preempt_requested_at is not None,
                     chainable=(r.gang or 1) == 1,
-                    plan=tuple(tenant for _, tenant in plan.jobs) if plan else (),
+                    plan=plan.jobs if plan else (),
+                    plan_group=plan.group if plan else None,
                 )
             )
             seen.attempts[r.id] = r.attempt
@@ -381,17 +389,31 @@ class Claims:
     def _write_plans(
         self, conn: Connection, decision: Decision, seen: _Seen, started: dict[int, int]
     ) -> None:
-        """Store the decision's chain plans of the attempts running (those that changed) and
-        of those this scheduler just started. A plan goes on the attempt it was made for
-        (same attempt number): one that ended meanwhile gets none."""
+        """Store the decision's chain plans on the attempts of each group: those running and
+        those this scheduler just started (one started on another scheduler's worker is not
+        claimed here). A plan goes on the attempt it was made for (same attempt number): one
+        that ended meanwhile gets none. A group whose plan and members are unchanged keeps
+        its rows as they are."""
         attempts = {**seen.attempts, **started}
+        members: dict[str, set[int]] = {}
+        for job_id, stored in seen.plans.items():
+            if stored:
+                members.setdefault(str(stored.get("group")), set()).add(job_id)
         rows = []
-        for job_id, planned in decision.plans.items():
-            if job_id not in attempts:
-                continue  # started on another scheduler's worker: not claimed here
-            plan = ChainPlan(seen.newest, planned).dump()
-            if seen.plans.get(job_id) != plan:
-                rows.append({"b_id": job_id, "b_attempt": attempts[job_id], "b_plan": plan})
+        for group in decision.chains:
+            slots = [i for i in group.slots if i in attempts]
+            old = [ChainPlan.load(seen.plans.get(i)) for i in slots]
+            if (
+                slots
+                and all(p is not None and p.jobs == group.jobs for p in old)
+                and len({p.group for p in old if p is not None}) == 1
+                and members.get(old[0].group if old[0] else "") == set(slots)
+            ):
+                continue
+            plan = ChainPlan(uuid.uuid4().hex[:12], seen.newest, group.jobs).dump()
+            for i in slots:
+                if plan is not None or seen.plans.get(i) is not None:
+                    rows.append({"b_id": i, "b_attempt": attempts[i], "b_plan": plan})
         if rows:
             conn.execute(
                 J.update()
@@ -496,29 +518,14 @@ class Claims:
         started there; None if admission starts no such job. Only a one-copy job is chained;
         everything else waits for a scheduler's turn.
 
-        ``plan`` is what admission planned to follow the attempt that just ended on this
-        worker (``Decision.plans``): its first job still queued is claimed in one statement,
-        with the rest of the plan carried over. With no plan left, a decision is made here,
-        under the admission lock, and plans the claimed job's followers."""
+        ``plan`` is the chain plan of the attempt that just ended on this worker
+        (``Decision.chains``): its first job still queued is claimed in one statement and
+        the plan passed on to it. With no planned job left (or the plan stale), a decision
+        is made here, under the admission lock, and plans the claimed job's followers."""
         store = self.store
         now = store.clock()
-        for n, (job_id, _tenant) in enumerate(plan.jobs if plan else ()):
-            assert plan is not None
-            newer = sa.select(NEWER.c.id).where(
-                NEWER.c.id > plan.seen,
-                NEWER.c.state == JobState.QUEUED.value,
-                NEWER.c.priority > J.c.priority,
-            )
-            job = self._claim(
-                conn,
-                sa.and_(J.c.id == job_id, J.c.not_before <= now, ~sa.exists(newer)),
-                ChainPlan(plan.seen, plan.jobs[n + 1 :]),
-                now,
-                owner=owner,
-                worker=worker,
-                lease_seconds=lease_seconds,
-                planned=True,
-            )
+        if plan is not None:
+            job = self._claim_planned(conn, plan, now, owner, worker, lease_seconds)
             if job is not None:
                 return job
         self._lock(conn)
@@ -551,12 +558,60 @@ class Claims:
         return self._claim(
             conn,
             J.c.id == job_id,
-            ChainPlan(seen.newest, decision.plans.get(job_id, ())),
+            next(
+                (
+                    ChainPlan(uuid.uuid4().hex[:12], seen.newest, g.jobs)
+                    for g in decision.chains
+                    if job_id in g.slots
+                ),
+                ChainPlan("", seen.newest, ()),
+            ),
             now,
             owner=owner,
             worker=worker,
             lease_seconds=lease_seconds,
             planned=False,
+        )
+
+    def _claim_planned(
+        self,
+        conn: Connection,
+        plan: ChainPlan,
+        now: float,
+        owner: str,
+        worker: str,
+        lease_seconds: float,
+    ) -> Job | None:
+        """The first job of ``plan`` still queued and runnable, claimed on ``worker`` in one
+        statement; None if none is left or a job queued since the plan was made has a
+        higher priority than it (a decision must then look)."""
+        ids = [i for i, _ in plan.jobs]
+        first = (
+            sa.select(NEXT.c.id)
+            .where(
+                NEXT.c.id.in_(ids),
+                NEXT.c.state == JobState.QUEUED.value,
+                NEXT.c.not_before <= now,
+            )
+            .order_by(sa.case({i: n for n, i in enumerate(ids)}, value=NEXT.c.id))
+            .limit(1)
+        )
+        if self.store.is_postgres:  # another chain of the group claiming it: take the next
+            first = first.with_for_update(skip_locked=True)
+        newer = sa.select(NEWER.c.id).where(
+            NEWER.c.id > plan.seen,
+            NEWER.c.state == JobState.QUEUED.value,
+            NEWER.c.priority > J.c.priority,
+        )
+        return self._claim(
+            conn,
+            sa.and_(J.c.id == first.scalar_subquery(), ~sa.exists(newer)),
+            plan,
+            now,
+            owner=owner,
+            worker=worker,
+            lease_seconds=lease_seconds,
+            planned=True,
         )
 
     def _claim(

@@ -76,6 +76,9 @@ class JobContext:
     workers: tuple[str, ...] = ()
     """The Dask workers admission placed this attempt on; ``map`` runs its parts there
     (empty: anywhere)."""
+    cpus: float = 0.0
+    """The CPU admission booked for the attempt on each of its workers: ``map`` runs at most
+    that many parts at once on each (at least one)."""
     checkpoints: ArtifactDir | None = None
     """``jobs/<id>/checkpoint/``: shared by every attempt of the job (None: no checkpoints)."""
     _stop: tuple[str, str] | None = None

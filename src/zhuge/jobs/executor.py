@@ -151,18 +151,21 @@ class DaskExecutor:
                 self.address, timeout="30s", set_as_default=False, security=self.security
             )
         else:
-            # Single-threaded worker processes, each advertising its share of the machine
-            # (CPU=1, memory_gb = memory / n): a job owns its process, so a crash or a
-            # GIL-bound job cannot stall others, and CPU accounting is per job.
+            # Worker processes that share the machine between them: each advertises and runs
+            # its part of the cores (CPU = threads = cores // n, at least 1) and of the memory.
+            # The default, one single-threaded process per core, gives a job its own process
+            # (a crash or a GIL-bound job cannot stall others); fewer, wider workers
+            # (``zhuge up --workers 1``) hold jobs that ask for several CPUs (``--cpu 4``).
             # Whoever can reach a Dask scheduler can run code as its user: the embedded one
             # listens on loopback only (dashboard too) and speaks TLS with a certificate made
             # for this cluster alone, so another local user cannot submit to it either.
+            threads = max(1, cpu_count() // self.n_workers)
             with dask.config.set({"distributed.worker.daemon": False}):
                 self.cluster = LocalCluster(
                     n_workers=self.n_workers,
-                    threads_per_worker=1,
+                    threads_per_worker=threads,
                     processes=True,
-                    resources=worker_resources(cpus=1, share=self.n_workers),
+                    resources=worker_resources(cpus=threads, share=self.n_workers),
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",  # no fixed port: several per host
                     security=Security.temporary(),

@@ -5,11 +5,13 @@ search over candidates) fans its parts out to the whole cluster from inside that
 
 - On a Dask worker the parts are submitted through ``distributed.worker_client``, which
   *secedes* the job's thread while it waits, so the job's own worker runs parts too and two
-  jobs fanning out at once cannot deadlock. Parts carry no resource restrictions (a part is
-  plain CPU work inside an admitted job) and a high Dask priority, so the parts of jobs
-  already running go before attempts still waiting for a slot. When admission placed the
-  attempt on workers (``ctx.workers``), its parts run on those workers only: inside what
-  admission booked for the job's tenant, never on capacity booked for someone else.
+  jobs fanning out at once cannot deadlock. Parts run inside what admission booked for the
+  job, so they count against its tenant's quota and fair share like the job itself: on the
+  workers admission placed the attempt on (``ctx.workers``: one, or a gang's N) and no more
+  of them at once than the CPU booked there (``ctx.cpus`` per worker, at least one part
+  per worker). A job that wants its parts spread wider asks for it: ``--cpu 4`` on a wide
+  worker, or ``--gang N`` for N workers. Parts carry a high Dask priority, so the parts of
+  jobs already running go before attempts still waiting for a slot.
 - Anywhere else (a test, a notebook, ``local_context``) parts run one after another in
   this process: the same results, no cluster needed.
 
@@ -21,7 +23,9 @@ ran and added to the job's ``cpu_seconds``. Cancelling the job cancels the parts
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +73,14 @@ def pinned_to(workers: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
     return {"workers": list(workers), "allow_other_workers": False}
 
 
+def parts_at_once(ctx: JobContext) -> int:
+    """How many of a job's parts may run at once: the CPU admission booked for it on each
+    of its workers (at least one part each); unbounded for a job admission did not place."""
+    if not ctx.workers:
+        return sys.maxsize
+    return max(1, math.floor(ctx.cpus + 1e-9)) * len(ctx.workers)
+
+
 def fan_out(
     ctx: JobContext, fn: Callable[[T], R], items: Iterable[T], *, message: str = ""
 ) -> list[R]:
@@ -106,17 +118,22 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
     ]
     me = os.getpid()
     placed = pinned_to(ctx.workers)
+    at_once = parts_at_once(ctx)
     with worker_client(separate_thread=True) as client:
-        futures = client.map(
-            _timed_part,
-            [fn] * total,
-            parts,
-            key=keys,
-            pure=False,
-            priority=PART_PRIORITY,
-            retries=1,  # a part lost with its worker runs again; the job keeps its lease
-            **placed,
-        )
+
+        def submit(i: int) -> Any:
+            return client.submit(
+                _timed_part,
+                fn,
+                parts[i],
+                key=keys[i],
+                pure=False,
+                priority=PART_PRIORITY,
+                retries=1,  # a part lost with its worker runs again; the job keeps its lease
+                **placed,
+            )
+
+        futures = [submit(i) for i in range(min(at_once, total))]
         pending = set(futures)
         try:
             while pending:
@@ -130,14 +147,18 @@ def _fan_out_dask(ctx: JobContext, fn: Callable[[T], R], parts: list[T], label: 
                 for future in finished:
                     if future.status == "error":
                         future.result()  # raises the part's own exception
-                done = total - len(pending)
+                    if len(futures) < total:  # a part's place is free: the next one takes it
+                        futures.append(submit(len(futures)))
+                        pending.add(futures[-1])
+                done = len(futures) - len(pending)
                 ctx.progress(done, total, f"{done}/{total} {label}")
             results: list[Any] = client.gather(futures)
         finally:
             # finished parts too: their results would otherwise stay in worker memory
             client.cancel(futures)
-            if pending and ctx.cancelled.is_set():
-                ctx.log(f"cancelled with {len(pending)} of {total} parts unfinished: dropped")
+            left = total - (len(futures) - len(pending))
+            if left and ctx.cancelled.is_set():
+                ctx.log(f"cancelled with {left} of {total} parts unfinished: dropped")
     out = []
     for result, cpu, pid in results:
         if pid != me:  # the job's own process is already counted by the runner

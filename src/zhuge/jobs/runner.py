@@ -317,7 +317,10 @@ def _run_started(
         private_paths=spec.private_paths,
         db_url=spec.db_url,
         checkpoints=root.child(f"jobs/{job.id}/{CHECKPOINT_FOLDER}"),
-        workers=spec.workers if job.id == spec.job_id else (),
+        # where admission placed it (a chained job: on this worker), for its map's parts
+        workers=(spec.workers if job.id == spec.job_id else ())
+        or tuple(job.assigned_workers or ()),
+        cpus=float((job.resources or {}).get("CPU", 0.0)),
     )
     cpu_before = _cpu_seconds()
     nxt: Job | None = None

@@ -217,9 +217,8 @@ class Scheduler:
             chain_seconds=self.settings.chain_seconds if job.gang == 1 else 0.0,
             data_roots=tuple(str(r) for r in self.settings.data_roots),
             private_paths=private_paths(self.settings),
-            # A gang's ctx.map parts run on the workers booked for it; a one-worker job's
-            # parts run wherever Dask has a free thread, their CPU charged to the job.
-            workers=tuple(job.assigned_workers or ()) if job.gang > 1 else (),
+            # ctx.map's parts run on the workers booked for the job, within its booking
+            workers=tuple(job.assigned_workers or ()),
         )
         # Pinned where admission placed it: the first of a gang's workers runs the job, the
         # others are booked for its ``ctx.map`` parts.

@@ -96,7 +96,14 @@ def settled(platform):
 
 
 def submit(
-    p: Platform, kind: str, *, priority: int = 0, resources=None, max_attempts: int = 3, **params
+    p: Platform,
+    kind: str,
+    *,
+    priority: int = 0,
+    resources=None,
+    max_attempts: int = 3,
+    gang: int = 1,
+    **params,
 ) -> Job:
     job, _ = submit_job(
         p.store,
@@ -107,6 +114,7 @@ def submit(
         priority=priority,
         resources=resources,
         max_attempts=max_attempts,
+        gang=gang,
     )
     p.scheduler.notify()
     return job
@@ -270,16 +278,27 @@ def test_map_counts_the_cpu_of_parts_wherever_they_ran(platform):
     assert done.progress["done"] == done.progress["total"] == 4
 
 
-def test_map_spreads_parts_over_the_workers(platform, tmp_path):
+def test_map_spreads_a_gangs_parts_over_its_workers(platform, tmp_path):
     # Each part waits until parts have started in two processes: it can finish only if the
-    # parts were spread over both workers.
+    # parts were spread over both workers, which the job booked as a gang.
     markers = tmp_path / "markers"
-    job = submit(platform, MAP, markers=str(markers), parts=4, processes=WORKERS)
+    job = submit(platform, MAP, markers=str(markers), parts=4, processes=WORKERS, gang=WORKERS)
     done = finished(platform, job.id)
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.result["met"], "a part gave up waiting for parts in another process"
     workers = set(platform.executor.worker_processes().values())
     assert set(done.result["pids"]) == workers and len(workers) == WORKERS
+
+
+def test_map_parts_of_a_one_worker_job_stay_within_its_booking(platform, tmp_path):
+    """Parts count against the job's tenant: they run only on the worker admission placed
+    the job on, one at a time for a job that booked one CPU, so a second, idle worker gets
+    none of them."""
+    job = submit(platform, MAP, markers=str(tmp_path / "markers"), parts=4)
+    done = finished(platform, job.id)
+    assert done.state is JobState.SUCCEEDED, done.error
+    pids = platform.executor.worker_processes()
+    assert set(done.result["pids"]) == {pids[done.worker]}
 
 
 def test_map_parts_not_started_are_dropped_when_the_job_is_cancelled(platform, gates, tmp_path):

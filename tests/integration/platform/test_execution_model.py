@@ -292,14 +292,45 @@ def cluster(gate_kinds):
 
 @pytest.mark.slow
 def test_embedded_workers_advertise_their_share_of_the_machine(cluster):
-    from zhuge.hardware import memory_gb
+    from zhuge.hardware import cpu_count, memory_gb
 
     share = int(memory_gb() / 2 * 10) / 10
     offered = [w.resources for w in cluster.workers()]
     assert len(offered) == 2
     for resources in offered:
-        assert resources["CPU"] == 1.0
+        assert resources["CPU"] == max(1, cpu_count() // 2)
         assert resources["memory_gb"] == pytest.approx(share)
+    threads = cluster.client.scheduler_info(n_workers=-1)["workers"]
+    assert [w["nthreads"] for w in threads.values()] == [max(1, cpu_count() // 2)] * 2
+
+
+@pytest.mark.slow
+def test_one_embedded_worker_offers_the_whole_machine_and_holds_a_wide_job(tmp_path):
+    """``zhuge up --workers 1``: one worker with every core, as threads and as ``CPU``, so a
+    job asking for all of them is admitted, placed there and runs."""
+    from zhuge.hardware import cpu_count
+
+    executor = DaskExecutor(n_workers=1).start()
+    try:
+        (worker,) = executor.workers()
+        assert worker.resources["CPU"] == cpu_count()
+        (info,) = executor.client.scheduler_info(n_workers=-1)["workers"].values()
+        assert info["nthreads"] == cpu_count()
+        db_url = f"sqlite:///{tmp_path / 'zhuge.db'}"
+        store = store_for(db_url)
+        wide = {"CPU": float(cpu_count())}
+        job, _ = store.submit(tenant="t", kind="echo", params={"n": 1}, resources=wide)
+        admitted = store.admit(owner="s", workers=[worker], lease_seconds=30)
+        (claimed,) = admitted.started
+        assert claimed.assigned_workers == [worker.address]
+        spec = AttemptSpec(
+            db_url, tmp_path.as_uri(), claimed.id, claimed.attempt, 30, 0.2, owner="s"
+        )
+        future = executor.submit(spec, wide, workers=[worker.address])
+        assert future.result(timeout=120)["outcome"] == "succeeded"
+        assert store.get(job.id).state is JobState.SUCCEEDED
+    finally:
+        executor.close()
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
-"""Chain plans (``Decision.plans``): the jobs admission plans to follow each chainable attempt,
-which a worker's chain starts later with no decision of its own, in one statement each.
+"""Chain plans (``Decision.chains``): the jobs admission plans to take the places of a group
+of chainable attempts as they end, which a worker's chain starts later with no decision of
+its own, in one statement each (whichever chain of the group finishes takes the first job
+still queued).
 
 Plans are safe only if they keep the rules whenever and in whatever order chains follow
 them, including while a later decision, made on a snapshot that still shows the old plans,
@@ -34,17 +36,20 @@ DEPTH = 3
 
 @dataclass
 class Cluster:
-    """Attempts running now, queued jobs, and each attempt's plan (job ids still to come)."""
+    """Attempts running now, queued jobs, and each attempt's plan: (group, jobs)."""
 
     config: QueueConfig
     workers: list[WorkerSlot]
     running: dict[int, Running]
     queued: dict[int, Candidate]
-    plans: dict[int, list[tuple[int, str]]]
+    plans: dict[int, tuple[str, tuple[tuple[int, str], ...]]]
+    groups: int = 0
 
     def snapshot(self, now: float) -> Snapshot:
         running = [
-            replace(r, plan=tuple(t for _, t in self.plans.get(r.job_id, ())))
+            replace(r, plan_group=self.plans[r.job_id][0], plan=self.plans[r.job_id][1])
+            if r.job_id in self.plans
+            else r
             for r in self.running.values()
         ]
         return Snapshot(now, self.workers, running, list(self.queued.values()), plan_depth=DEPTH)
@@ -92,15 +97,14 @@ class Cluster:
         assert all(v >= -EPS for f in free.values() for v in f.values()), free
 
     def follow(self, job_id: int) -> None:
-        """The attempt ``job_id`` ends; the first job of its plan still queued takes its place
-        with the rest of the plan, as ``claims.claim_next`` does."""
+        """The attempt ``job_id`` ends; the first job of its group's plan still queued takes
+        its place and the plan passes on to it, as ``claims.claim_next`` does."""
         r = self.running.pop(job_id)
-        plan = self.plans.pop(job_id, [])
-        while plan:
-            nxt, tenant = plan.pop(0)
+        group, jobs = self.plans.pop(job_id, ("", ()))
+        for nxt, tenant in jobs:
             c = self.queued.pop(nxt, None)
             if c is None:
-                continue  # started elsewhere meanwhile: the statement claims nothing
+                continue  # taken by another chain, or started elsewhere: claims nothing
             assert c.tenant == tenant and c.gang == 1
             assert {k: v for k, v in c.resources.items() if v} == {
                 k: v for k, v in r.resources.items() if v
@@ -108,8 +112,7 @@ class Cluster:
             self.running[nxt] = Running(
                 nxt, tenant, c.priority, dict(c.resources), r.workers, 0.0, chainable=True
             )
-            if plan:
-                self.plans[nxt] = plan
+            self.plans[nxt] = (group, jobs)
             return
 
     def apply(self, snap: Snapshot, decision, *, keep_old: set[int] = frozenset()) -> None:
@@ -123,16 +126,20 @@ class Cluster:
             self.running[job_id] = Running(
                 job_id, c.tenant, c.priority, dict(c.resources), workers, 0.0, chainable=c.gang == 1
             )
-        planned = [j for plan in decision.plans.values() for j, _ in plan]
+        planned = [j for g in decision.chains for j, _ in g.jobs]
         assert len(planned) == len(set(planned)), "a job planned twice"
-        for job_id, plan in decision.plans.items():
-            assert len(plan) <= DEPTH
-            assert all(j in by_id and by_id[j].gang == 1 for j, _ in plan)
-            assert not {j for j, _ in plan} & set(decision.started()) & set(decision.reserved)
-            if job_id in keep_old:
-                continue  # its chain moved on while the decision was made: the old plan stays
-            if job_id in self.running:
-                self.plans[job_id] = list(plan)
+        for g in decision.chains:
+            assert len(g.jobs) <= DEPTH * len(g.slots)
+            assert all(j in by_id and by_id[j].gang == 1 for j, _ in g.jobs)
+            assert not {j for j, _ in g.jobs} & (set(decision.started()) | set(decision.reserved))
+            shapes = {tuple(sorted(self.running[i].resources.items())) for i in g.slots}
+            assert len(shapes) == 1, "a group of attempts of different shapes"
+            self.groups += 1
+            for job_id in g.slots:
+                if job_id in keep_old:
+                    continue  # its chain moved on while the decision was made: old plan stays
+                if job_id in self.running:
+                    self.plans[job_id] = (f"g{self.groups}", g.jobs)
 
 
 def _cluster(config, offers, specs, now) -> Cluster:
@@ -196,7 +203,9 @@ def test_a_plan_takes_each_tenant_in_fair_share_turns() -> None:
     snap = Snapshot(100.0, [worker], running, queued, plan_depth=4)
     decision = decide(snap, config)
     assert not decision.start
-    tenants = [t for _, t in decision.plans[1]]
+    (group,) = decision.chains
+    assert group.slots == (1,)
+    tenants = [t for _, t in group.jobs]
     assert len(tenants) == 4
     assert tenants.count("a") == tenants.count("b") == 2
     assert tenants[0] == "b"  # "a" holds the worker now: "b" is further below its share
@@ -212,12 +221,13 @@ def test_no_plan_on_a_worker_reserved_for_a_starving_job() -> None:
     small = [Candidate(3 + i, "a", 0, {"CPU": 1.0}, 50.0 + i, 1, 6000) for i in range(3)]
     decision = decide(Snapshot(100.0, [worker], running, [big, *small], plan_depth=4), config)
     assert decision.reserved == {2: ("w0",)}
-    assert decision.plans.get(1, ()) == ()
+    assert decision.chains == []
 
 
-def test_a_tenant_at_its_limit_is_planned_only_into_its_own_places() -> None:
-    """Quota: a tenant at its borrowing limit may follow its own attempts (a place it holds
-    changes hands within it) but is not planned into another tenant's place."""
+def test_a_tenant_at_its_limit_is_planned_only_for_the_places_it_holds() -> None:
+    """Quota: a tenant at its borrowing limit may take the place its own attempt frees (a
+    place it holds changes hands within it), but no more of its jobs are planned into a
+    group where another chain could take them into another tenant's place at once."""
     config = QueueConfig.parse(
         {"tenants": {"a": {"nominal": {"CPU": 1}, "borrowing_limit": {"CPU": 0}}, "b": {}}}
     )
@@ -228,8 +238,18 @@ def test_a_tenant_at_its_limit_is_planned_only_into_its_own_places() -> None:
     ]
     queued = [Candidate(10 + i, "a", 0, {"CPU": 1.0}, float(i), 1, 60) for i in range(4)]
     decision = decide(Snapshot(100.0, workers, running, queued, plan_depth=2), config)
-    assert [t for _, t in decision.plans[1]] == ["a", "a"]
-    assert decision.plans[2] == ()
+    (group,) = decision.chains
+    assert group.slots == (1, 2)
+    assert group.jobs == ((10, "a"),)
+    # with room in its quota, the same tenant is planned for both places and beyond
+    roomy = QueueConfig.parse(
+        {
+            "tenants": {"a": {"nominal": {"CPU": 2}}, "b": {}},
+            "preemption": {"reclaim_within_cohort": "never"},
+        }
+    )
+    decision = decide(Snapshot(100.0, workers, running, queued, plan_depth=2), roomy)
+    assert [j for j, _ in decision.chains[0].jobs] == [10, 11, 12, 13]
 
 
 def test_a_later_decision_counts_the_plans_it_reads() -> None:
@@ -250,10 +270,10 @@ def test_a_later_decision_counts_the_plans_it_reads() -> None:
         ),
         config,
     )
-    assert first.plans[1] == ((10, "a"),)
+    assert [(g.slots, g.jobs) for g in first.chains] == [((1,), ((10, "a"),))]
     # a worker joins; "a" submits again; the plan is still in the store
     workers.append(WorkerSlot("w1", {"CPU": 1.0}))
-    planned = [replace(running[0], plan=("a",))]
+    planned = [replace(running[0], plan=((10, "a"),), plan_group="g1")]
     queued = [
         Candidate(10, "a", 0, {"CPU": 1.0}, 0.0, 1, 60),
         Candidate(11, "a", 0, {"CPU": 1.0}, 1.0, 1, 60),
