@@ -23,6 +23,7 @@ from zhuge.cli.run import (
     data_refs,
     is_local,
     local_path,
+    refuse_telemetry_as_forecast,
     run_and_report,
     run_job,
     save_output,
@@ -244,6 +245,7 @@ def plan_migrations_command(
                     read_actual(checked.actual, light=True)
                 if "calibration" not in data:
                     checked = checked.model_copy(update={"calibration": None})
+                refuse_telemetry_as_forecast(checked.forecast)
                 prepare_plan(checked, light=True)
 
         with connect(json_output) as client:

@@ -244,6 +244,29 @@ def read_with_sep(options: dict[str, Any], flag: str = "--input") -> dict[str, A
     return {**options, "input": str(converted)}
 
 
+def refuse_telemetry_as_forecast(value: str | None, flag: str = "--forecast") -> None:
+    """A local file given as a forecast that holds telemetry (``value``, no ``yhat``) is
+    refused with the option it was meant for, rather than as a forecast missing ``yhat``."""
+    if value is None or not is_local(value) or not Path(value).is_file():
+        return
+    from zhuge.data.sources import read_csv, sniff_format
+
+    if sniff_format(value) == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            names = set(pq.read_schema(value).names)
+        except (OSError, ValueError):
+            return  # unreadable: the planner's own check says so
+    else:
+        names = set(read_csv(value, nrows=1).columns)  # type: ignore[union-attr]
+    if "yhat" not in names and names & {"value", "cpu", "load"}:
+        raise DataError(
+            f"{flag} {value} holds telemetry (a value column, no yhat), not a forecast: give "
+            f"it to --input, which forecasts first (zhuge plan-migrations --input {value} ...)"
+        )
+
+
 def checked_out(out: Path | None, flag: str = "--out") -> Path | None:
     """``out`` made absolute, once it is sure it can be written (its folder exists and it is
     not a folder): checked before the job runs, so a typo costs no work."""

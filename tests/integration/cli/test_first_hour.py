@@ -123,3 +123,20 @@ def test_backtest_coverage_column_says_which_interval():
 
     assert _coverage_title({"params": {"quantiles": [0.9, 0.1]}}) == "coverage q10-q90"
     assert _coverage_title({"params": {"quantiles": [0.05, 0.5, 0.95]}}) == "coverage q5-q95"
+
+
+def test_telemetry_given_as_a_forecast_points_to_input(env, tmp_path, submitted):
+    import pandas as pd
+
+    telemetry = tmp_path / "telemetry.parquet"
+    pd.DataFrame(
+        {"series_id": ["vm-1"], "timestamp": [pd.Timestamp("2024-03-01")], "value": [3.0]}
+    ).to_parquet(telemetry)
+    vms = tmp_path / "vms.parquet"
+    pd.DataFrame({"vm_id": ["vm-1"], "host_id": ["h1"], "memory_gb": [8.0]}).to_parquet(vms)
+    output = _fail(
+        env, "plan-migrations", "--forecast", str(telemetry), "--vms", str(vms), "--deadline", "24h"
+    )
+    assert "holds telemetry" in output and "give it to --input" in output
+    assert "lacks" not in output
+    assert not submitted
