@@ -19,11 +19,10 @@ from zhuge.jobs.liveness import readiness
 router = APIRouter()
 
 
-@router.get(
-    "/readyz",
-    tags=["system"],
-    responses={503: {"description": "Not ready; `reasons` says why."}},
-)
+# Not in the OpenAPI document: a probe for load balancers and orchestrators (documented in
+# docs/operations.md), whose 503 is an answer; API clients and fuzzers that read any 5xx as
+# the server failing would take it for one.
+@router.get("/readyz", include_in_schema=False)
 def readyz(store: StoreDep) -> Any:
     """Ready (200), or not (503) while the database is unreachable or refuses writes, no
     scheduler loop is alive, or jobs are queued and no worker is known."""
