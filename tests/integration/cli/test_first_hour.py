@@ -140,3 +140,11 @@ def test_telemetry_given_as_a_forecast_points_to_input(env, tmp_path, submitted)
     assert "holds telemetry" in output and "give it to --input" in output
     assert "lacks" not in output
     assert not submitted
+
+
+def test_level_without_host_ids_names_the_columns_and_vms_options(env, tmp_path, submitted):
+    path = tmp_path / "fleet.csv"
+    path.write_text("series_id,timestamp,value\nvm-1,2024-03-01T00:00:00,1\n")
+    output = _fail(env, "forecast", "--input", str(path), "--level", "host")
+    assert "map one with --columns 'host_id=NAME' or give the VM table (--vms)" in output
+    assert not submitted

@@ -59,7 +59,8 @@ def check_request(params: FleetInput) -> dict[str, Any]:
         if level != "vm" and f"{level}_id" not in placed and params.vms is None:
             raise DataError(
                 f"level {level} needs each VM's {level}_id: the input has no {level}_id "
-                "column; map one with columns or give the VM table (vms)"
+                f"column; map one with columns='{level}_id=NAME' or give the VM table (vms)",
+                details={"params": ["columns", "vms"]},  # the CLI names their options
             )
     if params.vms is not None:
         _exists(params.vms, "VM table")
