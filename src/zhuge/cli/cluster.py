@@ -22,7 +22,7 @@ from zhuge.cli.common import JsonOpt, console, user_errors
 from zhuge.cli.run import is_local, local_path, run_and_report
 from zhuge.errors import InvalidParams
 
-CANDIDATES_SHOWN = 15  # rows of the candidates table; --json has them all
+CANDIDATES_SHOWN = 8  # rows of the candidates table; --json has them all
 FEATURES_SHOWN = 3
 TABLE_DATA = {"input": "--input"}  # parameter -> the option that names data
 
@@ -327,27 +327,44 @@ def _print_choice(result: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
+# (header, score key, digits): auto's indices, then the explicit search's criteria
+_SCORE_COLUMNS = (
+    ("DBCV", "dbcv", 3),
+    ("DuNN", "dunn_owa", 3),
+    ("silh.", "silhouette", 3),
+    ("rank", "mean_rank", 1),
+    ("stab.", "stability", 2),
+    ("CH", "calinski_harabasz", 0),
+    ("DB", "davies_bouldin", 2),
+)
+
+
 def _print_candidates(result: dict[str, Any], *, show_all: bool = False) -> None:
+    """One line per candidate, long labels cut with an ellipsis: the shortlist first (the
+    winner, then the best ranked), the rest counted; --json (or zhuge tune) lists all."""
     rows = result.get("candidates") or []
     if not rows:
         return
     shown = rows if show_all else rows[:CANDIDATES_SHOWN]
-    table = Table(title=f"Candidates ({len(rows)}): last round first, then by stability")
-    for name in ("candidate", "rows", "k", "stability", "silhouette", "CH", "DB", "outcome"):
-        table.add_column(name, justify="left" if name in ("candidate", "outcome") else "right")
+    present = [c for c in _SCORE_COLUMNS if any(c[1] in r["scores"] for r in shown)]
+    if {"dbcv", "stability"} <= {c[1] for c in present}:  # auto: its own indices only
+        present = [c for c in present if c[1] not in ("calinski_harabasz", "davies_bouldin")]
+    decided = f", decided by {result['decided_by']}" if result.get("decided_by") else ""
+    table = Table(title=f"Candidates ({len(rows)}), best first{decided}", title_justify="left")
+    table.add_column("candidate", no_wrap=True, overflow="ellipsis", max_width=44)
+    table.add_column("k", justify="right")
+    for header, _, _ in present:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True, overflow="ellipsis", max_width=30)
     for r in shown:
         s = r["scores"]
         won = r["candidate"] == result.get("winner")
         outcome = "[bold green]winner[/]" if won else (r["eliminated"] if r["valid"] else r["note"])
         table.add_row(
             f"[green]{r['candidate']}[/]" if won else r["candidate"],
-            f"{r['rows']:,}",
             str(r["n_clusters"]),
-            _num(s.get("stability")),
-            _num(s.get("silhouette")),
-            _num(s.get("calinski_harabasz"), 1),
-            _num(s.get("davies_bouldin")),
-            outcome,
+            *(_num(s.get(key), digits) for _, key, digits in present),
+            outcome or "",
         )
     console.print(table)
     if len(rows) > len(shown):

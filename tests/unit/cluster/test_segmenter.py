@@ -59,9 +59,12 @@ def test_auto_finds_blobs_and_explains(blobs) -> None:
     X, _ = blobs
     seg = Segmenter().fit(pd.DataFrame(X, columns=["a", "b", "c"]))
     assert seg.n_clusters_ == 4
-    assert "gap statistic chose k=4" in seg.search_.reason
+    # four separated blobs: the separation index decides, and the reason says so
+    assert seg.search_.decided_by == "dunn_owa"
+    assert "separate their clusters cleanly" in seg.search_.reason
     assert len(seg.search_.candidates) > 10
-    assert {r.candidate.algorithm for r in seg.search_.candidates} >= {"kmeans", "gmm", "dbscan"}
+    algorithms = {r.candidate.algorithm for r in seg.search_.candidates}
+    assert algorithms >= {"genie", "hdbscan", "ward", "average", "kmeans", "gmm", "dbscan"}
 
 
 @pytest.mark.parametrize(
@@ -93,12 +96,42 @@ def test_single_row_without_preprocessing_is_data_error() -> None:
         Segmenter(algorithm="kmeans", n_clusters=1, preprocess=None).fit(np.ones((1, 3)))
 
 
-def test_predict_refused_for_non_inductive_algorithm(blobs) -> None:
+@pytest.mark.parametrize("algorithm", ["spectral", "genie", "ward", "average", "hdbscan"])
+def test_algorithms_without_predict_label_new_rows_by_the_nearest_fitted_row(
+    blobs, algorithm
+) -> None:
     X, _ = blobs
-    seg = Segmenter(algorithm="spectral", n_clusters=4, preprocess=None).fit(X)
-    assert not seg.can_predict
-    with pytest.raises(DataError, match="cannot assign new rows"):
-        seg.predict(X[:5])
+    k = {"n_clusters": 4} if algorithm != "hdbscan" else {}
+    seg = Segmenter(algorithm=algorithm, preprocess=None, **k).fit(X)
+    assert seg.can_predict
+    # rows slightly moved from fitted ones take those rows' labels
+    moved = X[:40] + 0.01
+    fitted = seg.labels_[:40]
+    predicted = seg.predict(moved)
+    keep = fitted >= 0
+    assert (predicted[keep] == fitted[keep]).all()
+
+
+def test_density_prediction_calls_far_away_rows_noise(blobs) -> None:
+    X, _ = blobs
+    seg = Segmenter(algorithm="hdbscan", preprocess=None).fit(X)
+    far = X.max(axis=0) + 100.0
+    assert seg.predict(np.vstack([far, -far])).tolist() == [-1, -1]
+
+
+def test_predict_needs_only_the_columns_the_model_uses(blobs) -> None:
+    """An identifier-like column preprocessing dropped (email) is not needed to predict; a
+    used column missing is named, with the columns the model needs."""
+    X, _ = blobs
+    table = pd.DataFrame(X, columns=["a", "b", "c"])
+    table["email"] = [f"user{i}@example.com" for i in range(len(table))]
+    seg = Segmenter(algorithm="kmeans", n_clusters=4).fit(table)
+    assert seg.required_columns == ["a", "b", "c"]
+    assert (seg.predict(table[["a", "b", "c"]]) == seg.labels_).all()
+    with pytest.raises(DataError) as err:
+        seg.predict(table[["a", "c"]])
+    assert "needs the columns ['a', 'b', 'c']" in str(err.value)
+    assert "lacks ['b']" in str(err.value)
 
 
 def test_save_load_round_trip_and_tamper_detection(tmp_path, blobs) -> None:

@@ -307,11 +307,6 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
 
     ctx.progress(0, 2, "loading the model")
     model, meta = resolve_model(params.model_from, ctx.artifacts_root)
-    if not meta.get("can_predict", True):
-        raise DataError(
-            f"the model of {params.model_from} is {meta.get('algorithm')}, which cannot label "
-            "new rows; run zhuge cluster on the new table, or fit kmeans, minibatch-kmeans or gmm"
-        )
     used = meta.get("input", {})
     frame = read_table(params.input)
     frame.columns = [str(c) for c in frame.columns]
@@ -320,9 +315,13 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
         id_name = TEMPLATE_ID[used["template"]]
         frame = TEMPLATES[used["template"]](frame).rename_axis(id_name).reset_index()
     columns = used.get("columns") or [c for c in frame.columns if c != id_name]
-    reject_unknown_columns(
-        columns, list(frame.columns), "new table (the model was fit on these columns)"
-    )
+    needed = getattr(model, "required_columns", None) or columns
+    lacking = [c for c in needed if c not in frame.columns]
+    if lacking:
+        raise DataError(
+            f"the model needs the columns {needed}; the new table lacks {lacking} "
+            f"(it has {list(frame.columns)})"
+        )
     if id_name is not None and id_name not in frame.columns:
         if params.id_column:
             reject_unknown_columns([id_name], list(frame.columns))
@@ -330,7 +329,8 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
     if len(frame) == 0:
         raise DataError("the new table has no rows")
     ctx.progress(1, 2, f"labelling {len(frame)} rows")
-    labels = np.asarray(model.predict(frame[columns]), dtype=np.int64)
+    present = [c for c in columns if c in frame.columns]  # dropped-in-fit ones may be absent
+    labels = np.asarray(model.predict(frame[present]), dtype=np.int64)
     labels_frame = _labels_frame(labels, frame[id_name] if id_name else None, id_name)
     artifacts = {"labels": ctx.artifacts.write_parquet(LABELS, labels_frame)}
     sizes = pd.Series(labels).value_counts().sort_index()

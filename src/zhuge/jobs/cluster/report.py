@@ -37,6 +37,8 @@ def search_report(seg: Any) -> dict[str, Any]:
         "can_predict": bool(seg.result_.can_predict),
         "winner": search.winner_record.candidate.label(),
         "reason": search.reason,
+        # auto: the validity index that ranked the winner best ("" for an explicit search)
+        "decided_by": getattr(search, "decided_by", ""),
         "k_selection": search.k_selection,
         "gap": None if gap is None else {"k": gap.ks, "gap": gap.gap, "s": gap.s},
         "rungs": search.rungs,

@@ -1,16 +1,23 @@
-"""Six clustering algorithms behind one results contract.
+"""Nine clustering algorithms behind one results contract.
 
 ``fit_algorithm(name, X, params)`` returns a :class:`ClusterResult`: integer ``labels`` (``-1``
 marks noise for the density methods), the number of clusters found, the fitted estimator and
-whether it can assign *new* rows (``can_predict``). Estimator classes come from
-:mod:`zhuge.ml.cluster.backends`, so the CPU/GPU choice is made once, there.
+how it assigns *new* rows. Estimator classes come from :mod:`zhuge.ml.cluster.backends`, so
+the CPU/GPU choice is made once, there.
+
+New rows: k-means and Gaussian mixtures use their own ``predict``. The others (DBSCAN,
+HDBSCAN, Genie, Ward, average linkage, spectral) label only the rows they were fitted on, so
+the result keeps a :class:`NeighbourLabeler`: a new row takes the label of its nearest
+fitted, non-noise row; for the density methods it is noise (``-1``) unless it lies within
+that row's core distance (its distance to its ``min_samples``-th neighbour), the reach
+DBSCAN/HDBSCAN themselves use to call a point part of a cluster.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +29,7 @@ __all__ = [
     "ALGORITHMS",
     "AlgorithmInfo",
     "ClusterResult",
+    "NeighbourLabeler",
     "fit_algorithm",
     "predict_labels",
 ]
@@ -79,6 +87,17 @@ def _gmm(cls: type[Any], p: dict[str, Any], seed: int) -> Any:
     )
 
 
+def _genie(cls: type[Any], p: dict[str, Any], seed: int) -> Any:
+    return cls(n_clusters=p["n_clusters"], gini_threshold=p.get("gini_threshold", 0.3))
+
+
+def _linkage(method: str) -> Callable[[type[Any], dict[str, Any], int], Any]:
+    def build(cls: type[Any], p: dict[str, Any], seed: int) -> Any:
+        return cls(n_clusters=p["n_clusters"], linkage=method)
+
+    return build
+
+
 def _spectral(cls: type[Any], p: dict[str, Any], seed: int) -> Any:
     return cls(
         n_clusters=p["n_clusters"],
@@ -96,7 +115,46 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
     "hdbscan": AlgorithmInfo("hdbscan", False, False, True, _hdbscan),
     "gmm": AlgorithmInfo("gmm", True, True, False, _gmm),
     "spectral": AlgorithmInfo("spectral", True, False, False, _spectral),
+    "genie": AlgorithmInfo("genie", True, False, False, _genie),
+    "ward": AlgorithmInfo("ward", True, False, False, _linkage("ward")),
+    "average": AlgorithmInfo("average", True, False, False, _linkage("average")),
 }
+NEIGHBOUR_ROWS = 100_000  # fitted rows a NeighbourLabeler keeps (a seeded sample beyond)
+
+
+@dataclass
+class NeighbourLabeler:
+    """Labels new rows by their nearest fitted, non-noise row (see the module docstring)."""
+
+    index: Any  # sklearn NearestNeighbors over the kept non-noise rows
+    labels: np.ndarray
+    reach: np.ndarray | None  # core distance per kept row (density methods), else None
+
+    @classmethod
+    def fit(
+        cls, X: np.ndarray, labels: np.ndarray, *, min_samples: int | None, seed: int = 0
+    ) -> NeighbourLabeler:
+        from sklearn.neighbors import NearestNeighbors
+
+        rows = np.flatnonzero(labels >= 0)
+        if len(rows) > NEIGHBOUR_ROWS:
+            rng = np.random.default_rng(seed)
+            rows = np.sort(rng.choice(rows, NEIGHBOUR_ROWS, replace=False))
+        reach = None
+        if min_samples is not None:
+            m = int(min(max(min_samples, 1), len(X) - 1))
+            dist, _ = NearestNeighbors(n_neighbors=m + 1).fit(X).kneighbors(X[rows])
+            reach = dist[:, -1]
+        return cls(NearestNeighbors(n_neighbors=1).fit(X[rows]), labels[rows], reach)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if len(self.labels) == 0:
+            return np.full(len(X), -1, dtype=np.int64)
+        dist, idx = self.index.kneighbors(X)
+        out = self.labels[idx[:, 0]].astype(np.int64)
+        if self.reach is not None:
+            out[dist[:, 0] > self.reach[idx[:, 0]]] = -1
+        return out
 
 
 @dataclass(frozen=True)
@@ -110,6 +168,7 @@ class ClusterResult:
     can_predict: bool
     model: Any
     notes: tuple[str, ...] = field(default=())
+    extension: NeighbourLabeler | None = None  # how new rows are labelled without predict()
 
     @property
     def noise_fraction(self) -> float:
@@ -176,14 +235,38 @@ def fit_algorithm(
     found = labels[labels >= 0]
     # counting labels, not sorting them: O(n) on the million-row final fit
     n_found = int(np.count_nonzero(np.bincount(found))) if len(found) else 0
-    return ClusterResult(name, params, labels, n_found, info.can_predict, estimator, notes)
+    extension = None
+    if not info.can_predict:
+        reach = params.get("min_samples") if info.density else None
+        if name == "hdbscan" and reach is None:
+            reach = params["min_cluster_size"]
+        extension = NeighbourLabeler.fit(X, labels, min_samples=reach, seed=random_state)
+    return ClusterResult(name, params, labels, n_found, True, estimator, notes, extension)
+
+
+def with_labels(result: ClusterResult, X: np.ndarray, labels: np.ndarray) -> ClusterResult:
+    """``result`` relabelled: ``labels`` found for ``X`` by another route (a fit on a sample
+    extended to all rows); new rows are then labelled from these."""
+    info = _info(result.algorithm)
+    labels = np.asarray(labels, dtype=np.int64)
+    found = labels[labels >= 0]
+    n_found = int(np.count_nonzero(np.bincount(found))) if len(found) else 0
+    extension = result.extension
+    if not info.can_predict:
+        reach = result.params.get("min_samples") if info.density else None
+        if result.algorithm == "hdbscan" and reach is None:
+            reach = result.params.get("min_cluster_size", 5)
+        extension = NeighbourLabeler.fit(X, labels, min_samples=reach)
+    return replace(result, labels=labels, n_clusters=n_found, extension=extension)
 
 
 def predict_labels(result: ClusterResult, X: np.ndarray) -> np.ndarray:
-    """Assign new rows to the clusters of ``result``; a clear error where the algorithm cannot."""
-    if not result.can_predict:
+    """Assign new rows to the clusters of ``result`` (see the module docstring for how)."""
+    if result.extension is not None:
+        return result.extension.predict(X)
+    if not ALGORITHMS[result.algorithm].can_predict:
         raise ClusterInputError(
-            f"{result.algorithm} cannot assign new rows (it labels only the rows it was fitted "
-            "on); refit on the new data, or choose kmeans, minibatch_kmeans or gmm"
+            f"{result.algorithm} cannot assign new rows (this model was saved without its "
+            "fitted rows); refit on the new data"
         )
     return np.asarray(result.model.predict(X)).astype(np.int64)

@@ -40,6 +40,9 @@ _CLASSES: dict[str, tuple[tuple[str, str], tuple[str, str] | None]] = {
     "hdbscan": (("sklearn.cluster", "HDBSCAN"), ("cuml.cluster", "HDBSCAN")),
     "gmm": (("sklearn.mixture", "GaussianMixture"), None),
     "spectral": (("sklearn.cluster", "SpectralClustering"), None),
+    "genie": (("genieclust", "Genie"), None),
+    "ward": (("sklearn.cluster", "AgglomerativeClustering"), None),
+    "average": (("sklearn.cluster", "AgglomerativeClustering"), None),
 }
 # algorithm name -> (module, class name) of the torch engine; the rest stay on scikit-learn
 _TORCH_CLASSES: dict[str, tuple[str, str]] = {

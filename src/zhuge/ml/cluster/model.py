@@ -39,7 +39,8 @@ class Segmenter(ClusterMixin, BaseEstimator):
 
     Parameters (keyword-only):
         algorithm: ``"auto"``, one name (``kmeans``, ``minibatch_kmeans``, ``dbscan``,
-            ``hdbscan``, ``gmm``, ``spectral``) or a list of names to search among.
+            ``hdbscan``, ``gmm``, ``spectral``, ``genie``, ``ward``, ``average``) or a list
+            of names to search among.
         n_clusters: fix k; ``None`` lets the gap statistic choose within ``k_range``.
         k_range: inclusive range of k searched.
         preprocess: ``"auto"``, a :class:`PreprocessSpec` / its dict, or ``None`` (input is
@@ -165,8 +166,22 @@ class Segmenter(ClusterMixin, BaseEstimator):
             time_limit_s=self.time_limit_s,
         )
 
+    @property
+    def required_columns(self) -> list[str] | None:
+        """The input columns the model uses (``None``: fitted on an array, by position).
+        Columns preprocessing dropped (identifiers, datetimes, empty ones) are not needed."""
+        check_is_fitted(self, "result_")
+        if self.preprocessor_ is None:
+            names = getattr(self, "feature_names_in_", None)
+            return None if names is None else [str(c) for c in names]
+        kinds = self.preprocessor_.kinds_
+        used = {*kinds["numeric"], *kinds["categorical"], *kinds["text"]}
+        return [c for c in self.preprocessor_.columns_ if c in used]
+
     def _transform_new(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "result_")
+        if self.preprocessor_ is not None and isinstance(X, pd.DataFrame):
+            X = self._with_fitted_columns(X)
         if self.preprocessor_ is None:
             try:
                 validated = validate_data(self, X, reset=False)
@@ -178,12 +193,27 @@ class Segmenter(ClusterMixin, BaseEstimator):
         except DataError as exc:
             raise ClusterInputError(exc.message) from exc
 
+    def _with_fitted_columns(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the fitted column layout: a used column it lacks is an error naming
+        what the model needs; a column preprocessing dropped may be absent (filled empty)."""
+        frame = frame.copy()
+        frame.columns = [str(c) for c in frame.columns]
+        needed = self.required_columns or []
+        lacking = [c for c in needed if c not in frame.columns]
+        if lacking:
+            raise ClusterInputError(
+                f"the model needs the columns {needed}; the new table lacks {lacking} "
+                f"(it has {list(frame.columns)})"
+            )
+        for c in self.preprocessor_.columns_:
+            if c not in frame.columns:
+                frame[c] = pd.NA  # dropped when the model was fitted: never read
+        return frame[self.preprocessor_.columns_]
+
     def predict(self, X: Any) -> np.ndarray:
-        """Assign new rows; ``DataError`` where the chosen algorithm cannot (spectral, DBSCAN,
-        HDBSCAN label only the rows they were fitted on)."""
+        """Assign new rows: k-means and mixtures by their own ``predict``, the other
+        algorithms by the nearest fitted row (see :mod:`zhuge.ml.cluster.algorithms`)."""
         check_is_fitted(self, "result_")
-        if not self.result_.can_predict:
-            predict_labels(self.result_, np.empty((0, 0)))  # raises the explanatory error
         return predict_labels(self.result_, self._transform_new(X))
 
     @property

@@ -10,6 +10,8 @@ The models are deliberately simple and conservative (float64, one core at ``FLOP
   growing to ``n^2*d`` in high dimension (over 20 columns).
 * spectral: a k-NN affinity plus an eigen-solve; sklearn materialises dense ``n^2`` work arrays
   for the embedding, so memory and time grow quadratically.
+* Ward / average linkage: a condensed ``n^2/2`` distance matrix; time ``n^2*d``.
+* Genie: a minimum spanning tree, costed as HDBSCAN's.
 
 ``plan_clustering`` returns ``run``, ``switch`` (KMeans whose time is over the limit runs as
 MiniBatchKMeans, with a note) or ``refuse`` (a :class:`~zhuge.errors.DataError` via
@@ -44,7 +46,8 @@ __all__ = [
 FLOPS = 1e9  # useful float operations per second per core, measured order of magnitude
 BYTES = 8  # float64
 PREPARE_COPIES = 3  # table as read + prepared matrix + the estimator's working copy
-SPECTRAL_MAX_ROWS = 20_000  # dense n^2 embedding work beyond this is not worth it
+SPECTRAL_MAX_ROWS = 20_000  # dense n^2 embedding / linkage work beyond this is not worth it
+QUADRATIC = ("spectral", "ward", "average")  # memory grows with rows squared
 MEMORY_SHARE = 0.7  # of the memory available now that one clustering may plan to use
 TIME_LIMIT_S = 3600.0  # default: refuse or switch plans estimated above an hour
 
@@ -83,11 +86,17 @@ def estimate_resources(n_rows: int, n_cols: int, algorithm: str, k: int = 8) -> 
         return data + n * k * BYTES, n * d * k * iters * n_init / FLOPS
     if algorithm == "gmm":
         return data + n * k * BYTES * 2 + k * d * d * BYTES, n * k * d * d * 100 / FLOPS
-    if algorithm in ("dbscan", "hdbscan"):
+    if algorithm in (
+        "dbscan",
+        "hdbscan",
+        "genie",
+    ):  # genie: a minimum spanning tree, like HDBSCAN's
         work = n * n * d if d > 20 else n * math.log2(n + 1) * d * 50
         return data + n * 20 * BYTES * 4, work / FLOPS
     if algorithm == "spectral":
         return data + n * n * BYTES, (n * n * 20 + n * k * k * 50) / FLOPS
+    if algorithm in ("ward", "average"):  # scipy/sklearn linkage: a condensed n^2/2 matrix
+        return data + n * n * BYTES // 2, n * n * d * 3 / FLOPS
     raise ClusterInputError(
         f"unknown algorithm {algorithm!r}; choose from {sorted(ALGORITHM_NAMES)} or 'auto'"
     )
@@ -124,24 +133,24 @@ def plan_clustering(
     if (
         fits
         and secs <= time_limit_s
-        and not (algorithm == "spectral" and n_rows > SPECTRAL_MAX_ROWS)
+        and not (algorithm in QUADRATIC and n_rows > SPECTRAL_MAX_ROWS)
     ):
         return ClusteringPlan(algorithm, "run", mem, secs)
     why = (
         f"{algorithm} on {n_rows} rows x {n_cols} columns needs about {_gib(mem)} and "
         f"{secs:.0f} s (limits {_gib(limit)}, {time_limit_s:.0f} s)"
     )
-    if algorithm == "spectral":
+    if algorithm in QUADRATIC:
         return ClusteringPlan(
             algorithm,
             "refuse",
             mem,
             secs,
-            f"{why}; spectral grows with rows squared: use kmeans, gmm or hdbscan, or cluster "
+            f"{why}; {algorithm} grows with rows squared: use kmeans, gmm or hdbscan, or cluster "
             f"a sample of at most {SPECTRAL_MAX_ROWS} rows (--sample)",
             SPECTRAL_MAX_ROWS,
         )
-    if algorithm in ("dbscan", "hdbscan", "gmm"):
+    if algorithm in ("dbscan", "hdbscan", "gmm", "genie"):
         rows = n_rows
         while rows > 1_000 and (
             estimate_resources(rows, n_cols, algorithm, k)[1] > time_limit_s
