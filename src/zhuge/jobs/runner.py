@@ -29,6 +29,7 @@ its lease).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -53,6 +54,7 @@ from zhuge.jobs.context import (
     JobCancelled,
     JobContext,
 )
+from zhuge.jobs.gpus import device_book
 from zhuge.jobs.inputs import resolve_params
 from zhuge.jobs.kinds import Kind, get_kind
 from zhuge.jobs.model import Job
@@ -442,13 +444,17 @@ class Isolation:
             return None
         return cls(gpu_fraction=fraction, memory_gb=memory if memory > 0 else None)
 
-    def environment(self, parent: dict[str, str] | None = None) -> dict[str, str]:
-        """What the child's environment gains: its device and its share of it."""
+    def environment(
+        self, parent: dict[str, str] | None = None, device: str | None = None
+    ) -> dict[str, str]:
+        """What the child's environment gains: its device (``device``, as the worker's book
+        of GPU fractions placed it; else the first visible) and its share of it."""
         if self.gpu_fraction is None:
             return {}
-        parent = dict(os.environ) if parent is None else parent
-        visible = [d.strip() for d in parent.get("CUDA_VISIBLE_DEVICES", "0").split(",")]
-        device = next((d for d in visible if d), "0")
+        if device is None:
+            parent = dict(os.environ) if parent is None else parent
+            visible = [d.strip() for d in parent.get("CUDA_VISIBLE_DEVICES", "0").split(",")]
+            device = next((d for d in visible if d), "0")
         return {
             "CUDA_VISIBLE_DEVICES": device,
             "ZHUGE_GPU_MEMORY_FRACTION": f"{self.gpu_fraction:g}",
@@ -489,8 +495,24 @@ def run_isolated(kind: Kind, params: Any, ctx: JobContext, limits: Isolation) ->
             "checkpoints": ctx.checkpoints,
         },
         limits=limits,
-        env=limits.environment(),
     )
+    if limits.gpu_fraction is None:
+        return _run_child(task, ctx, limits)
+    book = device_book()
+    placed = book.take(limits.gpu_fraction)
+    if not placed.fits:
+        ctx.log(
+            f"no GPU of this worker has {limits.gpu_fraction:g} free alone: sharing device "
+            f"{placed.device}, the emptiest ({book.booked()})"
+        )
+    try:
+        task = dataclasses.replace(task, env=limits.environment(device=placed.device))
+        return _run_child(task, ctx, limits)
+    finally:
+        book.give_back(placed, limits.gpu_fraction)
+
+
+def _run_child(task: _ChildTask, ctx: JobContext, limits: Isolation) -> Any:
     mp = multiprocessing.get_context("spawn")
     receive, send = mp.Pipe(duplex=False)
     child = mp.Process(
