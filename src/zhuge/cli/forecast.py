@@ -27,7 +27,8 @@ DATA_FORMAT = """\b
 Input: long format, one row per sample: series_id, timestamp, value (CPU %)
   [+ host_id, cluster_id], CSV or Parquet: a file, dataset://NAME or connection://NAME/KEY,
   or --sql QUERY --connection NAME (zhuge connections ls). Rename columns with --columns
-  series_id=vm,value=cpu.
+  series_id=vm,value=cpu. A CSV's separator (, ; tab |) and decimal comma are detected
+  (--sep ';' to say).
   Timestamps: ISO text or epoch s/ms/us/ns (--timestamp-unit; auto detects and says).
   Rows should be grouped by series_id (any order works, with one extra pass).
 """
