@@ -137,12 +137,14 @@ def test_a_cut_off_worker_host_loses_its_job_to_the_other_and_its_late_commit_is
         token = (tmp / "home" / "token").read_text().strip()
         engine = sa.create_engine(pg.url)
         with Client(url, token) as c, contextlib.closing(_Disposer(engine)):
-            wait_for(
-                lambda: c.readiness()["workers"] == 2,
-                what="both worker hosts to be seen",
+            ready = wait_for(
+                c.readiness,
+                until=lambda r: r["workers"] == 2 and r["ready"],
+                what="both worker hosts to be seen, and zhuge up ready",
                 timeout=180,
                 interval=0.5,
             )
+            assert len(ready["schedulers"]) == 1  # zhuge up's loop beats
             job_id = c.submit(LEDGER, {"gate": "go"}, max_lost=5).id
 
             def job() -> sa.Row:
