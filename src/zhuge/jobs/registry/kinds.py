@@ -40,16 +40,17 @@ from zhuge.jobs.forecast.params import TrainParams, horizon_steps
 from zhuge.jobs.forecast.prepare import prepare_fleet
 from zhuge.jobs.kinds import kind
 from zhuge.jobs.outputs import json_safe
-from zhuge.jobs.registry.store import (
+from zhuge.jobs.registry.model import (
     CHAMPION,
     NAME_PATTERN,
     ModelConfig,
     ModelVersion,
-    Registry,
     check_config,
     check_name,
     manifest_digest,
+    verified_folder,
 )
+from zhuge.jobs.registry.store import Registry
 from zhuge.ml import gate
 from zhuge.ml.forecast import load
 from zhuge.ml.forecast._fleet import daily_season
@@ -92,17 +93,7 @@ def _relative(ctx: JobContext, folder: ArtifactDir) -> str:
 def load_version(root: ArtifactDir, version: ModelVersion) -> tuple[Forecaster, Pipeline]:
     """The forecaster of a registered version, refused unless its manifest is the one
     registered and every file matches the manifest's hash."""
-    folder = root.child(version.artifact)
-    try:
-        found = manifest_digest(folder.read_bytes(MANIFEST))
-    except ModelNotFound as exc:
-        raise DataError(f"model {version.ref}: its artifact is gone ({exc.message})") from exc
-    if found != version.manifest_sha256:
-        raise DataError(
-            f"model {version.ref}: its manifest's SHA-256 is {found[:16]}..., not the "
-            f"{version.manifest_sha256[:16]}... registered: the artifact was changed after "
-            "registration; refusing to load it"
-        )
+    folder = verified_folder(root, version)
     try:
         return load(folder), load_pipeline(folder)
     except ModelNotFound as exc:

@@ -40,7 +40,8 @@ from zhuge.jobs.forecast.prepare import prepare_fleet
 from zhuge.jobs.kinds import kind
 from zhuge.jobs.outputs import json_safe
 from zhuge.jobs.registry.kinds import load_version, registry_of
-from zhuge.jobs.registry.store import CHAMPION, ModelConfig, ModelVersion, Registry, check_name
+from zhuge.jobs.registry.model import CHAMPION, ModelConfig, ModelVersion, check_name
+from zhuge.jobs.registry.store import Registry
 from zhuge.ml.forecast._fleet import daily_season
 from zhuge.ml.forecast.chunked import read_parquet_url
 from zhuge.ml.forecast.metrics import score_frame
