@@ -71,6 +71,11 @@ class Settings:
     resources itself, for up to this long, instead of a round trip through the scheduler
     and Dask; the queue order is unchanged. This is what lets short jobs run at hundreds
     per second. 0 turns it off."""
+    gang_ready_seconds: float = 120.0
+    """A gang job (``--gang N``) whose attempt has not started this long after admission
+    booked its N workers gives them back and is queued again with backoff (lost,
+    ``gang_not_ready``): booked capacity never waits for ever on a worker that does not run
+    its part."""
     metrics_token: str | None = field(default=None, repr=False)
     """When set, /metrics answers only ``Authorization: Bearer <metrics_token>``."""
     max_body_bytes: int = 16 * MiB
@@ -105,6 +110,7 @@ class Settings:
             retry_max_seconds=_float(env, "ZHUGE_RETRY_MAX_SECONDS", 600.0),
             poll_seconds=_float(env, "ZHUGE_POLL_SECONDS", 0.5),
             chain_seconds=_float(env, "ZHUGE_CHAIN_SECONDS", 1.0, allow_zero=True),
+            gang_ready_seconds=_float(env, "ZHUGE_GANG_READY_SECONDS", 120.0),
             metrics_token=env.get("ZHUGE_METRICS_TOKEN") or None,
             max_body_bytes=int(_float(env, "ZHUGE_MAX_BODY_BYTES", 16 * MiB)),
             max_params_bytes=int(_float(env, "ZHUGE_MAX_PARAMS_BYTES", 1 * MiB)),

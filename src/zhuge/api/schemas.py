@@ -220,7 +220,7 @@ class EventOut(FromStore):
     reason: str | None = Field(
         None,
         description="Why the attempt was lost: lease_lost, worker_died, host_unreachable, "
-        "preempted or drained.",
+        "gang_not_ready, preempted or drained.",
     )
 
     @classmethod

@@ -22,6 +22,7 @@ store's. Tests give both the same fake clock and call ``run_once`` to drive the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -170,6 +171,31 @@ class Scheduler:
         self.store.record_workers(self.name, workers)
         self._workers = workers
         self._lose_stranded({w.address for w in workers})
+        self._lose_unready_gangs()
+
+    def _lose_unready_gangs(self) -> None:
+        """A gang's attempt that no worker started within ``gang_ready_seconds`` of its
+        admission gives its N booked workers back: lost (``gang_not_ready``, counted toward
+        ``max_lost``) and queued again with backoff, so booked capacity never waits for ever
+        on a worker that does not run its part."""
+        now = self.store.clock()
+        for key, flight in list(self._in_flight.items()):
+            job = flight.job
+            if job.gang <= 1 or now - job.updated_at < self.settings.gang_ready_seconds:
+                continue
+            lost = self.store.lose_attempt(
+                job.id,
+                job.attempt,
+                LostReason.GANG_NOT_READY,
+                f"its gang of {job.gang} booked on {', '.join(job.assigned_workers or [])} "
+                f"did not start within {self.settings.gang_ready_seconds:g}s",
+                require_unstarted=True,
+            )
+            if lost is not None:
+                flight.future.cancel()
+                self._in_flight.pop(key, None)
+            else:  # it started (or ended): its own heartbeats and outcome take over
+                flight.job = dataclasses.replace(job, gang=1)
 
     def _lose_stranded(self, live: set[str]) -> None:
         """Attempts pinned to a worker that left before running them would wait in Dask for

@@ -47,6 +47,7 @@ class LostReason(StrEnum):
     HOST_UNREACHABLE = "host_unreachable"  # the worker's host dropped off the network
     PREEMPTED = "preempted"  # admission took the resources back for other work
     DRAINED = "drained"  # the worker or its scheduler was shut down cleanly
+    GANG_NOT_READY = "gang_not_ready"  # a gang's booked workers did not start it in time
 
     @property
     def involuntary(self) -> bool:

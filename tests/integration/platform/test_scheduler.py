@@ -4,6 +4,8 @@ advances the clock, never by waiting."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.integration.platform.fakes import FakeExecutor
@@ -55,9 +57,47 @@ def test_a_gang_is_admitted_on_distinct_workers_and_its_parts_pinned_to_them(
     assert list(spec.workers) == placed  # the search's parts run on the booked workers
     assert s.executor.pinned[(gang.id, 1)] == placed[:1]  # the job itself on the first
     assert spec.chain_seconds == 0  # a gang's place is not chained to other jobs
-    # the one-worker job took the third worker; its parts are not pinned
+    # the one-worker job took the third worker; its parts run there, within its booking
     (other,) = [x for x in s.executor.specs if x.job_id == alone.id]
-    assert other.workers == () and store.get(alone.id).assigned_workers[0] not in placed
+    assert list(other.workers) == store.get(alone.id).assigned_workers
+    assert other.workers[0] not in placed
+
+
+def test_a_gang_no_worker_starts_in_time_gives_its_workers_back_and_waits_its_backoff(
+    store, settings, clock
+):
+    settings = dataclasses.replace(settings, gang_ready_seconds=60.0)
+    stuck = submit(store, kind="tune", params={}, gang=2)
+    s = scheduler_for(store, settings, clock, cpu=2)
+    assert s.run_once() is True
+    clock.advance(59.0)
+    s.run_once()
+    assert store.get(stuck.id).state is JobState.RUNNING  # not yet: 60 s is the limit
+    clock.advance(1.0)
+    s.run_once()
+    lost = store.get(stuck.id)
+    assert (lost.state, lost.failures, lost.lost) == (JobState.QUEUED, 0, 1)
+    assert [e.reason for e in store.events(stuck.id)][-2:] == ["gang_not_ready"] * 2
+    assert s.executor.futures[(stuck.id, 1)].status == "cancelled"  # its workers are free
+    assert lost.not_before > clock.now  # queued again with backoff, not at once
+    clock.now = lost.not_before
+    s.run_once()
+    assert (stuck.id, 2) in s.executor.futures
+
+
+def test_a_gang_that_started_is_not_timed_out_by_its_readiness_limit(store, settings, clock):
+    settings = dataclasses.replace(settings, gang_ready_seconds=60.0)
+    gang = submit(store, kind="tune", params={}, gang=2)
+    s = scheduler_for(store, settings, clock, cpu=2)
+    s.run_once()
+    store.start_attempt(gang.id, 1, worker="w", lease_seconds=LEASE)
+    for _ in range(3):  # heartbeats keep its lease; only readiness is at stake here
+        clock.advance(25.0)
+        store.heartbeat(gang.id, 1, lease_seconds=LEASE)
+        s.run_once()
+    job = store.get(gang.id)
+    assert (job.state, job.attempt, job.lost) == (JobState.RUNNING, 1, 0)
+    assert s.executor.futures[(gang.id, 1)].status == "pending"
 
 
 def test_housekeeping_expires_a_silent_workers_lease_on_the_clock(store, settings, clock):

@@ -66,7 +66,12 @@ def test_after_loss_goes_dead_exactly_at_max_lost_and_only_involuntary_losses_co
     assert after_loss(9, 10) is JobState.QUEUED
     assert after_loss(10, 10) is JobState.DEAD
     counted = {r for r in LostReason if r.involuntary}
-    assert counted == {LostReason.LEASE_LOST, LostReason.WORKER_DIED, LostReason.HOST_UNREACHABLE}
+    assert counted == {
+        LostReason.LEASE_LOST,
+        LostReason.WORKER_DIED,
+        LostReason.HOST_UNREACHABLE,
+        LostReason.GANG_NOT_READY,
+    }
 
 
 def test_backoff_grows_exponentially_with_jitter_inside_half_to_full_step():
