@@ -84,6 +84,9 @@ def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
     for d in field_errors[:20]:
         text = str(d["msg"]).removeprefix("Value error, ")
         lines.append(f"{flag(str(d['loc'][-1]), flags)}: {text}" if d.get("loc") else text)
+    if len(lines) == 2 and not field_errors[0].get("loc") and message.startswith("invalid param"):
+        # one error about the options together (sql needs connection): just that, once
+        return [lines[1]]
     return lines
 
 

@@ -148,3 +148,9 @@ def test_level_without_host_ids_names_the_columns_and_vms_options(env, tmp_path,
     output = _fail(env, "forecast", "--input", str(path), "--level", "host")
     assert "map one with --columns 'host_id=NAME' or give the VM table (--vms)" in output
     assert not submitted
+
+
+def test_an_error_about_options_together_is_said_once_without_the_model_location(env):
+    output = _fail(env, "forecast", "--sql", "select 1")
+    assert output.startswith("error: sql needs connection")
+    assert "(params)" not in output and "•" not in output
