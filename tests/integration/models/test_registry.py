@@ -125,3 +125,38 @@ def test_bad_config_names_the_field(registry):
         add(registry, config={"margin": -1})
     assert raised.value.details[0]["loc"] == ["config", "margin"]
     assert registry.list("acme") == []  # nothing changed
+
+
+def test_the_api_refuses_bad_input_with_the_field_and_changes_nothing(db_url, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from zhuge.api.app import create_app
+    from zhuge.config import Settings
+
+    store = JobStore.open(db_url)
+    token = store.issue_token("acme")
+    settings = Settings(home=tmp_path / "home", db_url=db_url)
+    add(Registry(store.engine), job_id=1)
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(settings, store=store)) as http:
+        before = http.get("/v1/models/fleet-cpu", headers=headers).json()
+        answers = {
+            "alias": http.put(
+                "/v1/models/fleet-cpu/aliases/9lives", json={"version": 1}, headers=headers
+            ),
+            "version": http.post(
+                "/v1/models/fleet-cpu/promote", json={"version": 0}, headers=headers
+            ),
+            "config": http.patch(
+                "/v1/models/fleet-cpu/config", json={"config": {"test": "t"}}, headers=headers
+            ),
+            "name": http.get("/v1/models/bad%20name", headers=headers),
+        }
+        for field, answer in answers.items():
+            assert answer.status_code == 422, (field, answer.text)
+            assert field in answer.text and "Traceback" not in answer.text
+        missing = http.post("/v1/models/fleet-cpu/promote", json={"version": 7}, headers=headers)
+        assert missing.status_code == 404 and "no version 7" in missing.text
+        after = http.get("/v1/models/fleet-cpu", headers=headers).json()
+        assert after == before
+    store.dispose()
