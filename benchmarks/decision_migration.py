@@ -94,11 +94,25 @@ def nab_fleet(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return telemetry, vms
 
 
-def hourly_history(telemetry: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+def hourly_history(telemetry: pd.DataFrame, cut: pd.Timestamp, freq: str = "1h") -> pd.DataFrame:
     raw = telemetry.loc[telemetry["timestamp"] < cut, ["series_id", "timestamp", "value"]]
     raw = raw.assign(series_id=raw["series_id"].astype(str))
-    series, _ = prepare_chunk(raw, ChunkSpec(freq="1h", sample_freq="5min"))
+    series, _ = prepare_chunk(raw, ChunkSpec(freq=freq, sample_freq="5min"))
     return series
+
+
+def half_hourly(telemetry, cut, ids: pd.Index, gbm: dict) -> dict[str, np.ndarray]:
+    """The GBM and the 7-day profile on a 30-minute grid, as (V, 48) matrices; each 30-minute
+    window's value is what the planner sees (an hourly frame repeats it in both halves)."""
+    fleet = to_fleet(hourly_history(telemetry, cut, "30min"), freq="30min")
+    order = pd.Index(fleet.series_ids.astype(str)).get_indexer(ids)
+    model = Forecaster(model="gbm", freq="30min", horizon=48, n_jobs=1, **gbm)
+    model._validate()
+    model._fit_fleet(fleet)
+    return {
+        "gbm (30min grid)": model._predict_fleet(fleet)["yhat"][order],
+        "profile_7d (30min slots)": seasonal_mean(fleet.values, 48, fleet.season)[order],
+    }
 
 
 def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> dict:
@@ -156,11 +170,15 @@ def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> di
     )
     actual_h = hourly_truth.pivot(index="series_id", columns="timestamp", values="yhat").loc[ids]
     forecasts[HOURLY] = actual_h.to_numpy()
-    stamps = pd.date_range(cut, periods=h, freq="1h")
-    frames = {
-        n: pd.DataFrame({"series_id": np.repeat(ids.to_numpy(), h), "timestamp": np.tile(stamps.to_numpy(), len(ids)), "yhat": np.asarray(v, float).reshape(-1)})
-        for n, v in forecasts.items()
-    }  # fmt: skip
+    if args.grid30:
+        forecasts.update(half_hourly(telemetry, cut, ids, gbm))
+
+    def frame(values: np.ndarray) -> pd.DataFrame:
+        steps = values.shape[1]
+        stamps = pd.date_range(cut, periods=steps, freq=DAY / steps)
+        return pd.DataFrame({"series_id": np.repeat(ids.to_numpy(), steps), "timestamp": np.tile(stamps.to_numpy(), len(ids)), "yhat": np.asarray(values, float).reshape(-1)})  # fmt: skip
+
+    frames = {n: frame(np.asarray(v, float)) for n, v in forecasts.items()}
     table = _score(
         frames,
         truth,
@@ -187,15 +205,19 @@ def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> di
                 "captured": round(float(table.at[p, "captured"]), 3),
                 "placed": int(table.at[p, "placed"]),
             }
-            for p in ORDER
+            for p in ORDER + (GRID30 if args.grid30 else [])
         },
     }
+
+
+GRID30 = ["gbm (30min grid)", "profile_7d (30min slots)"]
+LABELS.update({GRID30[0]: "the GBM on a 30-minute grid", GRID30[1]: "the 7-day profile per 30-minute slot"})  # fmt: skip
 
 
 def markdown(results: list[dict]) -> str:
     head = "| plan made from | " + " | ".join(r["fleet"] for r in results) + " |"
     lines = [head, "| --- |" + " --- |" * len(results)]
-    for p in ORDER:
+    for p in [q for q in ORDER + GRID30 if q in results[0]["plans"]]:
         cells = [
             f"{r['plans'][p]['realised_load']:.1f} ({100 * r['plans'][p]['captured']:.0f} %)"
             for r in results
@@ -215,6 +237,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("ZHUGE_TEST_DATA", "../shared/data"))
     parser.add_argument("--method", default="greedy", choices=["greedy", "auto", "milp"])
     parser.add_argument("--fast", action="store_true", help="single-threaded GBM (default too)")
+    parser.add_argument("--grid30", action="store_true", help="add the 30-minute grid rows")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
