@@ -443,6 +443,17 @@ class Client:
         """Remove a version no alias points at (``Conflict`` otherwise)."""
         return self._request("DELETE", f"/v1/models/{quote(name, safe='')}/versions/{version}")
 
+    def train_model(self, name: str, params: dict[str, Any]) -> JobHandle:
+        """Queue a ``model-train`` job: ``params`` as for ``train`` (input, horizon, ...); the
+        version is registered under ``name`` behind the release gate (its result says the
+        decision)."""
+        return self.submit("model-train", {**params, "register_as": name})
+
+    def score_model(self, name: str, actuals: str, **params: Any) -> JobHandle:
+        """Queue a ``model-score`` job: the forecasts ``name`` made, scored against
+        ``actuals`` (dataset://NAME, connection://NAME/KEY or a path under your roots)."""
+        return self.submit("model-score", {**params, "model": name, "input": actuals})
+
     def configure_model(self, name: str, **config: Any) -> dict[str, Any]:
         """Change the release gate's and drift's settings (margin=0.05, manual=True, ...)."""
         path = f"/v1/models/{quote(name, safe='')}/config"

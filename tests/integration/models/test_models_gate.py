@@ -66,6 +66,11 @@ class World:
         (job,) = self.run_queued()
         return job
 
+    def train_with_sdk(self, name: str, data: str, **params):
+        self.sdk["acme"].train_model(name, {"input": data, "model": "gbm", **params})
+        (job,) = self.run_queued()
+        return job
+
     def write(self, name: str, frame: pd.DataFrame) -> str:
         path = self.root / f"{name}.parquet"
         frame.to_parquet(path, index=False)
@@ -197,7 +202,8 @@ def test_a_tampered_artifact_is_refused_on_load(world):
 
 def test_aliased_versions_stay_and_other_tenants_see_nothing(world):
     clean = world.write("clean", clean_fleet(days=14, vms=12))
-    world.train("fleet-cpu", clean)
+    first = world.train_with_sdk("fleet-cpu", clean, quantiles=[0.1, 0.9])
+    assert first.result["ref"] == "fleet-cpu@1", first.error
     acme, other = world.sdk["acme"], world.sdk["other"]
     with pytest.raises(errors.Conflict, match="is champion"):
         acme.remove_model_version("fleet-cpu", 1)
@@ -260,7 +266,8 @@ def test_drift_rolls_back_only_to_a_better_previous_champion(world):
     known = world.write("known", fleet[fleet["timestamp"] < "2024-01-26"])
     job = world.run("forecast", {"input": known, "model_from": "fleet-cpu@champion"})
     assert job.state.value == "succeeded", job.error
-    scored = world.run("model-score", {"model": "fleet-cpu", "input": world.write("all", fleet)})
+    acme.score_model("fleet-cpu", world.write("all", fleet))
+    (scored,) = world.run_queued()
     assert scored.state.value == "succeeded", scored.error
     (row,) = scored.result["scored"]
     assert row["version"] == 2 and row["drifted"], row
