@@ -332,3 +332,12 @@ def test_live_scores_per_level_with_the_vm_table(world):
     levels = scored.result["scored"][0]["levels"]
     assert {k: v["series"] for k, v in levels.items()} == {"vm": 12, "host": 4, "cluster": 2}
     assert all(np.isfinite(v["mase"]) and v["mase"] > 0 for v in levels.values())
+
+
+def test_an_unknown_gate_metric_fails_the_job_at_once_with_its_name(world):
+    clean = world.write("clean", clean_fleet(days=14, vms=12))
+    world.sdk["acme"].train_model("fleet-cpu", {"input": clean, "config": {"metric": "nope"}})
+    (job,) = world.run_queued()
+    assert job.state.value == "dead" and job.attempt == 1
+    assert "gate metric 'nope'" in job.error and "known: mae, mase" in job.error
+    assert world.sdk["acme"].models() == []  # nothing registered

@@ -59,7 +59,8 @@ def test_margin_min_series_and_manual_hold_back_a_better_model():
     assert gate.decide(champion, much_better).promote
 
 
-def test_metrics_are_pluggable():
+def test_metrics_are_pluggable(monkeypatch):
+    monkeypatch.setattr(gate, "_METRICS", dict(gate._METRICS))  # registered for this test only
     actual = np.array([[1.0, 2.0], [3.0, 4.0]])
     history = np.tile(np.arange(10.0), (2, 1))
     gate.register_metric("worst_step", lambda a, f, h, s: np.abs(a - f).max(axis=1))

@@ -249,7 +249,11 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
     name = check_name(params.register_as)
     registry = registry_of(ctx)
     config = _config(registry, ctx.tenant, params)
-    gate.metric(config.metric)  # an unknown metric fails before any work
+    if config.metric not in gate.known_metrics():  # fails before any work, and for good
+        raise DataError(
+            f"model {name!r} is configured with gate metric {config.metric!r}, which this "
+            f"worker does not know; known: {', '.join(gate.known_metrics())}"
+        )
     check_request(params)
     prepared = prepare_fleet(params, ctx)
     freq = prepared.spec.freq
