@@ -62,7 +62,7 @@ def root(
         typer.Option(
             "--wide",
             help="Print tables at their full width, never cut to the terminal's (also "
-            "after any command: zhuge jobs ls --wide).",
+            "after any command: zhuge jobs ls --wide; output to a pipe or file always is).",
         ),
     ] = False,
     detach: Annotated[
@@ -80,8 +80,10 @@ def root(
     from zhuge.cli.common import console, err_console, user_errors
     from zhuge.cli.config import apply_config, default_map, load_config
 
-    if wide:
-        console.width = err_console.width = WIDE_WIDTH
+    # None: the terminal's width (or COLUMNS); set on every run, as one process may run many
+    piped = not console.is_terminal and not os.environ.get("COLUMNS")  # a file has no width
+    console.width = WIDE_WIDTH if wide or piped else None  # type: ignore[assignment]
+    err_console.width = WIDE_WIDTH if wide else None  # type: ignore[assignment]
     run.detach.on = detach
     with user_errors():
         config = load_config()

@@ -126,3 +126,7 @@ def test_wide_tables_are_not_cut(monkeypatch):
     assert long_kind not in narrow.output
     wide = _invoke(["--wide", "jobs", "ls"], COLUMNS="80")
     assert long_kind in wide.output
+    narrow = _invoke(["jobs", "ls"], COLUMNS="80")  # --wide lasts one run
+    assert long_kind not in narrow.output
+    piped = _invoke(["jobs", "ls"], COLUMNS=None)  # not a terminal, no COLUMNS: a file
+    assert long_kind in piped.output
