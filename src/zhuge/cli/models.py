@@ -112,6 +112,10 @@ def print_model(found: dict[str, Any]) -> None:
             e["reason"],
         )
     console.print(history)
+    for e in found["events"]:
+        if e["alias"] is None and e["action"] in ("drift", "remove"):
+            what = f"version {e['version']}" if e["version"] is not None else ""
+            console.print(f"{when(e['at'])}  {e['action']} {what}: {e['reason'] or '-'}")
     if found["live"]:
         live = Table(title="live record")
         for col in ("at", "version", "MASE", "coverage", "gate MASE", "drifted"):

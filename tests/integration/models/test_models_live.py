@@ -115,5 +115,12 @@ def test_live_scoring_replayed_day_by_day_and_drift_acts_once(world, nab):
     assert len(shown["live"]) == scorings
     drift = [e for e in shown["events"] if e["action"] == "drift"]
     assert len(drift) == 1 and "retraining on dataset://nab" in drift[0]["reason"]
+    from zhuge.cli.common import console
+    from zhuge.cli.models import print_model
+
+    with console.capture() as printed:
+        print_model(shown)
+    assert "drift version 1: live MASE above 3.0 x the gate's" in printed.get()
+    assert "live record" in printed.get()
     audit = world.store.tenancy.audit(tenant="acme")
     assert [a.action for a in audit].count("model.drift") == 1
