@@ -294,6 +294,7 @@ def test_another_metric_and_a_retried_job_registers_once(world):
     version = world.sdk["acme"].model_version("fleet-cpu@1")
     assert version["gate"]["metric"] == "mae"
     assert set(version["metrics"]) >= {"mae", "mase"}  # live scoring compares MASE
+    assert version["metrics"]["selection"]["chosen"] == "gbm"
     # the same job's code run again, as a retried attempt would: no second version
     root = ArtifactDir(world.settings.artifacts_root)
     ctx = JobContext(

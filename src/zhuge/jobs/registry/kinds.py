@@ -36,6 +36,7 @@ from zhuge.artifacts import MANIFEST, ArtifactDir, library_versions
 from zhuge.errors import DataError, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.forecast.checks import check_request
+from zhuge.jobs.forecast.models import model_summary
 from zhuge.jobs.forecast.params import TrainParams, horizon_steps
 from zhuge.jobs.forecast.prepare import prepare_fleet
 from zhuge.jobs.kinds import kind
@@ -320,6 +321,7 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
         config.metric: float(np.nanmean(mine.to_numpy())),
         "coverage": float(np.mean(list(my_coverage.values()))) if my_coverage else None,
         "per_window": _window_means(mine),
+        "selection": model_summary(forecaster, params.target),  # auto's own backtest
     }
     if config.metric != "mase":  # live scoring compares MASE with MASE
         as_mase, _ = window_losses(frozen, frame, origins, freq=freq, steps=steps, metric="mase")
