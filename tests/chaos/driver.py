@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from tests.chaos.hosts import HUB_IP, Hosts
 from tests.chaos.ledger_kind import LEDGER, LEDGER_ENV, MODULE, UP_WITH_LEDGER, read_ledger
 from tests.chaos.postgres import PrivatePostgres
 from tests.conftest import free_port
@@ -66,6 +67,11 @@ FAULTS = (
     "pause-worker",
     "restart-postgres",
 )
+CUT_HOST = "cut-host"  # with --hosts: a worker host's link down for longer than the lease
+
+
+def faults_of(hosts: bool) -> tuple[str, ...]:
+    return (*FAULTS, CUT_HOST) if hosts else FAULTS
 
 
 @dataclass
@@ -84,6 +90,7 @@ class ChaosOptions:
     max_lost: int = 100  # losses a job may suffer (not attempts: those stay 3)
     settle_seconds: float = 900.0  # after the faults, the most to wait for the queue to drain
     folder: Path | None = None
+    hosts: bool = False  # workers on two other hosts (network namespaces), Dask over TLS
 
 
 @dataclass
@@ -163,7 +170,16 @@ class ChaosRun:
         self.ledger = self.folder / "ledger"
         self.ledger.mkdir(parents=True, exist_ok=True)
         os.chmod(self.folder, 0o755)  # the postgres user makes its folder inside
-        self.pg = PrivatePostgres(self.folder / "pg")
+        self.net: Hosts | None = None
+        self.ip = "127.0.0.1"  # where the platform's services listen
+        if options.hosts:
+            self.net = Hosts()
+            self.ip = HUB_IP
+        self.pg = PrivatePostgres(
+            self.folder / "pg", host=self.ip, netns=self.net.hub_name if self.net else None
+        )
+        self.cut: set[str] = set()  # worker hosts cut off now
+        self.tls: dict[str, str] = {}  # ZHUGE_DASK_TLS_* (with hosts)
         self.procs: dict[str, list[Proc]] = {"scheduler": [], "api": [], "worker": []}
         self.dask: Proc | None = None
         self.urls: list[str] = []
@@ -186,17 +202,40 @@ class ChaosRun:
             ZHUGE_RETRY_BASE_SECONDS="0.2",
             ZHUGE_RETRY_MAX_SECONDS="2",
         )
+        env.update(self.tls)
         env.update(extra)
         return env
 
+    def _on(self, netns: str | None) -> list[str]:
+        return ["ip", "netns", "exec", netns] if netns else []
+
     def start(self) -> None:
+        hub: str | None = None
+        tls_args: list[str] = []
+        if self.net is not None:
+            self.net.build(2)
+            hub = self.net.hub
+            certs = self.folder / "certs"
+            subprocess.run(
+                ["bash", str(REPO / "scripts" / "make-dask-certs.sh"), str(certs)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            self.tls = {
+                "ZHUGE_DASK_TLS_CA": str(certs / "ca.pem"),
+                "ZHUGE_DASK_TLS_CERT": str(certs / "node.pem"),
+                "ZHUGE_DASK_TLS_KEY": str(certs / "node-key.pem"),
+            }
+            tls_args = ["--protocol", "tls", "--tls-ca-file", self.tls["ZHUGE_DASK_TLS_CA"],
+                        "--tls-cert", self.tls["ZHUGE_DASK_TLS_CERT"],
+                        "--tls-key", self.tls["ZHUGE_DASK_TLS_KEY"]]  # fmt: skip
         self.pg.start()
         dask_port = free_port()
-        self.dask_address = f"tcp://127.0.0.1:{dask_port}"
+        scheme = "tls" if self.tls else "tcp"
+        self.dask_address = f"{scheme}://{self.ip}:{dask_port}"
         self.dask = Proc(
             "dask-scheduler",
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-             "--port", str(dask_port), "--no-dashboard"],
+            [*self._on(hub), sys.executable, "-m", "distributed.cli.dask_scheduler",
+             "--host", self.ip, "--port", str(dask_port), "--no-dashboard", *tls_args],
             self._env(),
             self.folder / "dask-scheduler.log",
         )  # fmt: skip
@@ -205,7 +244,8 @@ class ChaosRun:
             role = "scheduler" if i < self.o.schedulers else "api"
             port = free_port()
             home = self.folder / f"{role}-{i}"
-            argv = [*UP_WITH_LEDGER, "--port", str(port), "--no-dask", "--log-level", "warning"]
+            argv = [*self._on(hub), *UP_WITH_LEDGER, "--host", self.ip, "--port", str(port),
+                    "--no-dask", "--log-level", "warning"]  # fmt: skip
             if role == "api":
                 argv.append("--api-only")
             proc = Proc(
@@ -214,17 +254,18 @@ class ChaosRun:
                 self._env(ZHUGE_HOME=str(home), ZHUGE_DASK_ADDRESS=self.dask_address),
                 self.folder / f"{role}-{i}.log",
             )
-            proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+            proc.url = f"http://{self.ip}:{port}"  # type: ignore[attr-defined]
             proc.start()
             self._wait_healthy(proc)  # one at a time: the first creates the schema
             self.procs[role].append(proc)
             self.urls.append(proc.url)  # type: ignore[attr-defined]
         self.token = (self.folder / "scheduler-0" / "token").read_text().strip()
         for i in range(self.o.workers):
+            host = self.net.workers[i % len(self.net.workers)] if self.net else None
             proc = Proc(
                 f"worker-{i}",
-                [sys.executable, "-m", "zhuge", "worker", self.dask_address, "--nworkers", "1",
-                 "--cpus", "1", "--memory", "1", "--gpus", "0"],
+                [*self._on(host), sys.executable, "-m", "zhuge", "worker", self.dask_address,
+                 "--nworkers", "1", "--cpus", "1", "--memory", "1", "--gpus", "0"],
                 self._env(
                     DASK_DISTRIBUTED__WORKER__PRELOAD=MODULE,
                     DASK_DISTRIBUTED__WORKER__DAEMON="False",
@@ -232,6 +273,7 @@ class ChaosRun:
                 ),
                 self.folder / f"worker-{i}.log",
             )  # fmt: skip
+            proc.host = host  # type: ignore[attr-defined]
             proc.start()
             self.procs["worker"].append(proc)
 
@@ -272,11 +314,24 @@ class ChaosRun:
 
     def inject(self) -> str:
         """One fault, drawn from the seeded generator; its name (what was done)."""
-        fault = self.fault_rng.choice(FAULTS)
+        fault = self.fault_rng.choice(faults_of(self.o.hosts))
         action, _, role = fault.partition("-")
         pause_for = self.o.lease_seconds + self.fault_rng.uniform(1.0, 4.0)
         if fault == "restart-postgres":
             self.pg.restart()
+        elif fault == CUT_HOST:
+            assert self.net is not None
+            hosts = [h for h in self.net.workers if h not in self.cut]
+            if not hosts:
+                self.sequence.append(f"{fault} (skipped: none to hit)")
+                return f"{fault}: skipped, none to hit"
+            host = self.rng.choice(hosts)
+            self.net.cut(host)
+            self.cut.add(host)
+            timer = threading.Timer(pause_for, self._reconnect, args=(host,))
+            timer.daemon = True
+            timer.start()
+            self._timers.append(timer)
         else:
             victim = self._victim(role)
             if victim is None:  # every one of its kind is paused: skip it, as planned
@@ -295,6 +350,18 @@ class ChaosRun:
         self.sequence.append(fault)
         return fault
 
+    def _reconnect(self, host: str) -> None:
+        assert self.net is not None
+        self.net.restore(host)
+        self.cut.discard(host)
+
+    def revive(self) -> None:
+        """Start again a worker that ended by itself (a Dask worker cut off from its
+        scheduler for long closes down), as its supervisor would."""
+        for p in self.procs["worker"]:
+            if not p.alive() and not p.paused:
+                p.start()
+
     def _unfinished(self, engine: sa.Engine) -> int:
         J = schema.jobs
         try:
@@ -312,12 +379,15 @@ class ChaosRun:
             if self._unfinished(engine) == 0:
                 break
             done = self.inject()
+            self.revive()
             print(f"  fault: {done}", flush=True)
 
     def calm(self) -> None:
         """Every paused process let go, every dead one started again."""
         for timer in self._timers:
             timer.cancel()
+        for host in list(self.cut):
+            self._reconnect(host)
         for procs in self.procs.values():
             for p in procs:
                 p.resume()
@@ -341,6 +411,8 @@ class ChaosRun:
         if self.dask is not None:
             self.dask.kill()
         self.pg.stop(keep=keep_database)
+        if self.net is not None:
+            self.net.destroy()
 
     # -- the end checks ------------------------------------------------------------------
 
@@ -448,13 +520,13 @@ class ChaosRun:
         return report
 
 
-def planned_faults(seed: int, count: int) -> list[str]:
+def planned_faults(seed: int, count: int, *, hosts: bool = False) -> list[str]:
     """The kinds of the first ``count`` faults a run with ``seed`` injects, in order."""
     rng = random.Random(f"faults-{seed}")
     plan = []
     for _ in range(count):
         rng.uniform(0, 1)  # the gap before it
-        plan.append(rng.choice(FAULTS))
+        plan.append(rng.choice(faults_of(hosts)))
         rng.uniform(1.0, 4.0)  # its pause
     return plan
 
@@ -497,11 +569,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-faults", type=int, default=400)
     parser.add_argument("--settle-seconds", type=float, default=900.0)
     parser.add_argument("--folder", type=Path)
+    parser.add_argument(
+        "--hosts",
+        action="store_true",
+        help="workers on two other hosts (network namespaces; root), Dask over TLS, and "
+        "cut-host faults",
+    )
     a = parser.parse_args(argv)
     options = ChaosOptions(
         jobs=a.jobs, schedulers=a.schedulers, api_only=a.api_only, workers=a.workers,
         seed=a.seed, fault_seconds=a.fault_seconds, max_faults=a.max_faults,
-        settle_seconds=a.settle_seconds, folder=a.folder,
+        settle_seconds=a.settle_seconds, folder=a.folder, hosts=a.hosts,
     )  # fmt: skip
     report = ChaosRun(options).run()
     print_report(report)

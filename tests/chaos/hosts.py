@@ -48,8 +48,13 @@ class Hosts:
     links: dict[str, Link] = field(default_factory=dict)
     _devices: list[str] = field(default_factory=list)
 
+    @property
+    def hub_name(self) -> str:
+        """The hub's namespace (known before ``build``, to place services there)."""
+        return f"zt{self.tag}hub"
+
     def build(self, n_workers: int = 2) -> Hosts:
-        self.hub = f"zt{self.tag}hub"
+        self.hub = self.hub_name
         _ip("netns", "add", self.hub)
         _ip("link", "set", "lo", "up", netns=self.hub)
         _ip("addr", "add", f"{HUB_IP}/32", "dev", "lo", netns=self.hub)
