@@ -517,6 +517,11 @@ class Client:
         what it borrows, fair share against weight; and the cluster's totals."""
         return self._request("GET", "/v1/queues/status")
 
+    def queue_demand(self) -> list[dict[str, Any]]:
+        """What admission would start now if workers had room, by resource shape: each
+        ``{"resources": {...}, "gang": n, "count": k}`` (admin)."""
+        return self._request("GET", "/v1/queues/demand")["demand"]
+
     # -- tenants, tokens and the audit log (admin tokens) ---------------------------------
 
     def create_tenant(self, name: str) -> dict[str, Any]:

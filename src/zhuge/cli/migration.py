@@ -21,6 +21,7 @@ from zhuge.cli.run import (
     checked_out,
     connect,
     data_refs,
+    detach,
     is_local,
     local_path,
     refuse_telemetry_as_forecast,
@@ -195,6 +196,11 @@ def plan_migrations_command(
 
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
+        if input_ is not None and detach.on:
+            raise InvalidParams(
+                "--detach with --input: the plan would wait here for its forecast; run "
+                "zhuge forecast ... --detach, then zhuge plan-migrations --forecast JOB_ID --detach"
+            )
         if risk is not None and not 0 < risk < 1:
             raise InvalidParams(f"--risk must lie strictly between 0 and 1, not {risk:g}")
         out = checked_out(out)

@@ -191,3 +191,24 @@ def status(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = N
         f"cluster: {cluster['workers']} worker(s), {held or 'no capacity'}; "
         f"{cluster['running']} running, {cluster['queued']} queued"
     )
+
+
+@queues_app.command("demand")
+def demand(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """What admission would start now if workers had room for it, by resource shape and gang
+    size: the jobs that wait only for capacity, never those over their tenant's quota (admin).
+    An autoscaler's input: each row is capacity that would be used at once."""
+    with user_errors(json_output):
+        rows = client(url, token).queue_demand()
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no demand: every queued job that quota admits has room, or none waits")
+        return
+    table = Table(title="demand")
+    for col in ("resources per copy", "gang", "jobs"):
+        table.add_column(col, justify="left" if col.startswith("resources") else "right")
+    for row in rows:
+        table.add_row(_amounts(row["resources"]), str(row["gang"]), str(row["count"]))
+    console.print(table)

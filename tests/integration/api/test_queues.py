@@ -381,3 +381,35 @@ def test_positions_and_names_read_as_words():
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"
     ]  # fmt: skip
     assert (possessive("forecasting"), possessive("analytics")) == ("forecasting's", "analytics'")
+
+
+# -- demand -------------------------------------------------------------------------------
+
+
+def test_demand_is_what_would_start_with_room_and_only_an_admin_reads_it(api):
+    """One worker of CPU=4, full: analytics' CPU=2 jobs wait for capacity (demand), a gang of
+    two CPU=1 copies too; forecasting's job over its borrowing limit waits for quota and is
+    not demand."""
+    api.store.queues.apply(
+        "tenants:\n  forecasting: {nominal: {CPU: 4}, borrowing_limit: {CPU: 0}}\n"
+        "  analytics: {nominal: {CPU: 8}}\n"
+    )
+    api.store.record_workers("s", [Worker("tcp://w1", {"CPU": 4.0}, 0)])
+    busy = api.submit("forecasting", resources={"CPU": 4})
+    api.put(busy["id"], state="running", attempt=1, assigned_workers=["tcp://w1"])
+    api.submit("forecasting", resources={"CPU": 1})  # past its limit: quota, not capacity
+    for _ in range(2):
+        api.submit("analytics", resources={"CPU": 2})
+    api.submit("analytics", resources={"CPU": 1}, gang=2)
+    r = api.call("GET", "/v1/queues/demand")
+    assert r.status_code == 200, r.text
+    demand = {
+        (tuple(sorted(d["resources"].items())), d["gang"]): d["count"] for d in r.json()["demand"]
+    }
+    assert demand == {
+        ((("CPU", 2.0),), 1): 2,
+        ((("CPU", 1.0),), 2): 1,
+    }
+    assert api.sdk().queue_demand() == r.json()["demand"]
+    refused = api.call("GET", "/v1/queues/demand", api.member("analytics"))
+    assert refused.status_code == 403

@@ -156,3 +156,13 @@ def test_sep_needs_a_local_csv(server, tmp_path, env):
     result = CliRunner().invoke(app, argv, env={**env, "ZHUGE_EMBEDDED": None})
     assert result.exit_code == 1
     assert "--sep applies to a local CSV" in " ".join(result.output.split())
+
+
+def test_detach_refuses_the_two_step_plan_from_telemetry(server, tmp_path, env):
+    argv = ["--detach", "plan-migrations", "--input", _fleet(tmp_path), "--deadline", "24h"]
+    argv += ["--vms", str(tmp_path / "vms.parquet")]
+    result = CliRunner().invoke(app, argv, env={**env, "ZHUGE_EMBEDDED": None})
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "--detach with --input" in text and "--forecast JOB_ID --detach" in text
+    assert server == []

@@ -218,3 +218,25 @@ def test_bad_submit_options_are_refused_and_nothing_is_submitted(cli, store, arg
     assert says in " ".join(r.output.split()) and "Traceback" not in r.output
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.jobs)).scalar() == 0
+
+
+def test_queues_demand_as_a_table_and_as_json(cli, store):
+    store.record_workers("s", [Worker("tcp://w1", {"CPU": 2}, 0)])
+    busy, _ = store.submit(tenant="analytics", kind="sleep", params={}, resources={"CPU": 2})
+    with store._tx() as conn:
+        conn.execute(
+            schema.jobs.update()
+            .where(schema.jobs.c.id == busy.id)
+            .values(state="running", attempt=1, assigned_workers=["tcp://w1"])
+        )
+    r = cli("queues", "demand")
+    assert r.exit_code == 0, r.output
+    assert "no demand" in r.stdout
+    for _ in range(3):
+        store.submit(tenant="analytics", kind="sleep", params={}, resources={"CPU": 2})
+    r = cli("queues", "demand")
+    assert r.exit_code == 0, r.output
+    (row,) = [line for line in r.stdout.splitlines() if "CPU=2" in line]
+    assert [cell.strip() for cell in row.split("│")[1:4]] == ["CPU=2", "1", "3"]
+    r = cli("queues", "demand", "--json")
+    assert json.loads(r.stdout) == [{"resources": {"CPU": 2.0}, "gang": 1, "count": 3}]

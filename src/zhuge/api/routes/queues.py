@@ -159,3 +159,28 @@ def queue_status(queues: QueuesDep, principal: CurrentPrincipal) -> QueueStatusO
     share against weight. An admin sees every tenant; a member its own, with the cluster's
     totals."""
     return QueueStatusOut.of(queues.status(tenant=principal.scope))
+
+
+class DemandOut(BaseModel):
+    resources: dict[str, float] = Field(description="What one copy asks for.")
+    gang: int = Field(description="Copies that must start together on distinct workers.")
+    count: int = Field(description="Jobs of this shape admission would start with room.")
+
+
+class DemandsOut(BaseModel):
+    demand: list[DemandOut] = Field(
+        description="What admission would start now if workers had room, by resource shape: "
+        "jobs that wait only for capacity (never for quota), as an autoscaler asks."
+    )
+
+
+@router.get("/demand", name="queues.demand")
+def queue_demand(store: StoreDep, _: AdminPrincipal) -> DemandsOut:
+    """What admission would start now if workers had room for it, by resource shape and gang
+    size (admin: it describes every tenant's queue)."""
+    return DemandsOut(
+        demand=[
+            DemandOut(resources=dict(d.resources), gang=d.gang, count=d.count)
+            for d in store.demand()
+        ]
+    )
