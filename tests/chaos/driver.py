@@ -9,7 +9,10 @@ until ``--fault-seconds`` or ``--max-faults`` run out or every job is done:
 
 - SIGKILL of a scheduler, an API process or a worker (its process group), started again;
 - SIGSTOP of one of them for longer than the lease, then SIGCONT;
-- a restart of the PostgreSQL instance (``pg_ctl restart -m immediate``: a crash).
+- a restart of the PostgreSQL instance (``pg_ctl restart -m immediate``: a crash);
+- with ``--hosts`` (root, iproute2): the workers run on two other hosts (network namespaces,
+  ``hosts.py``), the platform on a hub, Dask over TLS, and a worker host's link is cut for
+  longer than the lease, then restored.
 
 Then every process is let go and running, and the run waits (bounded by ``--settle-seconds``)
 until no job is queued or running, and checks the end state:
