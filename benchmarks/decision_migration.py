@@ -172,6 +172,11 @@ def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> di
     forecasts[HOURLY] = actual_h.to_numpy()
     if args.grid30:
         forecasts.update(half_hourly(telemetry, cut, ids, gbm))
+    if args.risk:  # what plan-migrations --risk 0.8 plans on: between yhat (median) and q90
+        upper = auto_cols[quantile_column(0.9)]
+        forecasts[RISK] = auto_cols["yhat"] + (0.8 - 0.5) / (0.9 - 0.5) * (
+            upper - auto_cols["yhat"]
+        )
 
     def frame(values: np.ndarray) -> pd.DataFrame:
         steps = values.shape[1]
@@ -205,19 +210,21 @@ def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> di
                 "captured": round(float(table.at[p, "captured"]), 3),
                 "placed": int(table.at[p, "placed"]),
             }
-            for p in ORDER + (GRID30 if args.grid30 else [])
+            for p in ORDER + (GRID30 if args.grid30 else []) + ([RISK] if args.risk else [])
         },
     }
 
 
 GRID30 = ["gbm (30min grid)", "profile_7d (30min slots)"]
+RISK = "auto (by MASE), --risk 0.8"
+LABELS[RISK] = "zhuge auto (MASE), planned with --risk 0.8"
 LABELS.update({GRID30[0]: "the GBM on a 30-minute grid", GRID30[1]: "the 7-day profile per 30-minute slot"})  # fmt: skip
 
 
 def markdown(results: list[dict]) -> str:
     head = "| plan made from | " + " | ".join(r["fleet"] for r in results) + " |"
     lines = [head, "| --- |" + " --- |" * len(results)]
-    for p in [q for q in ORDER + GRID30 if q in results[0]["plans"]]:
+    for p in [q for q in [*ORDER, *GRID30, RISK] if q in results[0]["plans"]]:
         cells = [
             f"{r['plans'][p]['realised_load']:.1f} ({100 * r['plans'][p]['captured']:.0f} %)"
             for r in results
@@ -238,6 +245,7 @@ def main() -> None:
     parser.add_argument("--method", default="greedy", choices=["greedy", "auto", "milp"])
     parser.add_argument("--fast", action="store_true", help="single-threaded GBM (default too)")
     parser.add_argument("--grid30", action="store_true", help="add the 30-minute grid rows")
+    parser.add_argument("--risk", action="store_true", help="add auto's plan with --risk 0.8")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
