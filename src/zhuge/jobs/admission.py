@@ -405,6 +405,7 @@ class _Books:
         for w in snap.workers:
             _add(self.capacity, w.offers)
         self.used: dict[str, dict[str, float]] = {}
+        self.planned: dict[str, dict[str, float]] = {}  # the part of used that plans charge
         for r in snap.running:
             self.hold(r.tenant, r.resources, r.workers)
         # chain plans stored by earlier decisions may still be followed: charged until replaced
@@ -416,7 +417,7 @@ class _Books:
             planned = {i: t for r in members for i, t in r.plan}
             group = ChainGroup(tuple(r.job_id for r in members), tuple(planned.items()))
             for tenant, places in group.extra([r.tenant for r in members]).items():
-                self.charge(tenant, members[0].resources, places)
+                self.charge(tenant, members[0].resources, places, planned=True)
         nominal_total: dict[str, float] = {}
         for queue in config.tenants.values():
             _add(nominal_total, queue.nominal)
@@ -442,9 +443,15 @@ class _Books:
         self.occupy(resources, workers, sign)
         self.charge(tenant, resources, sign * len(workers))
 
-    def charge(self, tenant: str, resources: Shape, times: float = 1) -> None:
-        """Count ``resources`` (``times`` over) against ``tenant``'s quota, on no worker."""
+    def charge(
+        self, tenant: str, resources: Shape, times: float = 1, *, planned: bool = False
+    ) -> None:
+        """Count ``resources`` (``times`` over) against ``tenant``'s quota, on no worker.
+        ``planned``: for a chain plan, which quota counts but fair share does not (a plan
+        holds nothing yet; its jobs count once they run)."""
         _add(self.used.setdefault(tenant, {}), resources, times)
+        if planned:
+            _add(self.planned.setdefault(tenant, {}), resources, times)
         if hasattr(self, "members"):  # past __init__: keep the cohort sums up to date
             cohort = self.config.cohort_of(tenant)
             self.members.setdefault(cohort, set()).add(tenant)
@@ -710,7 +717,8 @@ class _Deciding:
         return self.shares[tenant]
 
     def _share(self, tenant: str) -> float:
-        held = self.books.used.get(tenant, {})
+        used, planned = self.books.used.get(tenant, {}), self.books.planned.get(tenant, {})
+        held = {r: v - planned.get(r, 0.0) for r, v in used.items()}  # plans run nothing yet
         if self.rate:
             past = self.snap.usage.get(tenant, {})
             held = {
@@ -1061,7 +1069,7 @@ class _Deciding:
                     fits = self.may_follow(tenant, ask, charged=True)
                 if fits:
                     if chosen.needs_place(tenant):
-                        self.books.charge(tenant, ask)
+                        self.books.charge(tenant, ask, planned=True)
                         self.shares.pop(tenant, None)
                     chosen.add(c.job_id, tenant)
                     dominant = max(
@@ -1087,11 +1095,11 @@ class _Deciding:
         for (its own attempt's, or planned) once that place is given back; else on top."""
         if not charged:
             return self.books.quota_problem(tenant, ask) is None
-        self.books.charge(tenant, ask, -1)
+        self.books.charge(tenant, ask, -1, planned=True)
         try:
             return self.books.quota_problem(tenant, ask) is None
         finally:
-            self.books.charge(tenant, ask)
+            self.books.charge(tenant, ask, planned=True)
 
 
 def _reserve(

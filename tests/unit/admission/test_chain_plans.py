@@ -281,3 +281,24 @@ def test_a_later_decision_counts_the_plans_it_reads() -> None:
     second = decide(Snapshot(5.0, workers, planned, queued), config)
     assert second.start == []
     assert all("waiting for quota: a uses 1/1 CPU" in second.waiting[j] for j in (10, 11))
+
+
+def test_a_plan_counts_for_quota_but_not_for_fair_share() -> None:
+    """A tenant's planned jobs hold nothing yet: its fair share is what it runs. Here "a"
+    runs nothing (though two places are planned for it) and "b" runs one job: the free
+    worker goes to "a"."""
+    config = QueueConfig.parse({})
+    workers = [WorkerSlot(f"w{i}", {"CPU": 1.0}) for i in range(4)]
+    plan = ((10, "a"), (11, "a"))
+    running = [
+        Running(1, "x", 0, {"CPU": 1.0}, ("w0",), 0.0, chainable=True, plan=plan, plan_group="g"),
+        Running(2, "x", 0, {"CPU": 1.0}, ("w1",), 0.0, chainable=True, plan=plan, plan_group="g"),
+        Running(3, "b", 0, {"CPU": 1.0}, ("w2",), 0.0, chainable=True),
+    ]
+    queued = [
+        Candidate(10, "a", 0, {"CPU": 1.0}, 0.0, 1, 60),
+        Candidate(11, "a", 0, {"CPU": 1.0}, 1.0, 1, 60),
+        Candidate(20, "b", 0, {"CPU": 1.0}, 0.0, 1, 60),
+    ]
+    decision = decide(Snapshot(100.0, workers, running, queued), config)
+    assert [s.job_id for s in decision.start] == [10]
