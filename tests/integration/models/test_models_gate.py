@@ -309,6 +309,8 @@ def test_another_metric_and_a_retried_job_registers_once(world):
     kind = get_kind("model-train")
     again = kind.run(resolve_params(kind.parse(job.params), ctx), ctx)
     assert (again["version"], again["gate"]["decision"]) == (1, "unchanged")
+    assert not ctx.artifacts.exists("model/manifest.json")  # nothing trained or saved again
+    assert again["artifacts"]["model"].endswith(version["artifact"])
     assert [v["version"] for v in world.sdk["acme"].model("fleet-cpu")["versions"]] == [1]
 
 

@@ -261,39 +261,38 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
     steps = horizon_steps(params.horizon, freq)
     frame = sample_series(prepared.parts, prepared.counts, params.train_series, seed=params.seed)
     origins = holdout_origins(frame, freq, steps, config.gate_windows)
-    ctx.progress(0, 3, f"training on data up to {origins[0]}")
-    forecaster = _train(params, frame[frame["timestamp"] <= origins[0]], freq, steps)
-    pipeline = Pipeline(
-        freq=freq,
-        horizon=params.horizon,
-        horizon_steps=steps,
-        agg=prepared.spec.agg,
-        level=prepared.spec.level,
-        sample_freq=prepared.spec.sample_freq,
-        target=params.target,
-        buckets=list(params.buckets),
-        quantiles=list(params.quantiles),
-    )
-    folder = ctx.artifacts.child(MODEL_FOLDER)
-    save_model(forecaster, folder, pipeline)
-
-    ctx.progress(1, 3, "registering")
+    # a retried job finds the version it registered, and judges it again without training
+    # (a second model folder would not be the one registered)
     existing = [v for v in registry_versions(registry, ctx.tenant, name) if v.job_id == ctx.job_id]
-    try:  # a retried job finds its own version, and judges it again
-        champion = registry.resolve(ctx.tenant, f"{name}@{CHAMPION}")
-    except ModelNotFound:
-        champion = None
-    lineage_ = lineage(params, ctx)
-    lineage_["holdout"] = {
-        "trained_until": origins[0].isoformat(),
-        "windows": [o.isoformat() for o in origins],
-        "horizon_steps": steps,
-        "series": int(frame["series_id"].nunique()),
-    }
-    version = (
-        existing[0]
-        if existing
-        else registry.register(
+    if existing:
+        version = existing[0]
+        frozen, _ = load_version(ctx.artifacts_root, version)
+        forecaster = frozen
+    else:
+        ctx.progress(0, 3, f"training on data up to {origins[0]}")
+        forecaster = _train(params, frame[frame["timestamp"] <= origins[0]], freq, steps)
+        pipeline = Pipeline(
+            freq=freq,
+            horizon=params.horizon,
+            horizon_steps=steps,
+            agg=prepared.spec.agg,
+            level=prepared.spec.level,
+            sample_freq=prepared.spec.sample_freq,
+            target=params.target,
+            buckets=list(params.buckets),
+            quantiles=list(params.quantiles),
+        )
+        folder = ctx.artifacts.child(MODEL_FOLDER)
+        save_model(forecaster, folder, pipeline)
+        ctx.progress(1, 3, "registering")
+        lineage_ = lineage(params, ctx)
+        lineage_["holdout"] = {
+            "trained_until": origins[0].isoformat(),
+            "windows": [o.isoformat() for o in origins],
+            "horizon_steps": steps,
+            "series": int(frame["series_id"].nunique()),
+        }
+        version = registry.register(
             ctx.tenant,
             name,
             artifact=_relative(ctx, folder),
@@ -302,10 +301,15 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
             job_id=ctx.job_id,
             config=config.model_dump(),
         )
-    )
+    try:
+        champion = registry.resolve(ctx.tenant, f"{name}@{CHAMPION}")
+    except ModelNotFound:
+        champion = None
+    if champion is not None and not existing and champion.version == version.version:
+        champion = None  # it became champion as the first version of the model
 
     ctx.progress(2, 3, "judging it against the champion on the held-out windows")
-    frozen, _ = load_version(ctx.artifacts_root, version)
+    frozen, mine_pipeline = load_version(ctx.artifacts_root, version)
     mine, my_coverage = window_losses(
         frozen, frame, origins, freq=freq, steps=steps, metric=config.metric
     )
@@ -338,7 +342,17 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
         promote = False
     else:
         decision, promote = _judge(
-            ctx, champion, frozen, frame, origins, freq, steps, config, mine, evidence
+            ctx,
+            champion,
+            frozen,
+            mine_pipeline,
+            frame,
+            origins,
+            freq,
+            steps,
+            config,
+            mine,
+            evidence,
         )
     version = registry.record_gate(
         ctx.tenant, name, version.version, json_safe(decision), promote=promote, job_id=ctx.job_id
@@ -353,7 +367,10 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
         "aliases": list(version.aliases),
         "gate": json_safe(decision),
         "metrics": json_safe(metrics),
-        "artifacts": {"model": folder.url, "report": prepared.report},
+        "artifacts": {
+            "model": ctx.artifacts_root.child(version.artifact).url,
+            "report": prepared.report,
+        },
     }
 
 
@@ -368,6 +385,7 @@ def _judge(
     ctx: JobContext,
     champion: ModelVersion,
     frozen: Forecaster,
+    mine_pipeline: Pipeline,
     frame: pd.DataFrame,
     origins: list[pd.Timestamp],
     freq: str,
@@ -378,7 +396,6 @@ def _judge(
 ) -> tuple[dict[str, Any], bool]:
     """The gate's decision between the champion and the new version, with its evidence."""
     theirs_model, theirs_pipeline = load_version(ctx.artifacts_root, champion)
-    mine_pipeline = load_pipeline(ctx.artifacts.child(MODEL_FOLDER))
     differs = [k for k in COMPARABLE if getattr(theirs_pipeline, k) != getattr(mine_pipeline, k)]
     if differs:
         reason = (
