@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import empty_store, free_port, wait_for
 from tests.integration.platform.gate import GATE, Gate, LoadGateKinds
 from zhuge.config import Settings
+from zhuge.hardware import cpu_count
 from zhuge.jobs.model import Principal
 from zhuge.jobs.service import submit_job
 from zhuge.jobs.states import JobState
@@ -50,16 +51,22 @@ def test_two_schedulers_on_one_postgres_never_run_a_job_twice(pg_url, tmp_path, 
         for p in (a, b):
             p.executor.client.register_plugin(LoadGateKinds())
         gate = Gate(tmp_path / "gate")
+        whole = {"CPU": float(cpu_count())}  # one embedded worker offers every core
         gated = [
             submit_job(
-                a.store, principal=MEMBER, settings=a.settings, kind=GATE, params=gate.params
+                a.store,
+                principal=MEMBER,
+                settings=a.settings,
+                kind=GATE,
+                params=gate.params,
+                resources=whole,
             )[0]
             for _ in "ab"
         ]
         a.scheduler.notify()
         b.scheduler.notify()
-        # Each scheduler has one slot, and a gated job holds it: both run at once only when
-        # each scheduler claimed one of them.
+        # Each scheduler has one worker, and a gated job holds all of it: both run at once
+        # only when each scheduler claimed one of them.
         wait_for(
             lambda: [a.store.get(j.id).state for j in gated],
             until=lambda states: states == [JobState.RUNNING] * 2,
