@@ -18,12 +18,13 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,46 @@ def _embedded(json_output: bool) -> Iterator[Client]:
         err_console.print(
             f"[dim]no zhuge server at {default_url()}; running in-process (home {settings.home})[/]"
         )
-    with (
-        _quiet_dask(),
-        Platform(settings) as platform,
-        serve_privately(platform.app()) as api,
-        Client(api.url, platform.token, transport=api.transport) as client,
-    ):
-        _quiet_workers(platform)
+    with ExitStack() as stack:
+        stack.enter_context(_quiet_dask())
+        try:
+            # Ctrl-C while Dask starts would leave it half-made (tracebacks at exit): it is
+            # taken once the platform is up, then everything stops in order
+            with _interrupt_when_started():
+                platform = stack.enter_context(Platform(settings))
+                api = stack.enter_context(serve_privately(platform.app()))
+                client = stack.enter_context(
+                    Client(api.url, platform.token, transport=api.transport)
+                )
+                _quiet_workers(platform)
+        except KeyboardInterrupt:
+            stack.close()
+            err_console.print("interrupted: nothing was submitted")
+            raise typer.Exit(130) from None
         yield client
+
+
+@contextmanager
+def _interrupt_when_started() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it; say so when pressed."""
+    pressed: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        if not pressed:
+            err_console.print("stopping once the in-process platform has started...")
+        pressed.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main thread: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 # Dask's own reports of a shutdown this command asked for: tasks cut short (CancelledError),

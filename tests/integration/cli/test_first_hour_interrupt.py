@@ -59,3 +59,31 @@ def test_ctrl_c_cancels_the_job_and_prints_only_that(env, tmp_path):
     after = err.split("cancelled job 1", 1)[1]
     assert after.strip() == "", after  # no Dask warning, no traceback
     assert out == ""
+
+
+def test_ctrl_c_while_the_platform_starts_stops_it_in_order(env, tmp_path):
+    data = tmp_path / "fleet.csv"
+    data.write_text("series_id,timestamp,value\nvm-1,2024-03-01T00:00:00,1\n")
+    db = Path(env["ZHUGE_HOME"]) / "zhuge.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zhuge", "prepare", "--input", str(data)],
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not db.exists():  # the store is opened before Dask starts
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    # pressed during the start (held until it is up), or, on a fast machine, once it ran
+    assert "interrupted: nothing was submitted" in err or "cancelled job" in err
