@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 LOG_FLUSH_LINES = 200
 KILL_GRACE_SECONDS = 5.0
 """How long an isolated attempt's process has to end after SIGTERM before SIGKILL."""
+STOP_GRACE_S = 30.0
+"""How long an attempt in the worker's process has to stop once its time limit asked it to,
+before its heartbeat fails it for it (``_Heartbeat.give_up``)."""
 CHILD_POLL_SECONDS = 0.05
 """How often the parent of an isolated attempt looks at the stop flag between messages."""
 
@@ -170,12 +173,19 @@ class _Heartbeat(threading.Thread):
         lease, and stop it if it was cancelled or asked to yield. The stop goes to that
         attempt's ctx, even if another is attached by now."""
         ctx = current.ctx
+        if current.abandoned:
+            return  # failed for it: no more heartbeats; its late commit will be refused
         if current.timeout_s:
             now = self.clock()
             if current.since is None:
                 current.since = now
-            elif now - current.since >= current.timeout_s:
+            elif current.stopped_at is None and now - current.since >= current.timeout_s:
                 ctx.stop(TIMED_OUT, f"timed out after {current.timeout_s:g}s (timeout_s)")
+                ctx.log(f"timed out after {current.timeout_s:g}s (timeout_s): asked to stop")
+                current.stopped_at = now
+            elif current.stopped_at is not None and now - current.stopped_at >= STOP_GRACE_S:
+                self.give_up(current)
+                return
         try:
             beat = self.store.heartbeat(
                 ctx.job_id,
@@ -191,6 +201,27 @@ class _Heartbeat(threading.Thread):
         elif getattr(beat, "preempt", False):
             ctx.stop(PREEMPTED, "preempted: admission asked it to yield its resources")
 
+    def give_up(self, current: _Watched) -> None:
+        """Its time is up and its code, in this process, did not stop (it never looks at
+        its stop flag): the attempt fails now, as a timeout, and is retried under the usual
+        rule. Its thread runs on until the code returns (a thread cannot be killed; an
+        isolated attempt's process is), but its lease is no longer renewed and its commit
+        will be refused, so the time limit bounds the attempt as the queue sees it."""
+        ctx, current.abandoned = current.ctx, True
+        message = (
+            f"timed out after {current.timeout_s:g}s (timeout_s) and did not stop within "
+            f"{STOP_GRACE_S:g}s: failed for it (its code runs on in its worker until it "
+            "returns; its result will be refused)"
+        )
+        ctx.log(message)
+        self.flush_logs()
+        try:
+            self.store.fail_attempt(
+                ctx.job_id, ctx.attempt, error=f"JobTimedOut: {message}", traceback=None
+            )
+        except Exception:  # the lease runs out instead: lost, then retried
+            log.exception("could not fail timed-out job %s", ctx.job_id)
+
     def stop(self) -> None:
         self.stopped.set()
         self.flush_logs()
@@ -204,6 +235,8 @@ class _Watched:
     ctx: JobContext
     timeout_s: float | None
     since: float | None = None
+    stopped_at: float | None = None  # when its time limit asked it to stop
+    abandoned: bool = False  # failed for it after STOP_GRACE_S: no more heartbeats
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ from zhuge.jobs.context import JobContext
 from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.kinds import KindParams, kind
 from zhuge.jobs.model import Worker
-from zhuge.jobs.runner import AttemptSpec, _worker_name, run_attempt
+from zhuge.jobs.runner import STOP_GRACE_S, AttemptSpec, _worker_name, run_attempt
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import store_for
 
 RESUME = "test-resume"
 STUBBORN = "test-stubborn"
 ISOLATED = "test-isolated"
+DEAF = "test-deaf"
 HERE = {"CPU": 2.0, "memory_gb": 16.0}
 """What this process offers as a worker when the test runs attempts in it (no Dask)."""
 
@@ -62,6 +63,17 @@ def run_stubborn(params: MarkerParams, ctx: JobContext) -> None:
     Path(params.marker).write_text(str(os.getpid()))
     while True:
         time.sleep(0.05)  # never looks at its stop flag: only a kill ends it
+
+
+class DeafParams(KindParams):
+    path: str = Field(description="The job returns once this file exists, not before.")
+
+
+@kind(DEAF, params=DeafParams, description="Tests only: never looks at its stop flag.")
+def run_deaf(params: DeafParams, ctx: JobContext) -> dict[str, Any]:
+    while not Path(params.path).exists():
+        time.sleep(0.02)  # not ctx.sleep: deaf to every stop
+    return {"pid": os.getpid()}
 
 
 class IsolatedParams(KindParams):
@@ -149,6 +161,37 @@ def test_an_attempt_past_its_timeout_fails_and_is_retried(jobs, db_url, tmp_path
     assert failed.state is JobState.QUEUED  # retried, as any failure with attempts left
     assert (failed.failures, failed.lost) == (1, 0)
     assert failed.error == "JobTimedOut: timed out after 30s (timeout_s)"
+
+
+def test_an_attempt_deaf_to_its_timeout_is_failed_for_it_after_the_grace(jobs, db_url, tmp_path):
+    """Code in the worker's process that never looks at its stop flag cannot be stopped, but
+    its time limit still bounds the attempt: STOP_GRACE_S after asking it to stop, its
+    heartbeat fails it (a timeout, retried), renews its lease no more, and the result it
+    returns later is refused."""
+    gate = Gate(tmp_path / "gate")
+    job, _ = jobs.submit(tenant="t", kind=DEAF, params={"path": str(gate.path)}, timeout_s=30)
+    clock = CountingClock()
+    runner, outcome = in_thread(attempt_of(db_url, tmp_path.as_uri(), jobs), clock=clock)
+    wait_for(lambda: clock.reads, what="the heartbeat to start timing the attempt")
+    clock.advance(30)
+    wait_for(
+        lambda: [x.line for x in jobs.logs(job.id) if "asked to stop" in x.line],
+        what="its time limit to ask it to stop",
+    )
+    clock.advance(STOP_GRACE_S - 0.1)
+    assert jobs.get(job.id).state is JobState.RUNNING  # it still has its grace
+    clock.advance(0.1)
+    failed = wait_for(
+        lambda: jobs.get(job.id),
+        until=lambda j: j.state is JobState.QUEUED,
+        what="the heartbeat to fail it",
+    )
+    assert (failed.failures, failed.lost, failed.attempt) == (1, 0, 1)
+    assert "did not stop within 30s: failed for it" in failed.error
+    gate.open()  # its code returns at last: the result is refused
+    assert ended(runner, outcome)["outcome"] != "succeeded"
+    after = jobs.get(job.id)
+    assert (after.state, after.attempt, after.result) == (JobState.QUEUED, 1, None)
 
 
 def test_the_spec_timeout_wins_over_the_kinds_default(jobs, db_url, tmp_path):
