@@ -67,15 +67,16 @@ def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
         else []
     )
     params = list(details.get("params") or []) if isinstance(details, dict) else []
-    params += [str(d["loc"][-1]) for d in field_errors if d.get("loc")]
-    for param in dict.fromkeys(params):
+    params += [p for d in field_errors if (p := _loc_param(d))]
+    # zhuge submit's -p NAME=VALUE spell parameters as the API does: its message stays
+    for param in dict.fromkeys(params) if not callable(flags) else ():
         option = flag(param, flags)
         message = re.sub(rf"\b{re.escape(param)}=", f"{option} ", message)
         message = re.sub(rf"\({re.escape(param)}\)", f"({option})", message)
         if "_" in param:  # an identifier (model_from) is no word of prose: always the option
             message = re.sub(rf"(?<![-\w]){re.escape(param)}\b", option, message)
     if field_errors:
-        named = [flag(str(d["loc"][-1]), flags) for d in field_errors if d.get("loc")]
+        named = [flag(p, flags) for d in field_errors if (p := _loc_param(d))]
         head, colon, _ = message.partition(": ")
         # zhuge submit's -p NAME=VALUE are parameters; elsewhere they are the options
         if colon and named and head.startswith("invalid parameters") and not callable(flags):
@@ -83,11 +84,19 @@ def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
     lines = [message]
     for d in field_errors[:20]:
         text = str(d["msg"]).removeprefix("Value error, ")
-        lines.append(f"{flag(str(d['loc'][-1]), flags)}: {text}" if d.get("loc") else text)
-    if len(lines) == 2 and not field_errors[0].get("loc") and message.startswith("invalid param"):
+        param = _loc_param(d)
+        lines.append(f"{flag(param, flags)}: {text}" if param else text)
+    if len(lines) == 2 and not _loc_param(field_errors[0]) and message.startswith("invalid param"):
         # one error about the options together (sql needs connection): just that, once
         return [lines[1]]
     return lines
+
+
+def _loc_param(field_error: Mapping[str, Any]) -> str | None:
+    """The parameter a field error is about: its location's last name (``quantiles`` for
+    ``["quantiles", 1]``), None for an error about the parameters together."""
+    names = [p for p in field_error.get("loc") or () if isinstance(p, str) and p != "params"]
+    return names[-1] if names else None
 
 
 @contextmanager

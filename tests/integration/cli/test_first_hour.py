@@ -154,3 +154,18 @@ def test_an_error_about_options_together_is_said_once_without_the_model_location
     output = _fail(env, "forecast", "--sql", "select 1")
     assert output.startswith("error: sql needs connection")
     assert "(params)" not in output and "•" not in output
+
+
+def test_flag_words_for_nested_locations_and_for_submit_parameters():
+    from zhuge.cli.common import in_flag_words
+    from zhuge.errors import DataError, InvalidParams
+
+    nested = InvalidParams(
+        "invalid parameters for kind 'forecast': quantiles",
+        details=[{"loc": ["quantiles", 1], "msg": "Value error, must lie in (0, 1)"}],
+    )
+    assert in_flag_words(nested) == ["invalid --quantiles", "--quantiles: must lie in (0, 1)"]
+    # zhuge submit -p NAME=VALUE: the API's parameter names are the command line's words
+    error = DataError("model_from 9 is no such job", details={"params": ["model_from"]})
+    assert in_flag_words(error, lambda name: f"-p {name}") == ["model_from 9 is no such job"]
+    assert in_flag_words(error) == ["--model-from 9 is no such job"]
