@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 import zhuge
+from tests.conftest import free_port
 from zhuge.cli import app
 from zhuge.jobs import migrations
 from zhuge.jobs.store import JobStore
@@ -90,3 +91,12 @@ def test_a_worker_facing_an_empty_database_refuses_and_creates_nothing(tmp_path,
     assert r.exit_code == 1
     assert "no zhuge schema yet" in " ".join(r.output.split())
     assert started == [] and not path.exists()
+
+
+def test_a_worker_that_cannot_reach_the_database_refuses_in_words(started):
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/zhuge?connect_timeout=2"
+    r = _worker(url)
+    assert r.exit_code == 1
+    out = " ".join(r.output.split())
+    assert "cannot reach the database" in out and "takes no work" in out
+    assert "Traceback" not in r.output and started == []
