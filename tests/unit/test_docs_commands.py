@@ -79,6 +79,9 @@ def check_command_line(text: str) -> None:
         words = words[: min(words.index(w) for w in STOP if w in words)]
     root = _root()
     global_options = _options(root)
+    while words and words[0].startswith("-"):  # zhuge's own options (all flags) come first
+        assert words[0] in global_options, f"zhuge has no option {words[0]}: {text}"
+        words.pop(0)
     command, path = root, ["zhuge"]
     while hasattr(command, "commands") and words and not words[0].startswith("-"):
         name = words.pop(0)
@@ -110,6 +113,11 @@ def test_the_check_catches_a_stale_option_and_a_missing_command():
     with pytest.raises(AssertionError, match="has no command 'forcast'"):
         check_command_line("zhuge forcast --input x.parquet")
     check_command_line("zhuge jobs ls --state running --wide | head  # a comment --nope")
+    check_command_line("zhuge --detach forecast --input x.parquet")
+    with pytest.raises(AssertionError, match="zhuge has no option --nope"):
+        check_command_line("zhuge --nope jobs ls")
+    with pytest.raises(AssertionError, match="has no option --sample-freq"):
+        check_command_line("zhuge --wide forecast --sample-freq 5min")
 
 
 def test_the_docs_have_command_lines():
