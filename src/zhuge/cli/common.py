@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -43,13 +44,36 @@ def print_json(obj: Any) -> None:
 Flags = Mapping[str, str] | Callable[[str], str] | None
 
 
+# Parameters whose option is not their name dashed (one option fills a list, or says more).
+OPTION_OF = {"models": "--model", "blackouts": "--blackout", "actual": "--evaluate-with"}
+
+
 def flag(param: str, flags: Flags = None) -> str:
     """The command-line option that fills job parameter ``param``: ``--timestamp-unit`` for
     ``timestamp_unit`` unless ``flags`` says otherwise (``{"models": "--model"}``, or a
-    function such as ``zhuge submit``'s, whose parameters are ``-p NAME=VALUE``)."""
+    function such as ``zhuge submit``'s, whose parameters are ``-p NAME=VALUE``). A name
+    no command has as an option stays the parameter's name: never an option that is not."""
     if callable(flags):
         return flags(param)
-    return (flags or {}).get(param) or "--" + param.replace("_", "-")
+    option = (flags or {}).get(param) or OPTION_OF.get(param) or "--" + param.replace("_", "-")
+    return option if option in _all_options() else param
+
+
+@functools.cache
+def _all_options() -> frozenset[str]:
+    """Every option of every ``zhuge`` command."""
+    import typer.main
+
+    from zhuge.cli import app
+
+    found: set[str] = set()
+    stack = [typer.main.get_command(app)]
+    while stack:
+        command = stack.pop()
+        stack.extend(getattr(command, "commands", {}).values())
+        for param in command.params:
+            found.update(getattr(param, "opts", ()))
+    return frozenset(found)
 
 
 def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
@@ -71,6 +95,8 @@ def in_flag_words(exc: ZhugeError, flags: Flags = None) -> list[str]:
     # zhuge submit's -p NAME=VALUE spell parameters as the API does: its message stays
     for param in dict.fromkeys(params) if not callable(flags) else ():
         option = flag(param, flags)
+        if option == param:
+            continue  # no option of that name: the message keeps the parameter's
         message = re.sub(rf"\b{re.escape(param)}=", f"{option} ", message)
         message = re.sub(rf"\({re.escape(param)}\)", f"({option})", message)
         if "_" in param:  # an identifier (model_from) is no word of prose: always the option

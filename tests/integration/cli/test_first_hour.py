@@ -169,3 +169,18 @@ def test_flag_words_for_nested_locations_and_for_submit_parameters():
     error = DataError("model_from 9 is no such job", details={"params": ["model_from"]})
     assert in_flag_words(error, lambda name: f"-p {name}") == ["model_from 9 is no such job"]
     assert in_flag_words(error) == ["--model-from 9 is no such job"]
+
+
+def test_a_parameter_no_command_has_as_an_option_is_not_given_a_made_up_flag():
+    from zhuge.cli.common import flag, in_flag_words
+    from zhuge.errors import DataError, InvalidParams
+
+    assert flag("blackouts") == "--blackout" and flag("models") == "--model"
+    assert flag("k_min") == "k_min"  # no --k-min anywhere
+    error = InvalidParams(
+        "invalid parameters for kind 'cluster': k_min",
+        details=[{"loc": ["k_min"], "msg": "Value error, k_min (8) exceeds k_max (2)"}],
+    )
+    assert "--k-min" not in " ".join(in_flag_words(error))
+    kept = DataError("pass k_min=2", details={"params": ["k_min"]})
+    assert in_flag_words(kept) == ["pass k_min=2"]
