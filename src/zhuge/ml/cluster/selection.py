@@ -52,7 +52,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from zhuge.ml.cluster.validity import dbcv, dunn_owa
+from zhuge.ml.cluster.validity import DUNN_NEIGHBOURS, dbcv, dunn_owa
 
 __all__ = [
     "AUTO_FAMILIES",
@@ -66,13 +66,17 @@ __all__ = [
 ]
 
 SELECT_ROWS = 800  # rows of the sample every candidate is fitted and scored on
+SHORTLIST = 5  # per family, partitions that get the costly indices besides the clean ones
 MIN_SHARE = 0.01  # a cluster under this share of the (non-noise) rows makes a partition invalid
+MIN_ROWS = DUNN_NEIGHBOURS + 1  # ... or under these rows: its near neighbours must fit inside
 MAX_NOISE = 0.5
 STABLE_TOP = 3
 STABILITY_MARGIN = 0.15
+STABLE_ENOUGH = 0.8  # separated regime: the finest clean partition this stable wins
+STABLE_TRIES = 6  # ... trying at most this many numbers of clusters, finest first
 INDICES = ("dbcv", "dunn_owa", "silhouette")  # all: higher is better
 AUTO_FAMILIES = ("genie", "hdbscan", "ward", "average", "kmeans", "gmm", "spectral", "dbscan")
-GINI = (0.1, 0.3, 0.5, 0.7)
+GINI = (0.3, 0.1, 0.5, 0.7)  # 0.3 first: the one kept when two give the same partition
 
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
@@ -230,14 +234,21 @@ def _score(S: np.ndarray, D: np.ndarray, algorithm: str, params: dict, labels: n
         return Scored(algorithm, params, k, scores, False, "fewer than 2 clusters", labels)
     if noise > MAX_NOISE:
         return Scored(algorithm, params, k, scores, False, f"{noise:.0%} noise", labels)
-    if sizes.min() < max(2, MIN_SHARE * keep.sum()):
-        note = f"a cluster of {sizes.min()} rows (under {MIN_SHARE:.0%})"
+    if sizes.min() < max(MIN_ROWS, MIN_SHARE * keep.sum()):
+        note = f"a cluster of {sizes.min()} rows (under {MIN_ROWS} or {MIN_SHARE:.0%})"
         return Scored(algorithm, params, k, scores, False, note, labels)
-    scores["dbcv"] = dbcv(S, labels, distances=D)
     scores["dunn_owa"] = dunn_owa(S, labels)
-    Dk = D[np.ix_(keep, keep)]
-    scores["silhouette"] = float(silhouette_score(Dk, labels[keep], metric="precomputed"))
     return Scored(algorithm, params, k, scores, True, "", labels)
+
+
+def _score_more(S: np.ndarray, D: np.ndarray, c: Scored) -> Scored:
+    """DBCV and silhouette (the costly indices: O(n^2) each) added to a shortlisted one."""
+    keep = c.labels >= 0
+    scores = dict(c.scores)
+    scores["dbcv"] = dbcv(S, c.labels, distances=D)
+    Dk = D[np.ix_(keep, keep)]
+    scores["silhouette"] = float(silhouette_score(Dk, c.labels[keep], metric="precomputed"))
+    return Scored(c.algorithm, c.params, c.n_clusters, scores, True, "", c.labels)
 
 
 def evaluate_family(task: tuple[str, np.ndarray, int, int]) -> tuple[list[Scored], int]:
@@ -259,6 +270,13 @@ def evaluate_family(task: tuple[str, np.ndarray, int, int]) -> tuple[list[Scored
                 continue
             seen.add(key)
             out.append(_score(S, D, family, params, labels))
+        # DBCV and silhouette for the shortlist: every clean partition, and the family's
+        # SHORTLIST best by DuNN-OWA; the rest keep DuNN-OWA only (and rank after)
+        valid = [c for c in out if c.valid]
+        by_dunn = sorted(valid, key=lambda c: -np.nan_to_num(c.scores["dunn_owa"], nan=-1e300))
+        short = {id(c) for c in by_dunn[:SHORTLIST]}
+        short |= {id(c) for c in valid if c.scores["dunn_owa"] == math.inf}
+        out = [_score_more(S, D, c) if id(c) in short else c for c in out]
     return out, os.getpid()
 
 
@@ -376,17 +394,38 @@ def select(
         )
     else:
         order = ranked
-    top = order[:STABLE_TOP]
-    stab = {id(c): _stability(S, c, random_state) for c in top}
-    winner = top[0]
+    stab: dict[int, float] = {}
     note = ""
-    steadiest = max(top, key=lambda c: stab[id(c)])
-    if stab[id(steadiest)] > stab[id(winner)] + STABILITY_MARGIN:
-        note = (
-            f" It replaced {_label(winner)} (stability {stab[id(winner)]:.2f}), which was less "
-            f"stable by more than {STABILITY_MARGIN}."
-        )
-        winner = steadiest
+    if clean:
+        # finest first, but a split must come back on subsamples: a thin ring has random
+        # gaps its near neighbours do not cross, and those move from one sample to the next
+        per_k = list({c.n_clusters: c for c in reversed(order)}.values())[::-1]
+        winner = None
+        for c in per_k[:STABLE_TRIES]:
+            stab[id(c)] = _stability(S, c, random_state)
+            if stab[id(c)] >= STABLE_ENOUGH:
+                winner = c
+                break
+        if winner is None:
+            winner = max((c for c in per_k if id(c) in stab), key=lambda c: stab[id(c)])
+            note = f" No finer clean partition reached stability {STABLE_ENOUGH}."
+        skipped = [c for c in per_k if id(c) in stab and c is not winner]
+        if skipped and not note:
+            note = (
+                f" Finer clean partitions were unstable under subsampling "
+                f"({', '.join(f'k={c.n_clusters}: {stab[id(c)]:.2f}' for c in skipped)})."
+            )
+    else:
+        top = order[:STABLE_TOP]
+        stab = {id(c): _stability(S, c, random_state) for c in top}
+        winner = top[0]
+        steadiest = max(top, key=lambda c: stab[id(c)])
+        if stab[id(steadiest)] > stab[id(winner)] + STABILITY_MARGIN:
+            note = (
+                f" It replaced {_label(winner)} (stability {stab[id(winner)]:.2f}), which was "
+                f"less stable by more than {STABILITY_MARGIN}."
+            )
+            winner = steadiest
     out = []
     for c in scored:
         extra = dict(table.get(position[id(c)], {}))
@@ -419,8 +458,9 @@ def select(
         decided_by = "dunn_owa"
         reason = (
             f"{head} {len(clean)} separate their clusters cleanly (DuNN-OWA infinite: no row "
-            f"has one of its nearest neighbours in another cluster); the finest of them, "
-            f"ties broken by less noise then DBCV, is {_label(winner_out)} with {winner_out.n_clusters} "
+            f"has one of its nearest neighbours in another cluster); the finest of them "
+            f"that is stable under subsampling (>= {STABLE_ENOUGH}), ties broken by less "
+            f"noise then DBCV, is {_label(winner_out)} with {winner_out.n_clusters} "
             f"clusters (DBCV {s.get('dbcv', math.nan):.3f}, stability "
             f"{s.get('stability', math.nan):.2f}).{note}"
         )
