@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 J = schema.jobs
 NEWER = J.alias("newer")
-NEXT = J.alias("next")
 CANDIDATES_PER_TENANT = 32
 # A chain asks what admission starts on one worker next: each tenant's first few decide that
 # (a scheduler's turn, with the full window, places the rest).
@@ -110,7 +109,7 @@ def claimed_values(
         "lease_expires_at": now + lease_seconds,
         "lease_owner": owner,
         "worker": worker,
-        "started_at": now if worker else None,
+        "started_at": now if worker is not None else None,
         "progress": None,
         "pending_reason": None,
         "preempt_requested_at": None,
@@ -118,6 +117,45 @@ def claimed_values(
         "chain_plan": None,
         "updated_at": now,
     }
+
+
+# A worker's chain claims with prepared statements (built once: building a statement costs
+# more than running it): which planned jobs are still queued, and the claim of one of them,
+# refused if a job queued after the plan was made (id above b_seen) has a higher priority.
+_STILL_QUEUED = sa.select(J.c.id).where(
+    J.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+    J.c.state == JobState.QUEUED.value,
+    J.c.not_before <= sa.bindparam("b_now"),
+)
+_STATE = sa.select(J.c.state).where(J.c.id == sa.bindparam("b_id"))
+_NEWER_FIRST = sa.select(NEWER.c.id).where(
+    NEWER.c.id > sa.bindparam("b_seen"),
+    NEWER.c.state == JobState.QUEUED.value,
+    NEWER.c.priority > J.c.priority,
+)
+_CLAIM_ON_WORKER = (
+    J.update()
+    .where(
+        J.c.id == sa.bindparam("b_id"),
+        J.c.state == JobState.QUEUED.value,
+        J.c.not_before <= sa.bindparam("b_now"),
+        ~sa.exists(_NEWER_FIRST),
+    )
+    .values(
+        {
+            **claimed_values(
+                sa.bindparam("b_now"),  # type: ignore[arg-type]
+                owner=sa.bindparam("b_owner"),  # type: ignore[arg-type]
+                lease_seconds=0.0,
+                worker=sa.bindparam("b_worker"),  # type: ignore[arg-type]
+                assigned=sa.bindparam("b_assigned", type_=sa.JSON),
+            ),
+            "lease_expires_at": sa.bindparam("b_lease"),
+            "chain_plan": sa.bindparam("b_plan", type_=sa.JSON),
+        }
+    )
+    .returning(*J.c)
+)
 
 
 @dataclass
@@ -557,12 +595,12 @@ class Claims:
             return None
         return self._claim(
             conn,
-            J.c.id == job_id,
+            job_id,
             next(
                 (
                     ChainPlan(uuid.uuid4().hex[:12], seen.newest, g.jobs)
                     for g in decision.chains
-                    if job_id in g.slots
+                    if job_id in g.slots and g.jobs
                 ),
                 ChainPlan("", seen.newest, ()),
             ),
@@ -582,42 +620,34 @@ class Claims:
         worker: str,
         lease_seconds: float,
     ) -> Job | None:
-        """The first job of ``plan`` still queued and runnable, claimed on ``worker`` in one
-        statement; None if none is left or a job queued since the plan was made has a
-        higher priority than it (a decision must then look)."""
+        """The first job of ``plan`` still queued and runnable, claimed on ``worker``; None
+        if none is left or a job queued since the plan was made has a higher priority than
+        the one it would take (a decision must then look). Two prepared statements: which
+        planned jobs are still queued, then the claim of the first (another chain of the
+        group may take it first: then the next)."""
         ids = [i for i, _ in plan.jobs]
-        first = (
-            sa.select(NEXT.c.id)
-            .where(
-                NEXT.c.id.in_(ids),
-                NEXT.c.state == JobState.QUEUED.value,
-                NEXT.c.not_before <= now,
+        queued = set(conn.execute(_STILL_QUEUED, {"b_ids": ids, "b_now": now}).scalars())
+        for job_id in (i for i in ids if i in queued):
+            job = self._claim(
+                conn,
+                job_id,
+                plan,
+                now,
+                owner=owner,
+                worker=worker,
+                lease_seconds=lease_seconds,
+                planned=True,
             )
-            .order_by(sa.case({i: n for n, i in enumerate(ids)}, value=NEXT.c.id))
-            .limit(1)
-        )
-        if self.store.is_postgres:  # another chain of the group claiming it: take the next
-            first = first.with_for_update(skip_locked=True)
-        newer = sa.select(NEWER.c.id).where(
-            NEWER.c.id > plan.seen,
-            NEWER.c.state == JobState.QUEUED.value,
-            NEWER.c.priority > J.c.priority,
-        )
-        return self._claim(
-            conn,
-            sa.and_(J.c.id == first.scalar_subquery(), ~sa.exists(newer)),
-            plan,
-            now,
-            owner=owner,
-            worker=worker,
-            lease_seconds=lease_seconds,
-            planned=True,
-        )
+            if job is not None:
+                return job
+            if conn.execute(_STATE, {"b_id": job_id}).scalar() == JobState.QUEUED.value:
+                return None  # still queued, so the plan is stale: a decision must look
+        return None
 
     def _claim(
         self,
         conn: Connection,
-        which: sa.ColumnElement[bool],
+        job_id: int,
         plan: ChainPlan,
         now: float,
         *,
@@ -626,24 +656,21 @@ class Claims:
         lease_seconds: float,
         planned: bool,
     ) -> Job | None:
-        """Claim and start the queued job ``which`` on ``worker``, with the chain ``plan``
-        to follow it; None if it is no longer queued."""
+        """Claim and start the queued job ``job_id`` on ``worker``, with the chain ``plan``
+        to follow it; None if it is no longer queued, or if a job queued after the plan
+        (or the decision) was made has a higher priority."""
         claimed = conn.execute(
-            J.update()
-            .where(which, J.c.state == JobState.QUEUED.value)
-            .values(
-                {
-                    **claimed_values(
-                        now,
-                        owner=owner,
-                        lease_seconds=lease_seconds,
-                        worker=worker,
-                        assigned=[worker],
-                    ),
-                    "chain_plan": plan.dump(),
-                }
-            )
-            .returning(*J.c)
+            _CLAIM_ON_WORKER,
+            {
+                "b_id": job_id,
+                "b_seen": plan.seen,
+                "b_now": now,
+                "b_lease": now + lease_seconds,
+                "b_owner": owner,
+                "b_worker": worker,
+                "b_assigned": [worker],
+                "b_plan": plan.dump(),
+            },
         ).first()
         if claimed is None:
             return None
