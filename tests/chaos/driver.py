@@ -94,6 +94,7 @@ class ChaosOptions:
     settle_seconds: float = 900.0  # after the faults, the most to wait for the queue to drain
     folder: Path | None = None
     hosts: bool = False  # workers on two other hosts (network namespaces), Dask over TLS
+    keep_failed_database: bool = True  # a run with problems keeps its database, stopped
 
 
 @dataclass
@@ -516,8 +517,10 @@ class ChaosRun:
                 engine.dispose()
         finally:
             # a run with problems keeps its database (stopped) for a look at what happened
-            self.stop(keep_database=report is None or not report.ok)
-        if not report.ok:
+            self.stop(
+                keep_database=self.o.keep_failed_database and (report is None or not report.ok)
+            )
+        if not report.ok and self.o.keep_failed_database:
             report.kept_database = str(self.pg.data)
         report.seconds = round(time.monotonic() - began, 1)
         return report

@@ -39,6 +39,7 @@ def chaos(tmp_path_factory) -> ChaosReport:
         fault_gap=(1.0, 3.0),
         settle_seconds=240.0,
         folder=tmp_path_factory.mktemp("chaos"),
+        keep_failed_database=False,  # the report shows each failing job's events
     )
     report = ChaosRun(options).run()
     print_report(report)
