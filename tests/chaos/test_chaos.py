@@ -62,12 +62,6 @@ def test_nothing_lost_nothing_done_twice_under_faults(chaos):
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-@pytest.mark.xfail(
-    reason="platform bug, reported: jobs/runner.py records a StoreError of the platform's own "
-    "commit (PostgreSQL restarting, or a deadlock between a chained claim and a chain_plan "
-    "update) as the attempt's failure, spending one of max_attempts; see docs/operations.md",
-    strict=False,
-)
 def test_every_extra_execution_is_fenced_and_no_attempt_is_spent(chaos):
     assert chaos.attempt_problems == []
     assert chaos.failures == 0

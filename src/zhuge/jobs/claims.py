@@ -127,6 +127,7 @@ _STILL_QUEUED = sa.select(J.c.id).where(
     J.c.state == JobState.QUEUED.value,
     J.c.not_before <= sa.bindparam("b_now"),
 )
+_STILL_QUEUED_UNLOCKED = _STILL_QUEUED.with_for_update(skip_locked=True)
 _STATE = sa.select(J.c.state).where(J.c.id == sa.bindparam("b_id"))
 _NEWER_FIRST = sa.select(NEWER.c.id).where(
     NEWER.c.id > sa.bindparam("b_seen"),
@@ -217,6 +218,17 @@ class Claims:
     def _lock(self, conn: Connection) -> None:
         if self.store.is_postgres:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK)))
+
+    def _try_lock(self, conn: Connection) -> bool:
+        """The admission lock if no one holds it, without waiting: what a chain takes. A
+        chain already holds its finished job's row, and a scheduler's turn holding the lock
+        may want that row: waiting would be a deadlock. A chain that finds the lock taken
+        ends; the turn that holds it admits the work."""
+        if not self.store.is_postgres:
+            return True
+        return bool(
+            conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(ADMISSION_LOCK))).scalar()
+        )
 
     def _running(self, conn: Connection) -> _Seen:
         # read first: a job submitted while the snapshot is read counts as newer than it
@@ -389,7 +401,11 @@ class Claims:
                     [{"b_id": i, "b_workers": list(w)} for i, w in placed.items()],
                 )
                 rows = conn.execute(
-                    sa.select(J).where(J.c.id.in_(list(placed)), J.c.lease_owner == owner)
+                    sa.select(J).where(
+                        J.c.id.in_(list(placed)),
+                        J.c.lease_owner == owner,
+                        J.c.worker.is_(None),  # not one a chain of ours claimed meanwhile
+                    )
                 ).all()
                 started = sorted((store._job(r) for r in rows), key=lambda j: (-j.priority, j.id))
                 store._event(
@@ -452,6 +468,18 @@ class Claims:
             for i in slots:
                 if plan is not None or seen.plans.get(i) is not None:
                     rows.append({"b_id": i, "b_attempt": attempts[i], "b_plan": plan})
+        if rows and self.store.is_postgres:
+            # rows a chain holds (its attempt ending) are skipped, not waited for: that
+            # chain may be waiting for nothing of ours, but a wait here holds the admission
+            # lock; the plan it already has stays (charged as a later decision reads it)
+            free = set(
+                conn.execute(
+                    sa.select(J.c.id)
+                    .where(J.c.id.in_([r["b_id"] for r in rows]))
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            rows = [r for r in rows if r["b_id"] in free]
         if rows:
             conn.execute(
                 J.update()
@@ -566,7 +594,8 @@ class Claims:
             job = self._claim_planned(conn, plan, now, owner, worker, lease_seconds)
             if job is not None:
                 return job
-        self._lock(conn)
+        if not self._try_lock(conn):
+            return None
         now = store.clock()
         workers = store._live_workers(conn, now)
         if not any(w.address == worker for w in workers):
@@ -626,7 +655,10 @@ class Claims:
         planned jobs are still queued, then the claim of the first (another chain of the
         group may take it first: then the next)."""
         ids = [i for i, _ in plan.jobs]
-        queued = set(conn.execute(_STILL_QUEUED, {"b_ids": ids, "b_now": now}).scalars())
+        # on PostgreSQL rows another transaction holds (a turn claiming them) are skipped,
+        # not waited for: this transaction already holds its finished job's row
+        still = _STILL_QUEUED_UNLOCKED if self.store.is_postgres else _STILL_QUEUED
+        queued = set(conn.execute(still, {"b_ids": ids, "b_now": now}).scalars())
         for job_id in (i for i in ids if i in queued):
             job = self._claim(
                 conn,

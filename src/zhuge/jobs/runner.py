@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 LOG_FLUSH_LINES = 200
 KILL_GRACE_SECONDS = 5.0
 """How long an isolated attempt's process has to end after SIGTERM before SIGKILL."""
+COMMIT_TRIES = 4
+COMMIT_RETRY_SECONDS = 0.5
+"""A finished attempt's commit is tried ``COMMIT_TRIES`` times, waiting this, then twice as
+long, between tries (a PostgreSQL restart or a deadlock is over in seconds)."""
 STOP_GRACE_S = 30.0
 """How long an attempt in the worker's process has to stop once its time limit asked it to,
 before its heartbeat fails it for it (``_Heartbeat.give_up``)."""
@@ -381,13 +385,6 @@ def _run_started(
             "cpu_seconds": _cpu_seconds() - cpu_before + ctx.extra_cpu_seconds,
             "progress": ctx.latest_progress or None,
         }
-        if chain is not None and chain.open:
-            committed, nxt = store.complete_and_claim_next(
-                job.id, job.attempt, **complete, **chain.claim_as
-            )
-        else:
-            committed = store.complete(job.id, job.attempt, **complete)
-        return ("succeeded" if committed else "superseded"), nxt
     except BaseException as exc:
         beat.detach()
         cpu_seconds = _cpu_seconds() - cpu_before + ctx.extra_cpu_seconds
@@ -415,6 +412,42 @@ def _run_started(
         if chain is not None and chain.open:
             nxt = store.claim_next(**chain.claim_as)
         return failed.state.value, nxt
+    # outside the guard above: a failure to commit is the platform's, never the job's
+    return _commit(store, job, complete, chain)
+
+
+class CommitFailed(RuntimeError):
+    """A finished attempt's result could not be committed (the database was away, or a
+    deadlock aborted the transaction each time it was tried)."""
+
+
+def _commit(
+    store: JobStore, job: Job, complete: dict[str, Any], chain: _Chain | None
+) -> tuple[str, Job | None]:
+    """Commit a finished attempt's result (and claim the chain's next job with it), trying
+    again on an error of the store: the job's code succeeded, so a failure here must not
+    spend one of its ``max_attempts``. After ``COMMIT_TRIES`` the task ends with
+    ``CommitFailed``: the scheduler sees the Dask task end without a result and loses the
+    attempt (``worker_died``), which runs again without spending an attempt."""
+    for n in range(COMMIT_TRIES):
+        try:
+            if chain is not None and chain.open:
+                committed, nxt = store.complete_and_claim_next(
+                    job.id, job.attempt, **complete, **chain.claim_as
+                )
+            else:
+                committed, nxt = store.complete(job.id, job.attempt, **complete), None
+            return ("succeeded" if committed else "superseded"), nxt
+        except Exception as exc:
+            if n == COMMIT_TRIES - 1:
+                raise CommitFailed(
+                    f"job {job.id} attempt {job.attempt} finished, but its result could not "
+                    f"be committed ({type(exc).__name__}: {exc}); the attempt is lost and "
+                    "runs again"
+                ) from exc
+            log.warning("committing job %s failed (%r); trying again", job.id, exc)
+            time.sleep(COMMIT_RETRY_SECONDS * 2**n)
+    raise AssertionError("unreachable")
 
 
 def _timeout_of(spec: AttemptSpec, job: Job, kind: Kind) -> float:

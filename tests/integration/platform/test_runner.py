@@ -87,3 +87,62 @@ def test_a_running_job_stops_at_its_next_heartbeat_once_cancelled(db_url, tmp_pa
     assert outcome["outcome"] == "cancelled"
     assert store.get(job.id).state is JobState.CANCELLED
     assert [line.line for line in store.logs(job.id)] == [f"waiting for {gate.path}"]
+
+
+def _failing_commits(monkeypatch, times: int) -> list[int]:
+    """The store's commit of a finished attempt raises its first ``times`` calls (the
+    database restarting, a deadlock), then works; the calls are counted."""
+    from sqlalchemy.exc import OperationalError
+
+    from zhuge.jobs import runner
+    from zhuge.jobs.store import JobStore
+
+    calls: list[int] = []
+    real = JobStore.complete
+
+    def complete(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "complete", complete)
+    monkeypatch.setattr(runner, "COMMIT_RETRY_SECONDS", 0.0)
+    return calls
+
+
+def test_a_commit_the_store_refuses_is_tried_again_and_spends_no_attempt(
+    db_url, tmp_path, monkeypatch
+):
+    store = store_for(db_url)
+    (job,) = queue_of_echo_jobs(store, 1)
+    spec = first_attempt(db_url, tmp_path.as_uri(), store, chain_seconds=0)
+    calls = _failing_commits(monkeypatch, times=2)
+    assert run_attempt(spec)["outcome"] == "succeeded"
+    assert len(calls) == 3
+    done = store.get(job.id)
+    assert (done.state, done.attempt, done.failures, done.result) == (
+        JobState.SUCCEEDED,
+        1,
+        0,
+        {"n": 0},
+    )
+
+
+def test_a_commit_that_keeps_failing_ends_the_task_and_fails_nothing(db_url, tmp_path, monkeypatch):
+    """The job's code succeeded; the platform could not record it. That is the platform's
+    failure: the task ends with CommitFailed (the scheduler then loses the attempt, which
+    runs again) and the job spends none of its attempts."""
+    import pytest
+
+    from zhuge.jobs.runner import COMMIT_TRIES, CommitFailed
+
+    store = store_for(db_url)
+    (job,) = queue_of_echo_jobs(store, 1)
+    spec = first_attempt(db_url, tmp_path.as_uri(), store, chain_seconds=0)
+    calls = _failing_commits(monkeypatch, times=COMMIT_TRIES)
+    with pytest.raises(CommitFailed, match="could not be committed"):
+        run_attempt(spec)
+    assert len(calls) == COMMIT_TRIES
+    still = store.get(job.id)
+    assert (still.state, still.attempt, still.failures) == (JobState.RUNNING, 1, 0)
