@@ -667,8 +667,8 @@ def _convex_refinement(X: np.ndarray, opts: SearchOptions, sel: Any) -> Any:
 
     S = X[sel.sample_rows]
     best = sel.winner
-    if best.n_clusters > REFINE_MAX_GROUPS:
-        return None
+    if best.n_clusters > REFINE_MAX_GROUPS or (best.labels < 0).any():
+        return None  # many groups: costly; noise: k-means would swallow it into clusters
     found, explained = 0, []
     for c in range(int(best.labels.max()) + 1):
         part = S[best.labels == c]
