@@ -219,17 +219,6 @@ class Claims:
         if self.store.is_postgres:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK)))
 
-    def _try_lock(self, conn: Connection) -> bool:
-        """The admission lock if no one holds it, without waiting: what a chain takes. A
-        chain already holds its finished job's row, and a scheduler's turn holding the lock
-        may want that row: waiting would be a deadlock. A chain that finds the lock taken
-        ends; the turn that holds it admits the work."""
-        if not self.store.is_postgres:
-            return True
-        return bool(
-            conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(ADMISSION_LOCK))).scalar()
-        )
-
     def _running(self, conn: Connection) -> _Seen:
         # read first: a job submitted while the snapshot is read counts as newer than it
         newest = conn.execute(sa.select(sa.func.max(J.c.id))).scalar() or 0
@@ -569,6 +558,22 @@ class Claims:
 
     # -- a worker's chain -----------------------------------------------------------------
 
+    def claim_planned(
+        self,
+        conn: Connection,
+        plan: ChainPlan,
+        *,
+        owner: str,
+        worker: str,
+        lease_seconds: float,
+    ) -> Job | None:
+        """Within ``conn`` (which may have just recorded the previous job's result): the
+        first job of ``plan`` (the chain plan of the attempt that just ended on ``worker``,
+        ``Decision.chains``) still queued, claimed and started there in one statement, the
+        plan passed on to it; None when none is left or the plan is stale. Takes no lock
+        and waits on none: the transaction already holds the finished job's row."""
+        return self._claim_planned(conn, plan, self.store.clock(), owner, worker, lease_seconds)
+
     def claim_next(
         self,
         conn: Connection,
@@ -577,25 +582,14 @@ class Claims:
         worker: str,
         lease_seconds: float,
         resources: dict[str, float],
-        plan: ChainPlan | None = None,
     ) -> Job | None:
-        """Within ``conn`` (which may have just committed the previous job's result): the
-        job admission starts next on ``worker`` needing exactly ``resources``, claimed and
-        started there; None if admission starts no such job. Only a one-copy job is chained;
-        everything else waits for a scheduler's turn.
-
-        ``plan`` is the chain plan of the attempt that just ended on this worker
-        (``Decision.chains``): its first job still queued is claimed in one statement and
-        the plan passed on to it. With no planned job left (or the plan stale), a decision
-        is made here, under the admission lock, and plans the claimed job's followers."""
+        """In a transaction of its own (``conn`` holds no row lock: it waits for the
+        admission lock): the job admission starts next on ``worker`` needing exactly
+        ``resources``, claimed and started there, with a plan of the jobs to follow it;
+        None if admission starts no such job. Only a one-copy job is chained; everything
+        else waits for a scheduler's turn."""
         store = self.store
-        now = store.clock()
-        if plan is not None:
-            job = self._claim_planned(conn, plan, now, owner, worker, lease_seconds)
-            if job is not None:
-                return job
-        if not self._try_lock(conn):
-            return None
+        self._lock(conn)
         now = store.clock()
         workers = store._live_workers(conn, now)
         if not any(w.address == worker for w in workers):

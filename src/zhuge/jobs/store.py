@@ -832,21 +832,24 @@ class JobStore:
         lease_seconds: float,
         resources: dict[str, float],
     ) -> tuple[bool, Job | None]:
-        """``complete`` then ``claim_next`` in one transaction (one commit per chained job),
-        following the plan admission made for the attempt's place if it has one. Nothing is
-        claimed when the commit lost."""
+        """``complete`` and the claim of the next job of the attempt's chain plan in one
+        transaction (one commit per chained job); with no planned job left, ``claim_next``
+        after the commit. Nothing is claimed when the commit lost."""
         with self._tx() as conn:
             plan = self._complete(conn, job_id, attempt, result, cpu_seconds, progress)
             if plan is False:
                 return False, None
-            return True, self.claims.claim_next(
-                conn,
-                owner=owner,
-                worker=worker,
-                lease_seconds=lease_seconds,
-                resources=resources,
-                plan=plan,
-            )
+            if plan is not None:
+                nxt = self.claims.claim_planned(
+                    conn, plan, owner=owner, worker=worker, lease_seconds=lease_seconds
+                )
+                if nxt is not None:
+                    return True, nxt
+        # Committed: a decision waits for the admission lock in a transaction of its own,
+        # holding no row a scheduler's turn (which holds that lock) may want.
+        return True, self.claim_next(
+            owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
+        )
 
     def _complete(
         self,
