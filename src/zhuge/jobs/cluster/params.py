@@ -10,7 +10,10 @@ from zhuge.errors import InvalidRequest
 from zhuge.jobs.inputs import DataRef, JobRef
 from zhuge.jobs.kinds import KindParams
 
-ALGORITHM_CHOICES = ("auto", "kmeans", "minibatch_kmeans", "dbscan", "hdbscan", "gmm", "spectral")
+ALGORITHM_CHOICES = (
+    "auto", "kmeans", "minibatch_kmeans", "dbscan", "hdbscan", "gmm", "spectral",
+    "genie", "ward", "average",
+)  # fmt: skip
 STREAMABLE = ("auto", "kmeans", "minibatch_kmeans")
 TEMPLATE_ID = {"rfm": "customer_id", "load-profile": "series_id"}
 STREAM_K_SAMPLE = 20_000  # rows drawn to choose k before streaming
