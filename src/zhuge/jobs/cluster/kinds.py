@@ -177,6 +177,12 @@ def _run_streaming(
     if rows < 2:
         raise DataError(f"the table has {rows} row(s); clustering needs at least 2 rows")
     notes = [route.note]
+    if params.algorithm == "auto":
+        notes.append(
+            "streamed: only minibatch-kmeans learns from pages; auto's other candidates "
+            "(genie, hdbscan, dbscan, ward, average, spectral, gmm) need the rows in memory: "
+            "--sample N gives them a sample"
+        )
     k = params.k
     if k is None:
         ctx.progress(1, 4, "choosing k on a sample")

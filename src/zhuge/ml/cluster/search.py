@@ -1,6 +1,10 @@
 """Automatic choice of clustering algorithm and parameters, with reasons.
 
-How the winner is chosen (label-free, so it works on a customer table as on a benchmark):
+``auto`` first runs :mod:`zhuge.ml.cluster.selection` (many candidates on a sample, the
+near-neighbour separation rule) and fits its winner on all rows (``_select_auto``); where no
+candidate separates its clusters cleanly, and for named algorithms, the search below decides.
+
+How the winner is chosen among named algorithms (label-free):
 
 1. **How many clusters.** Silhouette, Calinski–Harabasz and Davies–Bouldin all favour few,
    well-separated groups (silhouette picks k=2 on iris). The number of clusters ``k*`` is
