@@ -52,6 +52,7 @@ from zhuge.ml.cluster._validation import ClusterInputError, check_k
 from zhuge.ml.cluster.algorithms import ALGORITHMS, ClusterResult, fit_algorithm
 from zhuge.ml.cluster.backends import BackendName, get_backend
 from zhuge.ml.cluster.scoring import GapResult, gap_statistic, internal_scores, stability
+from zhuge.ml.cluster.selection import AUTO_FAMILIES
 
 __all__ = [
     "AUTO_ALGORITHMS",
@@ -65,7 +66,7 @@ __all__ = [
     "search_clusterings",
 ]
 
-AUTO_ALGORITHMS = ("genie", "hdbscan", "ward", "average", "kmeans", "gmm", "spectral", "dbscan")
+AUTO_ALGORITHMS = AUTO_FAMILIES  # what auto may search (planning may leave some out)
 # auto's final fit: the most rows each winner is fitted on; beyond, a seeded sample of that
 # many rows is fitted and the other rows take the label of their nearest fitted row
 FINAL_FIT_ROWS = {
