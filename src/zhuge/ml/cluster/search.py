@@ -295,6 +295,10 @@ def _candidates(
             ]
         elif name == "spectral":
             out.append(Candidate("spectral", {"n_clusters": k, "n_neighbors": 10}))
+        elif name == "genie":
+            out += [Candidate("genie", {"n_clusters": k, "gini_threshold": g}) for g in (0.3, 0.1)]
+        elif name in ("ward", "average"):
+            out.append(Candidate(name, {"n_clusters": k}))
     if any(name in ("dbscan", "hdbscan") for name in algorithms):
         out += [c for c in _density_grid(X, seed) if c.algorithm in algorithms]
     return out
