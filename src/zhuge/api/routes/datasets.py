@@ -160,7 +160,17 @@ def list_datasets(
     "/{name}/content",
     name="dataset.download",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {
+            "description": "The content: CSV or Parquet, as it was uploaded.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            },
+        }
+    },
 )
 def download_dataset(
     name: str,
