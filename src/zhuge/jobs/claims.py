@@ -122,6 +122,19 @@ def claimed_values(
 # A worker's chain claims with prepared statements (built once: building a statement costs
 # more than running it): which planned jobs are still queued, and the claim of one of them,
 # refused if a job queued after the plan was made (id above b_seen) has a higher priority.
+# The tenants with queued jobs, by a loose scan of ix_jobs_tenant_state: one index probe per
+# tenant, where SELECT DISTINCT reads every queued row (both SQLite and PostgreSQL).
+_QUEUED_TENANTS = sa.text(
+    """
+    WITH RECURSIVE queued(tenant) AS (
+        SELECT min(tenant) FROM jobs WHERE state = 'queued'
+        UNION ALL
+        SELECT (SELECT min(j.tenant) FROM jobs j WHERE j.state = 'queued' AND j.tenant > q.tenant)
+        FROM queued q WHERE q.tenant IS NOT NULL
+    )
+    SELECT tenant FROM queued WHERE tenant IS NOT NULL
+    """
+)
 _STILL_QUEUED = sa.select(J.c.id).where(
     J.c.id.in_(sa.bindparam("b_ids", expanding=True)),
     J.c.state == JobState.QUEUED.value,
@@ -249,7 +262,7 @@ class Claims:
         self, conn: Connection, now: float, per_tenant: int = CANDIDATES_PER_TENANT
     ) -> tuple[list[Candidate], dict[int, str]]:
         runnable = sa.and_(J.c.state == JobState.QUEUED.value, J.c.not_before <= now)
-        tenants = [r[0] for r in conn.execute(sa.select(J.c.tenant).where(runnable).distinct())]
+        tenants = list(conn.execute(_QUEUED_TENANTS).scalars())
         rows: dict[int, Any] = {}
         for tenant in tenants:
             mine = sa.and_(runnable, J.c.tenant == tenant)
