@@ -636,7 +636,7 @@ def _record(scored: Any, rows: int) -> CandidateRecord:
         scored.note,
         0,
         "",
-        os.getpid(),
+        scored.process or os.getpid(),
     )
 
 
@@ -662,7 +662,13 @@ def _overlapping(
         "separates its clusters cleanly (DuNN-OWA finite for all: the groups touch), so the "
         "convex evidence decided. "
     )
-    return replace(result, reason=why + result.reason, decided_by="stability")
+    seen = [_record(c, len(sel.sample_rows)) for c in sel.ranked]  # the evidence, listed too
+    return replace(
+        result,
+        candidates=[*result.candidates, *seen],
+        reason=why + result.reason,
+        decided_by="stability",
+    )
 
 
 def _convex_refinement(X: np.ndarray, opts: SearchOptions, sel: Any) -> Any:

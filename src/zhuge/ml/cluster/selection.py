@@ -45,7 +45,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,7 @@ class Scored:
     valid: bool
     note: str = ""
     labels: np.ndarray | None = None
+    process: int = 0  # id of the process that fitted and scored it (a Dask worker in a job)
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ def _score_more(S: np.ndarray, D: np.ndarray, c: Scored) -> Scored:
     scores["dbcv"] = dbcv(S, c.labels, distances=D)
     Dk = D[np.ix_(keep, keep)]
     scores["silhouette"] = float(silhouette_score(Dk, c.labels[keep], metric="precomputed"))
-    return Scored(c.algorithm, c.params, c.n_clusters, scores, True, "", c.labels)
+    return replace(c, scores=scores)
 
 
 def evaluate_family(task: tuple[str, np.ndarray, int, int]) -> tuple[list[Scored], int]:
@@ -358,20 +359,14 @@ def select(
         k_max = max(2, min(n_clusters, len(S) - 1))
     tasks = [(f, S, k_max, random_state) for f in families]
     scored: list[Scored] = []
-    for part, _pid in (map_fn or map)(evaluate_family, tasks):
-        scored.extend(part)
+    for part, pid in (map_fn or map)(evaluate_family, tasks):
+        scored.extend(replace(c, process=pid) for c in part)
     if n_clusters is not None:
         scored = [
             c
             if c.n_clusters == n_clusters or not c.valid
-            else Scored(
-                c.algorithm,
-                c.params,
-                c.n_clusters,
-                c.scores,
-                False,
-                f"found {c.n_clusters} clusters, not the k={n_clusters} given",
-                c.labels,
+            else replace(
+                c, valid=False, note=f"found {c.n_clusters} clusters, not the k={n_clusters} given"
             )
             for c in scored
         ]
@@ -431,17 +426,7 @@ def select(
         extra = dict(table.get(position[id(c)], {}))
         if id(c) in stab:
             extra["stability"] = stab[id(c)]
-        out.append(
-            Scored(
-                c.algorithm,
-                c.params,
-                c.n_clusters,
-                {**c.scores, **extra},
-                c.valid,
-                c.note,
-                c.labels,
-            )
-        )
+        out.append(replace(c, scores={**c.scores, **extra}))
     by_position = {position[id(c)]: o for c, o in zip(scored, out, strict=True)}
     ordered = [by_position[position[id(c)]] for c in order]
     ordered += [by_position[position[id(c)]] for c in ranked if c not in order]
