@@ -48,6 +48,10 @@ from zhuge.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0  # lease expiry, cancellations, worker census
+IDLE_TURN_GAP = 0.05
+"""Seconds between a turn that started nothing and the next one (a burst of submissions or
+finished tasks wakes the loop once per gap, not once each: a turn costs a snapshot and a
+decision under the admission lock)."""
 
 
 @dataclass
@@ -120,7 +124,14 @@ class Scheduler:
                 busy = False
                 self.stopping.wait(1.0)
             if not busy:
+                idle_since = self.clock()
                 self.wake.wait(self.settings.poll_seconds)
+                # A turn that started nothing is not repeated for every submission of a
+                # burst: at most one per IDLE_TURN_GAP (the first wake-up after a quiet spell
+                # is served at once).
+                rest = IDLE_TURN_GAP - (self.clock() - idle_since)
+                if rest > 0:
+                    self.stopping.wait(rest)
             self.wake.clear()
 
     def run_once(self) -> bool:
