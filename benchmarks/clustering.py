@@ -29,7 +29,12 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from zhuge.ml.cluster import Segmenter
-from zhuge.ml.cluster.search import SearchOptions, choose_k, search_clusterings
+from zhuge.ml.cluster.search import (
+    CONVEX_ALGORITHMS,
+    SearchOptions,
+    choose_k,
+    search_clusterings,
+)
 
 
 def _timed(fn):
@@ -89,11 +94,15 @@ def search_vs_grid(name: str, X, k_range: tuple[int, int] = (2, 10)) -> dict:
     searched by successive halving and by an exhaustive grid (every candidate on all rows,
     one rung, same criteria). Both the search alone and the totals are reported."""
     (k, _), t_k, _ = _timed(lambda: choose_k(X, k_range))
+    # the search for named algorithms (auto's own selection has no rungs to compare)
+    named = list(CONVEX_ALGORITHMS)
     halving, t_halving, c_halving = _timed(
-        lambda: search_clusterings(X, SearchOptions(n_clusters=k))
+        lambda: search_clusterings(X, SearchOptions(algorithms=named, n_clusters=k))
     )
     grid, t_grid, c_grid = _timed(
-        lambda: search_clusterings(X, SearchOptions(n_clusters=k, min_rung_rows=len(X)))
+        lambda: search_clusterings(
+            X, SearchOptions(algorithms=named, n_clusters=k, min_rung_rows=len(X))
+        )
     )
     same = halving.winner_record.candidate.label() == grid.winner_record.candidate.label()
     return {
