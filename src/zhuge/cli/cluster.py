@@ -124,7 +124,13 @@ def _parse_k(text: str) -> dict[str, int | None]:
     match = re.fullmatch(r"(\d+)\s*(?:\.\.|-|:)\s*(\d+)", text)
     if not match:
         raise InvalidParams(f"--k {text!r}: give a number (4) or a range (2..12)")
-    return {"k": None, "k_min": int(match.group(1)), "k_max": int(match.group(2))}
+    low, high = int(match.group(1)), int(match.group(2))
+    if low > high:
+        raise InvalidParams(
+            f"--k {text!r}: the range starts above where it ends; write it low to high "
+            f"({high}..{low})"
+        )
+    return {"k": None, "k_min": low, "k_max": high}
 
 
 def _preprocess(value: str) -> Any:

@@ -239,6 +239,10 @@ BAD_TABLES = {
         ["--algorithm", "spectral"], "spectral grows with rows squared",
     ),
     "bad k": (pd.DataFrame({"a": np.arange(9.0)}), ["--k", "many"], "give a number (4)"),
+    "k range backwards": (
+        pd.DataFrame({"a": np.arange(9.0)}), ["--k", "8..2"],
+        "--k '8..2': the range starts above where it ends; write it low to high (2..8)",
+    ),
     "unknown algorithm": (
         pd.DataFrame({"a": np.arange(9.0)}), ["--algorithm", "kmedoids"], "unknown algorithm"
     ),
