@@ -5,7 +5,6 @@ downloads it through the API); jobs write nowhere but their own artifact folder.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from typing import Any
@@ -50,6 +49,24 @@ def _makedirs(url: str) -> None:
 # -- fitting -----------------------------------------------------------------------------------
 
 
+class RungMap:
+    """``ctx.map`` for a search that evaluates its candidates in rounds (rungs): each round's
+    bar says which round it is and how many candidates the rounds before it evaluated, so
+    its "6/6" is not read as the whole search (whose table lists every round's)."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx, self.rounds, self.before = ctx, 0, 0
+
+    def __call__(self, fn: Any, items: Any) -> list[Any]:
+        self.rounds += 1
+        message = f"candidates evaluated in round {self.rounds}"
+        if self.before:
+            message += f" ({self.before} in the rounds before)"
+        out = self.ctx.map(fn, items, message=message)
+        self.before += len(out)
+        return out
+
+
 def _segmenter(params: ClusterInputParams, ctx: JobContext) -> Any:
     from zhuge.ml.cluster import Segmenter
 
@@ -60,7 +77,7 @@ def _segmenter(params: ClusterInputParams, ctx: JobContext) -> Any:
         preprocess=preprocess_spec(params),
         random_state=params.random_state,
         # candidates of each rung are evaluated on the cluster's workers
-        map_fn=functools.partial(ctx.map, message="candidates evaluated"),
+        map_fn=RungMap(ctx),
         memory_limit_bytes=int(params.memory_limit_gb * 2**30) if params.memory_limit_gb else None,
     )
 
