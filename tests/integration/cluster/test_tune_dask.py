@@ -91,4 +91,6 @@ def test_tune_command_prints_every_candidate(tmp_path, wine_parquet):
     assert bad.exit_code == 1
     error = json.loads(bad.stdout)["error"]
     assert error["type"] == "InvalidParams"
-    assert "k_min (9) is larger than k_max (3)" in json.dumps(error["details"])
+    # refused by the command line in the words of its option, before anything is submitted
+    assert "--k '9..3': the range starts above where it ends" in error["message"]
+    assert "(3..9)" in error["message"]
