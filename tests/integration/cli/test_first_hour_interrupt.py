@@ -9,29 +9,27 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from zhuge.data.demo import write_fleet
 
 pytestmark = pytest.mark.slow
 
 
-def _wait_running(db: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                (n,) = conn.execute("select count(*) from jobs where state='running'").fetchone()
-            if n:
-                return
-        except sqlite3.Error:
-            pass  # not created yet
-        time.sleep(0.1)
-    pytest.fail("the job never started running")
+def _running_jobs(db: Path, proc: subprocess.Popen) -> int:
+    assert proc.poll() is None, proc.communicate()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("select count(*) from jobs where state='running'").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+def _wait_running(db: Path, proc: subprocess.Popen) -> None:
+    wait_for(lambda: _running_jobs(db, proc), what="the job to start running", timeout=180)
 
 
 def test_ctrl_c_cancels_the_job_and_prints_only_that(env, tmp_path):
@@ -74,10 +72,12 @@ def test_ctrl_c_while_the_platform_starts_stops_it_in_order(env, tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not db.exists():  # the store is opened before Dask starts
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.02)
+
+        def store_opened() -> bool:  # the store is opened before Dask starts
+            assert proc.poll() is None, proc.communicate()
+            return db.exists()
+
+        wait_for(store_opened, what="the embedded store to be opened", interval=0.02)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=180)
     finally:
