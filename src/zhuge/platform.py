@@ -94,7 +94,10 @@ class Platform:
                 dask_tls.check_address(address, self.settings)
                 tls = dask_tls.security(self.settings)
             self.executor = DaskExecutor(
-                address=address, n_workers=self.settings.workers, security=tls
+                address=address,
+                n_workers=self.settings.workers,
+                security=tls,
+                schema_url=self.settings.database_url,
             ).start()
             self.scheduler = Scheduler(self.store, self.executor, self.settings)
             self.scheduler.start()

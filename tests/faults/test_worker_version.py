@@ -1,18 +1,25 @@
 """``zhuge worker`` refuses to start, and so takes no work, when its zhuge does not match the
 database's schema (a rolling upgrade done in the wrong order), saying which revision each has
 and what to do; the database is left as it was. Nothing is started: ``os.execv`` (which would
-become the Dask worker) is replaced by a recorder."""
+become the Dask worker) is replaced by a recorder.
+
+Workers zhuge did not start (a plain ``dask worker`` in a cluster a scheduler joins) run the
+same check as a Dask worker plugin and leave the cluster when it fails."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import sqlalchemy as sa
+from distributed import LocalCluster
 from typer.testing import CliRunner
 
 import zhuge
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from zhuge.cli import app
 from zhuge.jobs import migrations
+from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.store import JobStore
 
 
@@ -100,3 +107,62 @@ def test_a_worker_that_cannot_reach_the_database_refuses_in_words(started):
     out = " ".join(r.output.split())
     assert "cannot reach the database" in out and "takes no work" in out
     assert "Traceback" not in r.output and started == []
+
+
+# -- workers zhuge did not start: a plain ``dask worker`` in a cluster the scheduler joins -----
+
+
+@pytest.fixture
+def cluster():  # type: ignore[no-untyped-def]
+    """An existing Dask cluster, as an operator's ``dask scheduler`` + ``dask worker`` (or
+    dask-jobqueue) would make it: zhuge joins it by address and started none of its workers."""
+    with LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+    ) as c:
+        yield c
+
+
+def _joined(cluster, db_url):  # type: ignore[no-untyped-def]
+    return DaskExecutor(address=cluster.scheduler_address, schema_url=db_url).start()
+
+
+def test_a_plain_dask_worker_matching_the_schema_stays(db_url, cluster):
+    JobStore.open(db_url).dispose()
+    executor = _joined(cluster, db_url)
+    try:
+        # registering the plugin waits for its setup on every worker: the check has run
+        assert len(executor.workers()) == 1
+        cluster.scale(2)  # one joining later runs it too, and stays
+        wait_for(lambda: len(executor.workers()), what="the second worker", until=lambda n: n == 2)
+    finally:
+        executor.close()
+
+
+@pytest.mark.parametrize("joins", ["before", "after"])
+def test_a_plain_dask_worker_of_another_schema_leaves_and_says_why(
+    db_url, stamp, cluster, caplog, joins
+):
+    stamp("0004")
+    if joins == "after":
+        cluster.scale(0)
+        wait_for(lambda: cluster.scheduler.workers, what="no worker", until=lambda w: not w)
+    with caplog.at_level(logging.ERROR, logger="zhuge.jobs.worker_check"):
+        executor = _joined(cluster, db_url)
+        try:
+            if joins == "after":
+                cluster.scale(1)  # checked as it joins
+            wait_for(
+                lambda: (len(cluster.scheduler.workers), _refusals(caplog)),
+                what="the mismatched worker to say why and leave",
+                until=lambda seen: seen == (0, 1),
+            )
+            assert executor.workers() == []
+        finally:
+            executor.close()
+    message = " ".join(caplog.records[0].getMessage().split())
+    assert "schema revision 0004" in message and "takes no work" in message
+    assert _revision(db_url) == "0004"  # the check changed nothing
+
+
+def _refusals(caplog) -> int:  # type: ignore[no-untyped-def]
+    return sum("takes no work" in r.getMessage() for r in caplog.records)

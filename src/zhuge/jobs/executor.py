@@ -137,11 +137,18 @@ class DaskExecutor:
     """Owns a Dask client: to an embedded LocalCluster, or to an existing scheduler."""
 
     def __init__(
-        self, *, address: str | None = None, n_workers: int = 1, security: Security | None = None
+        self,
+        *,
+        address: str | None = None,
+        n_workers: int = 1,
+        security: Security | None = None,
+        schema_url: str | None = None,
     ) -> None:
         self.address = address
         self.n_workers = n_workers
         self.security = security  # TLS to an existing scheduler (zhuge.jobs.dask_tls)
+        # the database whose schema an existing cluster's workers must match (SchemaCheck)
+        self.schema_url = schema_url
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
 
@@ -150,6 +157,12 @@ class DaskExecutor:
             self.client = Client(
                 self.address, timeout="30s", set_as_default=False, security=self.security
             )
+            if self.schema_url is not None:
+                # workers we did not start may run another zhuge: each checks itself, now
+                # and whenever one joins, and a mismatched one leaves before taking work
+                from zhuge.jobs.worker_check import SchemaCheck
+
+                self.client.register_plugin(SchemaCheck(self.schema_url))
         else:
             # Worker processes that share the machine between them: each advertises and runs
             # its part of the cores (CPU = threads = cores // n, at least 1) and of the memory.

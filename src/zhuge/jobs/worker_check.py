@@ -5,18 +5,31 @@ new worker before ``zhuge db upgrade``) would run attempts whose writes the othe
 not expect. ``zhuge worker`` checks first and refuses to start, saying which revision the
 database has, which this zhuge needs, and what to do; it never changes the database (an
 empty one is refused too: a scheduler creates it).
+
+Workers not started by ``zhuge worker`` (a plain ``dask worker``, dask-jobqueue's or
+dask-kubernetes' workers, a pool's ``dask-cluster`` provider) are checked too: a scheduler
+joining an existing Dask cluster registers ``SchemaCheck``, a Dask worker plugin that every
+worker, present or joining later, runs before it is any use; a worker whose zhuge does not
+match closes itself, saying why in its log. (A worker whose zhuge predates this plugin cannot
+load it and is not checked: upgrade workers with ``zhuge worker``.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from distributed.diagnostics.plugin import WorkerPlugin
 
 import zhuge
 from zhuge.errors import SchemaMismatch, StoreError
 from zhuge.jobs import migrations
 from zhuge.jobs.store import create_engine, redacted
+
+log = logging.getLogger(__name__)
 
 
 def check_worker_schema(url: str) -> str:
@@ -63,3 +76,22 @@ def _state(url: str, where: str) -> migrations.SchemaState:
         ) from exc
     finally:
         engine.dispose()
+
+
+class SchemaCheck(WorkerPlugin):
+    """Run on every Dask worker of a cluster the scheduler joined: a worker whose zhuge does
+    not match the database's schema (``check_worker_schema``) logs why and closes itself
+    (its nanny too), so admission never books it and it runs no attempt."""
+
+    name = "zhuge-schema-check"
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    async def setup(self, worker: Any) -> None:
+        try:
+            await asyncio.to_thread(check_worker_schema, self.db_url)
+        except (SchemaMismatch, StoreError) as exc:
+            log.error("zhuge: %s", exc)
+            # not awaited here: closing waits for the plugins' setup, this one included
+            worker.loop.add_callback(worker.close, reason=f"zhuge schema check: {exc}")
