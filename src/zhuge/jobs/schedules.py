@@ -1,0 +1,686 @@
+"""Schedules: a pipeline document run on a cron expression, exactly once per slot.
+
+A **slot** is an instant (epoch seconds) at which a schedule's cron expression matches the
+wall clock of its time zone. The slot arithmetic below is pure (cron, time zone, last slot,
+now) so it is tested alone; the store's clock is the only clock.
+
+Daylight saving, the documented rule (croniter is asked about wall-clock times only, never
+about instants, so the rule is ours, not the library's):
+
+- a local time that does not exist (skipped by spring-forward: 02:30 on 2026-03-08 in
+  New York) runs **once, at the next valid local time** (03:00 EDT, the moment the clocks
+  jump); several skipped times, and a real tick at that moment, are one slot;
+- a local time that happens twice (repeated by fall-back: 01:30 on 2026-11-01 in New York)
+  runs **once, at its first occurrence** (01:30 EDT).
+
+**Exactly once per slot.** ``schedule_runs`` has a unique key on ``(schedule_id, slot)``.
+A slot fires in one transaction: the run row, then the pipeline (``insert_pipeline``, on
+the same connection), then the schedule's ``last_slot``. A second scheduler firing the same
+slot meets the key (on PostgreSQL it waits for the first one's commit or rollback): it
+skips. A scheduler that dies before its commit leaves nothing: the slot is still due and
+the next scheduler fires it. Nothing is fired twice and nothing is lost.
+
+**Catch-up** after downtime (more than one slot due at once): ``latest`` fires the latest
+due slot only, ``none`` fires nothing and records the latest as ``missed``; either way the
+run row says how many slots were passed over, so no skip is silent. A slot counts as on
+time within ``ON_TIME_SECONDS`` of its instant.
+
+**Overlap**: ``skip`` records a slot whose previous run's pipeline is still active as
+``skipped`` with the reason; ``queue`` fires it anyway (the pipelines wait in the queue).
+
+**Whose permissions**: a schedule runs as its tenant with the token that created (or last
+resumed) it. A revoked or expired token pauses the schedule with the reason when a slot
+comes, and that slot is recorded as ``skipped``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from croniter import croniter
+from sqlalchemy.exc import IntegrityError
+
+from zhuge.errors import Conflict, InvalidRequest, NotFound, ZhugeError
+from zhuge.jobs import schema
+from zhuge.jobs.model import Principal
+
+if TYPE_CHECKING:
+    from zhuge.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+Overlap = Literal["skip", "queue"]
+CatchUp = Literal["latest", "none"]
+OVERLAPS: tuple[str, ...] = ("skip", "queue")
+CATCH_UPS: tuple[str, ...] = ("latest", "none")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_DOCUMENT_BYTES = 256 * 1024
+ON_TIME_SECONDS = 300.0
+"""A slot fired within this long of its instant is on time; older ones are catch-up (a
+scheduler's housekeeping runs every second, so only downtime makes a slot this late)."""
+DST_MARGIN = timedelta(hours=3)  # more than any offset change (Lord Howe's is 30 min, most 1 h)
+MAX_SCAN_TICKS = 100_000  # cron ticks looked at for one question, at most
+
+
+# -- slot arithmetic (pure) -------------------------------------------------------------------
+
+
+def check_cron(expr: str) -> str:
+    """A standard five-field cron expression (or @daily, @hourly, ...), or InvalidRequest."""
+    text = " ".join(str(expr).split())
+    fields = text.split(" ")
+    if not text or (not text.startswith("@") and len(fields) != 5) or not croniter.is_valid(text):
+        raise InvalidRequest(
+            f"cron expression {expr!r} is not valid: five fields, minute hour day month "
+            "weekday, e.g. '0 2 * * *' (every day at 02:00) or '*/15 * * * *'",
+            details={"params": ["cron"]},
+        )
+    return text
+
+
+def check_timezone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` (``Asia/Shanghai``, ``UTC``), or InvalidRequest."""
+    try:
+        if not name or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidRequest(
+            f"time zone {name!r} is not an IANA time zone name, e.g. UTC, Asia/Shanghai, "
+            "America/New_York",
+            details={"params": ["timezone"]},
+        ) from exc
+
+
+def _wall(instant: float, tz: ZoneInfo) -> datetime:
+    """The naive local wall-clock time at ``instant``."""
+    return datetime.fromtimestamp(instant, tz).replace(tzinfo=None)
+
+
+def instant_of(local: datetime, tz: ZoneInfo) -> float:
+    """The instant a naive local time runs at, by the daylight-saving rule: a repeated time
+    at its first occurrence, a skipped time at the first valid instant after it."""
+    first = local.replace(tzinfo=tz, fold=0)
+    second = local.replace(tzinfo=tz, fold=1)
+    if _wall(first.timestamp(), tz) == local:
+        return first.timestamp()  # it exists (fold=0 is the first of a repeated time)
+    # Skipped: the clocks jump from before it to after it between these two instants
+    # (fold=1 reads it with the offset after the jump, fold=0 with the one before).
+    lo, hi = sorted((int(second.timestamp()), int(first.timestamp())))
+    while lo < hi:  # the first whole second whose wall time is at or past ``local``
+        mid = (lo + hi) // 2
+        if _wall(mid, tz) >= local:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(lo)
+
+
+def _ticks(cron: str, start: datetime, *, backwards: bool = False) -> Iterator[datetime]:
+    it = croniter(cron, start)
+    step = it.get_prev if backwards else it.get_next
+    for _ in range(MAX_SCAN_TICKS):
+        yield step(datetime)
+
+
+def slots_between(cron: str, tz: ZoneInfo, after: float, until: float) -> list[float]:
+    """Every slot in ``(after, until]``, oldest first, each once (at most MAX_SCAN_TICKS)."""
+    out: list[float] = []
+    stop = _wall(until, tz) + DST_MARGIN
+    for local in _ticks(cron, _wall(after, tz) - DST_MARGIN):
+        if local > stop:
+            break
+        slot = instant_of(local, tz)
+        if after < slot <= until and (not out or slot > out[-1]):
+            out.append(slot)
+    return out
+
+
+def next_slots(cron: str, tz: ZoneInfo, after: float, count: int = 1) -> list[float]:
+    """The first ``count`` slots strictly after ``after``."""
+    out: list[float] = []
+    for local in _ticks(cron, _wall(after, tz) - DST_MARGIN):
+        slot = instant_of(local, tz)
+        if slot > after and (not out or slot > out[-1]):
+            out.append(slot)
+            if len(out) == count:
+                break
+    return out
+
+
+def latest_slot(cron: str, tz: ZoneInfo, at: float) -> float | None:
+    """The latest slot at or before ``at`` (instants grow with local times, so the first
+    one found walking back is it)."""
+    for local in _ticks(cron, _wall(at, tz) + DST_MARGIN, backwards=True):
+        slot = instant_of(local, tz)
+        if slot <= at:
+            return slot
+    return None
+
+
+@dataclass(frozen=True)
+class Due:
+    """What firing does now: ``slot`` to run (``fire``) or to record as missed, and how
+    many earlier due slots it stands for (passed over by the catch-up policy)."""
+
+    slot: float
+    fire: bool
+    passed_over: int = 0
+    first_passed_over: float | None = None
+
+    def note(self, catch_up: str) -> str:
+        """The run row's reason: what the catch-up policy passed over, in words."""
+        parts = [] if self.fire else ["missed while no scheduler ran (catch-up none)"]
+        if self.passed_over:
+            since = datetime.fromtimestamp(self.first_passed_over or self.slot, UTC)
+            parts.append(
+                f"{self.passed_over} earlier slot(s) since {since:%Y-%m-%d %H:%M} UTC not run "
+                f"(catch-up {catch_up})"
+            )
+        return "; ".join(parts)
+
+
+def due_slot(cron: str, tz: ZoneInfo, *, since: float, now: float, catch_up: str) -> Due | None:
+    """What is due at ``now`` for a schedule whose last slot (or creation) was ``since``:
+    None, or one slot, whatever the downtime (never one run per missed tick).
+
+    On time (within ON_TIME_SECONDS) the latest slot fires under either policy; late, it
+    fires under ``latest`` and is recorded as missed under ``none``."""
+    latest = latest_slot(cron, tz, now)
+    if latest is None or latest <= since:
+        return None
+    on_time = now - latest <= ON_TIME_SECONDS
+    # How many more slots the downtime passed over (counted only when it is likely).
+    earlier: list[float] = []
+    if not on_time or next_slots(cron, tz, since, 1)[0] < latest:
+        earlier = slots_between(cron, tz, since, latest)[:-1]
+    return Due(
+        slot=latest,
+        fire=on_time or catch_up == "latest",
+        passed_over=len(earlier),
+        first_passed_over=earlier[0] if earlier else None,
+    )
+
+
+# -- the records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    tenant: str
+    name: str
+    cron: str
+    timezone: str
+    document: str  # the pipeline document, rendered for each slot
+    params: dict[str, Any]
+    template: str | None  # the template the document came from, if any
+    overlap: str
+    catch_up: str
+    paused: bool
+    paused_reason: str | None
+    token_id: str | None  # whose permissions its runs have
+    created_at: float
+    last_slot: float | None  # the latest slot fired, skipped or missed
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return check_timezone(self.timezone)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _SCHEDULE_FIELDS}
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    id: int
+    schedule_id: int
+    slot: float
+    trigger: str  # cron | manual
+    outcome: str  # fired | skipped | missed | failed
+    reason: str
+    pipeline_id: int | None
+    created_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _RUN_FIELDS}
+
+
+_SCHEDULE_FIELDS = tuple(Schedule.__dataclass_fields__)
+_RUN_FIELDS = tuple(ScheduleRun.__dataclass_fields__)
+S = schema.schedules
+R = schema.schedule_runs
+
+
+def _schedule(row: sa.Row[Any]) -> Schedule:
+    m = row._mapping
+    return Schedule(**{k: m[k] for k in _SCHEDULE_FIELDS})
+
+
+def _run(row: sa.Row[Any]) -> ScheduleRun:
+    m = row._mapping
+    return ScheduleRun(**{k: m[k] for k in _RUN_FIELDS})
+
+
+# -- what a slot runs: the pipelines module, behind two calls ----------------------------------
+
+
+class Pipelines(Protocol):
+    """What firing needs of ``zhuge.jobs.pipelines`` (a fake one in unit tests)."""
+
+    def check(self, schedule: Schedule, principal: Principal, slot: float) -> None:
+        """Refuse (InvalidRequest) a document that does not render and parse for ``slot``."""
+
+    def insert(
+        self, conn: sa.Connection, schedule: Schedule, principal: Principal, slot: float
+    ) -> int:
+        """Insert the pipeline of ``slot`` in the caller's transaction; its id."""
+
+    def active(self, conn: sa.Connection, pipeline_id: int) -> bool:
+        """Whether the pipeline still has a job that has not finished."""
+
+    def states(self, pipeline_ids: list[int]) -> dict[int, str]:
+        """Each pipeline's state in words."""
+
+
+@dataclass
+class Schedules:
+    """Schedules and their runs, on the store's engine, clock and transactions."""
+
+    store: JobStore
+    pipelines: Pipelines = field(default=None)  # type: ignore[assignment]
+    _next: dict[tuple[Any, ...], float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.pipelines is None:
+            self.pipelines = StorePipelines(self.store)
+
+    # -- CRUD -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        cron: str,
+        document: str,
+        timezone: str = "UTC",
+        params: dict[str, Any] | None = None,
+        template: str | None = None,
+        overlap: str = "skip",
+        catch_up: str = "latest",
+    ) -> Schedule:
+        """Create a schedule in ``principal``'s tenant, running with its token. The
+        document must render and parse for the next slot, or nothing is stored."""
+        if not NAME.match(name or ""):
+            raise InvalidRequest(
+                f"schedule name {name!r}: letters, digits, '.', '_' and '-', at most 100, "
+                "starting with a letter or digit",
+                details={"params": ["name"]},
+            )
+        cron = check_cron(cron)
+        tz = check_timezone(timezone)
+        if overlap not in OVERLAPS:
+            raise InvalidRequest(f"overlap must be skip or queue, not {overlap!r}")
+        if catch_up not in CATCH_UPS:
+            raise InvalidRequest(f"catch-up must be latest or none, not {catch_up!r}")
+        if len(document.encode("utf-8", "replace")) > MAX_DOCUMENT_BYTES:
+            raise InvalidRequest(f"the pipeline document is over {MAX_DOCUMENT_BYTES} bytes")
+        params = {str(k): v for k, v in (params or {}).items()}
+        now = self.store.clock()
+        nxt = next_slots(cron, tz, now, 1)
+        if not nxt:
+            raise InvalidRequest(f"cron expression {cron!r} never matches")
+        draft = Schedule(
+            id=0, tenant=principal.tenant, name=name, cron=cron, timezone=timezone,
+            document=document, params=params, template=template, overlap=overlap,
+            catch_up=catch_up, paused=False, paused_reason=None, token_id=principal.token_id,
+            created_at=now, last_slot=None,
+        )  # fmt: skip
+        self.pipelines.check(draft, principal, nxt[0])
+        values = {k: v for k, v in draft.as_dict().items() if k != "id"}
+        try:
+            with self.store._tx() as conn:
+                new_id = conn.execute(S.insert().values(**values).returning(S.c.id)).scalar_one()
+        except IntegrityError as exc:
+            raise Conflict(
+                f"a schedule named {name!r} exists: pick another name, or "
+                f"zhuge schedules rm {name} first"
+            ) from exc
+        return dataclasses.replace(draft, id=new_id)
+
+    def list(self, tenant: str) -> list[Schedule]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(S).where(S.c.tenant == tenant).order_by(S.c.name))
+            return [_schedule(r) for r in rows]
+
+    def get(self, tenant: str, name: str) -> Schedule:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(S).where(S.c.tenant == tenant, S.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"schedule {name!r} does not exist (zhuge schedules ls)")
+        return _schedule(row)
+
+    def runs(self, schedule_id: int, *, limit: int = 20) -> list[ScheduleRun]:
+        """The latest runs, newest slot first."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(R).where(R.c.schedule_id == schedule_id).order_by(R.c.slot.desc())
+                .limit(limit)
+            )  # fmt: skip
+            return [_run(r) for r in rows]
+
+    def show(self, tenant: str, name: str, *, upcoming: int = 5) -> dict[str, Any]:
+        """The schedule, its next slots (UTC and local), and its latest runs with their
+        pipelines' states."""
+        schedule = self.get(tenant, name)
+        tz = schedule.zone
+        after = max(self.store.clock(), schedule.last_slot or 0.0)
+        runs = self.runs(schedule.id)
+        states = self.pipelines.states([r.pipeline_id for r in runs if r.pipeline_id])
+        return {
+            **schedule.as_dict(),
+            "next_slots": [
+                {"utc": _iso(s, UTC), "local": _iso(s, tz)}
+                for s in next_slots(schedule.cron, tz, after, upcoming)
+            ],
+            "runs": [
+                {
+                    **r.as_dict(),
+                    "slot_local": _iso(r.slot, tz),
+                    "pipeline_state": states.get(r.pipeline_id) if r.pipeline_id else None,
+                }
+                for r in runs
+            ],
+        }
+
+    def pause(self, tenant: str, name: str, reason: str = "") -> Schedule:
+        schedule = self.get(tenant, name)
+        with self.store._tx() as conn:
+            conn.execute(
+                S.update().where(S.c.id == schedule.id)
+                .values(paused=True, paused_reason=reason[:500] or "paused by hand")
+            )  # fmt: skip
+        return self.get(tenant, name)
+
+    def resume(self, principal: Principal, name: str) -> Schedule:
+        """Run again from the next slot (the slots that passed while paused are not run),
+        with ``principal``'s token from now on."""
+        schedule = self.get(principal.tenant, name)
+        latest = latest_slot(schedule.cron, schedule.zone, self.store.clock())
+        last = max(x for x in (schedule.last_slot, latest, schedule.created_at) if x is not None)
+        with self.store._tx() as conn:
+            conn.execute(
+                S.update().where(S.c.id == schedule.id)
+                .values(paused=False, paused_reason=None, token_id=principal.token_id,
+                        last_slot=last)
+            )  # fmt: skip
+        return self.get(principal.tenant, name)
+
+    def remove(self, tenant: str, name: str) -> Schedule:
+        """Remove the schedule and its run records; the pipelines it ran stay."""
+        schedule = self.get(tenant, name)
+        with self.store._tx() as conn:
+            conn.execute(R.delete().where(R.c.schedule_id == schedule.id))
+            conn.execute(S.delete().where(S.c.id == schedule.id))
+        return schedule
+
+    def run_now(self, principal: Principal, name: str) -> ScheduleRun:
+        """Run the schedule's pipeline now, for the slot ``now`` (paused or not), as
+        ``principal``; a manual run changes nothing of the cron slots to come."""
+        schedule = self.get(principal.tenant, name)
+        slot = float(int(self.store.clock()))
+        self.pipelines.check(schedule, principal, slot)
+        try:
+            with self.store._tx() as conn:
+                run_id = self._insert_run(conn, schedule, slot, "manual", "fired", "run-now")
+                pipeline_id = self.pipelines.insert(conn, schedule, principal, slot)
+                conn.execute(R.update().where(R.c.id == run_id).values(pipeline_id=pipeline_id))
+        except IntegrityError as exc:
+            raise Conflict(f"schedule {name!r} already has a run for this second") from exc
+        return self._get_run(run_id)
+
+    # -- firing ---------------------------------------------------------------------------
+
+    def fire_due(self, *, now: float | None = None) -> list[ScheduleRun]:
+        """Fire every schedule's due slot (the scheduler's housekeeping calls this each
+        second, on every scheduler). Returns the runs this call recorded."""
+        now = self.store.clock() if now is None else now
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(S).where(S.c.paused.is_(False)).order_by(S.c.id))
+            schedules = [_schedule(r) for r in rows]
+        done: list[ScheduleRun] = []
+        for schedule in schedules:
+            try:
+                run = self.fire(schedule, now=now)
+            except ZhugeError:
+                log.exception("schedule %s/%s could not fire", schedule.tenant, schedule.name)
+                continue
+            if run is not None:
+                done.append(run)
+        return done
+
+    def fire(self, schedule: Schedule, *, now: float) -> ScheduleRun | None:
+        """Fire ``schedule``'s due slot, if any, exactly once across schedulers."""
+        key = (schedule.id, schedule.cron, schedule.timezone, schedule.last_slot)
+        if self._next.get(key, -1.0) > now:
+            return None  # its next slot is still to come: nothing to compute
+        tz = schedule.zone
+        since = schedule.last_slot if schedule.last_slot is not None else schedule.created_at
+        due = due_slot(schedule.cron, tz, since=since, now=now, catch_up=schedule.catch_up)
+        if due is None:
+            if len(self._next) > 10_000:  # keys of old last slots: forget them all at once
+                self._next.clear()
+            nxt = next_slots(schedule.cron, tz, since, 1)
+            self._next[key] = nxt[0] if nxt else float("inf")
+            return None
+        note = due.note(schedule.catch_up)
+        if not due.fire:
+            return self._record(schedule, due.slot, "missed", note)
+        principal, why_not = self._principal(schedule)
+        if principal is None:
+            return self._pause_for_token(schedule, due.slot, why_not)
+        if schedule.overlap == "skip":
+            busy = self._active_run(schedule)
+            if busy is not None:
+                return self._record(
+                    schedule, due.slot, "skipped",
+                    f"overlap skip: the run of {_iso(busy.slot, tz)} (pipeline "
+                    f"{busy.pipeline_id}) is still active",
+                )  # fmt: skip
+        try:
+            self.pipelines.check(schedule, principal, due.slot)
+        except ZhugeError as exc:
+            return self._record(schedule, due.slot, "failed", exc.message)
+        try:
+            with self.store._tx() as conn:
+                run_id = self._insert_run(conn, schedule, due.slot, "cron", "fired", note)
+                pipeline_id = self.pipelines.insert(conn, schedule, principal, due.slot)
+                conn.execute(R.update().where(R.c.id == run_id).values(pipeline_id=pipeline_id))
+                self._advance(conn, schedule, due.slot)
+        except IntegrityError:
+            return None  # another scheduler fired this slot: its run stands
+        except ZhugeError as exc:
+            return self._record(schedule, due.slot, "failed", exc.message)
+        return self._get_run(run_id)
+
+    def _record(
+        self, schedule: Schedule, slot: float, outcome: str, reason: str
+    ) -> ScheduleRun | None:
+        """A slot that does not run, recorded with the reason (once, like a fired one)."""
+        try:
+            with self.store._tx() as conn:
+                run_id = self._insert_run(conn, schedule, slot, "cron", outcome, reason)
+                self._advance(conn, schedule, slot)
+        except IntegrityError:
+            return None
+        return self._get_run(run_id)
+
+    def _pause_for_token(self, schedule: Schedule, slot: float, why: str) -> ScheduleRun | None:
+        reason = f"paused: {why}; resume it with a valid token (zhuge schedules resume " \
+            f"{schedule.name})"  # fmt: skip
+        try:
+            with self.store._tx() as conn:
+                run_id = self._insert_run(conn, schedule, slot, "cron", "skipped", reason)
+                self._advance(conn, schedule, slot)
+                conn.execute(
+                    S.update().where(S.c.id == schedule.id).values(paused=True, paused_reason=why)
+                )
+        except IntegrityError:
+            return None
+        log.warning("schedule %s/%s %s", schedule.tenant, schedule.name, reason)
+        return self._get_run(run_id)
+
+    def _principal(self, schedule: Schedule) -> tuple[Principal | None, str]:
+        """Who the schedule runs as: its token, unless revoked or expired (then why not)."""
+        T = schema.tokens
+        with self.store.engine.connect() as conn:
+            token = conn.execute(
+                sa.select(T.c.id, T.c.tenant, T.c.role, T.c.revoked_at, T.c.expires_at).where(
+                    T.c.id == schedule.token_id
+                )
+            ).first()
+        if token is None or token.tenant != schedule.tenant:
+            return None, f"the token {schedule.token_id} that created it no longer exists"
+        if token.revoked_at is not None:
+            return None, f"the token {token.id} that created it was revoked"
+        if token.expires_at is not None and token.expires_at <= self.store.clock():
+            return None, f"the token {token.id} that created it expired"
+        return Principal(token_id=token.id, tenant=token.tenant, role=token.role), ""
+
+    def _active_run(self, schedule: Schedule) -> ScheduleRun | None:
+        """The latest fired run whose pipeline is still active, if any."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(R).where(
+                    R.c.schedule_id == schedule.id, R.c.outcome == "fired",
+                    R.c.pipeline_id.is_not(None),
+                ).order_by(R.c.slot.desc()).limit(1)
+            ).first()  # fmt: skip
+            if row is None:
+                return None
+            run = _run(row)
+            return run if self.pipelines.active(conn, run.pipeline_id or 0) else None
+
+    def _insert_run(
+        self,
+        conn: sa.Connection,
+        schedule: Schedule,
+        slot: float,
+        trigger: str,
+        outcome: str,
+        reason: str,
+    ) -> int:
+        return conn.execute(
+            R.insert()
+            .values(
+                schedule_id=schedule.id, slot=slot, trigger=trigger, outcome=outcome,
+                reason=reason[:2000], pipeline_id=None, created_at=self.store.clock(),
+            )
+            .returning(R.c.id)
+        ).scalar_one()  # fmt: skip
+
+    def _advance(self, conn: sa.Connection, schedule: Schedule, slot: float) -> None:
+        conn.execute(
+            S.update()
+            .where(S.c.id == schedule.id, sa.or_(S.c.last_slot.is_(None), S.c.last_slot < slot))
+            .values(last_slot=slot)
+        )
+
+    def _get_run(self, run_id: int) -> ScheduleRun:
+        with self.store.engine.connect() as conn:
+            return _run(conn.execute(sa.select(R).where(R.c.id == run_id)).one())
+
+
+def _iso(instant: float, tz: ZoneInfo | Any) -> str:
+    return datetime.fromtimestamp(instant, tz).isoformat()
+
+
+# -- the pipelines a schedule inserts -----------------------------------------------------------
+
+SLOT_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+class StorePipelines:
+    """Firing's view of ``zhuge.jobs.pipelines``: render the document for a slot (variables:
+    ``slot``, the slot in the schedule's time zone, and the schedule's parameters), parse
+    it, insert it in the caller's transaction; a pipeline is active while one of its jobs
+    has not finished."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def _spec(self, schedule: Schedule, slot: float) -> Any:
+        from zhuge.jobs import pipelines
+
+        variables = {**schedule.params, "slot": datetime.fromtimestamp(slot, schedule.zone)}
+        return pipelines.PipelineSpec.parse(pipelines.render(schedule.document, variables))
+
+    def check(self, schedule: Schedule, principal: Principal, slot: float) -> None:
+        self._spec(schedule, slot)
+
+    def insert(
+        self, conn: sa.Connection, schedule: Schedule, principal: Principal, slot: float
+    ) -> int:
+        from zhuge.jobs import pipelines
+
+        return pipelines.insert_pipeline(
+            conn,
+            self.store,
+            tenant=principal.tenant,
+            spec=self._spec(schedule, slot),
+            origin=f"schedule:{schedule.name}",
+        )
+
+    def active(self, conn: sa.Connection, pipeline_id: int) -> bool:
+        from zhuge.jobs.states import TERMINAL
+
+        J = schema.jobs
+        return (
+            conn.execute(
+                sa.select(J.c.id)
+                .where(
+                    J.c.pipeline_id == pipeline_id, J.c.state.not_in([s.value for s in TERMINAL])
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def states(self, pipeline_ids: list[int]) -> dict[int, str]:
+        from zhuge.jobs.states import JobState
+
+        J = schema.jobs
+        if not pipeline_ids:
+            return {}
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(J.c.pipeline_id, J.c.state, sa.func.count())
+                .where(J.c.pipeline_id.in_(pipeline_ids))
+                .group_by(J.c.pipeline_id, J.c.state)
+            ).all()
+        by_id: dict[int, dict[str, int]] = {}
+        for pid, state, n in rows:
+            by_id.setdefault(pid, {})[state] = n
+        out: dict[int, str] = {}
+        for pid, counts in by_id.items():
+            if set(counts) <= {JobState.SUCCEEDED.value}:
+                out[pid] = "succeeded"
+            elif counts.keys() & {JobState.DEAD.value, JobState.CANCELLED.value} and not (
+                counts.keys() & {"queued", "running", "blocked", "failed", "lost"}
+            ):
+                out[pid] = "dead" if JobState.DEAD.value in counts else "cancelled"
+            elif JobState.RUNNING.value in counts:
+                out[pid] = "running"
+            else:
+                out[pid] = "queued"
+        return out
