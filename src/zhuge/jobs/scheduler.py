@@ -42,6 +42,7 @@ from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.inputs import private_paths
 from zhuge.jobs.model import Job, Worker
 from zhuge.jobs.runner import AttemptSpec
+from zhuge.jobs.schedules import Schedules
 from zhuge.jobs.states import LostReason
 from zhuge.jobs.store import JobStore
 
@@ -82,6 +83,7 @@ class Scheduler:
         self._workers: list[Worker] = []
         self._last_housekeeping = -math.inf
         self._thread: threading.Thread | None = None
+        self.schedules = Schedules(store, settings)  # cron schedules: fired in housekeeping
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -183,6 +185,17 @@ class Scheduler:
         self._workers = workers
         self._lose_stranded({w.address for w in workers})
         self._lose_unready_gangs()
+        self._fire_schedules()
+
+    def _fire_schedules(self) -> None:
+        """Fire the cron schedules' due slots (on the store's clock). Every scheduler does;
+        a slot's unique key lets one of them fire it (``zhuge.jobs.schedules``). A failure
+        here must not stop admission: it is logged and tried again next housekeeping."""
+        try:
+            for run in self.schedules.fire_due():
+                log.info("schedule %s: slot %s %s", run.schedule_id, run.slot, run.outcome)
+        except Exception:
+            log.exception("firing the schedules failed; trying again at the next housekeeping")
 
     def _lose_unready_gangs(self) -> None:
         """A gang's attempt that no worker started within ``gang_ready_seconds`` of its

@@ -53,6 +53,8 @@ from zhuge.jobs import schema
 from zhuge.jobs.model import Principal
 
 if TYPE_CHECKING:
+    from zhuge.config import Settings
+    from zhuge.jobs.pipelines import PipelineSpec
     from zhuge.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -297,12 +299,13 @@ class Schedules:
     """Schedules and their runs, on the store's engine, clock and transactions."""
 
     store: JobStore
+    settings: Settings | None = None  # None: data references are not checked (tests)
     pipelines: Pipelines = field(default=None)  # type: ignore[assignment]
     _next: dict[tuple[Any, ...], float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.pipelines is None:
-            self.pipelines = StorePipelines(self.store)
+            self.pipelines = StorePipelines(self.store, self.settings)
 
     # -- CRUD -----------------------------------------------------------------------------
 
@@ -607,33 +610,54 @@ def _iso(instant: float, tz: ZoneInfo | Any) -> str:
 
 # -- the pipelines a schedule inserts -----------------------------------------------------------
 
-SLOT_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+def load_document(text: str) -> dict[str, Any]:
+    """A pipeline file's text as the mapping ``PipelineSpec.parse`` takes."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise InvalidRequest(f"the pipeline file is not valid YAML{at}") from exc
+    if not isinstance(document, dict):
+        raise InvalidRequest("a pipeline file is a mapping with name, params and steps")
+    return document
 
 
 class StorePipelines:
-    """Firing's view of ``zhuge.jobs.pipelines``: render the document for a slot (variables:
-    ``slot``, the slot in the schedule's time zone, and the schedule's parameters), parse
-    it, insert it in the caller's transaction; a pipeline is active while one of its jobs
-    has not finished."""
+    """Firing's view of ``zhuge.jobs.pipelines``: the document parsed and rendered for a
+    slot (``slot``: the slot's time in the schedule's time zone; the schedule's parameters),
+    checked against what the schedule's token may read, inserted in the caller's
+    transaction; a pipeline is active while one of its jobs has not finished."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, settings: Settings | None) -> None:
         self.store = store
+        self.settings = settings
 
-    def _spec(self, schedule: Schedule, slot: float) -> Any:
-        from zhuge.jobs import pipelines
+    def _spec(self, schedule: Schedule, slot: float) -> PipelineSpec:
+        from zhuge.jobs.pipelines import PipelineSpec
 
-        variables = {**schedule.params, "slot": datetime.fromtimestamp(slot, schedule.zone)}
-        return pipelines.PipelineSpec.parse(pipelines.render(schedule.document, variables))
+        return PipelineSpec.parse(
+            load_document(schedule.document),
+            params=schedule.params,
+            slot=datetime.fromtimestamp(slot, schedule.zone),
+        )
 
     def check(self, schedule: Schedule, principal: Principal, slot: float) -> None:
-        self._spec(schedule, slot)
+        from zhuge.jobs.pipelines import check_pipeline
+
+        spec = self._spec(schedule, slot)
+        if self.settings is not None:
+            check_pipeline(spec, principal=principal, settings=self.settings, store=self.store)
 
     def insert(
         self, conn: sa.Connection, schedule: Schedule, principal: Principal, slot: float
     ) -> int:
-        from zhuge.jobs import pipelines
+        from zhuge.jobs.pipelines import insert_pipeline
 
-        return pipelines.insert_pipeline(
+        return insert_pipeline(
             conn,
             self.store,
             tenant=principal.tenant,
@@ -642,45 +666,21 @@ class StorePipelines:
         )
 
     def active(self, conn: sa.Connection, pipeline_id: int) -> bool:
-        from zhuge.jobs.states import TERMINAL
+        from zhuge.jobs.pipelines import ACTIVE
 
         J = schema.jobs
-        return (
-            conn.execute(
-                sa.select(J.c.id)
-                .where(
-                    J.c.pipeline_id == pipeline_id, J.c.state.not_in([s.value for s in TERMINAL])
-                )
-                .limit(1)
-            ).first()
-            is not None
+        query = sa.select(J.c.id).where(
+            J.c.pipeline_id == pipeline_id, J.c.state.in_([s.value for s in ACTIVE])
         )
+        return conn.execute(query.limit(1)).first() is not None
 
     def states(self, pipeline_ids: list[int]) -> dict[int, str]:
-        from zhuge.jobs.states import JobState
+        from zhuge.jobs.pipelines import PipelineNotFound, get_pipeline
 
-        J = schema.jobs
-        if not pipeline_ids:
-            return {}
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(J.c.pipeline_id, J.c.state, sa.func.count())
-                .where(J.c.pipeline_id.in_(pipeline_ids))
-                .group_by(J.c.pipeline_id, J.c.state)
-            ).all()
-        by_id: dict[int, dict[str, int]] = {}
-        for pid, state, n in rows:
-            by_id.setdefault(pid, {})[state] = n
         out: dict[int, str] = {}
-        for pid, counts in by_id.items():
-            if set(counts) <= {JobState.SUCCEEDED.value}:
-                out[pid] = "succeeded"
-            elif counts.keys() & {JobState.DEAD.value, JobState.CANCELLED.value} and not (
-                counts.keys() & {"queued", "running", "blocked", "failed", "lost"}
-            ):
-                out[pid] = "dead" if JobState.DEAD.value in counts else "cancelled"
-            elif JobState.RUNNING.value in counts:
-                out[pid] = "running"
-            else:
-                out[pid] = "queued"
+        for pipeline_id in pipeline_ids:
+            try:
+                out[pipeline_id] = get_pipeline(self.store, pipeline_id).state
+            except PipelineNotFound:
+                out[pipeline_id] = "gone"
         return out
