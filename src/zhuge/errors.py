@@ -6,6 +6,7 @@
     │   ├── UnknownKind          no job kind of that name
     │   ├── InvalidParams        parameters do not fit the kind's model (carries the field errors)
     │   ├── DataError            input data is unusable (no numeric column, unknown column, ...)
+    │   ├── InvalidPipeline      a pipeline file that cannot run (a cycle, an unknown step, ...)
     │   └── PayloadTooLarge      a request or upload over its size limit
     ├── AuthError                no token, or an unknown, revoked or expired one
     ├── Forbidden                a valid token whose role may not do this
@@ -46,6 +47,7 @@ __all__ = [
     "Forbidden",
     "IdempotencyConflict",
     "InvalidParams",
+    "InvalidPipeline",
     "InvalidRequest",
     "InvalidTransition",
     "JobNotFound",
@@ -91,6 +93,10 @@ class InvalidParams(InvalidRequest):
 
 class DataError(InvalidRequest):
     pass
+
+
+class InvalidPipeline(InvalidRequest):
+    """``details`` is a list of ``{"loc": [...], "msg": str, "type": str}``: the step and field."""
 
 
 class PayloadTooLarge(InvalidRequest):

@@ -36,7 +36,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
@@ -46,6 +46,7 @@ from pydantic.fields import FieldInfo
 
 from zhuge import errors
 from zhuge.jobs import schema
+from zhuge.jobs.job_artifacts import checked_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,14 +91,16 @@ ModelRef = Annotated[
 ]
 
 DATASET_SCHEME = "dataset://"
+JOB_SCHEME = "job://"
 CONNECTION_SCHEME = "connection://"
 MAX_REF_CHARS = 4096
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _WINDOWS = re.compile(r"^[A-Za-z]:|^\\\\|\\")
 _WILDCARDS = "*?["
 _ACCEPTED = (
-    "name a dataset (dataset://NAME), an object of a connection (connection://NAME/KEY) or an "
-    "absolute path under your allowed roots (GET /v1/data-roots)"
+    "name a dataset (dataset://NAME), an object of a connection (connection://NAME/KEY), a "
+    "job's output (job://ID/NAME) or an absolute path under your allowed roots "
+    "(GET /v1/data-roots)"
 )
 
 Loc = tuple[str | int, ...]
@@ -221,7 +224,15 @@ class _Object:
     key: str
 
 
-def _classify(text: Any) -> _Path | _Dataset | _Object:
+@dataclass(frozen=True)
+class _JobFile:
+    """``job://ID/NAME``: file NAME of job ID's committed outputs (an upstream job's)."""
+
+    job_id: int
+    name: str
+
+
+def _classify(text: Any) -> _Path | _Dataset | _Object | _JobFile:
     """Which kind of reference ``text`` is, by syntax alone; ``_Refused`` naming the rule."""
     if not isinstance(text, str) or not text.strip():
         raise _Refused("is empty; " + _ACCEPTED)
@@ -231,6 +242,15 @@ def _classify(text: Any) -> _Path | _Dataset | _Object:
         raise _Refused(f"is longer than {MAX_REF_CHARS} characters")
     if text.startswith(DATASET_SCHEME):
         return _Dataset(text)
+    if text.startswith(JOB_SCHEME):
+        job_id, _, name = text[len(JOB_SCHEME) :].partition("/")
+        if not job_id.isdigit() or not 0 < int(job_id) < 2**63 or not name:
+            raise _Refused("is not job://ID/NAME (a file a job of yours wrote)")
+        try:
+            checked_name(name)
+        except errors.InvalidRequest:
+            raise _Refused("names no file of a job's outputs (a relative name, no '..')") from None
+        return _JobFile(int(job_id), name)
     if text.startswith(CONNECTION_SCHEME):
         name, _, key = text[len(CONNECTION_SCHEME) :].partition("/")
         segments = key.split("/")
@@ -435,6 +455,8 @@ def _check_data(scope: _Scope, value: Any) -> None:
             raise _Refused(f"is not a dataset reference ({exc.message})") from exc
     elif isinstance(ref, _Object):
         scope.connection(ref.connection, "objects")
+    elif isinstance(ref, _JobFile):
+        _check_job(scope, ref.job_id)  # it may not have run yet: a job submitted after it
     else:
         scope.check_path(ref.path)
 
@@ -459,7 +481,11 @@ def _use_model(scope: _Scope, value: Any, ctx: JobContext) -> int:
     _check_model(scope, value)
     assert scope.engine is not None
     found = Registry(scope.engine).use(
-        scope.tenant, str(value), job_id=ctx.job_id, artifacts_root=scope.artifacts_root
+        scope.tenant,
+        str(value),
+        job_id=ctx.job_id,
+        artifacts_root=scope.artifacts_root,
+        attempt=ctx.attempt,
     )
     ctx.log(f"model {value} is version {found.version} (the model of job {found.job_id})")
     assert found.job_id is not None
@@ -478,12 +504,22 @@ def _check_one(scope: _Scope, marker: str, value: Any) -> None:
 
 
 def check_params(
-    kind: Kind | str, params: BaseModel, principal: Principal, settings: Settings, store: JobStore
+    kind: Kind | str,
+    params: BaseModel,
+    principal: Principal,
+    settings: Settings,
+    store: JobStore,
+    *,
+    ignore: Callable[[Any], bool] | None = None,
 ) -> None:
     """Refuse, with ``InvalidParams`` naming the field and the rule, a job whose parameters
-    name data ``principal`` may not read (module docstring). Reads nothing from any location."""
+    name data ``principal`` may not read (module docstring). Reads nothing from any location.
+    ``ignore``: values checked elsewhere (a pipeline's ``step://`` references to its own
+    steps, ``zhuge.jobs.pipelines``)."""
     scope = _submit_scope(principal, settings, store)
     for loc, marker, value in data_refs(params):
+        if ignore is not None and ignore(value):
+            continue
         try:
             _check_one(scope, marker, value)
         except _Refused as exc:
@@ -493,8 +529,35 @@ def check_params(
 # -- at run time ----------------------------------------------------------------------------
 
 
+def _job_file(scope: _Scope, ref: _JobFile) -> str:
+    """The URL of the committed artifact ``ref`` names: the job must be the tenant's, have
+    succeeded, and list the file (``GET /v1/jobs/{id}/artifacts`` shows the same names)."""
+    from zhuge.jobs.job_artifacts import attempt_artifacts
+    from zhuge.jobs.store import _row_to_job
+
+    if scope.engine is None:
+        raise _Refused("names a job, but this job runs without the platform's store")
+    J = schema.jobs
+    with scope.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(J).where(J.c.id == ref.job_id, J.c.tenant == scope.tenant)
+        ).first()
+    if row is None:
+        raise _Refused("is no such job in your tenant")
+    job = _row_to_job(row)
+    if job.state.value != "succeeded":
+        raise _Refused(f"is an output of job {job.id}, which is {job.state.value}, not succeeded")
+    artifacts = attempt_artifacts(job, scope.artifacts_root)
+    if ref.name not in artifacts.files:
+        listed = ", ".join(sorted(artifacts.files)[:20]) or "none"
+        raise _Refused(f"names no artifact of job {job.id} (it has: {listed})")
+    return artifacts.folder.path(ref.name)
+
+
 def _resolve(scope: _Scope, value: str) -> str:
     ref = _classify(value)
+    if isinstance(ref, _JobFile):
+        return _job_file(scope, ref)
     if isinstance(ref, _Dataset):
         try:
             return scope.datasets().get(scope.tenant, ref.ref).url(scope.artifacts_root)

@@ -43,6 +43,11 @@ class Job:
     placement: str | None = None  # binpack | spread; None: the queue configuration's
     assigned_workers: list[str] | None = None  # where admission placed the running attempt
     preempt_requested_at: float | None = None  # asked to yield its place (a reclaim)
+    pipeline_id: int | None = None  # the pipeline it is a step of (zhuge.jobs.pipelines)
+    step: str | None = None  # its step's name in that pipeline
+    cancelled_by: int | None = None  # the upstream job whose dead or cancelled end cancelled it
+    model_ref: str | None = None  # the registry reference given (model_from NAME@ALIAS)
+    model_version: str | None = None  # the version it resolved to as the job started
 
     def evolve(self, **changes: Any) -> Job:
         return dataclasses.replace(self, **changes)

@@ -126,11 +126,82 @@ jobs = sa.Table(
     # the queued jobs planned to follow the running attempt in its worker's chain
     # (admission.Decision.plans; claims.ChainPlan: {"seen": newest id, "jobs": [[id, tenant]]})
     sa.Column("chain_plan", sa.JSON),
+    # dependencies (zhuge.jobs.dependencies): the pipeline and step a job belongs to, and
+    # the upstream job whose dead or cancelled end cancelled this one (its retry re-blocks it)
+    sa.Column("pipeline_id", BigId),
+    sa.Column("step", sa.String(64)),
+    sa.Column("cancelled_by", BigId),
+    # the registry reference the job was given (model_from NAME@ALIAS) and the version it
+    # resolved to as the job started (NAME@VERSION): set once, never moved by a promotion
+    sa.Column("model_ref", sa.String(300)),
+    sa.Column("model_version", sa.String(300)),
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_idempotency"),
     sa.Index("ix_jobs_claim", "state", "resource_class", "priority", "id"),
     sa.Index("ix_jobs_lease", "state", "lease_expires_at"),
     sa.Index("ix_jobs_tenant", "tenant", "id"),
     sa.Index("ix_jobs_tenant_state", "state", "tenant", "priority", "id"),
+    sa.Index("ix_jobs_pipeline", "pipeline_id"),
+)
+
+# A job waits (blocked) until every job it was submitted after has succeeded.
+job_dependencies = sa.Table(
+    "job_dependencies",
+    metadata,
+    sa.Column("job_id", BigId, primary_key=True),  # the dependent
+    sa.Column("upstream_id", BigId, primary_key=True),  # the job it waits for
+    sa.Index("ix_job_dependencies_upstream", "upstream_id"),
+)
+
+# A graph of jobs submitted at once (zhuge.jobs.pipelines); its state is derived from its jobs.
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # the document as parsed, parameters rendered
+    sa.Column("params", sa.JSON, nullable=False),  # the parameters' values it ran with
+    sa.Column("origin", sa.String(200)),  # who made it: None (a user), schedule:NAME, ...
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_pipelines_tenant", "tenant", "id"),
+)
+
+# -- schedules (zhuge.jobs.schedules): a pipeline document on a cron expression --------------
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),  # IANA
+    sa.Column("document", sa.Text, nullable=False),  # the pipeline document, rendered per slot
+    sa.Column("params", sa.JSON, nullable=False),  # its parameters' values
+    sa.Column("template", sa.String(64)),  # the shipped template it came from, if any
+    sa.Column("overlap", sa.String(8), nullable=False),  # skip|queue
+    sa.Column("catch_up", sa.String(8), nullable=False),  # latest|none
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("paused_reason", sa.Text),
+    sa.Column("token_id", sa.String(32)),  # whose permissions its runs have
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_slot", Time),  # the latest slot fired, skipped or missed
+    sa.UniqueConstraint("tenant", "name", name="uq_schedules_name"),
+)
+
+# One row per slot of a schedule: the unique key makes each slot fire once, across
+# schedulers and restarts (zhuge.jobs.schedules says how).
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("schedule_id", BigId, nullable=False),
+    sa.Column("slot", Time, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),  # cron | manual
+    sa.Column("outcome", sa.String(16), nullable=False),  # fired|skipped|missed|failed
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("pipeline_id", BigId),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("schedule_id", "slot", name="uq_schedule_runs_slot"),
 )
 
 job_events = sa.Table(
@@ -209,6 +280,8 @@ registered_models = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("created_by", sa.String(32)),
     sa.Column("config", sa.JSON, nullable=False),  # the release gate's and drift's settings
+    # what its versions are: forecast (gated) or cluster (promoted by hand)
+    sa.Column("task", sa.String(16), nullable=False, server_default="forecast"),
 )
 
 model_versions = sa.Table(
@@ -270,4 +343,94 @@ model_scores = sa.Table(
     sa.Column("metrics", sa.JSON, nullable=False),  # MASE, coverage, per level, windows scored
     sa.Column("drifted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_model_scores_model", "tenant", "model", "id"),
+)
+
+# -- elastic capacity and cost (zhuge.jobs.elastic) ------------------------------------------
+# The pools file applied through the API (`zhuge pools apply`): sizes and policies of pools
+# whose providers the server's own file configures. One row: the document in force.
+pool_config = sa.Table(
+    "pool_config",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),  # the YAML as applied
+    sa.Column("config", sa.JSON, nullable=False),  # as parsed and checked
+    sa.Column("applied_at", Time, nullable=False),
+    sa.Column("applied_by", sa.String(32)),  # token id
+)
+
+# Which scheduler process runs the autoscaler: the holder renews its row; another takes it
+# over only once it has expired.
+autoscaler_lease = sa.Table(
+    "autoscaler_lease",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),  # "autoscaler"
+    sa.Column("holder", sa.String(200), nullable=False),  # the scheduler's name
+    sa.Column("acquired_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+)
+
+# Every decision of the autoscaler, one per interval per pool (changes and holds alike).
+autoscaler_decisions = sa.Table(
+    "autoscaler_decisions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("pool", sa.String(64), nullable=False),
+    sa.Column("from_size", sa.Integer, nullable=False),
+    sa.Column("to_size", sa.Integer, nullable=False),
+    sa.Column("policy", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("inputs", sa.JSON),  # demand, capacity, what the policy looked at
+    sa.Column("scheduler", sa.String(200)),  # the lease holder that decided
+    sa.Index("ix_autoscaler_decisions_pool", "pool", "id"),
+)
+
+# Workers being drained: they take no new attempt and are retired once idle.
+worker_drains = sa.Table(
+    "worker_drains",
+    metadata,
+    sa.Column("address", sa.String(200), primary_key=True),
+    sa.Column("pool", sa.String(64), nullable=False),
+    sa.Column("requested_at", Time, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+)
+
+# Up-time of every worker: an interval per worker process, open (ended_at NULL) while it is up.
+worker_uptime = sa.Table(
+    "worker_uptime",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("worker", sa.String(200), nullable=False),  # its address
+    sa.Column("pool", sa.String(64), nullable=False),
+    sa.Column("resources", sa.JSON, nullable=False),  # what it offered
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("ended_at", Time),
+    sa.Index("ix_worker_uptime_worker", "worker", "ended_at"),
+    sa.Index("ix_worker_uptime_started", "started_at"),
+)
+
+# What each attempt was allocated and for how long, and its measured CPU time: a row per
+# attempt that ran, written when it ends (zhuge.jobs.elastic.costs). Resource-seconds count
+# every copy of a gang; ctx.map parts run within the booking and their CPU time is the job's.
+attempt_usage = sa.Table(
+    "attempt_usage",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", BigId, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("pool", sa.String(64), nullable=False),
+    sa.Column("worker", sa.String(200)),
+    sa.Column("outcome", sa.String(16), nullable=False),  # succeeded, failed, lost, ...
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("ended_at", Time, nullable=False),
+    sa.Column("resources", sa.JSON, nullable=False),  # per copy
+    sa.Column("gang", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("cpu_alloc_seconds", sa.Double, nullable=False, server_default="0"),
+    sa.Column("gpu_alloc_seconds", sa.Double, nullable=False, server_default="0"),
+    sa.Column("memory_gb_seconds", sa.Double, nullable=False, server_default="0"),
+    sa.Column("cpu_seconds", sa.Double, nullable=False, server_default="0"),  # measured
+    sa.Index("ix_attempt_usage_ended", "ended_at"),
+    sa.Index("ix_attempt_usage_tenant", "tenant", "ended_at"),
 )

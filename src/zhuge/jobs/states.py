@@ -1,13 +1,19 @@
 """Job states, the transitions between them, and retry backoff: pure data and functions.
 
-    queued ──▶ running ──▶ succeeded
-      ▲  │        │  └───▶ cancelled
-      │  │        ├──────▶ failed ──▶ queued   (retries left, after a backoff)
-      │  │        │            └────▶ dead     (retries exhausted; kept with its error)
-      │  │        ├──────▶ lost ────▶ queued   (the infrastructure lost the attempt)
-      │  │        │            └────▶ dead     (lost max_lost times)
-      │  └──▶ cancelled
-      └──────── running (interrupted: preempted, drained) / dead (re-queued by hand)
+    blocked ──▶ queued ──▶ running ──▶ succeeded
+     ▲  │         ▲  │        │  └───▶ cancelled
+     │  │         │  │        ├──────▶ failed ──▶ queued   (retries left, after a backoff)
+     │  │         │  │        │            └────▶ dead     (retries exhausted; kept with its error)
+     │  │         │  │        ├──────▶ lost ────▶ queued   (the infrastructure lost the attempt)
+     │  │         │  │        │            └────▶ dead     (lost max_lost times)
+     │  │         │  └──▶ cancelled
+     │  │         └──────── running (interrupted: preempted, drained) / dead (re-queued by hand)
+     │  └──▶ cancelled      (an upstream job ended dead or cancelled, or cancelled by hand)
+     └─────── cancelled     (the upstream job that cancelled it was retried by hand)
+
+``blocked`` is where a job submitted ``after`` other jobs waits until every one of them has
+succeeded (``zhuge.jobs.dependencies``); it is not queued: no claim, queue depth, fair share or
+demand counts it. The last upstream's success queues it in the same transaction.
 
 ``failed`` and ``lost`` are states of an attempt, recorded in the event history; the job row
 passes through them inside one transaction and comes to rest in ``queued`` or ``dead``.
@@ -30,6 +36,7 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
+    BLOCKED = "blocked"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -56,6 +63,7 @@ class LostReason(StrEnum):
 
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.BLOCKED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
         {
@@ -70,11 +78,13 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.LOST: frozenset({JobState.QUEUED, JobState.DEAD}),
     JobState.DEAD: frozenset({JobState.QUEUED}),  # re-queued by hand
     JobState.SUCCEEDED: frozenset(),
-    JobState.CANCELLED: frozenset(),
+    # back to waiting when the upstream job whose end cancelled it is retried by hand
+    JobState.CANCELLED: frozenset({JobState.BLOCKED}),
 }
 
 TERMINAL: frozenset[JobState] = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD})
-"""States a job does not leave by itself (``dead`` only by hand)."""
+"""States a job does not leave by itself (``dead`` only by hand, ``cancelled`` only when the
+upstream job that cancelled it is retried)."""
 
 
 ATTEMPT_STATES: frozenset[JobState] = frozenset({JobState.FAILED, JobState.LOST})

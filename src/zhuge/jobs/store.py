@@ -42,6 +42,8 @@ from zhuge.errors import (
 from zhuge.jobs import schema
 from zhuge.jobs.admission import Demand
 from zhuge.jobs.claims import CHAIN_PLAN_DEPTH, Admitted, ChainPlan, Claims, claimed_values
+from zhuge.jobs.dependencies import Dependencies, checked_after
+from zhuge.jobs.elastic import costs
 from zhuge.jobs.model import Job, JobEvent, LogLine, Principal, Worker
 from zhuge.jobs.queues import Queues
 from zhuge.jobs.states import (
@@ -78,6 +80,7 @@ def request_sha256(
     gang: int = 1,
     timeout_s: float | None = None,
     placement: str | None = None,
+    after: Sequence[int] = (),
 ) -> str:
     """A fingerprint of what was asked, to tell a replay from a different request.
 
@@ -96,6 +99,7 @@ def request_sha256(
         ("gang", gang, 1),
         ("timeout_s", timeout_s, None),
         ("placement", placement, None),
+        ("after", sorted(after), []),
     ):
         if value != default:
             fields[name] = value
@@ -120,6 +124,8 @@ class JobRequest:
     """Every attempt is stopped after this long (the kind's default when None)."""
     placement: str | None = None
     """binpack | spread; None: the queue configuration's."""
+    after: tuple[int, ...] = ()
+    """Jobs of the same tenant that must succeed first (``zhuge.jobs.dependencies``)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +244,11 @@ _RUNNING_ATTEMPT = sa.and_(
 )
 
 
+_USAGE = (J.c.id, J.c.attempt, J.c.tenant, J.c.kind, J.c.resources, J.c.gang, J.c.started_at,
+          J.c.worker)  # fmt: skip
+"""The columns of an ending attempt that its ``attempt_usage`` row is made of."""
+
+
 def _succeed(with_progress: bool) -> sa.Update:
     values: dict[str, Any] = {
         "state": JobState.SUCCEEDED.value,
@@ -252,10 +263,48 @@ def _succeed(with_progress: bool) -> sa.Update:
     if with_progress:
         values["progress"] = sa.bindparam("b_progress", type_=sa.JSON)
     # what the chain of the attempt's worker runs next, planned by admission
-    return J.update().where(_RUNNING_ATTEMPT).values(**values).returning(J.c.chain_plan)
+    # the plan, and what the attempt's usage row needs (zhuge.jobs.elastic.costs)
+    return (
+        J.update().where(_RUNNING_ATTEMPT).values(**values).returning(J.c.chain_plan, *_USAGE)
+    )
 
 
 _SUCCEED = {False: _succeed(False), True: _succeed(True)}
+
+
+def _prepared(request: JobRequest) -> tuple[JobRequest, dict[str, float], str]:
+    """A request checked, with its resources (the default filled in) and fingerprint."""
+    if request.max_attempts < 1:
+        raise InvalidRequest("max_attempts must be at least 1")
+    if request.max_lost < 1:
+        raise InvalidRequest("max_lost must be at least 1")
+    if request.gang < 1:
+        raise InvalidRequest("gang must be at least 1")
+    if request.timeout_s is not None and not request.timeout_s > 0:
+        raise InvalidRequest("timeout_s must be more than 0 seconds")
+    if request.placement not in (None, "binpack", "spread"):
+        raise InvalidRequest("placement must be binpack or spread")
+    request = dataclasses.replace(request, after=tuple(checked_after(request.after)))
+    resources = dict(request.resources or {"CPU": 1.0})
+    fingerprint = request_sha256(
+        request.kind,
+        request.params,
+        request.priority,
+        resources,
+        request.max_attempts,
+        request.max_lost,
+        gang=request.gang,
+        timeout_s=request.timeout_s,
+        placement=request.placement,
+        after=request.after,
+    )
+    return request, resources, fingerprint
+
+
+def _submitted(request: JobRequest) -> str:
+    if not request.after:
+        return "submitted"
+    return "submitted after job " + ", ".join(str(a) for a in request.after)
 
 
 class JobStore:
@@ -277,6 +326,7 @@ class JobStore:
         self.tenancy = Tenancy(self)
         self.queues = Queues(self)
         self.claims = Claims(self)
+        self.dependencies = Dependencies(self)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> JobStore:
@@ -362,8 +412,10 @@ class JobStore:
         gang: int = 1,
         timeout_s: float | None = None,
         placement: str | None = None,
+        after: Sequence[int] = (),
     ) -> tuple[Job, bool]:
-        """Insert a queued job; return ``(job, created)``.
+        """Insert a queued job (``blocked`` while a job of ``after`` has not succeeded);
+        return ``(job, created)``.
 
         With an idempotency key already used by this tenant: the same request returns the
         existing job (``created`` False); a different request raises IdempotencyConflict.
@@ -379,6 +431,7 @@ class JobStore:
             gang=gang,
             timeout_s=timeout_s,
             placement=placement,
+            after=tuple(checked_after(after)),
         )
         return self.submit_many(tenant=tenant, requests=[request])[0]
 
@@ -389,31 +442,7 @@ class JobStore:
         work as in ``submit``, also between requests of the same batch (the same key and
         request twice is one job).
         """
-        prepared = []
-        for request in requests:
-            if request.max_attempts < 1:
-                raise InvalidRequest("max_attempts must be at least 1")
-            if request.max_lost < 1:
-                raise InvalidRequest("max_lost must be at least 1")
-            if request.gang < 1:
-                raise InvalidRequest("gang must be at least 1")
-            if request.timeout_s is not None and not request.timeout_s > 0:
-                raise InvalidRequest("timeout_s must be more than 0 seconds")
-            if request.placement not in (None, "binpack", "spread"):
-                raise InvalidRequest("placement must be binpack or spread")
-            resources = dict(request.resources or {"CPU": 1.0})
-            fingerprint = request_sha256(
-                request.kind,
-                request.params,
-                request.priority,
-                resources,
-                request.max_attempts,
-                request.max_lost,
-                gang=request.gang,
-                timeout_s=request.timeout_s,
-                placement=request.placement,
-            )
-            prepared.append((request, resources, fingerprint))
+        prepared = [_prepared(request) for request in requests]
         first_of_key: dict[str, int] = {}
         for i, (request, _, fingerprint) in enumerate(prepared):
             key = request.idempotency_key
@@ -451,12 +480,18 @@ class JobStore:
                         and first_of_key[request.idempotency_key] == i
                     )
                 ]
+                states = {
+                    i: self.dependencies.initial_state(
+                        conn, tenant=tenant, after=prepared[i][0].after
+                    )
+                    for i in fresh
+                }
                 values = [
                     {
                         "tenant": tenant,
                         "kind": prepared[i][0].kind,
                         "params": prepared[i][0].params,
-                        "state": JobState.QUEUED.value,
+                        "state": states[i].value,
                         "priority": prepared[i][0].priority,
                         "resources": prepared[i][1],
                         "resource_class": resource_class(prepared[i][1]),
@@ -485,9 +520,16 @@ class JobStore:
                 except IntegrityError:
                     continue
                 inserted = {i: _row_to_job(row) for i, row in zip(fresh, rows, strict=True)}
+                self.dependencies.link(
+                    conn,
+                    [(job.id, up) for i, job in inserted.items() for up in prepared[i][0].after],
+                )
                 self._event(
                     conn,
-                    [(j.id, 0, None, JobState.QUEUED, "submitted") for j in inserted.values()],
+                    [
+                        (j.id, 0, None, j.state, _submitted(prepared[i][0]))
+                        for i, j in inserted.items()
+                    ],
                     now,
                 )
                 out: list[tuple[Job, bool]] = []
@@ -501,6 +543,66 @@ class JobStore:
                         out.append((inserted[first_of_key[key]], False))
                 return out
         raise StoreError("could not insert or find the jobs for these idempotency keys")
+
+    def insert_job(
+        self,
+        conn: Connection,
+        *,
+        tenant: str,
+        request: JobRequest,
+        pipeline_id: int | None = None,
+        step: str | None = None,
+    ) -> Job:
+        """Insert one job (blocked or queued, with its edges) in the caller's transaction,
+        without idempotency keys: how a pipeline inserts its steps (``zhuge.jobs.pipelines``)."""
+        request, resources, fingerprint = _prepared(request)
+        if request.idempotency_key is not None:
+            raise InvalidRequest("a pipeline's jobs take no idempotency key")
+        state = self.dependencies.initial_state(conn, tenant=tenant, after=request.after)
+        now = self.clock()
+        row = conn.execute(
+            J.insert()
+            .values(
+                tenant=tenant,
+                kind=request.kind,
+                params=request.params,
+                state=state.value,
+                priority=request.priority,
+                resources=resources,
+                resource_class=resource_class(resources),
+                max_attempts=request.max_attempts,
+                max_lost=request.max_lost,
+                gang=request.gang,
+                timeout_s=request.timeout_s,
+                placement=request.placement,
+                request_sha256=fingerprint,
+                created_at=now,
+                updated_at=now,
+                not_before=now,
+                pipeline_id=pipeline_id,
+                step=step,
+            )
+            .returning(*J.c)
+        ).one()
+        job = _row_to_job(row)
+        self.dependencies.link(conn, [(job.id, up) for up in request.after])
+        message = _submitted(request)
+        if step is not None:
+            message += f" (pipeline {pipeline_id}, step {step})"
+        self._event(conn, [(job.id, 0, None, state, message)], now)
+        return job
+
+    def submit_pipeline(self, *, tenant: str, spec: Any, origin: str | None = None) -> int:
+        """Insert a checked ``zhuge.jobs.pipelines.PipelineSpec`` and its jobs in one
+        transaction; its id."""
+        from zhuge.jobs.pipelines import submit_pipeline
+
+        return submit_pipeline(self, tenant=tenant, spec=spec, origin=origin)
+
+    def upstream(self, job_ids: Iterable[int]) -> dict[int, list[int]]:
+        """The jobs each of ``job_ids`` was submitted after."""
+        with reading(self.engine) as conn:
+            return self.dependencies.upstream(conn, job_ids)
 
     def get(self, job_id: int, *, tenant: str | None = None) -> Job:
         query = sa.select(J).where(J.c.id == job_id)
@@ -696,8 +798,11 @@ class JobStore:
                     lease_owner=None,
                     updated_at=now,
                 )
-                .returning(J.c.id, J.c.attempt)
+                .returning(*_USAGE)
             ).all()
+            costs.record_usage(
+                conn, [costs.usage_row(r._mapping, ended_at=now, outcome="released") for r in rows]
+            )
             self._event(
                 conn,
                 [
@@ -876,6 +981,11 @@ class JobStore:
         if done is None:
             return False
         self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
+        costs.record_usage(
+            conn, [costs.usage_row(done._mapping, ended_at=now, outcome="succeeded",
+                                   cpu_seconds=cpu_seconds)]
+        )  # fmt: skip
+        self.dependencies.release(conn, job_id, now)
         return ChainPlan.load(done.chain_plan)
 
     def fail_attempt(
@@ -1011,12 +1121,20 @@ class JobStore:
             if lost is not None:
                 ending, resting = (*ending, lost), (*resting, lost)
             self._event(conn, [ending, resting], now)
+            ran = updated._mapping
+            costs.record_usage(
+                conn, [costs.usage_row(ran, ended_at=now, outcome=passed.value,
+                                       cpu_seconds=cpu_seconds)]
+            )  # fmt: skip
+            if target is JobState.DEAD:
+                self.dependencies.cancel_dependents(conn, job_id, JobState.DEAD, now)
         return _row_to_job(updated)
 
     # -- operator actions -----------------------------------------------------------------
 
     def cancel(self, job_id: int, *, tenant: str | None = None) -> Job:
-        """Cancel a queued or running job. Cancelling a cancelled job is a no-op."""
+        """Cancel a blocked, queued or running job, and the jobs waiting for it. Cancelling
+        a cancelled job is a no-op."""
         job = self.get(job_id, tenant=tenant)
         if job.state is JobState.CANCELLED:
             return job
@@ -1041,10 +1159,16 @@ class JobStore:
             if row is None:  # it moved on between our read and write: look again
                 return self.cancel(job_id, tenant=tenant)
             self._event(conn, [(job_id, job.attempt, job.state, JobState.CANCELLED, "")], now)
+            if job.state is JobState.RUNNING:
+                costs.record_usage(
+                    conn, [costs.usage_row(row._mapping, ended_at=now, outcome="cancelled")]
+                )
+            self.dependencies.cancel_dependents(conn, job_id, JobState.CANCELLED, now)
         return _row_to_job(row)
 
     def requeue_dead(self, job_id: int, *, tenant: str | None = None) -> Job:
-        """Put a dead job back in the queue with a fresh set of attempts."""
+        """Put a dead job back in the queue with a fresh set of attempts; the jobs its end
+        cancelled wait for it again (``blocked``)."""
         job = self.get(job_id, tenant=tenant)
         if job.state is not JobState.DEAD:
             raise InvalidTransition(
@@ -1072,6 +1196,7 @@ class JobStore:
                 [(job_id, job.attempt, JobState.DEAD, JobState.QUEUED, "retried by hand")],
                 now,
             )
+            self.dependencies.reblock(conn, job_id, now)
         return _row_to_job(row)
 
     # -- logs -----------------------------------------------------------------------------
