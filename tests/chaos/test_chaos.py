@@ -1,27 +1,39 @@
 """The chaos run's short form (``make chaos`` runs the long one): a private PostgreSQL, two
 scheduler/API processes and an API-only one, four Dask worker processes, two hundred
 ``chaos-ledger`` jobs, and seeded random faults (SIGKILL, SIGSTOP past the lease, a
-PostgreSQL crash-restart). The faults' kinds and order follow the seed; what is asserted is
-the end state only (``driver.ChaosRun.check``), never how long anything took."""
+PostgreSQL crash-restart). Where network namespaces can be made (root and iproute2, as in
+CI) the workers run on two other hosts over TLS and the faults include a worker host's link
+cut past the lease (``--hosts``); elsewhere they run beside the platform. The faults' kinds
+and order follow the seed; what is asserted is the end state only (``driver.ChaosRun.check``),
+never how long anything took."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.chaos import postgres
-from tests.chaos.driver import FAULTS as FAULT_KINDS
-from tests.chaos.driver import ChaosOptions, ChaosReport, ChaosRun, planned_faults, print_report
+from tests.chaos import hosts, postgres
+from tests.chaos.driver import (
+    CUT_HOST,
+    ChaosOptions,
+    ChaosReport,
+    ChaosRun,
+    faults_of,
+    planned_faults,
+    print_report,
+)
 from tests.conftest import skip_or_fail
 
-SEED = 0  # its first 10 faults are of every kind
+HOSTS = hosts.available() is None  # workers on other hosts, and their links cut
+SEED = 3 if HOSTS else 0  # either seed's first 10 faults are of every kind its form has
 FAULTS = 10
 JOBS = 200
 
 
 def test_the_seed_plans_every_kind_of_fault():
-    plan = planned_faults(SEED, FAULTS)
-    assert set(plan) == set(FAULT_KINDS), plan
-    assert plan == planned_faults(SEED, FAULTS)
+    plan = planned_faults(SEED, FAULTS, hosts=HOSTS)
+    assert set(plan) == set(faults_of(HOSTS)), plan
+    assert plan == planned_faults(SEED, FAULTS, hosts=HOSTS)
+    assert (CUT_HOST in plan) == HOSTS
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +51,7 @@ def chaos(tmp_path_factory) -> ChaosReport:
         fault_gap=(1.0, 3.0),
         settle_seconds=240.0,
         folder=tmp_path_factory.mktemp("chaos"),
+        hosts=HOSTS,
         keep_failed_database=False,  # the report shows each failing job's events
     )
     report = ChaosRun(options).run()
@@ -56,7 +69,7 @@ def test_nothing_lost_nothing_done_twice_under_faults(chaos):
     assert chaos.executions >= JOBS
     # the faults injected are the seed's, in its order (until the jobs ran out)
     injected = [f.split(" ")[0] for f in chaos.sequence]
-    assert injected and injected == planned_faults(SEED, len(injected))
+    assert injected and injected == planned_faults(SEED, len(injected), hosts=HOSTS)
 
 
 @pytest.mark.postgres
