@@ -32,9 +32,9 @@ The policies (``pool.policy``; parameters in ``zhuge.jobs.elastic.pools``):
 Common to all, in this order: ``warm`` idle workers on top of a demand-driven target; at
 least the largest gang waiting when the pool is empty and there is demand (back from zero on
 the first admissible job); clamped to ``[min, max]``; a scale-up goes to the least target
-wanted over ``stabilisation.up`` and waits ``cooldown.up`` after the last scale-up (not from
-zero); a scale-down goes to the most target wanted over ``stabilisation.down``, waits
-``cooldown.down`` after the last scale event either way, and only retires workers idle for
+wanted over ``stabilisation.up`` and waits ``cooldown.up`` after the last scale-up (neither
+applies from zero); a scale-down goes to the most target wanted over ``stabilisation.down``,
+waits ``cooldown.down`` after the last scale event either way, and only retires workers idle for
 ``idle_timeout`` (so a pool reaches zero only with ``min: 0`` and ``warm: 0``).
 """
 
@@ -432,11 +432,13 @@ def decide(
     last_change = max((d.at for d in changes), default=-math.inf)
     last_up = max((d.at for d in changes if d.direction > 0), default=-math.inf)
     if wanted > current:
+        if current == 0:  # back from zero on the first admissible job: no window, no wait
+            return done(wanted, reason)
         window = [d.wanted for d in decisions if now - d.at < pool.stabilisation.up]
         target = max(current, min([wanted, *window]))
         if target == current:
             return done(current, f"{reason}; held by the {pool.stabilisation.up:g}s up window")
-        if current > 0 and now - last_up < pool.cooldown.up:
+        if now - last_up < pool.cooldown.up:
             return done(current, f"{reason}; cooling down after scaling up at {last_up:g}")
         return done(target, reason)
     # scaling down: never a busy or starting worker, only one idle for idle_timeout
