@@ -120,6 +120,14 @@ class JobOut(FromStore):
     assigned_workers: list[str] | None = Field(
         None, description="Where admission placed the running attempt (one per gang copy)."
     )
+    model_ref: str | None = Field(
+        None, description="The registered model reference the job was given (NAME@ALIAS)."
+    )
+    model_version: str | None = Field(
+        None,
+        description="The version that reference resolved to as the job started (NAME@VERSION); "
+        "later promotions do not change it.",
+    )
     duration_seconds: float | None
     artifacts: str | None = Field(
         description="Folder of the committed attempt's outputs (succeeded jobs only)."
@@ -159,6 +167,8 @@ class JobOut(FromStore):
             timeout_s=job.timeout_s,
             placement=job.placement,
             assigned_workers=job.assigned_workers,
+            model_ref=job.model_ref,
+            model_version=job.model_version,
             duration_seconds=job.duration_seconds,
             artifacts=(
                 f"{artifacts_root.rstrip('/')}/{job.artifact_prefix()}"

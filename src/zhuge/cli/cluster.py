@@ -45,6 +45,8 @@ Examples:
   zhuge cluster --template rfm --input transactions.parquet --out segments.parquet
   zhuge cluster --template load-profile --input fleet.parquet --out vm_groups.parquet
   zhuge cluster predict --model-from 42 --input new.parquet --out new_labels.parquet
+  zhuge cluster --input jan.parquet --algorithm kmeans --register customers   # version 1
+  zhuge cluster predict --model-from customers@champion --input feb.parquet
 
 \b
 labels.parquet: label (-1 = noise for dbscan/hdbscan) in the input's row order, with the
@@ -67,6 +69,11 @@ they were fit on (refused, with that reason).
 Example:
   zhuge cluster --input jan.parquet --algorithm kmeans --out jan_labels.parquet   # job 42
   zhuge cluster predict --model-from 42 --input feb.parquet --out feb_labels.parquet
+  zhuge cluster predict --model-from customers@champion --input feb.parquet   # registered
+
+--model-from takes a cluster job's id, or a registered clustering model NAME@ALIAS or \
+NAME@VERSION (zhuge cluster ... --register NAME), resolved when the job starts; the version \
+it resolved to is recorded on the job (zhuge jobs show).
 """
 
 TUNE_HELP = """Search clustering algorithms and parameters and report every candidate.
@@ -199,6 +206,14 @@ def cluster_command(
     ] = 100_000,
     seed: SeedOpt = 0,
     memory_limit_gb: MemoryOpt = None,
+    register_as: Annotated[
+        str | None,
+        typer.Option(
+            "--register",
+            help="Also register the model as the next version of this registered model (the "
+            "first becomes champion; promote later ones with zhuge models promote).",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -215,6 +230,7 @@ def cluster_command(
                 ),
                 "stream": "on" if stream else "auto",
                 "batch_rows": batch_rows,
+                "register_as": register_as,
             }
         )  # fmt: skip
         checked = ClusterParams.model_validate(params)
@@ -230,7 +246,14 @@ def cluster_command(
 
 
 def predict_command(
-    model_from: Annotated[int, typer.Option("--model-from", help="Id of the cluster job.")],
+    model_from: Annotated[
+        str,
+        typer.Option(
+            "--model-from",
+            help="The cluster job's id, or a registered NAME@ALIAS / NAME@VERSION "
+            "(customers@champion).",
+        ),
+    ],
     input_: Annotated[
         str, typer.Option("--input", help="CSV or Parquet table to label (a file or dataset://).")
     ],
@@ -246,7 +269,11 @@ def predict_command(
         from zhuge.jobs.kinds import get_kind
 
         params = get_kind("cluster-predict").normalise(
-            {"model_from": model_from, "input": local_path(input_), "id_column": id_column}
+            {
+                "model_from": int(model_from) if model_from.strip().isdigit() else model_from,
+                "input": local_path(input_),
+                "id_column": id_column,
+            }
         )
         if is_local(params["input"]):
             read_table(params["input"])  # a missing or unreadable file fails here, not in a job
@@ -257,7 +284,8 @@ def predict_command(
     if not done:
         return
     job, result = done
-    table = Table(title=f"Labelled {result['rows']:,} rows with job {result['model_from']}'s "
+    source = result.get("model_version") or f"job {result['model_from']}'s"
+    table = Table(title=f"Labelled {result['rows']:,} rows with {source} "
                   f"{result['algorithm']} model (job {job['id']})")  # fmt: skip
     table.add_column("cluster", justify="right")
     table.add_column("rows", justify="right")
@@ -400,6 +428,12 @@ def _print_cluster(result: dict[str, Any], job: dict[str, Any]) -> None:
     if result.get("noise"):
         console.print(f"noise (label -1): {result['noise']:,} rows")
     console.print(f"labels: {result['out'] or result['artifacts']['labels']}")
+    if result.get("registered"):
+        done = result["registered"]
+        console.print(
+            f"[bold]{done['ref']}[/] registered ({(done.get('gate') or {}).get('reason', '')}); "
+            f"aliases: {', '.join(done['aliases']) or '-'}"
+        )
     console.print(
         f"[dim]model: {result['artifacts']['model']}  "
         f"(label new rows: zhuge cluster predict --model-from {job['id']} --input NEW)[/]"

@@ -66,6 +66,11 @@ baselines (last value, seasonal naive, window median, seasonal median) are alway
 Example:
   zhuge backtest --input demo/telemetry.parquet --freq 1h --horizon 24h --windows 3
   zhuge backtest --input fleet.parquet --model auto,gbm,autoets --json
+  zhuge backtest --input fleet.parquet --model-from fleet-cpu@champion --windows 5
+
+With --model-from (a job id, or a registered NAME@ALIAS / NAME@VERSION resolved when the \
+job starts) the saved model is scored frozen, not refitted, beside the baselines (and the \
+--model models, if given), on its own grid, horizon, statistic, level and target.
 
 {DATA_FORMAT}"""
 
@@ -397,8 +402,21 @@ def backtest_command(
     horizon: HorizonOpt = "24h",
     windows: Annotated[int, typer.Option("--windows", help="Rolling origins scored.")] = 3,
     model: Annotated[
-        str, typer.Option("--model", help="Models to score, comma-separated (baselines always).")
-    ] = "auto",
+        str | None,
+        typer.Option(
+            "--model",
+            help="Models to score, comma-separated (baselines always; default auto, none "
+            "with --model-from).",
+        ),
+    ] = None,
+    model_from: Annotated[
+        str | None,
+        typer.Option(
+            "--model-from",
+            help="Also score a saved model, frozen: a job id, or a registered NAME@ALIAS / "
+            "NAME@VERSION (zhuge models ls), resolved when the job starts.",
+        ),
+    ] = None,
     quantiles: Annotated[
         str, typer.Option("--quantiles", help="Interval whose coverage is reported.")
     ] = "0.1,0.9",
@@ -432,7 +450,9 @@ def backtest_command(
             decision, select_by, window, max_per_host, max_per_cluster, bandwidth_gbps, blackout
         ),
     }
-    options["models"] = [m.strip() for m in options.pop("model").split(",") if m.strip()]
+    given = options.pop("model") or ("" if model_from else "auto")
+    options["models"] = [m.strip() for m in given.split(",") if m.strip()]
+    options["model_from"] = int(model_from) if model_from and model_from.isdigit() else model_from
     done = _run("backtest", options, title="backtesting", json_output=json_output)
     if done:
         job, result = done

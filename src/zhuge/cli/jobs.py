@@ -158,6 +158,9 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
         fields.append(("gang", str(job["gang"])))
     if job.get("timeout_s") is not None:
         fields.append(("time limit", seconds(job["timeout_s"])))
+    if job.get("model_ref"):
+        resolved = job.get("model_version") or "not resolved yet (when the job starts)"
+        fields.append(("model", f"{job['model_ref']} → {resolved}"))
     if job.get("pending_reason") and job["state"] == "queued":
         fields.append(("waits", f"[yellow]{job['pending_reason']}[/]"))
     if job.get("progress"):

@@ -186,8 +186,12 @@ def plan_migrations_command(
         ),
     ] = None,
     model_from: Annotated[
-        int | None,
-        typer.Option("--model-from", help="With --input: forecast with this job's saved model."),
+        str | None,
+        typer.Option(
+            "--model-from",
+            help="With --input: forecast with this saved model: a job id, or a registered "
+            "NAME@ALIAS / NAME@VERSION (fleet-cpu@champion), resolved when the forecast starts.",
+        ),
     ] = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -321,7 +325,7 @@ def _forecast_options(
     fleet: str,
     freq: str,
     horizon: str,
-    model_from: int | None,
+    model_from: int | str | None,
     vms: str,
     *,
     limits: dict[str, Any],
@@ -332,6 +336,8 @@ def _forecast_options(
     most (docs/forecasting.md)."""
     from zhuge.cli.forecast import checked_params
 
+    if isinstance(model_from, str) and model_from.strip().isdigit():
+        model_from = int(model_from)  # a job id; else NAME@ALIAS, resolved by the forecast kind
     options: dict[str, Any] = {
         "input": _path(fleet),
         "freq": None if model_from is not None else freq,

@@ -49,6 +49,8 @@ def models_ls(json_output: JsonOpt = False, url: UrlOpt = None, token: TokenOpt 
     for m in found:
         c = m["config"]
         gate = "manual" if c.get("manual") else f"{c['metric']} -{c['margin']:.0%} {c['test']}"
+        if m.get("task") == "cluster":
+            gate = "cluster: by hand"
         table.add_row(
             m["name"],
             str(m["versions"]),
@@ -72,13 +74,19 @@ def print_model(found: dict[str, Any]) -> None:
     """What ``zhuge models show`` prints (docs/models.md shows an example)."""
     c = found["config"]
     console.print(f"[bold]{found['name']}[/]  aliases: {_aliases(found['aliases'])}")
-    console.print(
-        f"gate: {c['metric']} better by {c['margin']:.0%}, {c['test']} at level {c['level']}, "
-        f"at least {c['min_series']} series, {c['gate_windows']} window(s)"
-        + (", manual promotion only" if c["manual"] else "")
-        + f"; drift: x{c['drift_factor']} for {c['drift_scorings']} scorings -> "
-        f"{c['drift_action']}"
-    )
+    if found.get("task") == "cluster":
+        console.print(
+            "cluster model: no release gate; the first version is champion, later ones by "
+            f"zhuge models promote {found['name']} VERSION"
+        )
+    else:
+        console.print(
+            f"gate: {c['metric']} better by {c['margin']:.0%}, {c['test']} at level {c['level']}, "
+            f"at least {c['min_series']} series, {c['gate_windows']} window(s)"
+            + (", manual promotion only" if c["manual"] else "")
+            + f"; drift: x{c['drift_factor']} for {c['drift_scorings']} scorings -> "
+            f"{c['drift_action']}"
+        )
     table = Table(title="versions")
     for col in ("version", "aliases", "job", "created", "datasets", "decision", "why"):
         table.add_column(col)
@@ -112,6 +120,15 @@ def print_model(found: dict[str, Any]) -> None:
             e["reason"],
         )
     console.print(history)
+    if found.get("used_by"):
+        console.print(
+            "used by jobs: "
+            + ", ".join(
+                f"{u['job_id']} ({u['kind'] or '?'}, {u['model_ref'] or '?'} → version "
+                f"{u['version']})"
+                for u in found["used_by"]
+            )
+        )
     for e in found["events"]:
         if e["alias"] is None and e["action"] in ("drift", "remove"):
             what = f"version {e['version']}" if e["version"] is not None else ""

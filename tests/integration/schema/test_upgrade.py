@@ -168,6 +168,12 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         plans = conn.execute(sa.select(schema.jobs.c.chain_plan)).scalars().all()
         assert plans and all(p is None for p in plans)
         conn.rollback()
+    # 0011: no upgraded job resolved a registry reference; the model of 0006 is a forecast one
+    assert all((j.model_ref, j.model_version) == (None, None) for j in jobs.values())
+    with store.engine.connect() as conn:
+        tasks = conn.execute(sa.select(schema.registered_models.c.task)).scalars().all()
+        assert tasks == ["forecast"]
+        conn.rollback()
 
 
 def _built_by_every_revision(url: str) -> None:

@@ -112,7 +112,8 @@ def test_the_known_fields_and_the_markers_are_what_the_kinds_use():
     assert marked[("forecast", "input")] == {"data"}
     assert marked[("prepare", "connection")] == {"connection"}
     assert marked[("forecast", "model_from")] == {"job", "model"}
-    assert marked[("cluster-predict", "model_from")] == {"job"}
+    assert marked[("cluster-predict", "model_from")] == {"job", "model"}
+    assert marked[("backtest", "model_from")] == {"job", "model"}
     assert marked[("plan-migration", "forecast")] == {"job-or-data"}
     assert marked[("plan-migration", "vm_list")] == {"data"}
     assert not any(name == "db" for _, _, name, _ in FIELDS)

@@ -159,6 +159,7 @@ def run_cluster(params: ClusterParams, ctx: JobContext) -> dict[str, Any]:
     artifacts["model"] = model_dir.url
     sizes = pd.Series(labels).value_counts().sort_index()
     result = {
+        "registered": _register(params, ctx, model_dir, report),
         **report,
         "rows": len(labels),
         "features": columns,
@@ -261,6 +262,9 @@ def _run_streaming(
     manifest = model.save(model_dir.url, metadata=_model_input(params, columns, params.id_column))
     artifacts["model"] = model_dir.url
     report = {
+        "registered": _register(
+            params, ctx, model_dir, {"algorithm": "minibatch_kmeans", "n_clusters": k}
+        ),
         "algorithm": "minibatch_kmeans",
         "params": {"n_clusters": k, "batch_rows": params.batch_rows},
         "n_clusters": k,
@@ -291,6 +295,20 @@ def _run_streaming(
     report["output"] = LABELS
     ctx.progress(4, 4, f"{k} clusters")
     return report
+
+
+def _register(
+    params: ClusterParams, ctx: JobContext, folder: ArtifactDir, report: dict[str, Any]
+) -> dict[str, Any] | None:
+    """``register_as``: the saved model as the next version of that registered model."""
+    if params.register_as is None:
+        return None
+    from zhuge.jobs.registry.use import register_cluster_model
+
+    keys = ("algorithm", "params", "n_clusters", "scores", "can_predict")
+    return register_cluster_model(
+        ctx, params.register_as, params, folder, {k: report[k] for k in keys if k in report}
+    )
 
 
 # -- predict ------------------------------------------------------------------------------------
@@ -326,9 +344,11 @@ def _load(folder: ArtifactDir, load_model: Any) -> tuple[Any, dict[str, Any]]:
     description="Label new rows with the model a cluster job saved.",
 )
 def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any]:
+    from zhuge.jobs.registry.use import used_version
     from zhuge.ml.cluster.profile import TEMPLATES
 
     ctx.progress(0, 2, "loading the model")
+    version = used_version(ctx, "cluster")  # NAME@VERSION when model_from named one
     model, meta = resolve_model(params.model_from, ctx.artifacts_root)
     used = meta.get("input", {})
     frame = read_table(params.input)
@@ -360,6 +380,7 @@ def run_cluster_predict(params: PredictParams, ctx: JobContext) -> dict[str, Any
     result = json_safe(
         {
             "model_from": params.model_from,
+            "model_version": version,
             "algorithm": meta.get("algorithm"),
             "n_clusters": meta.get("n_clusters"),
             "rows": len(labels),

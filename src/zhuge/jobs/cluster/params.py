@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from zhuge.errors import InvalidRequest
-from zhuge.jobs.inputs import DataRef, JobRef
+from zhuge.jobs.inputs import DataRef, JobRef, ModelRef
 from zhuge.jobs.kinds import KindParams
 
 ALGORITHM_CHOICES = (
@@ -86,6 +86,12 @@ class ClusterParams(ClusterInputParams):
         "auto", description="Stream Parquet in pages: auto (when it would not fit), on, off."
     )
     batch_rows: int = Field(100_000, ge=100, description="Rows per page when streaming.")
+    register_as: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
+        description="Also register the model as the next version of this registered model "
+        "(the first version becomes champion; later ones are promoted by hand).",
+    )
 
 
 class TuneParams(ClusterInputParams):
@@ -93,7 +99,10 @@ class TuneParams(ClusterInputParams):
 
 
 class PredictParams(KindParams):
-    model_from: JobRef = Field(description="The cluster job of your tenant whose model labels.")
+    model_from: JobRef | ModelRef = Field(
+        description="The model that labels: the id of a cluster job of your tenant, or a "
+        "registered clustering model, NAME@ALIAS or NAME@VERSION (resolved when the job starts)."
+    )
     input: DataRef = Field(
         description="CSV or Parquet table with the columns the model was fit on (a dataset, "
         "connection object or allowed path)."

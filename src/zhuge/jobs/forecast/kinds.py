@@ -81,6 +81,9 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
 )
 def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
     if params.model_from is not None:
+        from zhuge.jobs.registry.use import used_version
+
+        used_version(ctx, "forecast")  # a registered clustering model is refused by name
         folder = find_model(params.model_from, ctx.artifacts_root)
         try:
             pipeline = load_pipeline(folder)
@@ -137,8 +140,11 @@ def run_forecast(params: ForecastParams, ctx: JobContext) -> dict[str, Any]:
     description="Rolling-origin backtest of forecast models next to the baselines.",
 )
 def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
+    frozen = None
+    if params.model_from is not None:
+        frozen, params = _frozen_model(params, ctx)
     check_request(params)
-    prepared = prepare_fleet(params, ctx)
+    prepared = prepare_fleet(params, ctx, spec=frozen[2].chunk_spec() if frozen else None)
     steps = horizon_steps(params.horizon, prepared.spec.freq)
     forecaster_params = {
         "selection": params.selection,
@@ -157,6 +163,8 @@ def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
             quantiles=params.quantiles,
             buckets=params.buckets if params.target == "bucket" else None,
             forecaster_params=forecaster_params,
+            model=frozen[0] if frozen else None,
+            model_name=frozen[1] if frozen else "model",
         ),
         list(enumerate(prepared.parts)),
         message="chunks backtested",
@@ -192,9 +200,50 @@ def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
         "freq": prepared.spec.freq,
         "level": prepared.spec.level,
         "models": params.models,
+        "model_from": params.model_from,
+        "frozen_model": frozen[1] if frozen else None,
         "overall": json_safe(overall.to_dict(orient="records")),
         "auto_chose": dict(chosen.most_common()),
         "auto_reasons": [r["reasons"]["auto"][-1] for r in results if r["reasons"].get("auto")][:3],
         "prepare": prepare_result(prepared),
         "artifacts": {"per_series": target, "report": prepared.report},
     }
+
+
+def _frozen_model(
+    params: BacktestParams, ctx: JobContext
+) -> tuple[tuple[str, str, Any], BacktestParams]:
+    """``model_from`` of a backtest: (its folder's URL, the name it is scored under, its
+    pipeline), and the parameters with the model's grid, horizon, statistic, level and target
+    (a value given that is not the default and not the model's is refused)."""
+    from zhuge.jobs.registry.use import used_version
+
+    assert params.model_from is not None
+    # a registered version is scored under its NAME@VERSION
+    name = used_version(ctx, "forecast") or f"model of job {params.model_from}"
+    folder = find_model(int(params.model_from), ctx.artifacts_root)
+    try:
+        pipeline = load_pipeline(folder)
+    except ModelNotFound as exc:
+        raise DataError(f"{name}: {exc.message}") from exc
+    defaults = BacktestParams.model_fields
+    updates: dict[str, Any] = {}
+    for field in ("freq", "horizon", "agg", "level", "target"):
+        mine, theirs = getattr(params, field), getattr(pipeline, field)
+        same = (
+            horizon_steps(mine, pipeline.freq) == pipeline.horizon_steps
+            if field == "horizon"
+            else mine == theirs
+        )
+        if not same and mine != defaults[field].get_default(call_default_factory=True):
+            raise DataError(
+                f"{name} was trained with {field}={theirs!r}, not {mine!r}: leave {field} out "
+                "to backtest it on its own"
+            )
+        updates[field] = theirs
+    if len(pipeline.quantiles) >= 2:  # coverage of the model's own interval
+        updates["quantiles"] = list(pipeline.quantiles)
+    if pipeline.buckets:
+        updates["buckets"] = list(pipeline.buckets)
+    ctx.log(f"backtesting {name} frozen, beside {', '.join(params.models) or 'the baselines'}")
+    return (folder.url, name, pipeline), params.model_copy(update=updates)

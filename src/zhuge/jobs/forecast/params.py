@@ -331,12 +331,27 @@ class BacktestParams(FleetInput, ModelChoice, DecisionChoice):
     quantiles: list[float] = Field(
         default_factory=lambda: [0.1, 0.9], description="Interval whose coverage is reported."
     )
+    model_from: JobRef | ModelRef | None = Field(
+        None,
+        description="Also score a saved model, frozen (not refitted): the id of a train/forecast "
+        "job of your tenant, or a registered version, NAME@ALIAS or NAME@VERSION (resolved when "
+        "the job starts). Its grid, horizon, statistic, level and target are used.",
+    )
 
     @field_validator("models")
     @classmethod
     def _models(cls, value: list[str]) -> list[str]:
         for name in value:
             _check_model(name)
-        if not value:
-            raise ValueError("give at least one model")
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _something_to_score(self) -> BacktestParams:
+        if not self.models and self.model_from is None:
+            raise ValueError("give at least one model (models), or a saved one (model_from)")
+        if self.model_from is not None and self.decision is not None:
+            raise ValueError(
+                "decision=migration scores models trained in each window; it does not take "
+                "model_from yet"
+            )
+        return self

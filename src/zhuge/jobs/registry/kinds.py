@@ -23,16 +23,13 @@ is retried whole (a retry finds the version its job already registered and reuse
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-import zhuge
-from zhuge.artifacts import MANIFEST, ArtifactDir, library_versions
+from zhuge.artifacts import MANIFEST, ArtifactDir
 from zhuge.errors import DataError, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.forecast.checks import check_request
@@ -52,6 +49,9 @@ from zhuge.jobs.registry.model import (
     verified_folder,
 )
 from zhuge.jobs.registry.store import Registry
+from zhuge.jobs.registry.use import file_sha256 as _file_sha256
+from zhuge.jobs.registry.use import lineage as _lineage
+from zhuge.jobs.registry.use import registry_of, relative
 from zhuge.ml import gate
 from zhuge.ml.forecast import load
 from zhuge.ml.forecast._fleet import daily_season
@@ -76,21 +76,6 @@ class RegisterParams(TrainParams):
     )
 
 
-def registry_of(ctx: JobContext) -> Registry:
-    from zhuge.jobs.store import store_for
-
-    if not ctx.db_url:
-        raise DataError("the model registry needs the platform's store")
-    return Registry(store_for(ctx.db_url).engine)
-
-
-def _relative(ctx: JobContext, folder: ArtifactDir) -> str:
-    root = ctx.artifacts_root.url.rstrip("/") + "/"
-    if not folder.url.startswith(root):
-        raise DataError(f"model folder {folder.url} is outside the artifacts root")
-    return folder.url[len(root) :]
-
-
 def load_version(root: ArtifactDir, version: ModelVersion) -> tuple[Forecaster, Pipeline]:
     """The forecaster of a registered version, refused unless its manifest is the one
     registered and every file matches the manifest's hash."""
@@ -101,53 +86,12 @@ def load_version(root: ArtifactDir, version: ModelVersion) -> tuple[Forecaster, 
         raise DataError(f"model {version.ref} was tampered with: {exc.message}") from exc
 
 
-# -- lineage -----------------------------------------------------------------------------------
-
-
-def _file_sha256(path: str) -> str | None:
-    if not os.path.isfile(path):
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+# -- lineage ---------------------------------------------------------------------------------
 
 
 def lineage(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
-    """What made this version: each input (a dataset's name and digest as read), its
-    parameters as submitted, the job, zhuge's and the libraries' versions."""
-    from zhuge.jobs.store import store_for
-
-    submitted = store_for(ctx.db_url).get(ctx.job_id).params if ctx.db_url else {}
-    inputs = []
-    for key in ("input", "vms"):
-        given, read = submitted.get(key), getattr(params, key)
-        if not given:
-            continue
-        entry: dict[str, Any] = {"param": key, "ref": given, "name": None, "sha256": None}
-        if str(given).startswith("dataset://") and "/sha256/" in str(read):
-            sha256 = str(read).rsplit("/sha256/", 1)[1]
-            name = str(given)[len("dataset://") :].split("@", 1)[0]
-            entry.update(ref=f"dataset://{name}@sha256:{sha256}", name=name, sha256=sha256)
-        elif read and os.path.isabs(str(read)):
-            entry["sha256"] = _file_sha256(str(read))  # a path: its content as read now
-        inputs.append(entry)
-    if submitted.get("sql"):
-        inputs.append(
-            {
-                "param": "sql",
-                "ref": f"connection {submitted.get('connection')}",
-                "sql": submitted["sql"],
-            }
-        )
-    return {
-        "datasets": inputs,
-        "params": submitted,
-        "job_id": ctx.job_id,
-        "zhuge": zhuge.__version__,
-        "libraries": library_versions(LIBRARIES),
-    }
+    """What made this version (:func:`zhuge.jobs.registry.use.lineage`)."""
+    return _lineage(params, ctx, LIBRARIES)
 
 
 # -- the held-out windows ---------------------------------------------------------------------
@@ -295,7 +239,7 @@ def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
         version = registry.register(
             ctx.tenant,
             name,
-            artifact=_relative(ctx, folder),
+            artifact=relative(ctx, folder),
             manifest_sha256=manifest_digest(folder.read_bytes(MANIFEST)),
             lineage=json_safe(lineage_),
             job_id=ctx.job_id,

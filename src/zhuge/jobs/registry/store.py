@@ -15,7 +15,11 @@ Invariants kept here:
 - versions of one model are numbered under one lock per model (SQLite's writer lock, a
   PostgreSQL advisory lock), so two registrations at once get two numbers;
 - the first version of a model becomes ``champion``;
-- a version an alias points at cannot be removed.
+- a version an alias points at cannot be removed;
+- a job that uses a model records, once, the reference it was given and the version it
+  resolved to (``jobs.model_ref``, ``jobs.model_version``): a retry of the job uses that
+  version again, and a later promotion changes nothing the job recorded;
+- a model holds one task's versions (``forecast``, gated; ``cluster``, promoted by hand).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ M, V, A, E, S = (
     schema.model_events,
     schema.model_scores,
 )
+J = schema.jobs
+TASKS = ("forecast", "cluster")
 
 
 class Registry:
@@ -213,6 +219,7 @@ class Registry:
                     "latest": counts.get(m.name, (0, None))[1],
                     "aliases": dict(sorted(aliases.get(m.name, {}).items())),
                     "config": m.config,
+                    "task": m.task,
                 }
                 for m in models
             ]
@@ -229,12 +236,53 @@ class Registry:
             "created_at": row.created_at,
             "created_by": row.created_by,
             "config": row.config,
+            "task": row.task,
             "aliases": self.aliases(tenant, name),
             "versions": [v.as_dict() for v in self.versions(tenant, name)],
             "alias_history": [e for e in history if e["alias"] is not None],
             "events": history,
+            "used_by": self.used_by(tenant, name),
             "live": self.scores(tenant, name),
         }
+
+    def task(self, tenant: str, name: str) -> str:
+        """What the model's versions are: ``forecast`` or ``cluster``."""
+        with self._read() as conn:
+            return str(self._model_row(conn, tenant, name).task)
+
+    def used_by(self, tenant: str, name: str) -> builtins.list[dict[str, Any]]:
+        """The jobs that used the model, oldest first: each job's id, kind and state, the
+        reference it was given and the version it resolved to (as the job recorded it)."""
+        with self._read() as conn:
+            uses = conn.execute(
+                sa.select(E.c.job_id, E.c.version, E.c.at)
+                .where(E.c.tenant == tenant, E.c.model == name, E.c.action == "use")
+                .order_by(E.c.id)
+            ).all()
+            ids = [u.job_id for u in uses if u.job_id is not None]
+            jobs = {
+                r.id: r
+                for r in conn.execute(
+                    sa.select(J.c.id, J.c.kind, J.c.state, J.c.model_ref, J.c.model_version).where(
+                        J.c.tenant == tenant, J.c.id.in_(ids)
+                    )
+                )
+            }
+        out = []
+        for u in uses:
+            job = jobs.get(u.job_id)
+            out.append(
+                {
+                    "job_id": u.job_id,
+                    "version": u.version,
+                    "at": u.at,
+                    "kind": job.kind if job else None,
+                    "state": job.state if job else None,
+                    "model_ref": job.model_ref if job else None,
+                    "model_version": job.model_version if job else None,
+                }
+            )
+        return out
 
     def champion_stack(self, tenant: str, name: str) -> builtins.list[int]:
         """The champions in turn, as the history leaves them: each move of the alias pushes
@@ -319,10 +367,16 @@ class Registry:
         metrics: dict[str, Any] | None = None,
         created_by: str | None = None,
         config: dict[str, Any] | None = None,
+        task: str = "forecast",
+        gate: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Add the next version of ``name`` (creating the model with ``config``; a given
-        ``config`` of an existing model replaces its settings). The first becomes champion."""
+        ``config`` of an existing model replaces its settings). The first becomes champion.
+        ``task``: what the version is (a model holds one task's versions); ``gate``: its
+        decision when no gate judges it (a cluster version)."""
         check_name(name)
+        if task not in TASKS:
+            raise ValueError(f"unknown model task {task!r}")
         settings = check_config(config) if config is not None else None
         with self._tx() as conn:
             self._lock(conn, tenant, name)
@@ -335,7 +389,14 @@ class Registry:
                         created_at=self.clock(),
                         created_by=created_by,
                         config=(settings or ModelConfig()).model_dump(),
+                        task=task,
                     )
+                )
+            elif model.task != task:
+                raise errors.Conflict(
+                    f"model {name!r} holds {model.task} models, not a {task} model: register "
+                    "it under another name",
+                    details={"model": name, "task": model.task},
                 )
             elif settings is not None:
                 conn.execute(
@@ -362,6 +423,7 @@ class Registry:
                     manifest_sha256=manifest_sha256,
                     lineage=lineage,
                     metrics=metrics,
+                    gate=gate,
                 )
             )
             self._event(
@@ -537,15 +599,50 @@ class Registry:
                 )
             return self._get_version(conn, tenant, name, version)
 
-    def use(self, tenant: str, ref: str, *, job_id: int, artifacts_root: str) -> ModelVersion:
+    def recorded(self, tenant: str, job_id: int) -> tuple[str | None, str | None]:
+        """(reference given, version it resolved to) as job ``job_id`` recorded them."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(J.c.model_ref, J.c.model_version).where(
+                    J.c.id == job_id, J.c.tenant == tenant
+                )
+            ).first()
+        return (row.model_ref, row.model_version) if row is not None else (None, None)
+
+    def use(
+        self,
+        tenant: str,
+        ref: str,
+        *,
+        job_id: int,
+        artifacts_root: str,
+        attempt: int | None = None,
+    ) -> ModelVersion:
         """Resolve ``ref`` for job ``job_id`` as it starts: the version it names now, whose
-        manifest must still be the one registered; recorded as a ``use`` in the history
-        (once per job). The files' own hashes are checked when the job loads them."""
-        found = self.resolve(tenant, ref)
+        manifest must still be the one registered. The first attempt to resolve it records
+        the reference and the version on the job (``jobs.model_ref``, ``model_version``;
+        fenced by ``attempt`` when given) and a ``use`` in the model's history; a later
+        attempt of the same job uses the version recorded, whatever the alias names by then.
+        The files' own hashes are checked when the job loads them."""
+        given, pinned = self.recorded(tenant, job_id)
+        if pinned is not None and given == ref:
+            try:
+                found = self.resolve(tenant, pinned)
+            except errors.ModelNotFound as exc:
+                raise errors.DataError(
+                    f"model {pinned}, which {ref} resolved to when this job first started, "
+                    f"is gone ({exc.message})"
+                ) from exc
+        else:
+            found = self.resolve(tenant, ref)
         if found.job_id is None:
             raise errors.DataError(f"model {found.ref} has no job whose model folder to load")
         verified_folder(ArtifactDir(artifacts_root), found)
         with self._tx() as conn:
+            where = [J.c.id == job_id, J.c.tenant == tenant, J.c.model_version.is_(None)]
+            if attempt is not None:
+                where.append(J.c.attempt == attempt)
+            conn.execute(J.update().where(*where).values(model_ref=ref, model_version=found.ref))
             seen = conn.execute(
                 sa.select(E.c.id).where(
                     E.c.tenant == tenant,

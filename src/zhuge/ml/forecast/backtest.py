@@ -10,7 +10,7 @@ an overall table per model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,15 +88,21 @@ def backtest_fleet(
     quantiles: Sequence[float] = (0.1, 0.9),
     buckets: Sequence[float] | None = None,
     on_window: WindowHook | None = None,
+    fitted: Mapping[str, Forecaster] | None = None,
     **forecaster_params: Any,
 ) -> BacktestResult:
-    """:func:`backtest` on a fleet matrix; ``on_window`` sees each origin's forecasts."""
+    """:func:`backtest` on a fleet matrix; ``on_window`` sees each origin's forecasts.
+
+    ``fitted``: name -> a forecaster fitted already (a saved model, frozen): it is not fitted
+    again, only asked to forecast each window from the history before it, and scored beside
+    the others (its ``horizon`` must be ``horizon``)."""
     lengths = history_lengths(fleet.n_steps, horizon, windows, step)
     if min(lengths) < 1:
         raise DataError(
             f"{fleet.n_steps} steps cannot hold {windows} backtest windows of {horizon} steps"
         )
-    names = list(dict.fromkeys([*models, *BASELINES]))
+    frozen = dict(fitted or {})
+    names = list(dict.fromkeys([*frozen, *models, *BASELINES]))
     rows: list[pd.DataFrame] = []
     seconds: dict[str, float] = dict.fromkeys(names, 0.0)
     selections: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
@@ -107,21 +113,24 @@ def backtest_fleet(
         scale = mase_scale(history.values, history.season)
         forecasts: dict[str, np.ndarray] = {}
         for name in names:
-            forecaster = Forecaster(
-                model=name,
-                freq=fleet.freq,
-                horizon=horizon,
-                quantiles=tuple(levels),
-                target="bucket" if buckets is not None else "mean",
-                buckets=tuple(buckets) if buckets is not None else (0, 25, 50, 75, 100),
-                **forecaster_params,
-            )
             started = time.process_time()
-            forecaster._validate()
-            forecaster._fit_fleet(history)
+            if name in frozen:
+                forecaster = frozen[name]
+            else:
+                forecaster = Forecaster(
+                    model=name,
+                    freq=fleet.freq,
+                    horizon=horizon,
+                    quantiles=tuple(levels),
+                    target="bucket" if buckets is not None else "mean",
+                    buckets=tuple(buckets) if buckets is not None else (0, 25, 50, 75, 100),
+                    **forecaster_params,
+                )
+                forecaster._validate()
+                forecaster._fit_fleet(history)
             columns = forecaster._predict_fleet(history)
             seconds[name] += time.process_time() - started
-            selections[name].append(forecaster.selection_)
+            selections[name].append(getattr(forecaster, "selection_", {}))
             yhat = columns["yhat"]
             forecasts[name] = yhat
             table = pd.DataFrame(
@@ -134,7 +143,7 @@ def backtest_fleet(
                     "mae": mae_matrix(actual, yhat),
                 }
             )
-            if len(levels) >= 2:
+            if len(levels) >= 2 and quantile_column(levels[0]) in columns:
                 lower = columns[quantile_column(levels[0])]
                 upper = columns[quantile_column(levels[-1])]
                 table["coverage"] = coverage_matrix(actual, lower, upper)

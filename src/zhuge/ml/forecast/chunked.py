@@ -184,8 +184,11 @@ def backtest_part(
     quantiles: Sequence[float],
     buckets: Sequence[float] | None,
     forecaster_params: dict[str, Any],
+    model: str | None = None,
+    model_name: str = "model",
 ) -> dict[str, Any]:
-    """Rolling-origin backtest of one prepared chunk; per-series scores to ``out``."""
+    """Rolling-origin backtest of one prepared chunk; per-series scores to ``out``.
+    ``model``: a saved model's folder, scored frozen as ``model_name`` beside ``models``."""
     index, url = item
     frame = read_parquet_url(url, ["series_id", "timestamp", "value"])
     fleet = to_fleet(frame, freq=freq)
@@ -197,6 +200,7 @@ def backtest_part(
         models=models,
         quantiles=quantiles,
         buckets=buckets,
+        fitted={model_name: load(model)} if model is not None else None,
         **forecaster_params,
     )
     _write(out, f"part-{index:05d}.parquet", result.per_series)
