@@ -302,6 +302,11 @@ class Queues:
                 started_at=job.started_at,
                 preempt_requested_at=job.preempt_requested_at,
             )
+        if job.state == JobState.BLOCKED:
+            upstream = self.store.upstream([job.id])[job.id]
+            waiting = [u for u in self.store.list_by_ids(upstream) if u.state != JobState.SUCCEEDED]
+            listed = ", ".join(f"job {u.id} ({u.state.value})" for u in waiting)
+            return Why(**base, summary=f"job {job.id} is blocked: it waits for {listed}")
         summary = f"job {job.id} is {job.state.value}: it has finished"
         if job.error and job.state != JobState.SUCCEEDED:
             summary += f" ({job.error.splitlines()[0][:200]})"

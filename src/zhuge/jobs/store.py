@@ -599,6 +599,14 @@ class JobStore:
 
         return submit_pipeline(self, tenant=tenant, spec=spec, origin=origin)
 
+    def list_by_ids(self, job_ids: Iterable[int], *, tenant: str | None = None) -> list[Job]:
+        """These jobs (those that exist, in ``tenant`` when given), in id order."""
+        query = sa.select(J).where(J.c.id.in_(list(job_ids))).order_by(J.c.id)
+        if tenant is not None:
+            query = query.where(J.c.tenant == tenant)
+        with reading(self.engine) as conn:
+            return [_row_to_job(r) for r in conn.execute(query)]
+
     def upstream(self, job_ids: Iterable[int]) -> dict[int, list[int]]:
         """The jobs each of ``job_ids`` was submitted after."""
         with reading(self.engine) as conn:
