@@ -366,6 +366,26 @@ class Schedules:
             rows = conn.execute(sa.select(S).where(S.c.tenant == tenant).order_by(S.c.name))
             return [_schedule(r) for r in rows]
 
+    def summaries(self, tenant: str) -> list[dict[str, Any]]:
+        """Each schedule (without its document), its next slot and its latest run."""
+        now = self.store.clock()
+        out = []
+        for schedule in self.list(tenant):
+            tz = schedule.zone
+            nxt = next_slots(schedule.cron, tz, max(now, schedule.last_slot or 0.0), 1)
+            last = self.runs(schedule.id, limit=1)
+            summary = {k: v for k, v in schedule.as_dict().items() if k != "document"}
+            out.append(
+                {
+                    **summary,
+                    "next_slot": {"utc": _iso(nxt[0], UTC), "local": _iso(nxt[0], tz)}
+                    if nxt and not schedule.paused
+                    else None,
+                    "last_run": last[0].as_dict() if last else None,
+                }
+            )
+        return out
+
     def get(self, tenant: str, name: str) -> Schedule:
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(S).where(S.c.tenant == tenant, S.c.name == name)).first()
