@@ -39,6 +39,8 @@ class JobHandle:
     result: Any = None
     error: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    model_ref: str | None = None  # model_from NAME@ALIAS as given
+    model_version: str | None = None  # the NAME@VERSION it resolved to as the job started
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> JobHandle:
@@ -50,6 +52,8 @@ class JobHandle:
             result=data.get("result"),
             error=data.get("error"),
             raw=data,
+            model_ref=data.get("model_ref"),
+            model_version=data.get("model_version"),
         )
 
     @property
@@ -155,12 +159,14 @@ class Client:
         gang: int = 1,
         timeout_s: float | None = None,
         placement: str | None = None,
+        after: Sequence[int] = (),
     ) -> JobHandle:
         """Queue a job. ``max_attempts`` bounds attempts whose code fails; ``max_lost`` those
         the infrastructure loses (a dead worker, a lost lease), which spend no attempts.
         ``gang``: copies of ``resources`` admitted together on that many distinct workers;
         ``timeout_s``: each attempt's time limit (default: the kind's); ``placement``:
-        ``binpack`` or ``spread`` (default: the queue configuration's)."""
+        ``binpack`` or ``spread`` (default: the queue configuration's); ``after``: job ids
+        that must succeed first (it waits ``blocked``; a dead or cancelled one cancels it)."""
         body: dict[str, Any] = {
             "kind": kind,
             "params": params or {},
@@ -176,6 +182,8 @@ class Client:
             body["timeout_s"] = timeout_s
         if placement is not None:
             body["placement"] = placement
+        if after:
+            body["after"] = [int(a) for a in after]
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return JobHandle.of(self._request("POST", "/v1/jobs", json=body, headers=headers))
 
@@ -458,6 +466,89 @@ class Client:
         """Change the release gate's and drift's settings (margin=0.05, manual=True, ...)."""
         path = f"/v1/models/{quote(name, safe='')}/config"
         return self._request("PATCH", path, json={"config": config})
+
+    # -- schedules ------------------------------------------------------------------------
+
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        *,
+        pipeline: str | Path | dict[str, Any] | None = None,
+        template: str | None = None,
+        timezone: str = "UTC",
+        params: dict[str, Any] | None = None,
+        overlap: str = "skip",
+        catch_up: str = "latest",
+    ) -> dict[str, Any]:
+        """Run a pipeline on ``cron`` (e.g. ``"0 2 * * *"``) in ``timezone``, once per slot:
+        ``pipeline`` is the file's text, a path to it, or the loaded object; or name a
+        shipped ``template`` (``fleet-nightly``). It runs with this client's token."""
+        if isinstance(pipeline, Path):
+            pipeline = pipeline.read_text(encoding="utf-8")
+        body = {
+            "name": name, "cron": cron, "timezone": timezone, "pipeline": pipeline,
+            "template": template, "params": params or {}, "overlap": overlap,
+            "catch_up": catch_up,
+        }  # fmt: skip
+        return self._request("POST", "/v1/schedules", json=body)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The tenant's schedules, each with its next slot and latest run."""
+        return self._request("GET", "/v1/schedules")
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        """A schedule, its next slots (UTC and local), its latest runs with their pipelines'
+        states, and skipped or missed slots with the reason."""
+        return self._request("GET", f"/v1/schedules/{quote(name, safe='')}")
+
+    def pause_schedule(self, name: str, reason: str = "") -> dict[str, Any]:
+        path = f"/v1/schedules/{quote(name, safe='')}/pause"
+        return self._request("POST", path, json={"reason": reason})
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Run again from the next slot, with this client's token from now on."""
+        return self._request("POST", f"/v1/schedules/{quote(name, safe='')}/resume")
+
+    def remove_schedule(self, name: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/v1/schedules/{quote(name, safe='')}")
+
+    def run_schedule_now(self, name: str) -> dict[str, Any]:
+        """Run the schedule's pipeline once now; the run, with its ``pipeline_id``."""
+        return self._request("POST", f"/v1/schedules/{quote(name, safe='')}/run-now")
+
+    # -- pipelines ------------------------------------------------------------------------
+
+    def run_pipeline(
+        self,
+        document: str | Path | dict[str, Any],
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Submit a pipeline (its YAML text, a path to the file, or the loaded dict) with
+        values for its parameters: every step in one transaction. The pipeline, with its
+        ``id`` and each step's ``job_id`` and state (docs/pipelines.md)."""
+        if isinstance(document, Path):
+            document = document.read_text(encoding="utf-8")
+        if isinstance(document, str):
+            import yaml
+
+            try:
+                document = yaml.safe_load(document)
+            except yaml.YAMLError as exc:
+                raise errors.InvalidRequest(f"the pipeline file is not YAML: {exc}") from None
+        body = {"document": document, "params": params or {}}
+        return self._request("POST", "/v1/pipelines", json=body)
+
+    def pipelines(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The tenant's pipelines, newest first, each with its steps' states."""
+        return self._request("GET", "/v1/pipelines", params={"limit": limit})["pipelines"]
+
+    def pipeline(self, pipeline_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/pipelines/{int(pipeline_id)}")
+
+    def cancel_pipeline(self, pipeline_id: int) -> dict[str, Any]:
+        """Cancel every step not finished yet."""
+        return self._request("POST", f"/v1/pipelines/{int(pipeline_id)}/cancel")
 
     # -- system ---------------------------------------------------------------------------
 

@@ -67,6 +67,12 @@ class JobCreate(BaseModel):
         description="binpack: the fullest worker that fits; spread: the emptiest; default: "
         "the queue configuration's.",
     )
+    after: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Jobs of your tenant that must succeed first: the job waits, blocked, "
+        "until they have; a dead or cancelled one cancels it.",
+    )
 
 
 MAX_BATCH = 1000
@@ -132,10 +138,22 @@ class JobOut(FromStore):
     artifacts: str | None = Field(
         description="Folder of the committed attempt's outputs (succeeded jobs only)."
     )
+    pipeline_id: int | None = Field(None, description="The pipeline it is a step of.")
+    step: str | None = Field(None, description="Its step's name in that pipeline.")
+    cancelled_by: int | None = Field(
+        None, description="The upstream job whose dead or cancelled end cancelled it."
+    )
+    after: list[int] | None = Field(
+        None, description="The jobs it waits (or waited) for; shown by GET /v1/jobs/{id}."
+    )
 
     @classmethod
-    def of(cls, job: Job, artifacts_root: str) -> JobOut:
+    def of(cls, job: Job, artifacts_root: str, *, after: list[int] | None = None) -> JobOut:
         return cls(
+            pipeline_id=job.pipeline_id,
+            step=job.step,
+            cancelled_by=job.cancelled_by,
+            after=after,
             id=job.id,
             tenant=job.tenant,
             kind=job.kind,

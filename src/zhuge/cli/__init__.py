@@ -23,7 +23,9 @@ from zhuge.cli import (
     server,
 )
 from zhuge.cli.models import models_app
+from zhuge.cli.pipelines import pipeline_app
 from zhuge.cli.queues import queues_app
+from zhuge.cli.schedules import schedules_app
 from zhuge.cli.simulate import register as register_simulate
 
 app = typer.Typer(
@@ -107,6 +109,8 @@ app.add_typer(admin.audit_app, name="audit")
 app.add_typer(queues_app, name="queues")
 app.add_typer(plot.plot_app, name="plot")
 app.add_typer(models_app, name="models")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(schedules_app, name="schedules")
 forecast.register(app)
 forecast.demo_app.command("migrations", help=demo.MIGRATIONS_HELP)(demo.demo_migrations_command)
 migration.register(app)

@@ -233,6 +233,7 @@ def progress_text(progress: Mapping[str, Any] | None) -> str:
 
 
 STATE_STYLE = {
+    "blocked": "dim",
     "queued": "yellow",
     "running": "cyan",
     "succeeded": "green",

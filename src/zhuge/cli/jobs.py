@@ -117,6 +117,22 @@ def parse_resources(
     return resources or None
 
 
+def parse_after(value: str | None) -> list[int]:
+    """``--after 12,13``: job ids, comma-separated."""
+    if not value:
+        return []
+    ids = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise typer.BadParameter(
+                f"{part!r} is not a job id: give ids separated by commas, e.g. 12,13",
+                param_hint="--after",
+            )
+        ids.append(int(part))
+    return ids
+
+
 def job_table(jobs: list[dict[str, Any]]) -> Table:
     table = Table(show_lines=False)
     for col in ("id", "kind", "state", "attempt", "prio", "created", "took", "worker"):
@@ -161,6 +177,12 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
     if job.get("model_ref"):
         resolved = job.get("model_version") or "not resolved yet (when the job starts)"
         fields.append(("model", f"{job['model_ref']} → {resolved}"))
+    if job.get("after"):
+        fields.append(("after", ", ".join(f"job {a}" for a in job["after"])))
+    if job.get("pipeline_id") is not None:
+        fields.append(("pipeline", f"{job['pipeline_id']} (step {job.get('step')})"))
+    if job.get("cancelled_by") is not None:
+        fields.append(("cancelled", f"by the end of upstream job {job['cancelled_by']}"))
     if job.get("pending_reason") and job["state"] == "queued":
         fields.append(("waits", f"[yellow]{job['pending_reason']}[/]"))
     if job.get("progress"):
@@ -261,6 +283,14 @@ def submit(
             "(default: the queues file's)."
         ),
     ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            help="Job ids that must succeed first, e.g. 12,13: the job waits (blocked) until "
+            "they have; if one ends dead or cancelled, so is this one. Read their outputs "
+            "with job://12/FILE."
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to finish.")] = False,
     wait_timeout: Annotated[
         float | None,
@@ -273,9 +303,11 @@ def submit(
     """Submit a job to the queue.
 
     Examples: zhuge submit sleep -p seconds=2 --wait;
-    zhuge submit tune -p ... --cpu 4 --memory 16 --gang 4 --timeout 2h --placement spread
+    zhuge submit tune -p ... --cpu 4 --memory 16 --gang 4 --timeout 2h --placement spread;
+    zhuge submit plan-migration -p forecast=job://12/forecast.parquet ... --after 12
     """
     timeout_s = parse_timeout(timeout)
+    upstream = parse_after(after)
     resources = parse_resources(cpu=cpu, memory=memory, gpu=gpu, pairs=resource or [])
     with user_errors(json_output, flags=lambda name: f"-p {name}"):
         params = parse_params(param or [], params_file)
@@ -291,6 +323,7 @@ def submit(
             gang=gang,
             timeout_s=timeout_s,
             placement=placement.value if placement is not None else None,
+            after=upstream,
         )
         if wait:
             try:
@@ -480,7 +513,8 @@ def retry(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Re-queue a dead job with a fresh set of attempts."""
+    """Re-queue a dead job with a fresh set of attempts; the jobs submitted after it that
+    its end cancelled wait for it again (blocked)."""
     with user_errors(json_output):
         job = client(url, token).retry(job_id)
     if json_output:

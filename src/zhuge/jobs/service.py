@@ -3,6 +3,7 @@ against what the caller may read, then write the rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from zhuge.errors import InvalidRequest
@@ -59,9 +60,11 @@ def submit_job(
     gang: int = 1,
     timeout_s: float | None = None,
     placement: str | None = None,
+    after: Sequence[int] = (),
 ) -> tuple[Job, bool]:
     """Validate and enqueue in ``principal``'s tenant; ``(job, created)``. Raises UnknownKind
-    / InvalidParams first, so bad input changes nothing."""
+    / InvalidParams first, so bad input changes nothing. ``after``: jobs of the tenant that
+    must succeed first (``zhuge.jobs.dependencies``)."""
     spec = get_kind(kind)
     params = _checked(spec, params, principal, settings, store)
     resources = resources or spec.resources
@@ -78,6 +81,7 @@ def submit_job(
         gang=gang,
         timeout_s=timeout_s,
         placement=placement,
+        after=after,
     )
 
 
@@ -107,6 +111,7 @@ def submit_jobs(
                 gang=request.gang,
                 timeout_s=request.timeout_s,
                 placement=request.placement,
+                after=tuple(request.after),
             )
         )
     return store.submit_many(tenant=principal.tenant, requests=valid)

@@ -65,6 +65,7 @@ def create_job(
         gang=body.gang,
         timeout_s=body.timeout_s,
         placement=body.placement,
+        after=body.after,
     )
     audit.note(request, target=f"job_id={job.id}", kind=job.kind, created=created)
     if created:
@@ -131,7 +132,9 @@ def list_jobs(
 def get_job(
     job_id: JobId, request: Request, store: StoreDep, principal: CurrentPrincipal
 ) -> JobOut:
-    return _out(request, store.get(job_id, tenant=principal.scope))
+    job = store.get(job_id, tenant=principal.scope)
+    after = store.upstream([job.id])[job.id]
+    return JobOut.of(job, request.app.state.settings.artifacts_root, after=after)
 
 
 @router.get("/{job_id}/why", name="job.why")
