@@ -38,6 +38,16 @@ def _paths(env: dict[str, str], name: str) -> tuple[Path, ...]:
     return tuple(paths)
 
 
+def _pools_file(env: dict[str, str]) -> Path | None:
+    raw = env.get("ZHUGE_POOLS_FILE")
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ZHUGE_POOLS_FILE={raw!r}: no such file")
+    return path.resolve()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a zhuge process needs to know, read once at start-up.
@@ -76,6 +86,12 @@ class Settings:
     booked its N workers gives them back and is queued again with backoff (lost,
     ``gang_not_ready``): booked capacity never waits for ever on a worker that does not run
     its part."""
+    pools_file: Path | None = None
+    """The server's pools file (``ZHUGE_POOLS_FILE``): its ``providers:`` (what may start
+    and stop workers: code, so configured here only, never through the API) and the pools
+    in force until ``zhuge pools apply`` replaces them (``zhuge.jobs.elastic``)."""
+    autoscale_seconds: float = 10.0
+    """How often the autoscaler decides each pool's size (one scheduler at a time)."""
     metrics_token: str | None = field(default=None, repr=False)
     """When set, /metrics answers only ``Authorization: Bearer <metrics_token>``."""
     max_body_bytes: int = 16 * MiB
@@ -111,6 +127,8 @@ class Settings:
             poll_seconds=_float(env, "ZHUGE_POLL_SECONDS", 0.5),
             chain_seconds=_float(env, "ZHUGE_CHAIN_SECONDS", 1.0, allow_zero=True),
             gang_ready_seconds=_float(env, "ZHUGE_GANG_READY_SECONDS", 120.0),
+            pools_file=_pools_file(env),
+            autoscale_seconds=_float(env, "ZHUGE_AUTOSCALE_SECONDS", 10.0),
             metrics_token=env.get("ZHUGE_METRICS_TOKEN") or None,
             max_body_bytes=int(_float(env, "ZHUGE_MAX_BODY_BYTES", 16 * MiB)),
             max_params_bytes=int(_float(env, "ZHUGE_MAX_PARAMS_BYTES", 1 * MiB)),

@@ -52,6 +52,7 @@ CHAIN_CANDIDATES_PER_TENANT = 4
 CHAIN_PLAN_DEPTH = 16
 ADMISSION_LOCK = 0x7A6875676561  # "zhugea": the advisory lock key admitting transactions take
 USAGE_UPDATE_SECONDS = 1.0  # decayed usage is brought up to date at most this often
+PHANTOM_WORKER = "~no-worker"  # stands in for the census in demand() when no worker is up
 
 _RUNNING_COLUMNS = (
     J.c.id,
@@ -232,7 +233,12 @@ class Claims:
         if self.store.is_postgres:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ADMISSION_LOCK)))
 
-    def _running(self, conn: Connection) -> _Seen:
+    def _drained(self, conn: Connection) -> set[str]:
+        """Workers being drained (``zhuge.jobs.elastic.autoscaler``): they are left out of
+        every census, so nothing new is placed on them, and their chains stop."""
+        return set(conn.execute(sa.select(schema.worker_drains.c.address)).scalars())
+
+    def _running(self, conn: Connection, drained: frozenset[str] = frozenset()) -> _Seen:
         # read first: a job submitted while the snapshot is read counts as newer than it
         newest = conn.execute(sa.select(sa.func.max(J.c.id))).scalar() or 0
         seen = _Seen(newest, [], {}, {})
@@ -249,7 +255,8 @@ class Claims:
                     started_at=r.started_at if r.started_at is not None else r.updated_at,
                     timeout_s=r.timeout_s or kind_timeout(r.kind),
                     preempting=r.preempt_requested_at is not None,
-                    chainable=(r.gang or 1) == 1,
+                    # a draining worker's chain stops: no plan follows its attempt
+                    chainable=(r.gang or 1) == 1 and not drained.intersection(workers),
                     plan=plan.jobs if plan else (),
                     plan_group=plan.group if plan else None,
                 )
@@ -335,7 +342,7 @@ class Claims:
         plan_workers: frozenset[str] | None = None,
     ) -> tuple[Decision, dict[int, str], _Seen]:
         config = self.store.queues.config(conn)
-        seen = self._running(conn)
+        seen = self._running(conn, frozenset(self._drained(conn)))
         candidates, reasons = self._candidates(conn, now, per_tenant)
         usage = self._usage(conn)
         if update_usage:
@@ -384,6 +391,8 @@ class Claims:
             # the part it can hand to its own Dask, and leaves the rest to the others.
             census = {w.address: w for w in store._live_workers(conn, now)}
             census.update({w.address: w for w in workers})
+            for address in self._drained(conn):  # they take nothing new
+                census.pop(address, None)
             decision, reasons, seen = self._decide(
                 conn, list(census.values()), now, update_usage=True, plan_depth=plan_depth
             )
@@ -563,9 +572,13 @@ class Claims:
         store = self.store
         with store.engine.connect() as conn:
             now = store.clock()
-            decision, _, _ = self._decide(
-                conn, store._live_workers(conn, now), now, update_usage=False
-            )
+            drained = self._drained(conn)
+            workers = [w for w in store._live_workers(conn, now) if w.address not in drained]
+            # with no worker up admission says only "no worker is connected": a worker that
+            # offers nothing stands in, so every candidate asks for its shape (an empty pool
+            # grows back on the first admissible job)
+            workers = workers or [Worker(PHANTOM_WORKER, {}, now)]
+            decision, _, _ = self._decide(conn, workers, now, update_usage=False)
             conn.rollback()
         return decision.demand
 
@@ -604,9 +617,10 @@ class Claims:
         store = self.store
         self._lock(conn)
         now = store.clock()
-        workers = store._live_workers(conn, now)
+        drained = self._drained(conn)
+        workers = [w for w in store._live_workers(conn, now) if w.address not in drained]
         if not any(w.address == worker for w in workers):
-            return None
+            return None  # gone, or draining: its chain stops
         decision, _, seen = self._decide(
             conn,
             workers,

@@ -38,6 +38,7 @@ from distributed import Future
 
 from zhuge.config import Settings
 from zhuge.jobs.claims import CHAIN_PLAN_DEPTH
+from zhuge.jobs.elastic.autoscaler import Autoscaler
 from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.inputs import private_paths
 from zhuge.jobs.model import Job, Worker
@@ -83,6 +84,7 @@ class Scheduler:
         self._workers: list[Worker] = []
         self._last_housekeeping = -math.inf
         self._thread: threading.Thread | None = None
+        self.autoscaler = _autoscaler_for(self)
         self.schedules = Schedules(store, settings)  # cron schedules: fired in housekeeping
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -105,6 +107,8 @@ class Scheduler:
         for flight in self._in_flight.values():
             flight.future.cancel()
         self._in_flight.clear()
+        if self.autoscaler is not None:
+            self.autoscaler.stop([w.address for w in self._workers])
         self.store.forget_workers(self.name)
 
     def notify(self) -> None:
@@ -185,6 +189,11 @@ class Scheduler:
         self._workers = workers
         self._lose_stranded({w.address for w in workers})
         self._lose_unready_gangs()
+        if self.autoscaler is not None:
+            try:  # pools grow and shrink here, in the one scheduler holding its lease
+                self.autoscaler.tick()
+            except Exception:
+                log.exception("autoscaler turn failed; trying again next turn")
         self._fire_schedules()
 
     def _fire_schedules(self) -> None:
@@ -282,6 +291,27 @@ class Scheduler:
     def _on_done(self, future: Future) -> None:
         self._done.put(future)
         self.wake.set()
+
+
+def _autoscaler_for(scheduler: Scheduler) -> Autoscaler | None:
+    """The scheduler's autoscaler (``zhuge.jobs.elastic.autoscaler``): over the embedded
+    cluster's workers (the ``local`` pool) and the pools in force; None when turned off
+    (``ZHUGE_AUTOSCALE_SECONDS=0``)."""
+    if scheduler.settings.autoscale_seconds <= 0:
+        return None
+    executor = scheduler.executor
+    cluster = getattr(executor, "cluster", None)
+    spec = getattr(cluster, "new_spec", None) or {}
+    client = getattr(executor, "client", None)
+    return Autoscaler(
+        scheduler.store,
+        scheduler.settings,
+        name=scheduler.name,
+        cluster=cluster,
+        scheduler_info=(lambda: client.scheduler_info(n_workers=-1)) if client else None,
+        local_workers=getattr(executor, "n_workers", 0) if cluster is not None else 0,
+        local_resources=spec.get("options", {}).get("resources"),
+    )
 
 
 def _key_of(future: Future) -> tuple[int, int]:

@@ -264,9 +264,7 @@ def _succeed(with_progress: bool) -> sa.Update:
         values["progress"] = sa.bindparam("b_progress", type_=sa.JSON)
     # what the chain of the attempt's worker runs next, planned by admission
     # the plan, and what the attempt's usage row needs (zhuge.jobs.elastic.costs)
-    return (
-        J.update().where(_RUNNING_ATTEMPT).values(**values).returning(J.c.chain_plan, *_USAGE)
-    )
+    return J.update().where(_RUNNING_ATTEMPT).values(**values).returning(J.c.chain_plan, *_USAGE)
 
 
 _SUCCEED = {False: _succeed(False), True: _succeed(True)}
@@ -1299,8 +1297,12 @@ class JobStore:
 
     def recorded_workers(self) -> list[Worker]:
         """Every worker some scheduler recorded and has not forgotten (live or lately gone):
-        what the cluster offers, for checking a job's resources at submit."""
-        return self.workers(seen_within=WORKER_FORGET_SECONDS)
+        what the cluster offers, for checking a job's resources at submit. With worker pools
+        (``zhuge.jobs.elastic``), one empty worker of each pool too: a pool at zero grows
+        for the job."""
+        from zhuge.jobs.elastic.autoscaler import pool_workers
+
+        return self.workers(seen_within=WORKER_FORGET_SECONDS) + pool_workers(self)
 
     def counts(self, *, tenant: str | None = None) -> dict[tuple[str, str], int]:
         """Number of jobs by (kind, state)."""

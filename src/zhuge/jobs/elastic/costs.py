@@ -15,14 +15,16 @@ and both turned into money with the pools' prices and billing granularity.
   ended_at), opened when the autoscaler's census first sees a worker and closed when it
   leaves (``record_uptime``).
 
-**What it costs** (``cost_report``): each up-interval of a pool's worker is billed with its
-pool's granularity and minimum (``zhuge.jobs.elastic.billing``) at its price per hour (the
-pool's spot fraction at the spot price). An attempt is charged for the dominant share of its
-worker it held (``PoolSpec.worker_fraction``: a ``CPU=2`` job on a ``CPU=4`` worker pays half
-the worker's price while it runs), times its gang. A pool's **idle cost** is what its
-workers cost beyond what attempts were charged: capacity paid for that no job used. **Spot
-savings** is what the same up-time would have cost less at the spot price (where the pool has
-one). Money is in the unit of ``price_per_hour``.
+**What it costs** (``cost_report``): each pool's up-intervals are billed with its granularity
+and minimum at its prices (``zhuge.jobs.elastic.billing.pool_cost``; with ``spot: f`` a
+fraction f of the pool's intervals, spread evenly in the order they started, is billed at
+the spot price). What attempts used of a pool is their dominant share of one of its workers
+(``PoolSpec.worker_fraction``: a ``CPU=2`` job on a ``CPU=4`` worker uses half of it) times
+their gang times their seconds; the part of the bill they used is divided among them in that
+proportion, so the attempts' charges and the pool's **idle cost** (capacity paid for that no
+job used) add up to its bill. **Spot savings**: what the same up-time would have cost less
+all on spot (pools with a spot price). Money is in the unit of ``price_per_hour``; attempts
+and up-time are clipped to the period asked for.
 """
 
 from __future__ import annotations
@@ -289,16 +291,15 @@ class CostReport:
     total: float
     """What attempts were charged, summed over ``lines``."""
     capacity_cost: float | None
-    """What the pools' workers cost over the period (None for a member: not its to see)."""
+    """What the pools' workers cost over the period (None for a member: the cluster's)."""
     idle_cost: float | None
-    """Capacity paid for that no job used: ``capacity_cost`` less what attempts were charged
-    in pools with prices."""
+    """Capacity paid for that no job used."""
     spot_savings: float | None
-    """What the same up-time would have cost less at each pool's spot price."""
-    pools: dict[str, dict[str, float]]
-    """Per pool: capacity cost, charged, idle, spot savings, up-seconds (admins only)."""
+    """What the same up-time would have cost less all on spot (pools with a spot price)."""
+    pools: dict[str, dict[str, float | None]]
+    """Per pool: cost, charged, idle_cost, spot_would_save, up_s, billed_s, used_worker_s."""
     unpriced_pools: list[str]
-    """Pools with attempts or up-time but no price in the pools configuration."""
+    """Pools with attempts or up-time that the pools in force do not name (charged 0)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -317,37 +318,17 @@ def _group_key(by: str, usage: AttemptUsage) -> str:
     return str(getattr(usage, by))
 
 
-def _clipped(start: float, end: float, since: float | None) -> tuple[float, float]:
-    return (max(start, since) if since is not None else start), end
+def used_worker_seconds(usage: AttemptUsage, pool: PoolSpec, since: float | None) -> float:
+    """Worker-seconds an attempt used of ``pool``: its dominant share of one worker, times
+    its gang, times its seconds within the period."""
+    start = max(usage.started_at, since) if since is not None else usage.started_at
+    return pool.worker_fraction(usage.resources) * usage.gang * max(0.0, usage.ended_at - start)
 
 
-def attempt_charge(usage: AttemptUsage, pool: PoolSpec | None, since: float | None) -> float:
-    """What one attempt is charged: the dominant share of its pool's worker it held, times
-    its gang, for the seconds it held it (within the period), at the pool's blended price."""
-    if pool is None:
-        return 0.0
-    start, end = _clipped(usage.started_at, usage.ended_at, since)
-    seconds = max(0.0, end - start)
-    share = pool.worker_fraction(usage.resources) * usage.gang
-    return share * seconds / 3600.0 * blended_price(pool)
-
-
-def blended_price(pool: PoolSpec) -> float:
-    """A worker's price per hour with the pool's spot fraction at the spot price."""
-    prices = pool.price_per_hour
-    spot = prices.spot if prices.spot is not None else prices.on_demand
-    return (1.0 - pool.spot) * prices.on_demand + pool.spot * spot
-
-
-def interval_cost(
-    pool: PoolSpec, start: float, end: float, *, price_per_hour: float | None = None
-) -> float:
-    """What one up-interval of one worker is billed: its seconds rounded up to the pool's
-    granularity, never under its minimum, at ``price_per_hour`` (default: blended)."""
-    from zhuge.jobs.elastic import billing
-
-    price = blended_price(pool) if price_per_hour is None else price_per_hour
-    return billing.interval_cost(max(0.0, end - start), pool.billing, price)
+def _spot_flags(count: int, fraction: float) -> list[bool]:
+    """Which of ``count`` intervals ran on spot: ``fraction`` of them, spread evenly."""
+    return [math.floor((i + 1) * fraction + 1e-9) > math.floor(i * fraction + 1e-9)
+            for i in range(count)]  # fmt: skip
 
 
 def cost_report(
@@ -358,80 +339,114 @@ def cost_report(
     by: str = "tenant",
     since: float | None,
     until: float,
-    member: bool = False,
+    tenant: str | None = None,
 ) -> CostReport:
-    """Money from usage rows and up-times (``cost_report`` in the module's docstring). A
-    ``member`` report leaves out capacity, idle cost and spot savings: they are the whole
-    cluster's."""
+    """Money from usage rows and up-times (see the module's docstring), from every attempt
+    and up-interval of the period. A member's report (``tenant``) has that tenant's lines
+    only, without the cluster's capacity, idle cost or savings."""
+    from zhuge.jobs.elastic import billing
+
     if by not in BY:
         from zhuge.errors import InvalidRequest
 
-        raise InvalidRequest(f"--by {by!r}: choose one of {', '.join(BY)}")
-    lines: dict[str, CostLine] = {}
-    charged: dict[str, float] = {}
-    unpriced: set[str] = set()
+        raise InvalidRequest(f"by {by!r}: choose one of {', '.join(BY)}")
+    used: dict[str, float] = {}
     for usage in attempts_:
         pool = pools.get(usage.pool)
+        if pool is not None:
+            used[usage.pool] = used.get(usage.pool, 0.0) + used_worker_seconds(usage, pool, since)
+    intervals: dict[str, list[billing.UpInterval]] = {}
+    for up in sorted(uptime, key=lambda u: (u.started_at, u.worker)):
+        start = max(up.started_at, since) if since is not None else up.started_at
+        end = min(up.ended_at if up.ended_at is not None else until, until)
+        if end > start:
+            intervals.setdefault(up.pool, []).append(billing.UpInterval(up.worker, start, end))
+    bills: dict[str, billing.PoolCost] = {}
+    for name, spans in intervals.items():
+        pool = pools.get(name)
         if pool is None:
-            unpriced.add(usage.pool)
-        charge = attempt_charge(usage, pool, since)
+            continue
+        flags = _spot_flags(len(spans), pool.spot)
+        spans = [billing.UpInterval(i.worker, i.start, i.end, spot=f)
+                 for i, f in zip(spans, flags, strict=True)]  # fmt: skip
+        bills[name] = billing.pool_cost(pool, spans, used.get(name, 0.0))
+    # the used part of each bill, per worker-second used
+    rate = {
+        name: (bill.cost - bill.idle_cost) / bill.used_worker_s if bill.used_worker_s else 0.0
+        for name, bill in bills.items()
+    }
+    lines: dict[str, CostLine] = {}
+    charged: dict[str, float] = {}
+    for usage in attempts_:
+        if tenant is not None and usage.tenant != tenant:
+            continue
+        pool = pools.get(usage.pool)
+        charge = (
+            used_worker_seconds(usage, pool, since) * rate.get(usage.pool, 0.0) if pool else 0.0
+        )
         charged[usage.pool] = charged.get(usage.pool, 0.0) + charge
-        line = lines.setdefault(_group_key(by, usage), CostLine(_group_key(by, usage)))
+        key = _group_key(by, usage)
+        line = lines.setdefault(key, CostLine(key))
         line.cost += charge
         line.attempts += 1
-        for name, value in (
+        for resource, value in (
             ("CPU", usage.cpu_alloc_seconds),
             ("GPU", usage.gpu_alloc_seconds),
             ("memory_gb", usage.memory_gb_seconds),
         ):
             if value:
-                line.allocated[name] = line.allocated.get(name, 0.0) + value
+                line.allocated[resource] = line.allocated.get(resource, 0.0) + value
         line.cpu_seconds += usage.cpu_seconds
-    per_pool: dict[str, dict[str, float]] = {}
-    for up in uptime:
-        pool = pools.get(up.pool)
-        start, end = _clipped(up.started_at, up.ended_at if up.ended_at else until, since)
-        if end <= start:
-            continue
-        row = per_pool.setdefault(
-            up.pool,
-            {"capacity_cost": 0.0, "charged": 0.0, "idle_cost": 0.0, "spot_savings": 0.0,
-             "up_seconds": 0.0},
-        )  # fmt: skip
-        row["up_seconds"] += end - start
-        if pool is None:
-            unpriced.add(up.pool)
-            continue
-        row["capacity_cost"] += interval_cost(pool, start, end)
-        if pool.price_per_hour.spot is not None:
-            on_demand = interval_cost(
-                pool, start, end, price_per_hour=pool.price_per_hour.on_demand
-            )
-            at_spot = interval_cost(pool, start, end, price_per_hour=pool.price_per_hour.spot)
-            row["spot_savings"] += max(0.0, on_demand - at_spot) * (1.0 - pool.spot)
-    for name, row in per_pool.items():
-        row["charged"] = charged.get(name, 0.0)
-        row["idle_cost"] = max(0.0, row["capacity_cost"] - row["charged"])
     ordered = sorted(lines.values(), key=lambda line: line.key)
     total = sum(line.cost for line in ordered)
-    if member:
+    if tenant is not None:
         return CostReport(by, since, until, ordered, total, None, None, None, {}, [])
+    per_pool: dict[str, dict[str, float | None]] = {}
+    for name in sorted(set(intervals) | set(charged)):
+        bill = bills.get(name)
+        per_pool[name] = {
+            "cost": bill.cost if bill else 0.0,
+            "charged": charged.get(name, 0.0),
+            "idle_cost": bill.idle_cost if bill else 0.0,
+            "spot_would_save": bill.spot_would_save if bill else None,
+            "up_s": bill.up_s if bill else sum(i.seconds for i in intervals.get(name, [])),
+            "billed_s": bill.billed_s if bill else 0.0,
+            "used_worker_s": bill.used_worker_s if bill else 0.0,
+        }
     return CostReport(
         by,
         since,
         until,
         ordered,
         total,
-        capacity_cost=sum(r["capacity_cost"] for r in per_pool.values()),
-        idle_cost=sum(r["idle_cost"] for r in per_pool.values()),
-        spot_savings=sum(r["spot_savings"] for r in per_pool.values()),
+        capacity_cost=sum(b.cost for b in bills.values()),
+        idle_cost=sum(b.idle_cost for b in bills.values()),
+        spot_savings=sum(b.spot_would_save or 0.0 for b in bills.values()),
         pools=per_pool,
-        unpriced_pools=sorted(p for p in unpriced if p in per_pool or p in charged),
+        unpriced_pools=sorted(n for n in per_pool if n not in pools),
     )
 
 
-def billed_hours(seconds: float, granularity: str, minimum_s: float) -> float:
-    """Hours billed for an up-interval of ``seconds`` (a fallback and a check on billing)."""
-    seconds = max(seconds, minimum_s)
-    unit = 3600.0 if granularity == "hour" else 1.0
-    return math.ceil(seconds / unit - 1e-9) * unit / 3600.0
+def report(
+    store: JobStore,
+    settings: Any,
+    *,
+    by: str = "tenant",
+    since: float | None = None,
+    tenant: str | None = None,
+) -> CostReport:
+    """``zhuge costs``: the report since ``since`` with the pools in force (an admin's when
+    ``tenant`` is None, else that member tenant's)."""
+    from zhuge.jobs.elastic.autoscaler import pools_in_force
+
+    config, _ = pools_in_force(store, settings)
+    pools = {p.name: p for p in config.pools} if config else {}
+    return cost_report(
+        attempts(store, since=since),
+        uptimes(store, since=since),
+        pools,
+        by=by,
+        since=since,
+        until=store.clock(),
+        tenant=tenant,
+    )

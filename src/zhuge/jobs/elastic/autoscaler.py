@@ -1,0 +1,608 @@
+"""The autoscaler: one decision per pool per interval, in one scheduler process at a time.
+
+Each scheduler's housekeeping calls ``Autoscaler.tick`` (about once a second). Only the holder
+of the ``autoscaler_lease`` row acts; another scheduler takes the lease over once the holder
+has not renewed it for ``LEASE_SECONDS`` (it died, or stopped). The holder, every tick:
+
+1. brings ``worker_uptime`` in step with the census (``costs.record_uptime``), each worker in
+   the pool of the provider that runs it (``static`` if none does);
+2. retires drained workers that hold no attempt any more (``provider.retire``), and forgets
+   the drain once the worker has left;
+3. every ``Settings.autoscale_seconds``: for each pool, the policy's decision
+   (``policy.decide`` on admission's ``demand()`` mapped onto pools, the pool's workers, and
+   its earlier decisions), recorded in ``autoscaler_decisions`` whatever it is, then carried
+   out: a larger target asks the provider for more workers (``scale_to``); a smaller one
+   *drains* the idle workers the decision names.
+
+**Scale-down never kills a running job.** A drained worker is left out of every census
+(``claims``: admission places nothing new on it, and a chain on it claims nothing and follows
+no plan), and is retired only when no attempt holds it. A worker a provider takes away while
+busy (a spot reclaim, a kill from outside) loses its attempts under the one rule for lost
+attempts (``worker_died``, or ``lease_lost``): they run again without spending
+``max_attempts``.
+
+The pools in force: the ones applied with ``zhuge pools apply`` (``pool_config``), else the
+server file's (``ZHUGE_POOLS_FILE``), plus — when this process runs the embedded Dask cluster
+and no pool is named ``local`` — ``zhuge up``'s own workers as the pool ``local`` with
+``min = max = --workers``. A pool names a provider by name; providers come from the server
+file only (``providers.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from zhuge.errors import ConfigError, InvalidRequest
+from zhuge.jobs import schema
+from zhuge.jobs.elastic import costs, policy
+from zhuge.jobs.elastic.pools import PoolsConfig, PoolSpec
+from zhuge.jobs.elastic.providers import (
+    Provider,
+    ProviderConfig,
+    make_provider,
+    parse_providers,
+)
+from zhuge.jobs.states import JobState
+
+if TYPE_CHECKING:
+    from zhuge.config import Settings
+    from zhuge.jobs.model import Worker
+    from zhuge.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "autoscaler"
+LEASE_SECONDS = 15.0  # a holder that has not renewed for this long is taken over
+HISTORY_SECONDS = 3600.0  # decisions kept in memory for cooldowns and windows
+LOCAL_POOL = "local"
+
+J = schema.jobs
+D = schema.autoscaler_decisions
+L = schema.autoscaler_lease
+P = schema.pool_config
+DR = schema.worker_drains
+
+
+# -- the server's file and the pools in force -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerPools:
+    """What the server's own file (``ZHUGE_POOLS_FILE``) configures."""
+
+    providers: dict[str, ProviderConfig]
+    pools: PoolsConfig | None
+    path: Path | None = None
+
+
+_server_cache: dict[tuple[str, float], ServerPools] = {}
+
+
+def server_pools(settings: Settings) -> ServerPools:
+    """The server file's providers (``local`` always) and pools; ``ConfigError`` saying what
+    is wrong with it. Read again when the file changes."""
+    path = settings.pools_file
+    if path is None:
+        return ServerPools(parse_providers(None), None)
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError as exc:
+        raise ConfigError(f"ZHUGE_POOLS_FILE {path}: {exc.strerror}") from exc
+    cached = _server_cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"ZHUGE_POOLS_FILE {path}: not a readable YAML file: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"ZHUGE_POOLS_FILE {path}: a mapping with providers: and pools:")
+    data = dict(data)
+    try:
+        providers = parse_providers(data.pop("providers", None))
+    except ConfigError as exc:
+        raise ConfigError(f"ZHUGE_POOLS_FILE {path}: {exc.message}") from exc
+    pools = None
+    if data:
+        try:
+            pools = PoolsConfig.parse(data)
+        except InvalidRequest as exc:
+            raise ConfigError(f"ZHUGE_POOLS_FILE {path}: {exc.message}") from exc
+        _check_providers(pools, providers, where=f"ZHUGE_POOLS_FILE {path}: ", error=ConfigError)
+    out = ServerPools(providers, pools, path)
+    _server_cache.clear()
+    _server_cache[key] = out
+    return out
+
+
+def _check_providers(
+    pools: PoolsConfig,
+    providers: Mapping[str, ProviderConfig],
+    *,
+    where: str = "",
+    error: type[Exception] = InvalidRequest,
+) -> None:
+    for i, pool in enumerate(pools.pools):
+        if pool.provider not in providers:
+            raise error(
+                f"{where}pools.{i}.provider: {pool.provider!r} is not a provider configured "
+                f"on this server (configured: {', '.join(sorted(providers))}); providers are "
+                "set in the server's pools file (ZHUGE_POOLS_FILE) only"
+            )
+
+
+@dataclass(frozen=True)
+class AppliedPools:
+    document: str
+    config: PoolsConfig
+    applied_at: float
+    applied_by: str | None
+
+
+def apply_pools(
+    store: JobStore, settings: Settings, document: str, *, applied_by: str | None
+) -> PoolsConfig:
+    """Make a pools file the pools in force (``zhuge pools apply``): sizes and policies of
+    pools whose providers the server configures. Refused, and nothing changed, when it
+    does not parse, names a field wrongly, carries a ``providers:`` section, or names a
+    provider the server does not configure."""
+    from zhuge.jobs.store import transaction
+
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"pools file is not valid YAML: {exc}") from exc
+    if isinstance(data, Mapping) and "providers" in data:
+        raise InvalidRequest(
+            "providers: providers are configured in the server's own pools file only, never "
+            "through the API (an import path or a command is code); remove the section and "
+            "name a configured provider in each pool"
+        )
+    config = PoolsConfig.parse(data if isinstance(data, Mapping) else document)
+    _check_providers(config, server_pools(settings).providers)
+    now = store.clock()
+    with transaction(store.engine) as conn:
+        conn.execute(P.delete().where(P.c.id == APPLIED))
+        conn.execute(
+            P.insert().values(
+                id=APPLIED,
+                document=document,
+                config=config.model_dump(mode="json"),
+                applied_at=now,
+                applied_by=applied_by,
+            )
+        )
+    return config
+
+
+APPLIED, IN_FORCE = 1, 0  # pool_config rows: as applied; as the autoscaler uses them
+
+
+def applied_pools(store: JobStore, *, row_id: int = APPLIED) -> AppliedPools | None:
+    """The pools applied with ``zhuge pools apply`` (``row_id=IN_FORCE``: the pools the
+    autoscaler last used, the embedded ``local`` pool included; its ``document`` says
+    where they came from)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(P).where(P.c.id == row_id)).first()
+    if row is None:
+        return None
+    return AppliedPools(
+        row.document, PoolsConfig.model_validate(row.config), row.applied_at, row.applied_by
+    )
+
+
+def pools_in_force(
+    store: JobStore, settings: Settings, local: PoolSpec | None = None
+) -> tuple[PoolsConfig | None, str]:
+    """The pools in force and where they come from (``applied``, ``server file``,
+    ``zhuge up``, or ``none``); ``local`` is the embedded pool, added unless one is named so."""
+    applied = applied_pools(store)
+    if applied is not None:
+        config, source = applied.config, "applied"
+    else:
+        config, source = server_pools(settings).pools, "server file"
+    if local is not None and (config is None or all(p.name != LOCAL_POOL for p in config.pools)):
+        pools = [*(config.pools if config else []), local]
+        return PoolsConfig(pools=pools), source if config else "zhuge up"
+    return config, source if config else "none"
+
+
+def publish_in_force(store: JobStore, config: PoolsConfig, source: str, holder: str) -> None:
+    """Record the pools the autoscaler uses (``pools ls`` shows them; a job asking for what
+    only a pool at zero offers is accepted at submit)."""
+    from zhuge.jobs.store import transaction
+
+    with transaction(store.engine) as conn:
+        conn.execute(P.delete().where(P.c.id == IN_FORCE))
+        conn.execute(
+            P.insert().values(
+                id=IN_FORCE,
+                document=source,
+                config=config.model_dump(mode="json"),
+                applied_at=store.clock(),
+                applied_by=holder[:32],
+            )
+        )
+
+
+def pool_workers(store: JobStore) -> list[Worker]:
+    """One empty worker of each pool in force: what the pools can offer a job even while
+    they are at zero (``JobStore.recorded_workers``)."""
+    from zhuge.jobs.model import Worker
+
+    in_force = applied_pools(store, row_id=IN_FORCE) or applied_pools(store)
+    if in_force is None:
+        return []
+    return [
+        Worker(f"~pool:{p.name}", dict(p.resources), 0.0)
+        for p in in_force.config.pools
+        if p.max > 0
+    ]
+
+
+def local_pool(workers: int, resources: Mapping[str, float]) -> PoolSpec:
+    """``zhuge up --workers N`` as a pool: ``local``, ``min = max = N``."""
+    return PoolSpec.model_validate(
+        {
+            "name": LOCAL_POOL,
+            "resources": dict(resources),
+            "min": workers,
+            "max": workers,
+            "startup_s": 0,
+            "provider": "local",
+            "policy": {"name": "fixed-peak", "workers": workers},
+        }
+    )
+
+
+# -- drains and decisions in the store ------------------------------------------------------
+
+
+def drain(store: JobStore, worker: str, pool: str, reason: str) -> None:
+    """Take no new attempt on ``worker``: left out of the census from now on, and the chain
+    plans of the attempts running there are dropped (their chains stop after them)."""
+    from zhuge.jobs.store import transaction
+
+    now = store.clock()
+    insert = (pg_insert if store.is_postgres else sqlite_insert)(DR)
+    with transaction(store.engine) as conn:
+        conn.execute(
+            insert.values(address=worker, pool=pool, requested_at=now, reason=reason)
+            .on_conflict_do_nothing(index_elements=[DR.c.address])
+        )  # fmt: skip
+        conn.execute(
+            J.update()
+            .where(J.c.state == JobState.RUNNING.value, J.c.worker == worker)
+            .values(chain_plan=None)
+        )
+
+
+def drained(store: JobStore) -> dict[str, str]:
+    """Workers being drained → their pool."""
+    with store.engine.connect() as conn:
+        return {r.address: r.pool for r in conn.execute(sa.select(DR.c.address, DR.c.pool))}
+
+
+def forget_drain(store: JobStore, workers: Sequence[str]) -> None:
+    from zhuge.jobs.store import transaction
+
+    if workers:
+        with transaction(store.engine) as conn:
+            conn.execute(DR.delete().where(DR.c.address.in_(list(workers))))
+
+
+def busy_workers(store: JobStore) -> dict[str, dict[str, float]]:
+    """Workers holding at least one attempt (placed or started) → what they hold."""
+    held: dict[str, dict[str, float]] = {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(J.c.worker, J.c.assigned_workers, J.c.resources).where(
+                J.c.state == JobState.RUNNING.value
+            )
+        )
+        for r in rows:
+            for address in set(r.assigned_workers or ([r.worker] if r.worker else [])):
+                into = held.setdefault(address, {})
+                for k, v in (r.resources or {}).items():
+                    into[k] = into.get(k, 0.0) + float(v)
+    return held
+
+
+def record_decision(store: JobStore, decision: policy.Decision, scheduler: str) -> None:
+    from zhuge.jobs.store import transaction
+
+    with transaction(store.engine) as conn:
+        conn.execute(
+            D.insert().values(
+                at=decision.at,
+                pool=decision.pool,
+                from_size=decision.current,
+                to_size=decision.target,
+                policy=decision.policy,
+                reason=decision.reason[:2000],
+                inputs=_jsonable({**decision.inputs, "retire": list(decision.retire)}),
+                scheduler=scheduler,
+            )
+        )
+
+
+def decisions(
+    store: JobStore, *, pool: str | None = None, limit: int = 50, changes: bool = False
+) -> list[dict[str, Any]]:
+    """The autoscaler's decisions, newest first (``zhuge autoscaler log``)."""
+    query = sa.select(D).order_by(D.c.id.desc()).limit(max(1, min(limit, 10_000)))
+    if pool is not None:
+        query = query.where(D.c.pool == pool)
+    if changes:
+        query = query.where(D.c.from_size != D.c.to_size)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+# -- the lease ------------------------------------------------------------------------------
+
+
+def hold_lease(store: JobStore, holder: str, now: float) -> bool:
+    """Take or renew the autoscaler's lease for ``holder``; whether it holds it now."""
+    from zhuge.jobs.store import transaction
+
+    insert = (pg_insert if store.is_postgres else sqlite_insert)(L)
+    with transaction(store.engine) as conn:
+        conn.execute(
+            insert.values(
+                name=LEASE_NAME, holder=holder, acquired_at=now, expires_at=now + LEASE_SECONDS
+            ).on_conflict_do_nothing(index_elements=[L.c.name])
+        )
+        taken = conn.execute(
+            L.update()
+            .where(
+                L.c.name == LEASE_NAME,
+                sa.or_(L.c.holder == holder, L.c.expires_at < now),
+            )
+            .values(
+                holder=holder,
+                expires_at=now + LEASE_SECONDS,
+                acquired_at=sa.case((L.c.holder == holder, L.c.acquired_at), else_=now),
+            )
+        )
+        return taken.rowcount == 1
+
+
+def release_lease(store: JobStore, holder: str) -> None:
+    from zhuge.jobs.store import transaction
+
+    with transaction(store.engine) as conn:
+        conn.execute(L.delete().where(L.c.name == LEASE_NAME, L.c.holder == holder))
+
+
+def lease_holder(store: JobStore) -> str | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(L).where(L.c.name == LEASE_NAME)).first()
+    if row is None or row.expires_at < store.clock():
+        return None
+    return row.holder
+
+
+# -- the loop's part ------------------------------------------------------------------------
+
+
+class Autoscaler:
+    """Called from a scheduler's housekeeping (``tick``); acts only while it holds the lease.
+
+    ``cluster``: the embedded LocalCluster, for ``local`` providers (None when the scheduler
+    submits to an existing cluster); ``local_workers``: how many workers ``zhuge up``
+    started in it (the ``local`` pool's size)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        *,
+        name: str,
+        cluster: Any = None,
+        scheduler_info: Any = None,
+        local_workers: int = 0,
+        local_resources: Mapping[str, float] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.name = name
+        self.cluster = cluster
+        self.scheduler_info = scheduler_info
+        self.local = (
+            local_pool(local_workers, local_resources or {"CPU": 1.0})
+            if cluster is not None and local_workers > 0
+            else None
+        )
+        self.server = server_pools(settings)  # a bad server file stops the start, in words
+        self.providers: dict[str, Provider] = {}
+        self.provider_of: dict[str, tuple[str, str]] = {}  # pool → (provider name, type)
+        self.history: dict[str, list[policy.Decision]] = {}
+        self.idle_since: dict[str, float] = {}
+        self.holding = False
+        self._last_decision = -math.inf
+        self._published: tuple[PoolsConfig, str] | None = None
+        self._lock = threading.Lock()
+
+    # -- providers --
+
+    def _provider(self, pool: PoolSpec) -> Provider:
+        config = self.server.providers[pool.provider]
+        known = self.providers.get(pool.name)
+        if known is not None and self.provider_of.get(pool.name) == (config.name, config.type):
+            if hasattr(known, "resources"):
+                known.resources = dict(pool.resources)  # type: ignore[attr-defined]
+            return known
+        provider = make_provider(
+            config,
+            pool.name,
+            pool.resources,
+            cluster=self.cluster,
+            scheduler_info=self.scheduler_info,
+            dask_address=self.settings.dask_address or "",
+            adopt=pool.name == LOCAL_POOL,
+        )
+        self.providers[pool.name] = provider
+        self.provider_of[pool.name] = (config.name, config.type)
+        return provider
+
+    def pool_of_workers(self) -> dict[str, str]:
+        """Address → pool, for the workers this process's providers run."""
+        out: dict[str, str] = {}
+        for pool, provider in self.providers.items():
+            try:
+                for address in provider.workers():
+                    out[address] = pool
+            except Exception:  # a provider that cannot say now: its workers count as static
+                log.exception("pool %s: could not list its workers", pool)
+        return out
+
+    # -- one tick --
+
+    def tick(self, now: float | None = None) -> bool:
+        """One housekeeping turn; whether this process holds the lease (and so acted)."""
+        with self._lock:
+            now = self.store.clock() if now is None else now
+            self.server = server_pools(self.settings)
+            self.holding = hold_lease(self.store, self.name, now)
+            if not self.holding:
+                return False
+            config, source = pools_in_force(self.store, self.settings, self.local)
+            if config is not None and (config, source) != self._published:
+                publish_in_force(self.store, config, source, self.name)
+                self._published = (config, source)
+            if config is not None:
+                for pool in config.pools:
+                    if pool.provider in self.server.providers:
+                        try:
+                            self._provider(pool)
+                        except ConfigError as exc:
+                            log.warning("pool %s: %s", pool.name, exc.message)
+            costs.record_uptime(self.store, self.store.workers(), self.pool_of_workers(), now)
+            busy = busy_workers(self.store)
+            self._retire_drained(busy)
+            if config is None or now - self._last_decision < self.settings.autoscale_seconds:
+                return True
+            self._last_decision = now
+            self._decide_all(config, busy, now)
+            return True
+
+    def _retire_drained(self, busy: Mapping[str, Any]) -> None:
+        draining = drained(self.store)
+        if not draining:
+            return
+        live = {w.address for w in self.store.workers()}
+        done = []
+        for address, pool in draining.items():
+            provider = self.providers.get(pool)
+            theirs = set(provider.workers()) if provider is not None else set()
+            if address not in theirs and address not in live:
+                done.append(address)  # it has left: the drain is over
+                continue
+            if address in busy or provider is None:
+                continue  # still running something: it stays until it ends
+            try:
+                provider.retire(address)
+            except Exception:
+                log.exception("pool %s: retiring %s failed; trying again", pool, address)
+        forget_drain(self.store, done)
+
+    def _state(
+        self, pool: PoolSpec, provider: Provider, busy: Mapping[str, dict[str, float]], now: float
+    ) -> policy.PoolState:
+        draining = drained(self.store)
+        up = provider.workers()
+        requested = getattr(provider, "requested", lambda: len(up))()
+        allocated: dict[str, float] = {}
+        workers = []
+        for address in up:
+            held = busy.get(address)
+            if held:
+                self.idle_since.pop(address, None)
+                for k, v in held.items():
+                    allocated[k] = allocated.get(k, 0.0) + v
+            else:
+                self.idle_since.setdefault(address, now)
+            workers.append(
+                policy.WorkerState(
+                    name=address,
+                    ready=True,
+                    busy=bool(held),
+                    idle_since=None if held else self.idle_since[address],
+                    draining=address in draining,
+                )
+            )
+        starting = max(0, requested - len(up))  # asked for, not joined yet
+        workers += [policy.WorkerState(name=f"~starting-{i}", ready=False) for i in range(starting)]
+        return policy.PoolState(pool.name, tuple(workers), allocated)
+
+    def _decide_all(
+        self, config: PoolsConfig, busy: Mapping[str, dict[str, float]], now: float
+    ) -> None:
+        try:
+            demand = self.store.demand()
+        except Exception:
+            log.exception("autoscaler: admission's demand could not be read")
+            return
+        by_pool, _ = policy.pool_demand(demand, config)
+        for pool in config.pools:
+            try:
+                self._decide(
+                    pool, by_pool.get(pool.name) or policy.PoolDemand(pool.name), busy, now
+                )
+            except Exception:
+                log.exception("autoscaler: pool %s could not be scaled", pool.name)
+
+    def _decide(
+        self,
+        pool: PoolSpec,
+        demand: policy.PoolDemand,
+        busy: Mapping[str, dict[str, float]],
+        now: float,
+    ) -> policy.Decision | None:
+        if pool.provider not in self.server.providers:
+            return None
+        provider = self._provider(pool)
+        state = self._state(pool, provider, busy, now)
+        history = [d for d in self.history.get(pool.name, []) if now - d.at < HISTORY_SECONDS]
+        decision = policy.decide(pool, demand, state, history, now)
+        self.history[pool.name] = [*history, decision]
+        record_decision(self.store, decision, self.name)
+        if decision.target > decision.current:
+            provider.scale_to(decision.target + sum(1 for w in state.workers if w.draining))
+        elif decision.retire:
+            for address in decision.retire:
+                drain(self.store, address, pool.name, f"scale-down: {decision.reason}")
+        return decision
+
+    def stop(self, workers: Sequence[str] = ()) -> None:
+        """Give the lease back, and close the up-time of ``workers`` (this process's, which
+        stop with it)."""
+        try:
+            costs.close_uptime(self.store, workers, self.store.clock())
+            release_lease(self.store, self.name)
+        except Exception:
+            log.exception("autoscaler: could not release its lease")
