@@ -193,6 +193,14 @@ def _window_means(losses: pd.DataFrame) -> dict[str, float | None]:
 def run_model_train(params: RegisterParams, ctx: JobContext) -> dict[str, Any]:
     name = check_name(params.register_as)
     registry = registry_of(ctx)
+    try:
+        task = registry.task(ctx.tenant, name)
+    except ModelNotFound:
+        task = "forecast"
+    if task != "forecast":  # fails before any work, and for good
+        raise DataError(
+            f"model {name!r} holds {task} models, not forecast models: register under another name"
+        )
     config = _config(registry, ctx.tenant, params)
     if config.metric not in gate.known_metrics():  # fails before any work, and for good
         raise DataError(
