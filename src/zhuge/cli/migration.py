@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from zhuge.cli.common import JsonOpt, console, duration, print_json, user_errors
+from zhuge.cli.common import JsonOpt, console, duration, err_console, print_json, user_errors
 from zhuge.cli.run import (
     checked_out,
     connect,
     data_refs,
     detach,
+    follow_job,
     is_local,
     local_path,
     refuse_telemetry_as_forecast,
@@ -260,21 +261,20 @@ def plan_migrations_command(
 
         with connect(json_output) as client:
             if forecast_options:
-                forecast_job = run_job(
+                forecast_job, job = _forecast_then_plan(
                     client,
-                    "forecast",
                     data_refs(client, forecast_options, {"input": "--input", "vms": "--vms"}),
-                    title="forecasting",
+                    data_refs(client, params, data),
                     json_output=json_output,
                 )
-                params["forecast"] = str(forecast_job["id"])
-            job = run_job(
-                client,
-                "plan-migration",
-                data_refs(client, params, data),
-                title="planning migrations",
-                json_output=json_output,
-            )
+            else:
+                job = run_job(
+                    client,
+                    "plan-migration",
+                    data_refs(client, params, data),
+                    title="planning migrations",
+                    json_output=json_output,
+                )
             result = {**job["result"], "out": save_output(client, job, out)}
     made = None
     if forecast_options:
@@ -294,6 +294,47 @@ def plan_migrations_command(
             f" — {made['why']}"
         )
     _print_plan(result, job)
+
+
+def forecast_then_plan_pipeline(forecast: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """``--input``: the two-step pipeline the server runs, forecast then plan, the plan
+    reading the forecast step's output (docs/pipelines.md); the same for API and SDK users."""
+    return {
+        "name": "plan-migrations",
+        "steps": {
+            "forecast": {"kind": "forecast", "params": forecast},
+            "plan": {
+                "kind": "plan-migration",
+                "params": {**plan, "forecast": "step://forecast/forecast.parquet"},
+                "after": ["forecast"],
+            },
+        },
+    }
+
+
+def _forecast_then_plan(
+    client: Any, forecast: dict[str, Any], plan: dict[str, Any], *, json_output: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit the pipeline and follow its steps; Ctrl-C cancels it. The finished forecast
+    and plan jobs (an error if either did not succeed)."""
+    pipeline = client.run_pipeline(forecast_then_plan_pipeline(forecast, plan))
+    jobs = {step["name"]: step["job_id"] for step in pipeline["steps"]}
+    try:
+        forecast_job = follow_job(
+            client, jobs["forecast"], kind="forecast", title="forecasting", json_output=json_output
+        )
+        plan_job = follow_job(
+            client,
+            jobs["plan"],
+            kind="plan-migration",
+            title="planning migrations",
+            json_output=json_output,
+        )
+    except KeyboardInterrupt:
+        client.cancel_pipeline(pipeline["id"])
+        err_console.print(f"cancelled pipeline {pipeline['id']}")
+        raise typer.Exit(130) from None
+    return forecast_job, plan_job
 
 
 def _calibration_ref(value: str | None) -> str | None:

@@ -424,11 +424,19 @@ def run_job(
         _detached(client, submitted.id, kind, out, json_output)
         raise typer.Exit(0)
     try:
-        job = _follow(lambda: client.get(submitted.id).raw, title, json_output)
+        return follow_job(client, submitted.id, kind=kind, title=title, json_output=json_output)
     except KeyboardInterrupt:
         client.cancel(submitted.id)
         err_console.print(f"cancelled job {submitted.id}")
         raise typer.Exit(130) from None
+
+
+def follow_job(
+    client: Client, job_id: int, *, kind: str, title: str, json_output: bool
+) -> dict[str, Any]:
+    """Wait for a submitted job with a progress bar and return it (as the API describes it);
+    raise with its error if it did not succeed."""
+    job = _follow(lambda: client.get(job_id).raw, title, json_output)
     if job["state"] != "succeeded":
         message = job.get("error") or f"job {job['id']} ended {job['state']}"
         raise ZhugeError(f"{kind} failed: {message}", details={"job_id": job["id"]})
