@@ -586,6 +586,40 @@ class Client:
             return False
         return True
 
+    # -- pools, the autoscaler and costs ---------------------------------------------------
+
+    def apply_pools(self, document: str | Path | dict[str, Any]) -> dict[str, Any]:
+        """Make a pools file the pools in force (admin): YAML text, a path to the file, or
+        the pools as a dict. Each pool names a provider the server configures; refused with
+        ``InvalidRequest`` (and nothing changed) otherwise, or if the file is not valid."""
+        if isinstance(document, Path):
+            try:
+                document = document.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise errors.InvalidRequest(f"cannot read {document}: {exc.strerror}") from exc
+        return self._request("PUT", "/v1/pools", json={"document": document})
+
+    def pools(self) -> dict[str, Any]:
+        """The pools in force, each with its workers up and latest decision (admin)."""
+        return self._request("GET", "/v1/pools")
+
+    def autoscaler_log(
+        self, *, pool: str | None = None, changes: bool = False, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The autoscaler's decisions, newest first (admin)."""
+        params: dict[str, Any] = {"limit": limit, "changes": changes}
+        if pool:
+            params["pool"] = pool
+        return self._request("GET", "/v1/autoscaler/log", params=params)["decisions"]
+
+    def costs(self, *, by: str = "tenant", since: str | None = None) -> dict[str, Any]:
+        """What jobs cost, grouped ``by`` tenant, kind, pool or day, since ``since`` (``7d``
+        or ISO 8601); an admin also gets the pools' bill, idle cost and spot savings."""
+        params: dict[str, Any] = {"by": by}
+        if since:
+            params["since"] = since
+        return self._request("GET", "/v1/costs", params=params)
+
     # -- queues ---------------------------------------------------------------------------
 
     def apply_queues(self, document: str | Path | dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,9 @@ from zhuge.api.routes import (
     queues,
     system,
 )
+from zhuge.api.routes import costs as cost_routes
 from zhuge.api.routes import pipelines as pipeline_routes
+from zhuge.api.routes import pools as pool_routes
 from zhuge.api.routes import schedules as schedule_routes
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
@@ -61,5 +63,7 @@ def create_app(
     app.include_router(models.router)
     app.include_router(pipeline_routes.router)
     app.include_router(schedule_routes.router)
+    app.include_router(pool_routes.router)
+    app.include_router(cost_routes.router)
     audit.install(app)  # last: the outermost middleware, it sees what any other refuses
     return app

@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from zhuge.jobs.elastic import costs
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import DURATION_BUCKETS, JobStore
 
@@ -65,6 +66,37 @@ class StoreCollector(Collector):
         for name, amount in sorted(totals.items()):
             slots.add_metric([name], amount)
         yield slots
+        yield from _cost_metrics(self.store)
+
+
+def _cost_metrics(store: JobStore) -> Iterator[Metric]:
+    """Cost accounting's counters (``zhuge.jobs.elastic.costs``): allocated resource-seconds
+    and measured CPU-seconds of ended attempts, per tenant and pool; worker up-seconds per
+    pool (open intervals counted to now)."""
+    totals = costs.usage_totals(store)
+    allocated = CounterMetricFamily(
+        "zhuge_allocated_resource_seconds",
+        "Resource-seconds allocated to ended attempts (GPU fractions as fractions).",
+        labels=["tenant", "pool", "resource"],
+    )
+    for (tenant, pool), amounts in sorted(totals["allocated"].items()):
+        for resource, value in sorted(amounts.items()):
+            allocated.add_metric([tenant, pool, resource], value)
+    yield allocated
+    measured = CounterMetricFamily(
+        "zhuge_attempt_cpu_seconds",
+        "CPU-seconds measured in ended attempts (ctx.map parts included).",
+        labels=["tenant", "pool"],
+    )
+    for (tenant, pool), value in sorted(totals["cpu_seconds"].items()):
+        measured.add_metric([tenant, pool], value)
+    yield measured
+    uptime = CounterMetricFamily(
+        "zhuge_worker_uptime_seconds", "Seconds workers have been up, per pool.", labels=["pool"]
+    )
+    for pool, value in sorted(totals["uptime_seconds"].items()):
+        uptime.add_metric([pool], value)
+    yield uptime
 
 
 def registry_for(store: JobStore) -> CollectorRegistry:

@@ -22,8 +22,10 @@ from zhuge.cli import (
     run,
     server,
 )
+from zhuge.cli.costs import costs as costs_command
 from zhuge.cli.models import models_app
 from zhuge.cli.pipelines import pipeline_app
+from zhuge.cli.pools import autoscaler_app, pools_app
 from zhuge.cli.queues import queues_app
 from zhuge.cli.schedules import schedules_app
 from zhuge.cli.simulate import register as register_simulate
@@ -111,6 +113,9 @@ app.add_typer(plot.plot_app, name="plot")
 app.add_typer(models_app, name="models")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(pools_app, name="pools")
+app.add_typer(autoscaler_app, name="autoscaler")
+app.command("costs")(costs_command)
 forecast.register(app)
 forecast.demo_app.command("migrations", help=demo.MIGRATIONS_HELP)(demo.demo_migrations_command)
 migration.register(app)

@@ -350,6 +350,24 @@ def decisions(
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def last_decisions(store: JobStore) -> dict[str, dict[str, Any]]:
+    """Each pool's latest decision."""
+    latest = sa.select(sa.func.max(D.c.id)).group_by(D.c.pool).scalar_subquery()
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(D).where(D.c.id.in_(latest)))
+        return {r.pool: dict(r._mapping) for r in rows}
+
+
+def workers_by_pool(store: JobStore) -> dict[str, list[str]]:
+    """Workers up now (their up-time open), by pool."""
+    W = schema.worker_uptime
+    out: dict[str, list[str]] = {}
+    with store.engine.connect() as conn:
+        for r in conn.execute(sa.select(W.c.worker, W.c.pool).where(W.c.ended_at.is_(None))):
+            out.setdefault(r.pool, []).append(r.worker)
+    return out
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
