@@ -245,20 +245,39 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
 def models_config(
     name: NameArg,
     settings: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            metavar="SETTING...",
+            metavar="[SETTING]...",
             help="key=value: metric, margin, level, test (dm|bootstrap), min_series, manual, "
             "gate_windows, drift_factor, drift_scorings, drift_action (none|retrain|rollback).",
         ),
-    ],
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="The gate's metric, lower is better: mase (default), mae, or decision_regret "
+            "(the load in the migration window the forecast picks, above the quietest one).",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Change the release gate's and drift's settings of a model."""
+    """Change the release gate's and drift's settings of a model.
+
+    \b
+    Examples:
+      zhuge models config fleet-cpu --metric decision_regret
+      zhuge models config fleet-cpu margin=0.05 test=bootstrap drift_action=retrain
+    """
     with user_errors(json_output):
-        done = client(url, token).configure_model(name, **_settings(settings))
+        changes = _settings(settings or [])
+        if metric is not None:
+            changes["metric"] = metric
+        if not changes:
+            raise InvalidParams("give a setting to change: --metric NAME, or key=value")
+        done = client(url, token).configure_model(name, **changes)
     if json_output:
         print_json(done)
     else:

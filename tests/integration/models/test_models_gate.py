@@ -342,5 +342,5 @@ def test_an_unknown_gate_metric_fails_the_job_at_once_with_its_name(world):
     world.sdk["acme"].train_model("fleet-cpu", {"input": clean, "config": {"metric": "nope"}})
     (job,) = world.run_queued()
     assert job.state.value == "dead" and job.attempt == 1
-    assert "gate metric 'nope'" in job.error and "known: mae, mase" in job.error
+    assert "gate metric 'nope'" in job.error and "known: decision_regret, mae, mase" in job.error
     assert world.sdk["acme"].models() == []  # nothing registered

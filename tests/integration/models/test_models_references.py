@@ -8,6 +8,8 @@ uses the previous champion; another tenant's reference is unknown."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -213,3 +215,31 @@ def test_model_score_takes_a_dataset_like_the_forecast_it_scores(world):
         world.sdk["other"].submit(
             "model-score", {"model": "fleet-cpu", "input": "dataset://telemetry"}
         )
+
+
+def test_decision_regret_is_a_model_setting_the_gate_judges_by(world, monkeypatch):
+    from zhuge.cli import app
+    from zhuge.cli import models as cli_models
+
+    data = world.write("clean", clean_fleet(days=14, vms=12))
+    world.train("fleet-cpu", data, config={"gate_windows": 3, "min_series": 10})
+    monkeypatch.setattr(cli_models, "client", lambda url, token: world.sdk["acme"])
+    runner = CliRunner()
+    changed = runner.invoke(
+        app, ["models", "config", "fleet-cpu", "--metric", "decision_regret", "--json"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["metric"] == "decision_regret"
+    nothing = runner.invoke(app, ["models", "config", "fleet-cpu"])
+    assert nothing.exit_code == 1 and "give a setting to change" in nothing.stderr
+
+    second = world.run(
+        "model-train",
+        {"input": data, "horizon": "24h", "model": "gbm", "register_as": "fleet-cpu"},
+    )
+    assert second.state.value == "succeeded", second.error
+    evidence = second.result["gate"]
+    assert evidence["metric"] == "decision_regret" and evidence["champion_version"] == 1
+    assert evidence["champion_score"] >= 0 and evidence["challenger_score"] >= 0
+    metrics = world.sdk["acme"].model_version("fleet-cpu@2")["metrics"]
+    assert metrics["decision_regret"] >= 0 and metrics["mase"] > 0  # live scoring keeps MASE

@@ -38,6 +38,7 @@ from zhuge.jobs.forecast.params import TrainParams, horizon_steps
 from zhuge.jobs.forecast.prepare import prepare_fleet
 from zhuge.jobs.kinds import kind
 from zhuge.jobs.outputs import json_safe
+from zhuge.jobs.registry import metrics as _metrics  # noqa: F401 (registers decision_regret)
 from zhuge.jobs.registry.model import (
     CHAMPION,
     NAME_PATTERN,
