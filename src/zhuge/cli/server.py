@@ -90,6 +90,8 @@ def up(
         console.print(f"  database  {redacted(settings.database_url)}")
         console.print(f"  artifacts {settings.artifacts_root}")
         console.print(f"  dask      {'none (API only)' if api_only else where}")
+        if settings.pools_file is not None:  # providers and pools (zhuge pools ls)
+            console.print(f"  pools     {settings.pools_file}")
         console.print(f"  token     {settings.token_path}")
         roots = ", ".join(map(str, platform.settings.data_roots))  # the default filled in
         console.print(f"  data roots {roots} (jobs read paths only under these)")
@@ -172,6 +174,15 @@ def worker(
             help="A custom resource each worker offers, NAME=AMOUNT (repeat the option).",
         ),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="The worker's Dask name. A pool's command provider starts workers named "
+            "POOL-N (it passes ZHUGE_WORKER_NAME); workers named otherwise form the "
+            "unmanaged static pool (docs/elastic.md).",
+        ),
+    ] = None,
 ) -> None:
     """Start Dask workers for an existing scheduler, advertising what they have:
     CPU (= threads), memory_gb, GPU, and any custom resource, for example
@@ -215,6 +226,7 @@ def worker(
         "--resources",
         resources,
         "--no-dashboard",
+        *(["--name", name] if name else []),
         *tls_arguments,
     ]
     console.print(f"starting {nworkers} worker(s) for {scheduler}, each with {resources}")
