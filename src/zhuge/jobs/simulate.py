@@ -49,6 +49,7 @@ from zhuge.errors import InvalidRequest
 from zhuge.jobs.admission import (
     Amounts,
     Candidate,
+    Decision,
     QueueConfig,
     Running,
     Snapshot,
@@ -356,6 +357,8 @@ class _Simulation:
         self.events: list[tuple[float, int, int, int, int]] = []  # time, kind, seq, job, attempt
         self.seq = 0
         self.decisions = 0
+        self.last_decision: Decision | None = None
+        self.last_decision_at = -math.inf
         self.now = self.start_time = self.end_time = 0.0
         self.tenants = sorted({j.tenant for j in self.trace})
         for job_id, job in self.spec.items():
@@ -435,6 +438,7 @@ class _Simulation:
         )
         decision = decide(snapshot, self.config)
         self.decisions += 1
+        self.last_decision, self.last_decision_at = decision, now
         for start in decision.start:
             candidate = self.queued.pop(start.job_id)
             spec, outcome = self.spec[start.job_id], self.jobs[start.job_id]
@@ -471,6 +475,10 @@ class _Simulation:
             if reason not in reasons and len(reasons) < REASONS_KEPT:
                 reasons.append(reason)
 
+    def after_events(self, at: float) -> None:
+        """Called once every event time, after admission (the elastic simulation scales its
+        pools here); admission ran at ``at`` if ``self.last_decision_at == at``."""
+
     def run(self, progress: Callable[[int, int], None] | None = None) -> None:
         self.now = self.events[0][0] if self.events else 0.0
         self.start_time = self.now
@@ -493,6 +501,7 @@ class _Simulation:
                 at_this_time += 1
                 if at_this_time > MAX_DECISIONS_AT_ONE_TIME:
                     raise RuntimeError(f"admission did not settle at t={at:g}s")
+            self.after_events(at)
             if progress is not None:
                 progress(settled, total)
         self.end_time = self.now
@@ -589,3 +598,118 @@ def simulate_files(
 ) -> SimulationResult:
     """``simulate`` on the three files ``zhuge simulate`` takes."""
     return simulate(load_trace(trace), load_pools(pools), load_queues(queues), progress=progress)
+
+
+# -- traces from a utilisation series -------------------------------------------------------
+
+CPU_CHOICES = ((1.0, 0.5), (2.0, 0.3), (4.0, 0.2))  # (CPU asked, probability)
+MEMORY_PER_CPU = 2.0  # GB
+DURATION_SIGMA = 0.8  # of the log of a job's duration: most jobs short, a few long
+
+
+def read_utilisation(path: str | Path, column: str) -> list[float]:
+    """The finite values of ``column`` in a CSV file, in order; ``InvalidRequest`` naming
+    the column (and the columns there are) or the line at fault."""
+    reader = csv.DictReader(io.StringIO(_read(path, "utilisation")))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    if column not in columns:
+        raise InvalidRequest(
+            f"{path}: no column {column!r} (columns: {', '.join(columns) or 'none'})"
+        )
+    reader.fieldnames = columns
+    values = []
+    for line, row in enumerate(reader, start=2):
+        text = (row.get(column) or "").strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise InvalidRequest(f"{path} line {line}: {column}: not a number: {text!r}") from exc
+        if math.isfinite(value):
+            values.append(value)
+    if len(values) < 2:
+        raise InvalidRequest(f"{path}: column {column!r} has fewer than 2 numbers")
+    return values
+
+
+def trace_from_utilisation(
+    values: Sequence[float],
+    *,
+    seed: int,
+    step_s: float = 300.0,
+    jobs_per_step: float = 10.0,
+    duration_s: float = 600.0,
+    tenants: Sequence[str] = ("a", "b", "c"),
+) -> list[TraceJob]:
+    """A job trace whose arrivals follow a utilisation series: row ``t`` of ``values`` is
+    the ``step_s`` seconds from ``t × step_s``, in which a Poisson number of jobs arrive,
+    ``jobs_per_step × value / mean(values)`` on average, at uniform times. Each job: a tenant
+    (the first twice as likely as the second, three times the third…), ``CPU`` 1, 2 or 4
+    (half, 30 %, 20 %), 2 GB of memory per CPU, a log-normal duration of mean
+    ``duration_s``, priority 0. The same arguments give the same trace."""
+    import numpy as np
+
+    if not values:
+        raise InvalidRequest("the utilisation series is empty")
+    if step_s <= 0 or jobs_per_step <= 0 or duration_s <= 0:
+        raise InvalidRequest("step, jobs per step and duration must be more than 0")
+    if not tenants:
+        raise InvalidRequest("at least one tenant is needed")
+    series = np.clip(np.asarray(values, dtype=float), 0.0, None)
+    mean = float(series.mean())
+    if mean <= 0:
+        raise InvalidRequest("the utilisation series is all zero: no arrivals to make")
+    rng = np.random.default_rng(seed)
+    weights = np.array([1.0 / (i + 1) for i in range(len(tenants))])
+    weights /= weights.sum()
+    cpus = np.array([c for c, _ in CPU_CHOICES])
+    cpu_p = np.array([p for _, p in CPU_CHOICES])
+    mu = math.log(duration_s) - DURATION_SIGMA**2 / 2  # so the mean is duration_s
+    counts = rng.poisson(jobs_per_step * series / mean)
+    jobs: list[TraceJob] = []
+    for t, n in enumerate(counts):
+        if n == 0:
+            continue
+        at = np.sort((t + rng.random(n)) * step_s)
+        who = rng.choice(len(tenants), size=n, p=weights)
+        cpu = rng.choice(cpus, size=n, p=cpu_p)
+        lengths = np.maximum(1.0, np.round(rng.lognormal(mu, DURATION_SIGMA, size=n)))
+        for i in range(n):
+            jobs.append(
+                TraceJob(
+                    submit_time=round(float(at[i]), 1),
+                    tenant=tenants[int(who[i])],
+                    CPU=float(cpu[i]),
+                    memory_gb=float(cpu[i]) * MEMORY_PER_CPU,
+                    duration_s=float(lengths[i]),
+                )
+            )
+    if not jobs:
+        raise InvalidRequest("no job arrived: raise --jobs-per-step or use more rows")
+    return jobs
+
+
+def write_trace(jobs: Iterable[TraceJob]) -> str:
+    """The trace CSV ``load_trace`` reads back (``gang``/``timeout_s`` only when set)."""
+    jobs = list(jobs)
+    extra = [c for c in OPTIONAL_COLUMNS if any(_set(j, c) for j in jobs)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*TRACE_COLUMNS, *extra])
+    for j in jobs:
+        row = [getattr(j, c) for c in TRACE_COLUMNS] + [getattr(j, c) for c in extra]
+        writer.writerow([_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _set(job: TraceJob, column: str) -> bool:
+    return (job.gang != 1) if column == "gang" else job.timeout_s is not None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}" if value == int(value) and abs(value) < 1e15 else repr(value)
+    return str(value)

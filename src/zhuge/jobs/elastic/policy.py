@@ -313,10 +313,19 @@ def _rule_target(
 
 def forecast_work(policy: PredictivePolicy, samples: Sequence[Sample], horizon: int) -> list[float]:
     """The work (worker-seconds per interval) forecast to arrive in each of the next
-    ``horizon`` intervals from ``samples`` (oldest first), with ``policy.model``; never below
-    0. Memoised on the series, so a simulator deciding many times per interval fits once."""
-    values = tuple(float(s.work_s) for s in samples[-policy.max_history :])
-    return list(_forecast(values, horizon, policy.season, policy.model))
+    ``horizon`` intervals after ``samples`` (oldest first), with ``policy.model``, never
+    below 0. The model is fitted on the series up to the last multiple of
+    ``policy.refit_every`` intervals (counted from the first sample) and read further along
+    in between; fits are memoised on the series, so deciding many times per interval, or
+    between refits, fits once."""
+    values = [float(s.work_s) for s in samples]
+    n = len(values)
+    origin = n - (n % policy.refit_every) if n >= policy.refit_every else n
+    ahead = n - origin
+    fitted = tuple(values[max(0, origin - policy.max_history) : origin])
+    # one fit serves every reading until the next refit: ask it for the longest
+    out = _forecast(fitted, horizon + policy.refit_every, policy.season, policy.model)
+    return list(out[ahead : ahead + horizon])
 
 
 @functools.lru_cache(maxsize=256)

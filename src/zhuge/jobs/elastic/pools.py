@@ -128,6 +128,9 @@ class PredictivePolicy(_Strict):
     min_history: int = Field(24, ge=2, le=100_000)
     max_history: int = Field(2016, ge=2, le=1_000_000)
     """At most this many recent intervals are fitted (a week of 5-minute intervals)."""
+    refit_every: int = Field(6, ge=1, le=100_000)
+    """Fit the model again every this many intervals; in between, read further along the
+    last fit's forecast (a statsforecast fit takes 0.05-1 s)."""
 
     @field_validator("interval")
     @classmethod
@@ -191,20 +194,19 @@ class PoolSpec(_Strict):
     """A scale-up goes to the least target wanted over the last ``up`` seconds, a scale-down
     to the most wanted over the last ``down`` seconds (Kubernetes HPA's windows)."""
 
+    count: int | None = Field(None, ge=1, le=MAX_WORKERS, exclude=True)
+    """The fixed-workers simulator's shorthand: ``min = max = count``, no start-up delay,
+    a fixed size."""
+
     @model_validator(mode="before")
     @classmethod
     def _count_shorthand(cls, data: Any) -> Any:
-        # the fixed-workers simulator's pools: {name, count, resources}
-        if isinstance(data, Mapping) and "count" in data:
-            data = dict(data)
+        count = data.get("count") if isinstance(data, Mapping) else None
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
             if "min" in data or "max" in data:
                 raise ValueError("give either count or min/max, not both")
-            count = data.pop("count")
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(f"count must be a whole number ≥ 1, not {count!r}")
+            data = {"startup_s": 0, "policy": {"name": "fixed-peak", "workers": count}, **data}
             data["min"] = data["max"] = count
-            data.setdefault("startup_s", 0)
-            data.setdefault("policy", {"name": "fixed-peak", "workers": count})
         return data
 
     @model_validator(mode="after")
