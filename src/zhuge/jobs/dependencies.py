@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from zhuge.errors import InvalidRequest, JobNotFound
+from zhuge.errors import InvalidRequest
 from zhuge.jobs import schema
 from zhuge.jobs.states import JobState
 
@@ -91,8 +91,8 @@ class Dependencies:
         ).all()
         found = {r.id: JobState(r.state) for r in rows}
         for job_id in after:
-            if job_id not in found:
-                raise JobNotFound(f"after: job {job_id} does not exist")
+            if job_id not in found:  # a bad reference in a request, as a bad data reference
+                raise InvalidRequest(f"after: job {job_id} does not exist")
             if found[job_id].value in ENDED:
                 raise InvalidRequest(
                     f"after: job {job_id} is {found[job_id].value}, so a job after it would "

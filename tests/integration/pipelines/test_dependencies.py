@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from zhuge.api.metrics import registry_for
-from zhuge.errors import IdempotencyConflict, InvalidRequest, JobNotFound
+from zhuge.errors import IdempotencyConflict, InvalidRequest
 from zhuge.jobs.model import Worker
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobStore
@@ -124,9 +124,9 @@ def test_retry_leaves_cancelled_a_dependent_another_dead_upstream_still_holds(st
 def test_refused_after_an_unknown_or_other_tenants_job_with_nothing_stored(store):
     theirs = submit(store, tenant="t2")
     before = len(store.list())
-    with pytest.raises(JobNotFound, match=f"job {theirs.id} does not exist"):
+    with pytest.raises(InvalidRequest, match=f"job {theirs.id} does not exist"):
         submit(store, after=[theirs.id])
-    with pytest.raises(JobNotFound, match="job 999999 does not exist"):
+    with pytest.raises(InvalidRequest, match="job 999999 does not exist"):
         submit(store, after=[999999])
     with pytest.raises(InvalidRequest, match="not a job id"):
         submit(store, after=["x"])
