@@ -46,9 +46,10 @@ def platform(tmp_path_factory, data):
 
 @pytest.fixture(scope="module")
 def sdk(platform):
-    with serve_privately(platform.app()) as api, Client(
-        api.url, platform.token, transport=api.transport
-    ) as client:
+    with (
+        serve_privately(platform.app()) as api,
+        Client(api.url, platform.token, transport=api.transport) as client,
+    ):
         client.other = Client(  # a member of another tenant
             api.url, platform.store.issue_token("other"), transport=api.transport
         )
