@@ -66,6 +66,20 @@ def read_pipeline_file(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def template_or_file(file: Path | None, template: str | None) -> dict[str, Any]:
+    """The pipeline document of FILE or of a shipped ``--template`` (one of them)."""
+    if (file is None) == (template is None):
+        raise InvalidRequest("give a pipeline file or --template NAME (one of them)")
+    if template is not None:
+        import yaml
+
+        from zhuge.jobs.templates import template_document
+
+        return yaml.safe_load(template_document(template))
+    assert file is not None
+    return read_pipeline_file(file)
+
+
 def graph(pipeline: dict[str, Any]) -> Tree:
     """The steps as a tree: each under the step it waits for (the first, when several; the
     others named), roots at the top, with its state and job id."""
@@ -98,7 +112,20 @@ def wait_for_pipeline(c: Client, pipeline_id: int) -> dict[str, Any]:
 
 @pipeline_app.command("run")
 def run(
-    file: Annotated[Path, typer.Argument(help="The pipeline file (YAML).", show_default=False)],
+    file: Annotated[
+        Path | None, typer.Argument(help="The pipeline file (YAML).", show_default=False)
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option("--template", help="A shipped pipeline instead of a file: fleet-nightly."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="fleet-nightly's telemetry: a dataset or connection."),
+    ] = None,
+    vms: Annotated[
+        str | None, typer.Option("--vms", help="fleet-nightly's VM table (hosts, memory).")
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -120,10 +147,14 @@ def run(
 
     Example: zhuge pipeline run examples/pipelines/forecast-and-plan.yaml
     --param telemetry=dataset://fleet --param horizon=24
+
+    The nightly fleet run, shipped: zhuge pipeline run --template fleet-nightly
+    --source dataset://telemetry --vms dataset://vms
     """
     with user_errors(json_output):
-        document = read_pipeline_file(file)
+        document = template_or_file(file, template)
         params = parse_pipeline_params(param or [])
+        params.update({k: v for k, v in (("source", source), ("vms", vms)) if v is not None})
         c = client(url, token)
         pipeline = c.run_pipeline(document, params)
         if wait:

@@ -51,9 +51,9 @@ Examples:
 
 
 def _params(pairs: list[str], source: str | None, vms: str | None) -> dict[str, Any]:
-    from zhuge.cli.jobs import parse_params
+    from zhuge.cli.pipelines import parse_pipeline_params
 
-    params = parse_params(pairs, None)
+    params = parse_pipeline_params(pairs)
     for key, value in (("source", source), ("vms", vms)):
         if value is not None:
             params[key] = value
