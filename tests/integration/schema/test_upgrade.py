@@ -168,6 +168,14 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         plans = conn.execute(sa.select(schema.jobs.c.chain_plan)).scalars().all()
         assert plans and all(p is None for p in plans)
         conn.rollback()
+    # 0009: schedules, none yet; a schedule and a slot's run on the upgraded database, once
+    from zhuge.jobs.schedules import Schedules
+
+    schedules = Schedules(store, pipelines=_NoPipelines())
+    admin = store.principal_for_token(store.issue_token("default", role="admin"))
+    added = schedules.add(admin, name="nightly", cron="0 2 * * *", document="{}")
+    assert schedules.fire(added, now=added.created_at + 86400.0).outcome == "fired"
+    assert schedules.fire(added, now=added.created_at + 86400.0) is None  # that slot is taken
     # 0011: no upgraded job resolved a registry reference; the model of 0006 is a forecast one
     assert all((j.model_ref, j.model_version) == (None, None) for j in jobs.values())
     with store.engine.connect() as conn:
@@ -250,3 +258,19 @@ def test_a_new_database_is_created_at_the_head_and_reports_it(tmp_path, monkeypa
         "up_to_date": True,
         "pending": [],
     }
+
+
+class _NoPipelines:
+    """Firing's pipelines, empty: revision 0009's check needs only the schedules' tables."""
+
+    def check(self, schedule, principal, slot) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def insert(self, conn, schedule, principal, slot) -> int:  # type: ignore[no-untyped-def]
+        return 0
+
+    def active(self, conn, pipeline_id) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def states(self, pipeline_ids) -> dict[int, str]:  # type: ignore[no-untyped-def]
+        return {}
