@@ -58,6 +58,7 @@ from zhuge.jobs.admission import (
     decide,
     jain_index,
 )
+from zhuge.jobs.elastic.pools import PoolsConfig
 
 TRACE_COLUMNS = ("submit_time", "tenant", "CPU", "GPU", "memory_gb", "duration_s", "priority")
 OPTIONAL_COLUMNS = ("gang", "timeout_s")
@@ -196,6 +197,25 @@ def parse_pools(text: str, name: str = "pools") -> list[WorkerSlot]:
         raise InvalidRequest(
             f"{name}: {errors[0]['field']}: {errors[0]['message']}", details={"errors": errors}
         ) from exc
+
+
+def load_pools_config(path: str | Path) -> PoolsConfig:
+    """A pools file, old shape (``count``) or elastic (``min``, ``max``, ``policy``…)."""
+    text = _read(path, "pools")
+    try:
+        return PoolsConfig.parse(text)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{path}: {exc.message}", details=exc.details) from exc
+
+
+def fixed_workers(pools: PoolsConfig) -> list[WorkerSlot] | None:
+    """The workers of a pools file in the fixed shape (every pool a ``count``), named as the
+    fixed simulator always named them; None when a pool scales."""
+    if not all(p.count is not None for p in pools.pools):
+        return None
+    return [
+        WorkerSlot(f"{p.name}-{i}", dict(p.resources)) for p in pools.pools for i in range(p.min)
+    ]
 
 
 def load_trace(path: str | Path) -> list[TraceJob]:
