@@ -1,0 +1,76 @@
+"""A real store on SQLite and PostgreSQL with a clock the test moves, and the HTTP API over
+it, for the elastic-capacity tests (no Dask: rows and fake providers stand in for workers)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import empty_store
+from zhuge.api.app import create_app
+from zhuge.client import Client
+from zhuge.config import Settings
+from zhuge.jobs.store import JobStore
+
+T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+
+
+class FakeClock:
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'zhuge.db'}"
+    return empty_store(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(db_url, clock):
+    s = JobStore.open(db_url, clock=clock)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path, db_url) -> Settings:
+    return Settings(home=tmp_path / "home", db_url=db_url, autoscale_seconds=1.0)
+
+
+class Api:
+    def __init__(self, http: TestClient, store: JobStore, admin: str) -> None:
+        self.http, self.store, self.admin = http, store, admin
+        self.tokens: dict[str, str] = {}
+
+    def call(self, method: str, path: str, token: str | None = None, **kw):
+        headers = {"Authorization": f"Bearer {token or self.admin}", **kw.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kw)
+
+    def member(self, tenant: str) -> str:
+        if tenant not in self.tokens:
+            self.store.ensure_tenant(tenant)
+            self.tokens[tenant] = self.store.issue_token(tenant, "test member")
+        return self.tokens[tenant]
+
+    def sdk(self, token: str | None = None) -> Client:
+        return Client("http://testserver", token or self.admin, transport=self.http._transport)
+
+
+@pytest.fixture
+def api(store, settings):
+    admin = store.issue_token("default", "admin", role="admin")
+    with TestClient(create_app(settings, store=store)) as http:
+        yield Api(http, store, admin)
