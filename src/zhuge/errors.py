@@ -16,6 +16,7 @@
     │   ├── ArtifactNotFound     no file of that name in a job's artifact folder
     │   ├── DatasetNotFound      no dataset of that name (and digest) in the caller's tenant
     │   ├── ConnectionNotFound   no connection of that name that the caller may use
+    │   ├── PipelineNotFound     no pipeline of that id in the caller's tenant
     │   ├── TenantNotFound
     │   └── TokenNotFound        no token of that id (tokens are named by id, never by secret)
     ├── Conflict
@@ -55,6 +56,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "PipelineNotFound",
     "QuotaExceeded",
     "SchemaMismatch",
     "StoreError",
@@ -132,6 +134,10 @@ class DatasetNotFound(NotFound):
 
 
 class ConnectionNotFound(NotFound):
+    pass
+
+
+class PipelineNotFound(NotFound):
     pass
 
 

@@ -45,7 +45,13 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection
 
-from zhuge.errors import InvalidParams, InvalidPipeline, InvalidRequest, NotFound, UnknownKind
+from zhuge.errors import (
+    InvalidParams,
+    InvalidPipeline,
+    InvalidRequest,
+    PipelineNotFound,
+    UnknownKind,
+)
 from zhuge.jobs import schema
 from zhuge.jobs.kinds import get_kind
 from zhuge.jobs.states import JobState
@@ -77,10 +83,6 @@ _STEP_REF = re.compile(r"^step://([^/]+)/(.+)$")
 
 P = schema.pipelines
 J = schema.jobs
-
-
-class PipelineNotFound(NotFound):
-    pass
 
 
 def _refused(loc: tuple[str | int, ...], message: str, kind: str = "pipeline") -> InvalidPipeline:
