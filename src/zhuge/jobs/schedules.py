@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from croniter import croniter
+from croniter import CroniterError, croniter
 from sqlalchemy.exc import IntegrityError
 
 from zhuge.errors import Conflict, InvalidRequest, NotFound, ZhugeError
@@ -71,6 +71,7 @@ ON_TIME_SECONDS = 300.0
 scheduler's housekeeping runs every second, so only downtime makes a slot this late)."""
 DST_MARGIN = timedelta(hours=3)  # more than any offset change (Lord Howe's is 30 min, most 1 h)
 MAX_SCAN_TICKS = 100_000  # cron ticks looked at for one question, at most
+COUNT_TICKS = 10_000  # ticks counted of a downtime's passed-over slots (then "more than")
 
 
 # -- slot arithmetic (pure) -------------------------------------------------------------------
@@ -84,6 +85,11 @@ def check_cron(expr: str) -> str:
         raise InvalidRequest(
             f"cron expression {expr!r} is not valid: five fields, minute hour day month "
             "weekday, e.g. '0 2 * * *' (every day at 02:00) or '*/15 * * * *'",
+            details={"params": ["cron"]},
+        )
+    if not any(True for _ in _ticks(text, datetime(2000, 1, 1), limit=1)):
+        raise InvalidRequest(
+            f"cron expression {expr!r} never matches a date (30 February?)",
             details={"params": ["cron"]},
         )
     return text
@@ -127,18 +133,27 @@ def instant_of(local: datetime, tz: ZoneInfo) -> float:
     return float(lo)
 
 
-def _ticks(cron: str, start: datetime, *, backwards: bool = False) -> Iterator[datetime]:
+def _ticks(
+    cron: str, start: datetime, *, backwards: bool = False, limit: int = MAX_SCAN_TICKS
+) -> Iterator[datetime]:
+    """The cron expression's wall-clock times after (or before) ``start``; none past a
+    date it can never reach again (``0 0 30 2 *``)."""
     it = croniter(cron, start)
     step = it.get_prev if backwards else it.get_next
-    for _ in range(MAX_SCAN_TICKS):
-        yield step(datetime)
+    for _ in range(limit):
+        try:
+            yield step(datetime)
+        except CroniterError:
+            return
 
 
-def slots_between(cron: str, tz: ZoneInfo, after: float, until: float) -> list[float]:
-    """Every slot in ``(after, until]``, oldest first, each once (at most MAX_SCAN_TICKS)."""
+def slots_between(
+    cron: str, tz: ZoneInfo, after: float, until: float, *, limit: int = MAX_SCAN_TICKS
+) -> list[float]:
+    """Every slot in ``(after, until]``, oldest first, each once (within ``limit`` ticks)."""
     out: list[float] = []
     stop = _wall(until, tz) + DST_MARGIN
-    for local in _ticks(cron, _wall(after, tz) - DST_MARGIN):
+    for local in _ticks(cron, _wall(after, tz) - DST_MARGIN, limit=limit):
         if local > stop:
             break
         slot = instant_of(local, tz)
@@ -178,14 +193,16 @@ class Due:
     fire: bool
     passed_over: int = 0
     first_passed_over: float | None = None
+    more_passed_over: bool = False  # more than ``passed_over``: the count stopped there
 
     def note(self, catch_up: str) -> str:
         """The run row's reason: what the catch-up policy passed over, in words."""
         parts = [] if self.fire else ["missed while no scheduler ran (catch-up none)"]
         if self.passed_over:
             since = datetime.fromtimestamp(self.first_passed_over or self.slot, UTC)
+            count = f"more than {self.passed_over}" if self.more_passed_over else self.passed_over
             parts.append(
-                f"{self.passed_over} earlier slot(s) since {since:%Y-%m-%d %H:%M} UTC not run "
+                f"{count} earlier slot(s) since {since:%Y-%m-%d %H:%M} UTC not run "
                 f"(catch-up {catch_up})"
             )
         return "; ".join(parts)
@@ -202,14 +219,17 @@ def due_slot(cron: str, tz: ZoneInfo, *, since: float, now: float, catch_up: str
         return None
     on_time = now - latest <= ON_TIME_SECONDS
     # How many more slots the downtime passed over (counted only when it is likely).
-    earlier: list[float] = []
+    between: list[float] = []
     if not on_time or next_slots(cron, tz, since, 1)[0] < latest:
-        earlier = slots_between(cron, tz, since, latest)[:-1]
+        between = slots_between(cron, tz, since, latest, limit=COUNT_TICKS)
+    counted_all = not between or between[-1] == latest
+    earlier = between[:-1] if counted_all else between
     return Due(
         slot=latest,
         fire=on_time or catch_up == "latest",
         passed_over=len(earlier),
         first_passed_over=earlier[0] if earlier else None,
+        more_passed_over=not counted_all,
     )
 
 

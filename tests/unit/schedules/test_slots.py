@@ -123,3 +123,17 @@ def test_cron_expressions_are_normalised():
 def test_an_unknown_time_zone_is_refused(name):
     with pytest.raises(InvalidRequest, match="IANA"):
         check_timezone(name)
+
+
+def test_a_cron_expression_that_never_matches_is_refused():
+    with pytest.raises(InvalidRequest, match="never matches"):
+        check_cron("0 0 30 2 *")
+    assert check_cron("0 0 29 2 *") == "0 0 29 2 *"  # a leap day does come
+
+
+def test_a_long_downtime_of_a_minutely_schedule_is_counted_up_to_a_bound():
+    since, now = utc(2026, 1, 1), utc(2026, 4, 1)  # three months of minutes passed over
+    due = due_slot("* * * * *", ZoneInfo("UTC"), since=since, now=now, catch_up="latest")
+    assert due is not None and due.fire and due.slot == now
+    assert due.more_passed_over and 0 < due.passed_over < 130_000
+    assert due.note("latest").startswith(f"more than {due.passed_over} earlier slot(s)")
