@@ -168,6 +168,23 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         plans = conn.execute(sa.select(schema.jobs.c.chain_plan)).scalars().all()
         assert plans and all(p is None for p in plans)
         conn.rollback()
+    # 0008: dependencies and pipelines: the upgraded jobs are no step and wait for nothing; a
+    # job after an upgraded one, and a pipeline, on the upgraded database
+    assert all((j.pipeline_id, j.step, j.cancelled_by) == (None, None, None) for j in jobs.values())
+    with store.engine.connect() as conn:
+        for table in (schema.job_dependencies, schema.pipelines):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+        conn.rollback()
+    from zhuge.jobs.pipelines import PipelineSpec, get_pipeline
+
+    waiting, _ = store.submit(tenant="default", kind="sleep", params={}, after=[running.id])
+    assert waiting.state is JobState.BLOCKED and store.upstream([waiting.id])[waiting.id] == [
+        running.id
+    ]
+    spec = PipelineSpec.parse({"name": "p", "steps": {"a": {"kind": "sleep"}}})
+    assert get_pipeline(store, store.submit_pipeline(tenant="default", spec=spec)).state == (
+        "waiting"
+    )
     # 0009: schedules, none yet; a schedule and a slot's run on the upgraded database, once
     from zhuge.jobs.schedules import Schedules
 
