@@ -243,3 +243,21 @@ def test_decision_regret_is_a_model_setting_the_gate_judges_by(world, monkeypatc
     assert evidence["champion_score"] >= 0 and evidence["challenger_score"] >= 0
     metrics = world.sdk["acme"].model_version("fleet-cpu@2")["metrics"]
     assert metrics["decision_regret"] >= 0 and metrics["mase"] > 0  # live scoring keeps MASE
+
+
+def test_model_score_reads_an_upstream_jobs_output(world):
+    """As the nightly pipeline's step after the telemetry step: ``input`` names that job's
+    output (``job://ID/NAME``), like any job's data parameter."""
+    fleet = clean_fleet(days=15, vms=12)
+    world.train("fleet-cpu", world.write("train", fleet[fleet["timestamp"] < "2024-01-14"]))
+    known = world.write("known", fleet[fleet["timestamp"] < "2024-01-15"])
+    forecast = world.run("forecast", {"input": known, "model_from": "fleet-cpu@champion"})
+    telemetry = world.run("prepare", {"input": world.write("revealed", fleet), "freq": "1h"})
+    assert telemetry.state.value == "succeeded", telemetry.error
+    step = {"model": "fleet-cpu", "input": f"job://{telemetry.id}/prepared.parquet"}
+    scored = world.run("model-score", step)
+    assert scored.state.value == "succeeded", scored.error
+    (row,) = scored.result["scored"]
+    assert row["job"] == forecast.id and row["version"] == 1 and row["series"] == 12
+    with pytest.raises(errors.InvalidParams, match="input"):
+        world.sdk["other"].submit("model-score", step)  # another tenant's job is unknown
