@@ -4,6 +4,8 @@ no queue depth, demand or metric counts."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from prometheus_client import generate_latest
 
@@ -173,3 +175,54 @@ def test_a_blocked_job_is_never_claimed_nor_counted_as_queued(store):
     assert 'zhuge_jobs{kind="sleep",state="blocked"} 3.0' in metrics
     why = store.queues.why(blocked[0].id)
     assert why.summary == f"job {blocked[0].id} is blocked: it waits for job {running.id} (running)"
+
+
+ROUNDS = 15
+
+
+def _together(*actions) -> None:
+    """Run ``actions`` in threads released at once by a barrier; re-raise what they raised."""
+    barrier = threading.Barrier(len(actions))
+    errors: list[BaseException] = []
+
+    def run(action) -> None:
+        barrier.wait()
+        try:
+            action()
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in actions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_two_upstream_jobs_succeeding_at_once_always_release_their_dependent(store):
+    for _ in range(ROUNDS):
+        x, y = submit(store), submit(store)
+        d = submit(store, after=[x.id, y.id])
+        running = {j.id: j for j in store.claim(limit=2, owner="s", lease_seconds=30)}
+        _together(
+            *(
+                lambda job=job: store.complete(job.id, job.attempt, result={})
+                for job in running.values()
+            )
+        )
+        assert states(store, d) == ["queued"]
+        store.cancel(d.id)
+
+
+def test_a_dependent_submitted_as_its_upstream_succeeds_is_never_left_blocked(store):
+    for _ in range(ROUNDS):
+        x = submit(store)
+        (job,) = store.claim(limit=1, owner="s", lease_seconds=30)
+        made: list = []
+        _together(
+            lambda made=made, x=x: made.append(submit(store, after=[x.id])),
+            lambda job=job: store.complete(job.id, job.attempt, result={}),
+        )
+        assert states(store, *made) == ["queued"]
+        store.cancel(made[0].id)
