@@ -23,6 +23,7 @@ from zhuge.api.schemas import JobOut
 from zhuge.cli import app
 from zhuge.errors import SchemaMismatch
 from zhuge.jobs import migrations, schema
+from zhuge.jobs.model import Worker
 from zhuge.jobs.states import JobState, LostReason
 from zhuge.jobs.store import JobStore, create_engine
 
@@ -199,6 +200,22 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         tasks = conn.execute(sa.select(schema.registered_models.c.task)).scalars().all()
         assert tasks == ["forecast"]
         conn.rollback()
+    # 0010: pools and costs, empty; an upgraded job's next attempt records its usage
+    with store.engine.connect() as conn:
+        for table in (schema.pool_config, schema.autoscaler_lease, schema.autoscaler_decisions,
+                      schema.worker_drains, schema.worker_uptime, schema.attempt_usage):  # fmt: skip
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+        conn.rollback()
+    store.record_workers("upgrade", [Worker("tcp://w", {"CPU": 8.0}, 0.0)])
+    (again,) = store.admit(
+        owner="upgrade", workers=[Worker("tcp://w", {"CPU": 8.0}, 0.0)], lease_seconds=60
+    ).started[:1]
+    store.start_attempt(again.id, again.attempt, worker="tcp://w", lease_seconds=60)
+    assert store.complete(again.id, again.attempt, result={}, cpu_seconds=1.5)
+    with store.engine.connect() as conn:
+        usage = conn.execute(sa.select(schema.attempt_usage)).mappings().one()
+        conn.rollback()
+    assert (usage["job_id"], usage["pool"], usage["cpu_seconds"]) == (again.id, "static", 1.5)
 
 
 def _built_by_every_revision(url: str) -> None:
