@@ -261,3 +261,16 @@ def test_model_score_reads_an_upstream_jobs_output(world):
     assert row["job"] == forecast.id and row["version"] == 1 and row["series"] == 12
     with pytest.raises(errors.InvalidParams, match="input"):
         world.sdk["other"].submit("model-score", step)  # another tenant's job is unknown
+
+
+def test_a_wrong_model_name_fails_its_job_at_once(world):
+    data = world.write("clean", clean_fleet(days=14, vms=12))
+    score = world.run("model-score", {"model": "nope", "input": data})
+    assert (score.state.value, score.attempt) == ("dead", 1)
+    assert "no registered model 'nope'" in score.error
+    world.train("fleet-cpu", data)
+    table = world.write("blobs", blobs())
+    mixed = world.run("cluster", {"input": table, "k": 3, "register_as": "fleet-cpu"})
+    assert (mixed.state.value, mixed.attempt) == ("dead", 1)
+    assert "holds forecast models" in mixed.error
+    assert len(world.sdk["acme"].model("fleet-cpu")["versions"]) == 1

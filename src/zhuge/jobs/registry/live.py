@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from zhuge.errors import JobNotFound
+from zhuge.errors import DataError, JobNotFound, ModelNotFound
 from zhuge.jobs.context import JobContext
 from zhuge.jobs.forecast.checks import check_request
 from zhuge.jobs.forecast.params import FleetInput
@@ -143,8 +143,11 @@ def _streak(scores: list[dict[str, Any]]) -> int:
 def run_model_score(params: ScoreParams, ctx: JobContext) -> dict[str, Any]:
     name = check_name(params.model)
     registry = registry_of(ctx)
-    config = registry.config(ctx.tenant, name)
-    champion = registry.resolve(ctx.tenant, f"{name}@{CHAMPION}")
+    try:  # fails for good, not retried: a name typed wrong stays wrong
+        config = registry.config(ctx.tenant, name)
+        champion = registry.resolve(ctx.tenant, f"{name}@{CHAMPION}")
+    except ModelNotFound as exc:
+        raise DataError(exc.message) from exc
     check_request(params)
     actuals, pipeline = _prepared_actuals(params, ctx, champion, ctx.artifacts_root)
     scored: list[dict[str, Any]] = []

@@ -111,9 +111,15 @@ def register_cluster_model(
     check_name(name)
     registry = registry_of(ctx)
     try:
+        task = registry.task(ctx.tenant, name)
         mine = [v for v in registry.versions(ctx.tenant, name) if v.job_id == ctx.job_id]
     except ModelNotFound:
-        mine = []
+        task, mine = "cluster", []
+    if task != "cluster":
+        raise DataError(
+            f"model {name!r} holds {task} models, not clustering models: register under "
+            "another name"
+        )
     version: ModelVersion
     if mine:
         version = mine[0]
