@@ -211,6 +211,7 @@ class _ElasticSimulation(_Simulation):
         self.interval_s = interval_s
         self.pools = {p.name: _Pool(p) for p in pools.pools}
         self.worker_pool: dict[str, str] = {}
+        self.unsettled_from = 1  # job ids are 1..n
         start = min(j.submit_time for j in trace)
         for pool in self.pools.values():
             policy = pool.spec.policy
@@ -273,7 +274,11 @@ class _ElasticSimulation(_Simulation):
             pool.worker_seconds += up * seconds
 
     def unsettled(self) -> bool:
-        return any(j.end is None for j in self.jobs.values())
+        """Whether a job has not ended yet (the first such job id is kept: ids only settle)."""
+        jobs = self.jobs
+        while self.unsettled_from in jobs and jobs[self.unsettled_from].end is not None:
+            self.unsettled_from += 1
+        return self.unsettled_from in jobs
 
     def after_events(self, at: float) -> None:
         self.refresh_workers()
@@ -312,8 +317,10 @@ class _ElasticSimulation(_Simulation):
                 for k, v in r.resources.items():
                     allocated[k] = allocated.get(k, 0.0) + v * copies
             state = PoolState(name, tuple(states), allocated)
-            seen = bisect.bisect_right(pool.sample_times, at)
-            history: list[Decision | Sample] = [*pool.history, *pool.samples[:seen]]
+            history: list[Decision | Sample] = list(pool.history)
+            if isinstance(spec.policy, PredictivePolicy):  # only it reads the arrivals
+                seen = bisect.bisect_right(pool.sample_times, at)
+                history += pool.samples[max(0, seen - spec.policy.max_history) : seen]
             d = decide(spec, by_pool[name], state, history, at)
             pool.history.append(d)
             horizon = at - pool.keep_s
