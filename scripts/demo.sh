@@ -63,6 +63,20 @@ zhuge plan-migrations --forecast "$DATA/forecast.parquet" --vms "$DATA/vms.parqu
 step "group the VMs by the shape of their daily load"
 zhuge cluster --template load-profile --input "$DATA/telemetry.parquet" --out "$DATA/vm_groups.parquet"
 
+step "the nightly fleet run as one pipeline on the server (template fleet-nightly): prepare -> train behind the release gate -> forecast with the champion -> score -> plan"
+zhuge datasets put "$DATA/telemetry.parquet" --name demo-telemetry
+zhuge datasets put "$DATA/vms.parquet" --name demo-vms
+nightly="$(zhuge pipeline run --template fleet-nightly --source dataset://demo-telemetry \
+  --vms dataset://demo-vms --param algorithm=gbm --wait --json \
+  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+zhuge pipeline show "$nightly"
+
+step "and every night at 02:00 Shanghai time, once per slot (zhuge schedules show: next slots, runs)"
+zhuge schedules add fleet-nightly --cron '0 2 * * *' --timezone Asia/Shanghai \
+  --template fleet-nightly --source dataset://demo-telemetry --vms dataset://demo-vms \
+  --param algorithm=gbm
+zhuge schedules show fleet-nightly
+
 step "every job of this demo"
 zhuge jobs ls
 step "outputs"

@@ -191,6 +191,9 @@ def schedules_show(
     for slot in found["next_slots"]:
         upcoming.add_row(slot["local"], slot["utc"])
     console.print(upcoming)
+    if not found["runs"]:
+        console.print("no runs yet (zhuge schedules run-now NAME runs one now)", highlight=False)
+        return
     runs = Table(title="latest runs")
     for col in ("slot (local)", "trigger", "outcome", "pipeline", "state", "reason"):
         runs.add_column(col)
