@@ -351,7 +351,8 @@ def submit(
 @jobs_app.command("ls")
 def ls(
     state: Annotated[
-        str | None, typer.Option(help="queued, running, succeeded, cancelled, dead.")
+        str | None,
+        typer.Option(help="blocked, queued, running, succeeded, cancelled, dead."),
     ] = None,
     kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
