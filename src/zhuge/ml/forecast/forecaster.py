@@ -12,10 +12,13 @@ What ``fit`` does:
 3. ``model="auto"`` backtests ``candidates`` (default: the global GBM and every baseline, plus
    AutoETS on small fleets) on
    the last ``backtest_windows`` horizons and keeps the best (globally or per series);
-   ``selection_`` records the scores and the reason. A named model is backtested on one window
-   only when intervals are asked for (to calibrate them);
-4. quantile columns are conformal: empirical quantiles, per horizon step, of held-out errors
-   divided by each series' MASE scale, added back at that series' scale;
+   ``selection_`` records the scores and the reason. A named model is backtested only when
+   intervals are asked for (to calibrate them);
+4. quantile columns are conformal (:mod:`.intervals`): the chosen model's held-out errors on
+   up to ``calibration_windows`` horizons (the selection's windows and older ones), divided
+   by each series' spread (median absolute seasonal difference), give offsets per level and
+   step (finite-sample quantile per window, median over windows), added back at each series'
+   spread;
 5. the chosen model(s) are refitted on the whole history.
 """
 
@@ -36,7 +39,7 @@ from zhuge.ml.forecast.auto import Selection, WindowForecasts, backtest_models, 
 from zhuge.ml.forecast.baselines import BASELINES
 from zhuge.ml.forecast.buckets import DEFAULT_EDGES, assign_buckets, bucket_labels
 from zhuge.ml.forecast.gbm import GBMOptions
-from zhuge.ml.forecast.metrics import mase_scale
+from zhuge.ml.forecast.intervals import conformal_offsets, interval_spread
 from zhuge.ml.forecast.models import MODEL_NAMES, FleetModel, make_model
 
 __all__ = ["Forecaster", "quantile_column"]
@@ -48,6 +51,7 @@ AUTO_CANDIDATES = ("gbm", *BASELINES)
 SMALL_FLEET_SERIES = 40
 SMALL_FLEET_EXTRA = ("autoets",)
 MIN_SEASONS_FOR_MODEL = 2  # series shorter than two days get a baseline
+CHOSEN = "chosen"  # held-out forecasts of each series' own model, for the intervals
 
 
 def quantile_column(q: float) -> str:
@@ -72,6 +76,8 @@ class Forecaster(BaseEstimator):
             AutoETS for fleets of at most ``SMALL_FLEET_SERIES`` series on an hourly or
             coarser grid).
         backtest_windows: held-out horizons the selection is scored on.
+        calibration_windows: held-out horizons the intervals are calibrated on (at most; as
+            many as the history leaves room for, and never fewer than ``backtest_windows``).
         gbm_params: :class:`~zhuge.ml.forecast.gbm.GBMOptions` fields, e.g. ``{"num_boost_round": 50}``.
         lstm_params: keyword arguments of the LSTM model.
         max_history: keep at most this many recent steps per series (memory bound).
@@ -81,7 +87,9 @@ class Forecaster(BaseEstimator):
 
     Learned: ``model_`` (global choice), ``selection_`` (dict: strategy, chosen, scores,
     reason, windows, counts), ``series_model_`` (series_id -> model), ``notes_``,
-    ``residual_quantiles_`` (levels x horizon), ``models_``, ``history_``, ``season_``.
+    ``residual_quantiles_`` (levels x horizon, in units of :func:`.intervals.interval_spread`),
+    ``calibration_windows_`` (how many windows they came from), ``models_``, ``history_``,
+    ``season_``.
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class Forecaster(BaseEstimator):
         selection: str = "global",
         candidates: Sequence[str] | None = None,
         backtest_windows: int = 2,
+        calibration_windows: int = 5,
         gbm_params: dict[str, Any] | None = None,
         lstm_params: dict[str, Any] | None = None,
         max_history: int | None = None,
@@ -111,6 +120,7 @@ class Forecaster(BaseEstimator):
         self.selection = selection
         self.candidates = candidates
         self.backtest_windows = backtest_windows
+        self.calibration_windows = calibration_windows
         self.gbm_params = gbm_params
         self.lstm_params = lstm_params
         self.max_history = max_history
@@ -237,16 +247,16 @@ class Forecaster(BaseEstimator):
                 "counts": {},
                 "reason": "model named by the caller",
             }
-            if wants_intervals and windows > 0:
-                wf = backtest_models(
-                    long_fleet, {chosen: self._factory(chosen)}, horizon=h, windows=1
-                )
-                self.selection_["scores"] = {chosen: float(np.nanmean(wf.mase(chosen)))}
         series_model[long_rows] = np.where(
             series_model[long_rows] == "", chosen, series_model[long_rows]
         )
         self.model_ = chosen
-        self.residual_quantiles_ = self._calibrate(fleet, long_rows, series_model, wf)
+        held = None
+        if wants_intervals and len(long_rows):
+            held = self._held_out(long_fleet, series_model[long_rows], wf, room)
+        if self.selection_["strategy"] == "fixed" and held is not None:
+            self.selection_["scores"] = {chosen: float(np.nanmean(held.mase(CHOSEN)))}
+        self.residual_quantiles_ = self._calibrate(fleet, long_fleet, held)
         in_use = sorted({str(m) for m in series_model[long_rows]} | {chosen})
         self.models_: dict[str, FleetModel] = {}
         for name in in_use:
@@ -259,33 +269,64 @@ class Forecaster(BaseEstimator):
         self.history_ = fleet.tail(keep)
         return self
 
-    def _calibrate(self, fleet, long_rows, series_model, wf) -> np.ndarray:
-        """(len(quantiles), horizon) conformal offsets in units of each series' MASE scale."""
+    def _held_out(
+        self, long_fleet: Fleet, models: np.ndarray, wf: WindowForecasts | None, room: int
+    ) -> WindowForecasts | None:
+        """Held-out forecasts of each series' own model on up to ``calibration_windows``
+        horizons, oldest first, under the name ``CHOSEN``: the selection's windows, plus older
+        ones backtested for the models in use. None when the history leaves no window."""
+        h = int(self.horizon)
+        have = len(wf.history_steps) if wf is not None else 0
+        want = int(max(0, min(max(int(self.calibration_windows), have), room)))
+        if want == 0:
+            return None
+        names = sorted({str(m) for m in models})
+        parts = []
+        if want > have:
+            older = long_fleet.head(long_fleet.n_steps - have * h)
+            factories = {name: self._factory(name) for name in names}
+            parts.append(backtest_models(older, factories, horizon=h, windows=want - have))
+        if wf is not None:
+            parts.append(wf)
+        forecasts = []
+        for part in parts:
+            forecast = np.full_like(part.actual, np.nan)
+            for name in names:
+                mask = models == name
+                forecast[:, mask] = part.forecasts[name][:, mask]
+            forecasts.append(forecast)
+        return WindowForecasts(
+            [t for part in parts for t in part.history_steps],
+            np.concatenate([part.actual for part in parts]),
+            np.concatenate([part.scale for part in parts]),
+            {CHOSEN: np.concatenate(forecasts)},
+        )
+
+    def _calibrate(
+        self, fleet: Fleet, long_fleet: Fleet, held: WindowForecasts | None
+    ) -> np.ndarray:
+        """(len(quantiles), horizon) conformal offsets in units of each series' spread
+        (:func:`.intervals.interval_spread`); the rule is :func:`.intervals.conformal_offsets`."""
         levels = sorted(float(q) for q in self.quantiles)
         h = int(self.horizon)
+        self.calibration_windows_ = 0
         if not levels:
             return np.zeros((0, h))
-        if wf is not None:
-            per_model = {name: wf.residuals(name) for name in wf.forecasts}
-            chosen = series_model[long_rows]
-            res = np.full_like(next(iter(per_model.values())), np.nan)
-            for name, r in per_model.items():
-                mask = chosen == name
-                res[:, mask] = r[:, mask]
-            res = res.reshape(-1, h)  # (W*n, h)
-        else:
-            # no held-out window: in-sample seasonal-naive errors, the same for every step
-            p = fleet.season
-            v = fleet.values
-            errs = ((v[:, p:] - v[:, :-p]) / mase_scale(v, p)[:, None]).reshape(-1)
-            res = np.repeat(errs[:, None], h, axis=1) if errs.size else np.zeros((1, h))
-        out = np.zeros((len(levels), h))
-        for k in range(h):
-            col = res[:, k]
-            col = col[np.isfinite(col)]
-            if col.size:
-                out[:, k] = np.quantile(col, levels)
-        return out
+        if held is not None:
+            self.calibration_windows_ = len(held.history_steps)
+            spread = np.stack(
+                [
+                    interval_spread(long_fleet.values[:, :t], fleet.season)
+                    for t in held.history_steps
+                ]
+            )
+            errors = (held.actual - held.forecasts[CHOSEN]) / spread[:, :, None]
+            return conformal_offsets(errors, levels)
+        # no held-out window: in-sample seasonal-naive errors, the same for every step
+        p = fleet.season
+        v = fleet.values
+        errors = ((v[:, p:] - v[:, :-p]) / interval_spread(v, p)[:, None]).reshape(1, -1, 1)
+        return np.repeat(conformal_offsets(errors, levels), h, axis=1)
 
     # -- forecasting ---------------------------------------------------------------------
 
@@ -326,7 +367,7 @@ class Forecaster(BaseEstimator):
             yhat[rows] = model.predict(fleet.take(rows), h)
         columns: dict[str, np.ndarray] = {"yhat": yhat}
         if len(self.residual_quantiles_):
-            scale = mase_scale(fleet.values, fleet.season)[:, None]
+            scale = interval_spread(fleet.values, fleet.season)[:, None]
             for q, offset in zip(sorted(self.quantiles), self.residual_quantiles_, strict=True):
                 columns[quantile_column(q)] = yhat + scale * offset[None, :]
         if self.nonnegative_:
