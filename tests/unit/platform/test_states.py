@@ -17,9 +17,10 @@ from zhuge.jobs.states import (
 )
 
 
-def test_terminal_states_have_no_way_out_except_dead_by_hand():
+def test_terminal_states_have_no_way_out_except_by_hand():
     assert TRANSITIONS[JobState.SUCCEEDED] == frozenset()
-    assert TRANSITIONS[JobState.CANCELLED] == frozenset()
+    # a dependent an upstream job's end cancelled waits again when that job is retried
+    assert TRANSITIONS[JobState.CANCELLED] == frozenset({JobState.BLOCKED})
     assert TRANSITIONS[JobState.DEAD] == frozenset({JobState.QUEUED})
     assert TERMINAL == {JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD}
 
@@ -52,7 +53,12 @@ def test_every_state_is_reachable_from_queued():
 
 def test_sources_of_running_is_only_queued():
     assert sources_of(JobState.RUNNING) == {JobState.QUEUED}
-    assert sources_of(JobState.CANCELLED) == {JobState.QUEUED, JobState.RUNNING}
+    assert sources_of(JobState.CANCELLED) == {JobState.BLOCKED, JobState.QUEUED, JobState.RUNNING}
+
+
+def test_a_blocked_job_is_only_queued_or_cancelled():
+    assert TRANSITIONS[JobState.BLOCKED] == {JobState.QUEUED, JobState.CANCELLED}
+    assert sources_of(JobState.BLOCKED) == {JobState.CANCELLED}
 
 
 def test_after_failure_goes_dead_exactly_when_attempts_are_used_up():
