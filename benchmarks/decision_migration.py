@@ -11,10 +11,14 @@ Rows: the true future at 30 minutes (unattainable), a perfect hourly forecast, z
 ``auto`` chosen by MASE and by the decision (``--select-by decision``: a decision backtest of
 the candidates on the history), the GBM, a combination (mean of the GBM and the 7-day profile),
 the 7-day profile, seasonal naive (yesterday) and earliest (naive); beside them, the coverage
-of auto's 80 % interval (``--quantiles 0.1,0.9``) on the hidden day's hourly load.
+of auto's 80 % interval (``--quantiles 0.1,0.9``) on the hidden day's hourly load, and with
+``--coverage-days N`` on each of the last N days held out in turn (auto refitted on what came
+before each), overall and on the burstier half of the VMs (mean over median absolute daily
+difference above the fleet's median).
 
     .venv/bin/python benchmarks/decision_migration.py                # demo fleets 101, 202 + NAB
     .venv/bin/python benchmarks/decision_migration.py --seeds 101 --vms 300 --no-nab
+    .venv/bin/python benchmarks/decision_migration.py --risk --coverage-days 3
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from zhuge.migration.decision_backtest import PROFILE, decision_backtest
 from zhuge.ml.forecast import BASELINES, Forecaster, to_fleet
 from zhuge.ml.forecast.baselines import seasonal_mean
 from zhuge.ml.forecast.forecaster import AUTO_CANDIDATES, quantile_column
+from zhuge.ml.forecast.intervals import interval_spread
+from zhuge.ml.forecast.metrics import mase_scale
 
 DAY = pd.Timedelta("1D")
 HOURLY = "perfect_hourly"
@@ -112,6 +118,38 @@ def half_hourly(telemetry, cut, ids: pd.Index, gbm: dict) -> dict[str, np.ndarra
     return {
         "gbm (30min grid)": model._predict_fleet(fleet)["yhat"][order],
         "profile_7d (30min slots)": seasonal_mean(fleet.values, 48, fleet.season)[order],
+    }
+
+
+def coverage_by_day(telemetry: pd.DataFrame, cut: pd.Timestamp, days: int, gbm: dict) -> dict:
+    """Coverage of auto's 80 % interval on each of the ``days`` days up to ``cut + 1 day``,
+    held out in turn (the hourly series of every VM observed to the end, cleaned by the
+    forecasting rules; auto fitted on what came before each day)."""
+    fleet = to_fleet(hourly_history(telemetry, cut + DAY), freq="1h")
+    keep = fleet.end == np.datetime64(cut + DAY - pd.Timedelta("1h"))
+    values, end = fleet.values[keep], fleet.end[keep]
+    per_day, inside, bursty = [], [], []
+    for back in range(days, 0, -1):
+        t = values.shape[1] - 24 * back
+        history = type(fleet)(fleet.series_ids[keep], values[:, :t], end - np.timedelta64(24 * back, "h"), fleet.freq)  # fmt: skip
+        auto = Forecaster(model="auto", freq="1h", horizon=24, quantiles=(0.1, 0.9), n_jobs=1, **gbm)  # fmt: skip
+        auto._validate()
+        auto._fit_fleet(history)
+        cols = auto._predict_fleet(history)
+        actual = values[:, t : t + 24]
+        seen = np.isfinite(actual)
+        hit = (actual >= cols[quantile_column(0.1)]) & (actual <= cols[quantile_column(0.9)])
+        ratio = mase_scale(history.values, 24) / interval_spread(history.values, 24)
+        per_day.append(float(hit[seen].mean()))
+        inside.append(hit[seen])
+        bursty.append(np.broadcast_to((ratio > np.median(ratio))[:, None], hit.shape)[seen])
+    inside, bursty = np.concatenate(inside), np.concatenate(bursty)
+    return {
+        "coverage_80_days": per_day,
+        "coverage_80_pooled": float(inside.mean()),
+        "coverage_80_bursty_half": float(inside[bursty].mean()),
+        "coverage_80_quiet_half": float(inside[~bursty].mean()),
+        "coverage_80_points": int(inside.size),
     }
 
 
@@ -195,7 +233,9 @@ def run_fleet(name: str, telemetry: pd.DataFrame, vms: pd.DataFrame, args) -> di
     table["captured"] = [captured_share(v, naive, best) for v in table["realised_load"]]
     lower, upper = auto_cols[quantile_column(0.1)], auto_cols[quantile_column(0.9)]
     inside = (actual_h.to_numpy() >= lower) & (actual_h.to_numpy() <= upper)
+    by_day = coverage_by_day(telemetry, cut, args.coverage_days, gbm) if args.coverage_days else {}
     return {
+        **by_day,
         "fleet": name,
         "vms": len(ids),
         "vms_left_out": int(len(vms) - len(ids)),
@@ -233,6 +273,10 @@ def markdown(results: list[dict]) -> str:
     lines.append("| VMs planned (left out: no full history or hidden day) | " + " | ".join(f"{r['vms']} ({r['vms_left_out']})" for r in results) + " |")  # fmt: skip
     lines.append("| auto's choice by MASE / by decision | " + " | ".join(f"{r['auto_by_mase']} / {r['auto_by_decision']}" for r in results) + " |")  # fmt: skip
     lines.append("| 80 % interval coverage (hourly, hidden day) | " + " | ".join(f"{100 * r['coverage_80']:.1f} %" for r in results) + " |")  # fmt: skip
+    if "coverage_80_days" in results[0]:
+        n = len(results[0]["coverage_80_days"])
+        lines.append(f"| 80 % coverage, last {n} days held out in turn: all (per day) | " + " | ".join(f"{100 * r['coverage_80_pooled']:.1f} % ({', '.join(f'{100 * c:.0f}' for c in r['coverage_80_days'])})" for r in results) + " |")  # fmt: skip
+        lines.append(f"| 80 % coverage, last {n} days: burstier / quieter half of the VMs | " + " | ".join(f"{100 * r['coverage_80_bursty_half']:.1f} / {100 * r['coverage_80_quiet_half']:.1f} %" for r in results) + " |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -246,6 +290,9 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="single-threaded GBM (default too)")
     parser.add_argument("--grid30", action="store_true", help="add the 30-minute grid rows")
     parser.add_argument("--risk", action="store_true", help="add auto's plan with --risk 0.8")
+    parser.add_argument(
+        "--coverage-days", type=int, default=0, help="also the 80 %% coverage on N held-out days"
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
