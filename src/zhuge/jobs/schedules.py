@@ -98,10 +98,10 @@ def check_cron(expr: str) -> str:
 def check_timezone(name: str) -> ZoneInfo:
     """The IANA time zone ``name`` (``Asia/Shanghai``, ``UTC``), or InvalidRequest."""
     try:
-        if not name or name.startswith(("/", ".")) or ".." in name:
+        if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
             raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise InvalidRequest(
             f"time zone {name!r} is not an IANA time zone name, e.g. UTC, Asia/Shanghai, "
             "America/New_York",
@@ -655,15 +655,39 @@ def load_document(text: str) -> dict[str, Any]:
     """A pipeline file's text as the mapping ``PipelineSpec.parse`` takes."""
     import yaml
 
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise InvalidRequest("the pipeline file nests too deeply")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, depth-limited
     try:
-        document = yaml.safe_load(text)
+        # no anchors and aliases: one that refers to itself, or many that nest, would make
+        # a document that never ends once expanded
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=loader)):
+            raise InvalidRequest("the pipeline file uses YAML aliases (*name): write it out")
+        document = yaml.load(text, Loader=loader)  # a safe loader: plain data only
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
         raise InvalidRequest(f"the pipeline file is not valid YAML{at}") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("the pipeline file nests too deeply") from exc
     if not isinstance(document, dict):
         raise InvalidRequest("a pipeline file is a mapping with name, params and steps")
     return document
+
+
+MAX_FLOW_DEPTH = 100  # nested [ and { in a pipeline file (the pure-Python parser is slow on more)
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` (quotes not parsed: an over-estimate)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 class StorePipelines:

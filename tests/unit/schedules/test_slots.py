@@ -16,6 +16,7 @@ from zhuge.jobs.schedules import (
     due_slot,
     instant_of,
     latest_slot,
+    load_document,
     next_slots,
     slots_between,
 )
@@ -137,3 +138,17 @@ def test_a_long_downtime_of_a_minutely_schedule_is_counted_up_to_a_bound():
     assert due is not None and due.fire and due.slot == now
     assert due.more_passed_over and 0 < due.passed_over < 130_000
     assert due.note("latest").startswith(f"more than {due.passed_over} earlier slot(s)")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("steps: [unclosed", "not valid YAML"),
+        ("[" * 5000 + "]" * 5000, "nests too deeply"),
+        ("a: &a [*a]", "aliases"),
+        ("just text", "a mapping"),
+    ],
+)
+def test_a_pipeline_file_that_cannot_be_read_is_refused_in_words(text, words):
+    with pytest.raises(InvalidRequest, match=words):
+        load_document(text)
