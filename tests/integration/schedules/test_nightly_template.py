@@ -17,7 +17,8 @@ from zhuge.jobs.inputs import private_paths
 from zhuge.jobs.pipelines import get_pipeline
 from zhuge.jobs.registry import Registry
 from zhuge.jobs.runner import AttemptSpec, run_attempt
-from zhuge.jobs.schedules import Schedules, next_slots
+from zhuge.jobs.schedules import Schedules
+from zhuge.jobs.slots import next_slots
 from zhuge.jobs.store import JobStore
 
 pytestmark = pytest.mark.slow

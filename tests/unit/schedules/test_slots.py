@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from zhuge.errors import InvalidRequest
-from zhuge.jobs.schedules import (
+from zhuge.jobs.schedules import load_document
+from zhuge.jobs.slots import (
     check_cron,
     check_timezone,
     due_slot,
     instant_of,
     latest_slot,
-    load_document,
     next_slots,
     slots_between,
 )
