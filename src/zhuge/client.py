@@ -521,12 +521,18 @@ class Client:
 
     def run_pipeline(
         self,
-        document: str | Path | dict[str, Any],
+        document: str | Path | dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        template: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a pipeline (its YAML text, a path to the file, or the loaded dict) with
-        values for its parameters: every step in one transaction. The pipeline, with its
-        ``id`` and each step's ``job_id`` and state (docs/pipelines.md)."""
+        """Submit a pipeline (its YAML text, a path to the file, or the loaded dict; or a
+        shipped ``template`` by name, e.g. ``fleet-nightly``) with values for its
+        parameters: every step in one transaction. The pipeline, with its ``id`` and each
+        step's ``job_id`` and state (docs/pipelines.md)."""
+        if template is not None:
+            body = {"template": template, "params": params or {}}
+            return self._request("POST", "/v1/pipelines", json=body)
         if isinstance(document, Path):
             document = document.read_text(encoding="utf-8")
         if isinstance(document, str):

@@ -140,3 +140,21 @@ def test_submit_after_a_job_of_another_tenant_or_none_is_refused(api):
         r = api.post("/v1/jobs", json={"kind": "sleep", "after": after})
         assert r.status_code == 422, r.text
     assert api.get("/v1/jobs").json()["jobs"] == []
+
+
+def test_a_shipped_template_by_name(api):
+    r = api.post(
+        "/v1/pipelines",
+        json={"template": "fleet-nightly", "params": {"source": "dataset://nope", "vms": "x"}},
+    )
+    # the template was loaded and checked: its first step reads a dataset this tenant lacks
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["loc"][:3] == ["steps", "prepare", "params"]
+    for body, message in (
+        ({"template": "nightly-ish"}, "no pipeline template named 'nightly-ish'"),
+        ({"template": "fleet-nightly", "document": DIAMOND}, "one of them"),
+        ({"params": {}}, "one of them"),
+    ):
+        r = api.post("/v1/pipelines", json=body)
+        assert r.status_code == 422 and message in r.json()["error"]["message"]
+    assert rows(api.store) == {"pipelines": 0, "jobs": 0, "job_dependencies": 0}

@@ -13,6 +13,7 @@ from zhuge.api import audit
 from zhuge.api.auth import CurrentPrincipal, StoreDep
 from zhuge.api.limits import check_params_limits
 from zhuge.api.schemas import FromStore, iso
+from zhuge.errors import InvalidRequest
 from zhuge.jobs.pipelines import (
     PipelineSpec,
     PipelineView,
@@ -31,13 +32,31 @@ PipelineId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Pipeline id.")
 class PipelineCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    document: dict[str, Any] = Field(
+    document: dict[str, Any] | None = Field(
+        None,
         description="The pipeline file, loaded: name, params (declared, with defaults) and "
-        "steps ({STEP: {kind, params, after, priority, resources}}); see docs/pipelines.md."
+        "steps ({STEP: {kind, params, after, priority, resources}}); see docs/pipelines.md.",
+    )
+    template: str | None = Field(
+        None,
+        max_length=64,
+        description="Or the name of a pipeline template shipped with zhuge (fleet-nightly).",
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Values of the file's declared parameters."
     )
+
+    def pipeline_document(self) -> dict[str, Any]:
+        """The document given, or the template's; InvalidRequest unless exactly one is."""
+        if (self.document is None) == (self.template is None):
+            raise InvalidRequest("give a pipeline document or a template's name (one of them)")
+        if self.document is not None:
+            return self.document
+        import yaml
+
+        from zhuge.jobs.templates import template_document
+
+        return yaml.safe_load(template_document(self.template or ""))
 
 
 class StepOut(FromStore):
@@ -98,9 +117,10 @@ def create_pipeline(
     """Submit every step of a pipeline in one transaction: all its jobs, or none (a cycle,
     an unknown step, kind, parameter or reference is refused naming the step and field)."""
     settings = request.app.state.settings
-    check_params_limits(body.document, settings, loc=("body", "document"))
+    if body.document is not None:
+        check_params_limits(body.document, settings, loc=("body", "document"))
     check_params_limits(body.params, settings)
-    spec = PipelineSpec.parse(body.document, params=body.params)
+    spec = PipelineSpec.parse(body.pipeline_document(), params=body.params)
     check_pipeline(spec, principal=principal, settings=settings, store=store)
     pipeline_id = submit_pipeline(store, tenant=principal.tenant, spec=spec)
     audit.note(request, target=f"pipeline_id={pipeline_id}", name=spec.name)
