@@ -74,18 +74,20 @@ def apply(
         try:
             applied = client(url, token).apply_pools(file)
         except InvalidRequest as exc:
-            errors = exc.details.get("errors") if isinstance(exc.details, dict) else None
-            if json_output or not errors:
+            if json_output:
                 raise
+            errors = exc.details.get("errors") if isinstance(exc.details, dict) else None
             raise InvalidRequest(
                 f"{file}: {exc.message}",
-                details=[{"loc": [e["field"]], "msg": e["message"]} for e in errors[1:]],
+                details=[{"loc": [e["field"]], "msg": e["message"]} for e in errors[1:]]
+                if errors
+                else None,
             ) from exc
     if json_output:
         print_json(applied)
         return
     names = ", ".join(p["spec"]["name"] for p in applied["pools"])
-    console.print(f"pools applied from {file}: {names}")
+    console.print(f"pools applied from {file}; in force: {names}")
 
 
 @pools_app.command("ls")

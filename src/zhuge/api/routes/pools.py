@@ -20,6 +20,7 @@ from zhuge.api.auth import AdminPrincipal, StoreDep
 from zhuge.api.routes.queues import _BODY_DOC, _document, _raw_body
 from zhuge.api.schemas import iso
 from zhuge.jobs.elastic import autoscaler
+from zhuge.jobs.elastic.pools import PoolsConfig
 
 router = APIRouter(prefix="/v1", tags=["pools"])
 
@@ -56,11 +57,15 @@ def pools_out(request: Request) -> PoolsOut:
     settings = request.app.state.settings
     server = autoscaler.server_pools(settings)
     applied = autoscaler.applied_pools(store)
+    config, source = autoscaler.pools_in_force(store, settings)
+    # the embedded pool of `zhuge up` (``local``) is known to its scheduler, which publishes
+    # the pools it uses
     in_force = autoscaler.applied_pools(store, row_id=autoscaler.IN_FORCE)
-    if in_force is not None:
-        config, source = in_force.config, in_force.document
-    else:
-        config, source = autoscaler.pools_in_force(store, settings)
+    named = {p.name for p in config.pools} if config else set()
+    extra = [p for p in (in_force.config.pools if in_force else []) if p.name not in named]
+    if extra:
+        config = PoolsConfig(pools=[*(config.pools if config else []), *extra])
+        source = source if named else "zhuge up"
     up = autoscaler.workers_by_pool(store)
     draining = autoscaler.drained(store)
     last = autoscaler.last_decisions(store)
