@@ -31,7 +31,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -55,12 +55,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Overlap = Literal["skip", "queue"]
-CatchUp = Literal["latest", "none"]
 OVERLAPS: tuple[str, ...] = ("skip", "queue")
 CATCH_UPS: tuple[str, ...] = ("latest", "none")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+REFUSALS = (InvalidRequest, NotFound)
+"""What a slot's pipeline may be refused with (a dataset removed, a root withdrawn): the slot
+is recorded as failed. Anything else (the database down) is retried at the next look."""
 MAX_DOCUMENT_BYTES = 256 * 1024
 
 
@@ -373,7 +374,7 @@ class Schedules:
                 )  # fmt: skip
         try:
             self.pipelines.check(schedule, principal, due.slot)
-        except ZhugeError as exc:
+        except REFUSALS as exc:  # what the file asks is refused now: recorded, not retried
             return self._record(schedule, due.slot, "failed", exc.message)
         try:
             with self.store._tx() as conn:
@@ -382,10 +383,16 @@ class Schedules:
                 conn.execute(R.update().where(R.c.id == run_id).values(pipeline_id=pipeline_id))
                 self._advance(conn, schedule, due.slot)
         except IntegrityError:
-            return None  # another scheduler fired this slot: its run stands
-        except ZhugeError as exc:
+            return self._taken(schedule, due.slot)
+        except REFUSALS as exc:
             return self._record(schedule, due.slot, "failed", exc.message)
         return self._get_run(run_id)
+
+    def _taken(self, schedule: Schedule, slot: float) -> None:
+        """The slot has its run already (another scheduler's, or a run-now in that very
+        second): that run stands; the schedule moves past the slot."""
+        with self.store._tx() as conn:
+            self._advance(conn, schedule, slot)
 
     def _record(
         self, schedule: Schedule, slot: float, outcome: str, reason: str
@@ -396,7 +403,7 @@ class Schedules:
                 run_id = self._insert_run(conn, schedule, slot, "cron", outcome, reason)
                 self._advance(conn, schedule, slot)
         except IntegrityError:
-            return None
+            return self._taken(schedule, slot)
         return self._get_run(run_id)
 
     def _pause_for_token(self, schedule: Schedule, slot: float, why: str) -> ScheduleRun | None:
@@ -410,7 +417,7 @@ class Schedules:
                     S.update().where(S.c.id == schedule.id).values(paused=True, paused_reason=why)
                 )
         except IntegrityError:
-            return None
+            return self._taken(schedule, slot)
         log.warning("schedule %s/%s %s", schedule.tenant, schedule.name, reason)
         return self._get_run(run_id)
 

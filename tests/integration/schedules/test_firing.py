@@ -234,3 +234,19 @@ def test_a_revoked_token_pauses_the_schedule_with_the_reason(store, clock, membe
     clock.set(utc(2026, 1, 3, 2, 0, 1))
     (run,) = schedules.fire_due()
     assert run.outcome == "fired" and run.slot == utc(2026, 1, 3, 2)
+
+
+def test_a_run_now_in_the_very_second_of_a_slot_stands_for_that_slot(store, clock, member):
+    schedules = Schedules(store)
+    schedules.add(member, name="hourly", cron="0 * * * *", document=ECHO_PIPELINE,
+                  overlap="queue")  # fmt: skip
+    clock.set(utc(2026, 1, 1, 1, 0, 0))
+    manual = schedules.run_now(member, "hourly")
+    assert (manual.slot, manual.trigger) == (utc(2026, 1, 1, 1), "manual")
+    assert schedules.fire_due() == []  # the slot has its run: the manual one, not a second
+    assert schedules.get("acme", "hourly").last_slot == utc(2026, 1, 1, 1)
+    assert schedules.fire_due() == []  # and it is not tried again
+    clock.set(utc(2026, 1, 1, 2, 0, 1))
+    (run,) = schedules.fire_due()
+    assert (run.slot, run.trigger) == (utc(2026, 1, 1, 2), "cron")
+    assert counts(store)["pipelines"] == 2
