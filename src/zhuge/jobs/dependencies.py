@@ -186,7 +186,8 @@ class Dependencies:
         and theirs, transitively. Returns their ids."""
         cancelled: list[int] = []
         frontier = [job_id]
-        cause = {job_id: f"job {job_id} is {ended.value}"}
+        cause = f"job {job_id} is {ended.value}"
+        error = f"cancelled: upstream job {job_id} ended {ended.value}"
         while frontier:
             found = self._dependents(conn, frontier, JobState.BLOCKED)
             if not found:
@@ -196,10 +197,9 @@ class Dependencies:
                     D.c.job_id.in_(found), D.c.upstream_id.in_(frontier)
                 )
             ).all()
-            via = {}
+            via: dict[int, int] = {}  # the upstream job each was cancelled through
             for edge in sorted(edges, key=lambda e: (e.job_id, e.upstream_id)):
                 via.setdefault(edge.job_id, edge.upstream_id)
-            error = f"cancelled: upstream job {job_id} ended {ended.value}"
             conn.execute(
                 J.update()
                 .where(J.c.id.in_(found), J.c.state == JobState.BLOCKED.value)
@@ -211,16 +211,22 @@ class Dependencies:
                     error=error,
                 )
             )
-            rows = []
-            for job in found:
-                upstream = via[job]
-                message = (
-                    f"upstream job {upstream} is {ended.value}"
-                    if upstream == job_id
-                    else f"upstream job {upstream} was cancelled ({cause[job_id]})"
-                )
-                rows.append((job, 0, JobState.BLOCKED, JobState.CANCELLED, message))
-            self.store._event(conn, rows, now)
+            self.store._event(
+                conn,
+                [
+                    (
+                        job,
+                        0,
+                        JobState.BLOCKED,
+                        JobState.CANCELLED,
+                        f"upstream job {job_id} is {ended.value}"
+                        if via[job] == job_id
+                        else f"upstream job {via[job]} was cancelled ({cause})",
+                    )
+                    for job in found
+                ],
+                now,
+            )
             cancelled.extend(found)
             frontier = found
         return cancelled

@@ -62,10 +62,12 @@ if TYPE_CHECKING:
     from zhuge.jobs.store import JobStore
 
 __all__ = [
+    "ACTIVE",
     "PipelineNotFound",
     "PipelineSpec",
     "PipelineView",
     "StepSpec",
+    "TemplateError",
     "cancel_pipeline",
     "check_pipeline",
     "get_pipeline",
