@@ -16,12 +16,14 @@ billing with a 60 s minimum, $0.40/h on demand) runs each of ``rule``, ``demand`
 and policy: cost, idle cost, utilisation, scale events, mean/peak workers, worst tenant p95
 wait, the simulation's wall time; per trace, the MASE of the predictive policy's arrival
 forecast against seasonal naive (a day) over the second day. With ``--live``, also the time
-from a burst's first job to a new worker of a ``local`` pool running it (``zhuge up``; the
-autoscaler and provider of ``zhuge.jobs.elastic``).
+from a burst's first job to a new worker of a ``local`` pool running it: a real ``zhuge up``
+with ``ZHUGE_POOLS_FILE`` (a pool at ``min: 0`` whose workers alone offer ``burst=1``) and
+the autoscaler every second; two jobs asking ``burst=1`` at once.
 
     python benchmarks/elastic.py [--days 2] [--jobs-per-step 2] [--duration 1200] [--seed 3]
     python benchmarks/elastic.py --quick          # one day, fewer jobs
     python benchmarks/elastic.py --live           # add the local provider's burst latency
+    python benchmarks/elastic.py --only-live      # only that
 
 Prints a table and a final JSON line.
 """
@@ -110,14 +112,108 @@ def forecast_mase(trace, pools) -> dict[str, float] | None:
     return {"predictive": float(np.mean(ours)), "seasonal_naive": float(np.mean(naive))}
 
 
-def live_burst_latency(jobs: int = 4, timeout: float = 180.0) -> dict | None:
-    """Seconds from a burst's first job to a new local worker running it, on ``zhuge up``
-    with a pool at min 0; None when the live side is missing (said in the output)."""
+LIVE_POOLS = """
+pools:
+  - name: burst
+    resources: {CPU: 1, burst: 1}
+    min: 0
+    max: 2
+    idle_timeout: 30s
+    startup_s: 5
+    provider: local
+    policy: demand
+    cooldown: {up: 0s, down: 0s}
+    stabilisation: {up: 0s, down: 0s}
+"""
+
+
+def _seconds_between(earlier: str | float, later: str | float) -> float:
+    from datetime import datetime
+
+    def at(value: str | float) -> float:
+        return (
+            value if isinstance(value, int | float) else datetime.fromisoformat(value).timestamp()
+        )
+
+    return at(later) - at(earlier)
+
+
+def live_burst_latency(jobs: int = 2, timeout: float = 180.0) -> dict:
+    """On a real ``zhuge up`` (one embedded worker, which offers no ``burst``) with a
+    ``local`` pool at ``min: 0`` (workers offering ``burst=1``) and the autoscaler every
+    second: ``jobs`` (the pool's ``max``) 2-second sleep jobs asking ``burst=1`` at once.
+    Seconds from each job's submission to its start on a worker the pool started for it."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    home = Path(tempfile.mkdtemp(prefix="zhuge-elastic-"))
+    (home / "pools.yaml").write_text(LIVE_POOLS)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "ZHUGE_HOME": str(home),
+        "ZHUGE_POOLS_FILE": str(home / "pools.yaml"),
+        "ZHUGE_AUTOSCALE_SECONDS": "1",
+    }
+    env.pop("ZHUGE_DB_URL", None)
+    command = [sys.executable, "-m", "zhuge", "up", "--port", str(port), "--workers", "1"]
+    server = subprocess.Popen(
+        [*command, "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "server.log", "w"),  # noqa: SIM115 (closed with the process)
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
     try:
-        from zhuge.jobs.elastic import providers  # noqa: F401  (the live engineer's)
-    except ImportError:
-        return None
-    return None  # measured by hand until a harness exists (see benchmarks/README.md)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                log = (home / "server.log").read_text()[-3000:]
+                raise RuntimeError(f"zhuge up did not start:\n{log}")
+            time.sleep(0.2)
+        token = (home / "token").read_text().strip()
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        body = {"kind": "sleep", "params": {"seconds": 2}, "resources": {"CPU": 1, "burst": 1}}
+        ids = [
+            http.post("/v1/jobs", json=body).raise_for_status().json()["id"] for _ in range(jobs)
+        ]
+        waits: dict[int, float] = {}
+        deadline = time.monotonic() + timeout
+        while len(waits) < jobs and time.monotonic() < deadline:
+            for job_id in ids:
+                job = http.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+                if job_id not in waits and job.get("started_at"):
+                    waits[job_id] = _seconds_between(job["created_at"], job["started_at"])
+            time.sleep(0.25)
+        if len(waits) < jobs:
+            log = (home / "server.log").read_text()[-3000:]
+            raise RuntimeError(f"only {len(waits)} of {jobs} jobs started in {timeout:g} s:\n{log}")
+        return {
+            "jobs": jobs,
+            "first_job_s": waits[ids[0]],
+            "all_started_s": max(waits.values()),
+            "waits_s": [waits[i] for i in ids],
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -128,6 +224,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one day, one job per step")
     parser.add_argument("--live", action="store_true", help="also the local provider's latency")
+    parser.add_argument("--only-live", action="store_true", help="only the local provider's")
     args = parser.parse_args()
     if args.quick:
         args.days, args.jobs_per_step = 1.0, 1.0
@@ -138,21 +235,28 @@ def main() -> None:
 
     pools = PoolsConfig.parse(POOLS)
     queues = QueueConfig.parse(QUEUES)
-    traces = make_traces(args.days, args.jobs_per_step, args.duration, args.seed)
+    if args.only_live:
+        args.live = True
+    traces = (
+        {}
+        if args.only_live
+        else make_traces(args.days, args.jobs_per_step, args.duration, args.seed)
+    )
     print(
         f"# {platform.platform()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
-    )
-    print(
-        f"# {args.days:g} days of 5-minute steps, {args.jobs_per_step:g} jobs/step on average, "
-        f"mean duration {args.duration:g} s, seed {args.seed}"
     )
     header = (
         f"{'trace':8} {'policy':11} {'jobs':>5} {'cost $':>8} {'idle $':>8} {'util':>5} "
         f"{'events':>6} {'workers':>9} {'worst p95':>10} {'wall s':>7}"
     )
-    print(header)
-    print("-" * len(header))
+    if traces:
+        print(
+            f"# {args.days:g} days of 5-minute steps, {args.jobs_per_step:g} jobs/step on "
+            f"average, mean duration {args.duration:g} s, seed {args.seed}"
+        )
+        print(header)
+        print("-" * len(header))
     report: dict = {"traces": {}, "args": vars(args)}
     for name, trace in traces.items():
         rows = {}
@@ -184,8 +288,9 @@ def main() -> None:
     if args.live:
         latency = live_burst_latency()
         print(
-            "local provider, burst to capacity: "
-            + ("not measured (no harness yet)" if latency is None else json.dumps(latency))
+            f"local provider, from zero: a burst of {latency['jobs']} jobs; first job started "
+            f"{latency['first_job_s']:.1f} s after its submission, the last "
+            f"{latency['all_started_s']:.1f} s"
         )
         report["live"] = latency
     print(json.dumps(report))
