@@ -252,6 +252,7 @@ def _policies(jobs, config, pools, names: list[str], json_output: bool) -> None:
             console.print(f"[yellow]{name}: {r.never_started} job(s) never started[/]")
 
 
+@simulate_app.command("make-trace", help=MAKE_TRACE_HELP)
 def make_trace_command(
     from_utilisation: Annotated[
         Path, typer.Option("--from-utilisation", help="A CSV with a utilisation column.")
@@ -319,5 +320,4 @@ def make_trace_command(
 
 
 def register(app: typer.Typer) -> None:
-    simulate_app.command("make-trace", help=MAKE_TRACE_HELP)(make_trace_command)
     app.add_typer(simulate_app, name="simulate")

@@ -21,11 +21,17 @@ Inputs: a trace CSV (``submit_time`` seconds from the trace's start, ``tenant``,
 ``GPU`` (fractions allowed), ``memory_gb``, ``duration_s``, ``priority``; optional ``gang``
 (default 1) and ``timeout_s`` (default ``TIMEOUT_FACTOR`` × ``duration_s``: a user's limit is
 looser than the run it bounds); other columns are ignored), a queues file (``queues.yaml``,
-``QueueConfig.parse``) and a pools file: a fixed set of workers::
+``QueueConfig.parse``) and a pools file (``zhuge.jobs.elastic.pools.PoolsConfig``). Here,
+a fixed set of workers (``fixed_workers``)::
 
     pools:
       - {name: cpu, count: 4, resources: {CPU: 8, memory_gb: 32}}
       - {name: gpu, count: 1, resources: {CPU: 8, GPU: 1, memory_gb: 64}}
+
+Pools that scale (``min``, ``max``, a policy, prices) are simulated by
+``zhuge.jobs.elastic.simulation``, on this module's engine (``_Simulation.after_events`` is
+its hook). ``trace_from_utilisation`` makes a trace from a utilisation series
+(``zhuge simulate make-trace``).
 
 Job N is row N of the trace (1-based, in file order), so "reserved for job 12" names a row.
 """
