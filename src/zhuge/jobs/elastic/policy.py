@@ -189,7 +189,8 @@ def admission_demand(snapshot: Snapshot, config: QueueConfig) -> list[Demand]:
     """Admission's demand for ``snapshot``. ``admission.decide`` reports none when no worker
     is up (every job waits for "no worker is connected"); then every candidate asks for its
     shape, as a shape no worker offers would, so an empty pool grows back on the first job.
-    (``JobStore.demand()`` is this with live workers; with none it is empty.)"""
+    ``JobStore.demand()`` does the same over the store's census (``claims.PHANTOM_WORKER``).
+    A job asking for nothing at all fits even the phantom worker: it asks for one copy."""
     if snapshot.workers:
         return admission_decide(snapshot, config).demand
     phantom = Snapshot(
@@ -201,7 +202,7 @@ def admission_demand(snapshot: Snapshot, config: QueueConfig) -> list[Demand]:
     )
     decision = admission_decide(phantom, config)
     demand = list(decision.demand)
-    for start in decision.start:  # a job asking for nothing fits even the phantom
+    for start in decision.start:
         c = next(c for c in snapshot.candidates if c.job_id == start.job_id)
         demand.append(Demand(dict(c.resources), 1, c.gang))
     return demand
