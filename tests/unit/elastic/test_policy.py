@@ -296,3 +296,38 @@ def test_predictive_runs_ahead_of_forecast_arrivals_and_falls_back_to_demand() -
     assert d.target == 5 and d.inputs["forecast_workers"] == pytest.approx(5.0)
     short = decide(spec, cpu_jobs(0), state, samples[:3], 400.0)
     assert short.target == 1 and "history" in short.reason
+
+
+def test_demand_with_no_worker_up_keeps_quotas_and_gangs() -> None:
+    """From zero, demand is what admission would start were there room: a tenant at its
+    borrowing limit asks for nothing (else a pool would grow for jobs that could not run on
+    it, shrink after the idle timeout, and grow again), a gang asks for its N workers."""
+    from zhuge.jobs.admission import Candidate, QueueConfig, Snapshot
+    from zhuge.jobs.elastic.policy import admission_demand
+
+    config = QueueConfig.parse(
+        {
+            "tenants": {
+                "capped": {"nominal": {"CPU": 2}, "borrowing_limit": {"CPU": 0}},
+                "free": {"nominal": {"CPU": 2}},
+            }
+        }
+    )
+    candidates = [
+        Candidate(1, "capped", 0, {"CPU": 2}, 0.0),
+        Candidate(2, "capped", 0, {"CPU": 2}, 0.0),  # past its nominal, may not borrow
+        Candidate(3, "free", 0, {"CPU": 1}, 0.0),
+        Candidate(4, "free", 0, {"CPU": 1}, 0.0),
+        Candidate(5, "free", 0, {"CPU": 1, "GPU": 1}, 0.0),
+        Candidate(6, "free", 0, {"CPU": 1}, 0.0, gang=4),
+    ]
+    demand = admission_demand(
+        Snapshot(now=10.0, workers=[], running=[], candidates=candidates), config
+    )
+    assert sorted((tuple(sorted(d.resources.items())), d.count, d.gang) for d in demand) == [
+        ((("CPU", 1.0),), 1, 4),
+        ((("CPU", 1.0),), 2, 1),
+        ((("CPU", 1.0), ("GPU", 1.0)), 1, 1),
+        ((("CPU", 2.0),), 1, 1),
+    ]
+    assert admission_demand(Snapshot(now=0.0, workers=[], running=[], candidates=[]), config) == []

@@ -182,30 +182,47 @@ def pool_demand(
     return {name: PoolDemand(name, tuple(s)) for name, s in shapes.items()}, unplaceable
 
 
-PHANTOM_WORKER = WorkerSlot("~no-worker", {})
+PHANTOM_PREFIX = "~no-worker-"
+PHANTOM_AMOUNT = 1e12  # of every resource: room for every candidate at once
 
 
 def admission_demand(snapshot: Snapshot, config: QueueConfig) -> list[Demand]:
-    """Admission's demand for ``snapshot``. ``admission.decide`` reports none when no worker
-    is up (every job waits for "no worker is connected"); then every candidate asks for its
-    shape, as a shape no worker offers would, so an empty pool grows back on the first job.
-    ``JobStore.demand()`` does the same over the store's census (``claims.PHANTOM_WORKER``).
-    A job asking for nothing at all fits even the phantom worker: it asks for one copy."""
+    """Admission's demand for ``snapshot``: what it would start now if capacity existed.
+
+    With workers up, ``admission.decide``'s own ``demand``. With none, ``decide`` says only
+    "no worker is connected" for every job; then phantom workers with room for everything
+    (as many as the largest gang) stand in, and what admission would start on them is the
+    demand: quotas still apply (a tenant at its borrowing limit asks for nothing, so a pool
+    does not grow from zero for jobs that could not run on it), gangs get their N workers."""
     if snapshot.workers:
         return admission_decide(snapshot, config).demand
+    if not snapshot.candidates:
+        return []
+    names = set(config.resources)
+    for c in snapshot.candidates:
+        names.update(c.resources)
+    phantoms = [
+        WorkerSlot(f"{PHANTOM_PREFIX}{i}", dict.fromkeys(names, PHANTOM_AMOUNT))
+        for i in range(max(c.gang for c in snapshot.candidates))
+    ]
     phantom = Snapshot(
         now=snapshot.now,
-        workers=[PHANTOM_WORKER],
+        workers=phantoms,
         running=snapshot.running,
         candidates=snapshot.candidates,
         usage=snapshot.usage,
     )
     decision = admission_decide(phantom, config)
-    demand = list(decision.demand)
+    by_id = {c.job_id: c for c in snapshot.candidates}
+    counts: dict[tuple[tuple[tuple[str, float], ...], int], int] = {}
     for start in decision.start:
-        c = next(c for c in snapshot.candidates if c.job_id == start.job_id)
-        demand.append(Demand(dict(c.resources), 1, c.gang))
-    return demand
+        c = by_id[start.job_id]
+        key = (tuple(sorted((k, float(v)) for k, v in c.resources.items() if v)), c.gang)
+        counts[key] = counts.get(key, 0) + 1
+    for d in decision.demand:  # none expected: everything fits the phantoms
+        key = (tuple(sorted(d.resources.items())), d.gang)
+        counts[key] = counts.get(key, 0) + d.count
+    return [Demand(dict(shape), count, gang) for (shape, gang), count in sorted(counts.items())]
 
 
 def work_seconds(
