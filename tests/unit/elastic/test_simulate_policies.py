@@ -220,3 +220,13 @@ def test_cli_table_and_bad_policy(tmp_path: Path) -> None:
     own = CliRunner().invoke(app, [*args, "--json"])
     assert own.exit_code == 0, own.output
     assert list(json.loads(own.output)["policies"]) == ["as configured"]
+
+
+def test_a_pools_initial_workers_take_the_first_job_at_once() -> None:
+    trace = [TraceJob(submit_time=t, tenant="a", CPU=4, duration_s=600) for t in (100, 500)]
+    pools = PoolsConfig.parse(
+        "pools:\n  - {name: cpu, resources: {CPU: 8}, min: 1, max: 4, startup_s: 30}\n"
+    )
+    results = simulate_policies(trace, pools, QueueConfig.parse("{}"), ["fixed-peak", "demand"])
+    for r in results.values():
+        assert [j.wait_s for j in r.simulation.jobs.values()] == [0.0, 0.0]

@@ -213,6 +213,7 @@ class _ElasticSimulation(_Simulation):
         self.worker_pool: dict[str, str] = {}
         self.unsettled_from = 1  # job ids are 1..n
         start = min(j.submit_time for j in trace)
+        self.now = start  # the initial workers are up when the first job arrives
         for pool in self.pools.values():
             policy = pool.spec.policy
             interval = policy.interval if isinstance(policy, PredictivePolicy) else None
