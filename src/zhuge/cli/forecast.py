@@ -689,7 +689,12 @@ def _print_prepare(prep: dict[str, Any]) -> None:
 def _print_forecast(result: dict[str, Any], job: dict[str, Any]) -> None:
     _print_prepare(result["prepare"])
     _print_model(result["model"], result["trained_on_series"])
-    if result["model_from"]:
+    if job.get("model_version"):  # a registry reference, as it resolved when the job started
+        console.print(
+            f"model {job['model_version']} ({job['model_ref']} as the job started; "
+            f"trained by job {result['model_from']})"
+        )
+    elif result["model_from"]:
         console.print(f"model reused from job {result['model_from']}")
     used = ", ".join(f"{name}: {n:,}" for name, n in result["models_used"].items())
     console.print(f"[bold]series per model:[/] {used}")

@@ -27,6 +27,7 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 
+USES_SHOWN = 10  # jobs listed under "used by jobs" (the newest); --json has them all
 NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
 VersionArg = Annotated[int, typer.Argument(help="A version number (zhuge models show NAME).")]
 
@@ -121,13 +122,17 @@ def print_model(found: dict[str, Any]) -> None:
         )
     console.print(history)
     if found.get("used_by"):
+        used = found["used_by"]
+        shown = used[-USES_SHOWN:]  # the newest; --json has them all
         console.print(
             "used by jobs: "
+            + ("... " if len(used) > len(shown) else "")
             + ", ".join(
                 f"{u['job_id']} ({u['kind'] or '?'}, {u['model_ref'] or '?'} → version "
                 f"{u['version']})"
-                for u in found["used_by"]
+                for u in shown
             )
+            + (f" ({len(used)} in all)" if len(used) > len(shown) else "")
         )
     for e in found["events"]:
         if e["alias"] is None and e["action"] in ("drift", "remove"):

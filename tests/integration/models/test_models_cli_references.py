@@ -54,6 +54,12 @@ def test_plan_migrations_and_backtest_take_a_registered_model(env, tmp_path):
     assert "fleet-cpu@1" in models and "auto" not in models
     assert result["model_from"] == trained
 
+    forecast = invoke(env, "forecast", "--input", files.telemetry, "--model-from", "fleet-cpu@1")
+    assert forecast.exit_code == 0, forecast.output
+    assert f"model fleet-cpu@1 (fleet-cpu@1 as the job started; trained by job {trained})" in (
+        forecast.stdout
+    )
+
     missing = invoke(env, *args[:-3], "--model-from", "fleet-cpu@nope")
     assert missing.exit_code == 1
     assert "no registered model version" in missing.stderr and "Traceback" not in missing.output
