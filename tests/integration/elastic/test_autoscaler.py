@@ -261,3 +261,27 @@ def test_a_pools_document_must_parse(store, settings):
     with pytest.raises(InvalidRequest, match="min"):
         autoscaler.apply_pools(store, settings, POOLS.replace("min: 0", "min: 5"), applied_by=None)
     assert autoscaler.applied_pools(store) is None
+
+
+def test_the_predictive_policy_is_fed_the_work_that_arrived_per_interval(store, clock, settings):
+    from zhuge.jobs.elastic.pools import PoolsConfig
+
+    config = PoolsConfig.parse(
+        POOLS.replace("policy: demand", "policy: {name: predictive, interval: 60, max_history: 5}")
+        + "  - {name: big, resources: {CPU: 4}, max: 1, provider: local}\n"
+    )
+    burst, big = config.pool("burst"), config.pool("big")
+    base = clock.now = 600.0 * 10_000  # a whole number of intervals
+    finished, _ = store.submit(tenant="t", kind="sleep", params={}, resources=BURST)
+    (a,) = store.claim(limit=1, owner="s", lease_seconds=3600)
+    store.start_attempt(finished.id, a.attempt, worker="tcp://w", lease_seconds=3600)
+    clock.advance(30)
+    store.complete(finished.id, a.attempt, result={})  # ran 30 s
+    clock.advance(40)  # the next interval: one queued job (counted at the mean, 30 s) and
+    store.submit(tenant="t", kind="sleep", params={}, resources=BURST)  # one for pool big
+    store.submit(tenant="t", kind="sleep", params={}, resources={"CPU": 4.0})
+    clock.advance(60)  # now base+130: two whole intervals have ended
+    samples = autoscaler.arrival_samples(store, config, burst, burst.policy, clock.now)
+    assert [(s.at - base, s.jobs, s.work_s) for s in samples] == [(60, 1, 30.0), (120, 1, 30.0)]
+    big_samples = autoscaler.arrival_samples(store, config, big, burst.policy, clock.now)
+    assert [(s.at - base, s.jobs) for s in big_samples] == [(120, 1)]

@@ -46,7 +46,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from zhuge.errors import ConfigError, InvalidRequest
 from zhuge.jobs import schema
 from zhuge.jobs.elastic import costs, policy
-from zhuge.jobs.elastic.pools import PoolsConfig, PoolSpec
+from zhuge.jobs.elastic.pools import PoolsConfig, PoolSpec, PredictivePolicy
 from zhuge.jobs.elastic.providers import (
     Provider,
     ProviderConfig,
@@ -380,6 +380,52 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+# -- arrivals, for the predictive policy ---------------------------------------------------
+
+DEFAULT_DURATION_S = 60.0  # a job's work when no job of the window has finished yet
+
+
+def arrival_samples(
+    store: JobStore, pools: PoolsConfig, pool: PoolSpec, policy_: PredictivePolicy, now: float
+) -> list[policy.Sample]:
+    """The work that arrived for ``pool`` in each of its policy's last ``max_history``
+    intervals (ending at the last whole interval before ``now``): the jobs submitted in it
+    whose shape asks this pool (``pools.for_shape``), each its dominant share of a worker ×
+    gang × its run time (finished: as it ran; running: so far; not started: the mean run time
+    of the window's finished jobs), as ``zhuge simulate`` counts a trace's arrivals."""
+    interval = policy_.interval
+    end = math.floor(now / interval) * interval
+    steps = policy_.max_history
+    start = end - steps * interval
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                J.c.created_at, J.c.resources, J.c.gang, J.c.started_at, J.c.finished_at
+            ).where(J.c.created_at >= start, J.c.created_at < end)
+        ).all()
+    ran = [r.finished_at - r.started_at for r in rows
+           if r.finished_at is not None and r.started_at is not None]  # fmt: skip
+    typical = sum(ran) / len(ran) if ran else DEFAULT_DURATION_S
+    jobs, work = [0] * steps, [0.0] * steps
+    for r in rows:
+        resources = {k: float(v) for k, v in (r.resources or {}).items()}
+        chosen = pools.for_shape(resources)
+        if chosen is None or chosen.name != pool.name:
+            continue
+        if r.started_at is None:
+            seconds = typical
+        else:
+            seconds = (r.finished_at if r.finished_at is not None else now) - r.started_at
+        k = min(steps - 1, int((r.created_at - start) // interval))
+        jobs[k] += 1
+        work[k] += policy.work_seconds(pool, resources, int(r.gang or 1), max(0.0, seconds))
+    # only from the first interval with any arrival: a fresh platform has no history yet
+    first = next((k for k in range(steps) if jobs[k]), steps)
+    return [
+        policy.Sample(start + (k + 1) * interval, jobs[k], work[k]) for k in range(first, steps)
+    ]
+
+
 # -- the lease ------------------------------------------------------------------------------
 
 
@@ -463,6 +509,9 @@ class Autoscaler:
         self.holding = False
         self._last_decision = -math.inf
         self._published: tuple[PoolsConfig, str] | None = None
+        self._config: PoolsConfig | None = None
+        self._arrivals: dict[str, tuple[float, list[policy.Sample]]] = {}
+        self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     # -- providers --
@@ -509,6 +558,7 @@ class Autoscaler:
             if not self.holding:
                 return False
             config, source = pools_in_force(self.store, self.settings, self.local)
+            self._config = config
             if config is not None and (config, source) != self._published:
                 publish_in_force(self.store, config, source, self.name)
                 self._published = (config, source)
@@ -518,7 +568,7 @@ class Autoscaler:
                         try:
                             self._provider(pool)
                         except ConfigError as exc:
-                            log.warning("pool %s: %s", pool.name, exc.message)
+                            self._warn(pool.name, exc.message)
             costs.record_uptime(self.store, self.store.workers(), self.pool_of_workers(), now)
             busy = busy_workers(self.store)
             self._retire_drained(busy)
@@ -594,6 +644,12 @@ class Autoscaler:
             except Exception:
                 log.exception("autoscaler: pool %s could not be scaled", pool.name)
 
+    def _warn(self, pool: str, message: str) -> None:
+        """Say once per pool why it cannot be scaled (each tick would say it again)."""
+        if pool not in self._warned:
+            self._warned.add(pool)
+            log.warning("pool %s is not scaled: %s", pool, message)
+
     def _decide(
         self,
         pool: PoolSpec,
@@ -602,11 +658,15 @@ class Autoscaler:
         now: float,
     ) -> policy.Decision | None:
         if pool.provider not in self.server.providers:
+            self._warn(pool.name, f"provider {pool.provider!r} is not configured on this server")
             return None
+        if pool.name not in self.providers:
+            return None  # its provider could not be made here (said once)
         provider = self._provider(pool)
         state = self._state(pool, provider, busy, now)
         history = [d for d in self.history.get(pool.name, []) if now - d.at < HISTORY_SECONDS]
-        decision = policy.decide(pool, demand, state, history, now)
+        samples = self._samples(pool, now)
+        decision = policy.decide(pool, demand, state, [*history, *samples], now)
         self.history[pool.name] = [*history, decision]
         record_decision(self.store, decision, self.name)
         if decision.target > decision.current:
@@ -615,6 +675,17 @@ class Autoscaler:
             for address in decision.retire:
                 drain(self.store, address, pool.name, f"scale-down: {decision.reason}")
         return decision
+
+    def _samples(self, pool: PoolSpec, now: float) -> list[policy.Sample]:
+        """The pool's arrivals for ``predictive``, read again once per whole interval."""
+        if not isinstance(pool.policy, PredictivePolicy) or self._config is None:
+            return []
+        end = math.floor(now / pool.policy.interval) * pool.policy.interval
+        cached = self._arrivals.get(pool.name)
+        if cached is None or cached[0] != end:
+            cached = (end, arrival_samples(self.store, self._config, pool, pool.policy, now))
+            self._arrivals[pool.name] = cached
+        return cached[1]
 
     def stop(self, workers: Sequence[str] = ()) -> None:
         """Give the lease back, and close the up-time of ``workers`` (this process's, which
