@@ -274,7 +274,7 @@ def models_config(
     \b
     Examples:
       zhuge models config fleet-cpu --metric decision_regret
-      zhuge models config fleet-cpu margin=0.05 test=bootstrap drift_action=retrain
+      zhuge models config fleet-cpu margin=0.05 drift_action=retrain
     """
     with user_errors(json_output):
         changes = _settings(settings or [])
