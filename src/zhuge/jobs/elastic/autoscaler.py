@@ -507,6 +507,7 @@ class Autoscaler:
         self.history: dict[str, list[policy.Decision]] = {}
         self.idle_since: dict[str, float] = {}
         self.holding = False
+        self._renewed = -math.inf
         self._last_decision = -math.inf
         self._published: tuple[PoolsConfig, str] | None = None
         self._config: PoolsConfig | None = None
@@ -554,7 +555,10 @@ class Autoscaler:
         with self._lock:
             now = self.store.clock() if now is None else now
             self.server = server_pools(self.settings)
-            self.holding = hold_lease(self.store, self.name, now)
+            # renewed a few times per lease, not every turn: a write transaction each
+            if not self.holding or now - self._renewed >= LEASE_SECONDS / 3:
+                self.holding = hold_lease(self.store, self.name, now)
+                self._renewed = now
             if not self.holding:
                 return False
             config, source = pools_in_force(self.store, self.settings, self.local)

@@ -120,6 +120,11 @@ def record_uptime(
     from zhuge.jobs.store import transaction
 
     seen = {w.address: w for w in live}
+    with store.engine.connect() as conn:  # most turns change nothing: no write transaction
+        was_open = set(conn.execute(sa.select(W.c.worker).where(W.c.ended_at.is_(None))).scalars())
+        conn.rollback()
+    if was_open == set(seen):
+        return
     with transaction(store.engine) as conn:
         open_rows = conn.execute(sa.select(W.c.id, W.c.worker).where(W.c.ended_at.is_(None))).all()
         is_open = {r.worker for r in open_rows}
