@@ -50,6 +50,16 @@ Examples:
 """
 
 
+_ADD_OPTIONS = {"cron": "--cron", "timezone": "--timezone", "catch_up": "--catch-up"}
+
+
+def _in_add_words(param: str) -> str:
+    """An error's field in ``schedules add``'s words: its own options by name; a pipeline
+    step's parameter (``steps.prepare.params.input``) stays the file's, not another
+    command's option of that name."""
+    return _ADD_OPTIONS.get(param, param)
+
+
 def _params(pairs: list[str], source: str | None, vms: str | None) -> dict[str, Any]:
     from zhuge.cli.pipelines import parse_pipeline_params
 
@@ -106,8 +116,7 @@ def schedules_add(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    flags = {"timezone": "--timezone", "catch_up": "--catch-up", "cron": "--cron"}
-    with user_errors(json_output, flags):
+    with user_errors(json_output, _in_add_words):
         if (pipeline is None) == (template is None):
             raise InvalidRequest("give --pipeline FILE.yaml or --template NAME (one of them)")
         document = None

@@ -161,3 +161,13 @@ def test_pipeline_run_template_fleet_nightly(cli, tmp_path):
     assert steps["plan"]["after"] == ["forecast"]
     missing = cli("pipeline", "run", "--template", "fleet-nightly")
     assert missing.exit_code == 1 and "source" in missing.stderr
+
+
+def test_a_step_parameter_is_named_as_the_file_names_it_not_as_another_commands_option(cli):
+    result = cli("schedules", "add", "x", "--cron", "0 2 * * *", "--template", "fleet-nightly",
+                 "--source", "/elsewhere/t.parquet", "--vms", "/elsewhere/v.parquet")  # fmt: skip
+    assert result.exit_code == 1
+    assert "steps.prepare.params.input" in result.stderr and "outside your allowed roots" in (
+        result.stderr
+    )
+    assert "--input" not in result.stderr  # schedules add has no such option
