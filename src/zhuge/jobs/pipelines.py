@@ -123,7 +123,10 @@ def _value(expression: str, variables: Mapping[str, Any]) -> Any:
     if not isinstance(value, datetime):
         raise TemplateError(f"{{{{{expression}}}}}: only a time ({name!r} is not) takes + or -")
     delta = timedelta(seconds=int(amount) * _UNITS[unit])
-    return value + delta if sign == "+" else value - delta
+    try:
+        return value + delta if sign == "+" else value - delta
+    except OverflowError:
+        raise TemplateError(f"{{{{{expression}}}}} lies outside the years 1-9999") from None
 
 
 def _text(value: Any) -> str:

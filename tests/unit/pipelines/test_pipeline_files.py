@@ -40,6 +40,7 @@ def test_render(text, expected):
         ("{{ slot - 1y }}", "is not a template"),
         ("{{ slot.year }}", "is not a template"),
         ("{{ __import__('os') }}", "is not a template"),
+        ("{{ slot + 999999w }}", "outside the years"),
         ("{% for x in y %}", "Jinja"),
         ("{{ slot", "unclosed"),
         ("slot }}", "stray"),
