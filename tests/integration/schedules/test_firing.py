@@ -250,3 +250,17 @@ def test_a_run_now_in_the_very_second_of_a_slot_stands_for_that_slot(store, cloc
     (run,) = schedules.fire_due()
     assert (run.slot, run.trigger) == (utc(2026, 1, 1, 2), "cron")
     assert counts(store)["pipelines"] == 2
+
+
+def test_an_expired_token_pauses_the_schedule_too(store, clock):
+    store.ensure_tenant("acme")
+    token, info = store.tenancy.create_token("acme", expires_in=3600.0)
+    principal = store.principal_for_token(token)
+    schedules = Schedules(store)
+    schedules.add(principal, name="nightly", cron="0 2 * * *", document=ECHO_PIPELINE)
+    clock.set(utc(2026, 1, 1, 2, 0, 1))  # the token expired at 01:00
+    (run,) = schedules.fire_due()
+    assert run.outcome == "skipped" and f"the token {info.id} that created it expired" in (
+        run.reason
+    )
+    assert schedules.get("acme", "nightly").paused
