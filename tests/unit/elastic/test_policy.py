@@ -331,3 +331,27 @@ def test_demand_with_no_worker_up_keeps_quotas_and_gangs() -> None:
         ((("CPU", 2.0),), 1, 1),
     ]
     assert admission_demand(Snapshot(now=0.0, workers=[], running=[], candidates=[]), config) == []
+
+
+def test_arrival_samples_count_work_per_interval_and_pool() -> None:
+    from zhuge.jobs.elastic.policy import Arrival, arrival_samples
+
+    pools = PoolsConfig.parse(
+        {
+            "pools": [
+                {"name": "cpu", "resources": {"CPU": 4}, "max": 4},
+                {"name": "gpu", "resources": {"CPU": 8, "GPU": 1}, "max": 4},
+            ]
+        }
+    )
+    arrivals = [
+        Arrival(0.0, {"CPU": 2}, 1, 100.0),  # half a worker for 100 s: 50 worker-seconds
+        Arrival(59.0, {"CPU": 1}, 4, 10.0),  # a gang of 4 quarter-workers: 10
+        Arrival(61.0, {"GPU": 1}, 1, 30.0),  # the GPU pool: 30
+        Arrival(150.0, {"CPU": 4}, 1, 7.0),  # after the last whole interval: left out
+        Arrival(-1.0, {"CPU": 4}, 1, 7.0),  # before the start: left out
+        Arrival(10.0, {"GPU": 4}, 1, 7.0),  # no pool holds it
+    ]
+    samples = arrival_samples(arrivals, pools, 60.0, start=0.0, end=150.0)
+    assert samples["cpu"] == [Sample(60.0, 2, 60.0), Sample(120.0, 0, 0.0)]
+    assert samples["gpu"] == [Sample(60.0, 0, 0.0), Sample(120.0, 1, 30.0)]

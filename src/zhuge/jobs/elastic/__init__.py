@@ -6,7 +6,9 @@ The pure part (no SQL, no providers), shared by the autoscaler and ``zhuge simul
   min/max/warm, idle timeout, start-up delay, billing, prices, spot, provider name, policy,
   cooldowns and stabilisation windows);
 - ``policy``: ``decide(pool, demand, state, history, now) -> Decision``, the scaling decision
-  as a pure function, and ``pool_demand`` (admission's ``demand()`` mapped onto pools);
+  as a pure function; ``pool_demand`` (admission's ``demand()`` mapped onto pools),
+  ``admission_demand`` (that demand from a snapshot, also with no worker up) and
+  ``arrival_samples`` (the work arriving per interval, ``predictive``'s history);
 - ``billing``: the cost of a worker's up-intervals, idle cost, what spot would have saved.
 
 ``docs/elastic.md`` explains pools, policies and the simulator.
@@ -14,6 +16,7 @@ The pure part (no SQL, no providers), shared by the autoscaler and ``zhuge simul
 
 from zhuge.jobs.elastic.billing import PoolCost, UpInterval, billed_seconds, pool_cost
 from zhuge.jobs.elastic.policy import (
+    Arrival,
     Decision,
     PoolDemand,
     PoolState,
@@ -21,6 +24,7 @@ from zhuge.jobs.elastic.policy import (
     ShapeDemand,
     WorkerState,
     admission_demand,
+    arrival_samples,
     decide,
     pool_demand,
 )
@@ -28,6 +32,7 @@ from zhuge.jobs.elastic.pools import POLICY_NAMES, PoolsConfig, PoolSpec
 
 __all__ = [
     "POLICY_NAMES",
+    "Arrival",
     "Decision",
     "PoolCost",
     "PoolDemand",
@@ -39,6 +44,7 @@ __all__ = [
     "UpInterval",
     "WorkerState",
     "admission_demand",
+    "arrival_samples",
     "billed_seconds",
     "decide",
     "pool_cost",

@@ -11,7 +11,8 @@ The autoscaler (one decision per pool per interval) and ``zhuge simulate`` both 
 - ``state``: the pool's workers now (starting, ready and busy or idle since when, draining)
   and what running attempts hold on them.
 - ``history``: this pool's earlier ``Decision``\\ s (for cooldowns and stabilisation windows)
-  and ``Sample``\\ s of the work that arrived per interval (for ``predictive``), oldest first.
+  and ``Sample``\\ s of the work that arrived per interval (for ``predictive``; made by
+  ``arrival_samples`` from ``Arrival``\\ s), oldest first.
   Decisions older than the longest window and samples beyond ``max_history`` may be dropped.
 - The ``Decision``: ``target`` workers (not counting draining ones), the ``retire`` list
   (idle workers to drain and retire when the target is below the workers up: never a busy
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +224,44 @@ def admission_demand(snapshot: Snapshot, config: QueueConfig) -> list[Demand]:
         key = (tuple(sorted(d.resources.items())), d.gang)
         counts[key] = counts.get(key, 0) + d.count
     return [Demand(dict(shape), count, gang) for (shape, gang), count in sorted(counts.items())]
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A job submitted at ``at`` asking ``resources`` on each of ``gang`` workers, expected
+    to run ``seconds`` (the trace's duration in the simulator; an estimate, such as the
+    kind's recent median, live)."""
+
+    at: float
+    resources: Mapping[str, float]
+    gang: int = 1
+    seconds: float = 0.0
+
+
+def arrival_samples(
+    arrivals: Iterable[Arrival], pools: PoolsConfig, interval: float, start: float, end: float
+) -> dict[str, list[Sample]]:
+    """Per pool, a ``Sample`` for each whole ``interval`` from ``start`` up to ``end`` (the
+    last ends at or before ``end``): the jobs that arrived in it for that pool (the pool
+    ``for_shape`` picks) and their ``work_seconds``. What ``predictive`` reads as history."""
+    steps = max(0, int((end - start) / interval + 1e-9))
+    jobs = {p.name: [0] * steps for p in pools.pools}
+    work = {p.name: [0.0] * steps for p in pools.pools}
+    for a in arrivals:
+        k = int((a.at - start) // interval)
+        if not 0 <= k < steps:
+            continue
+        pool = pools.for_shape(a.resources)
+        if pool is None:
+            continue
+        jobs[pool.name][k] += 1
+        work[pool.name][k] += work_seconds(pool, a.resources, a.gang, a.seconds)
+    return {
+        name: [
+            Sample(start + (k + 1) * interval, jobs[name][k], work[name][k]) for k in range(steps)
+        ]
+        for name in jobs
+    }
 
 
 def work_seconds(

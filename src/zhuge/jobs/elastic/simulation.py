@@ -36,6 +36,7 @@ from zhuge.errors import InvalidRequest
 from zhuge.jobs.admission import QueueConfig, Snapshot, WorkerSlot
 from zhuge.jobs.elastic.billing import UpInterval, pool_cost
 from zhuge.jobs.elastic.policy import (
+    Arrival,
     Decision,
     PoolDemand,
     PoolState,
@@ -45,6 +46,7 @@ from zhuge.jobs.elastic.policy import (
     decide,
     pool_demand,
 )
+from zhuge.jobs.elastic.policy import arrival_samples as policy_arrival_samples
 from zhuge.jobs.elastic.pools import POLICY_NAMES, PoolsConfig, PoolSpec, PredictivePolicy
 from zhuge.jobs.simulate import SimulationResult, TraceJob, _Simulation
 
@@ -95,26 +97,12 @@ def job_pool(job: TraceJob, pools: PoolsConfig) -> PoolSpec | None:
 def arrival_samples(
     trace: Sequence[TraceJob], pools: PoolsConfig, interval: float
 ) -> dict[str, list[Sample]]:
-    """Per pool, the work that arrived in each ``interval`` from the trace's first
-    submission to its last (``Sample.at`` is the interval's end): what the autoscaler counts
-    as jobs are submitted, and what ``predictive`` forecasts."""
+    """Per pool, the work that arrived in each ``interval`` from the trace's first submission
+    through its last (``policy.arrival_samples`` over the trace, durations known)."""
     start = min(j.submit_time for j in trace)
     steps = int((max(j.submit_time for j in trace) - start) // interval) + 1
-    jobs = {p.name: [0] * steps for p in pools.pools}
-    work = {p.name: [0.0] * steps for p in pools.pools}
-    for j in trace:
-        pool = job_pool(j, pools)
-        if pool is None:
-            continue
-        k = int((j.submit_time - start) // interval)
-        jobs[pool.name][k] += 1
-        work[pool.name][k] += pool.worker_fraction(j.resources) * j.gang * j.duration_s
-    return {
-        name: [
-            Sample(start + (k + 1) * interval, jobs[name][k], work[name][k]) for k in range(steps)
-        ]
-        for name in jobs
-    }
+    arrivals = (Arrival(j.submit_time, j.resources, j.gang, j.duration_s) for j in trace)
+    return policy_arrival_samples(arrivals, pools, interval, start, start + steps * interval)
 
 
 def fixed_sizes(trace: Sequence[TraceJob], pools: PoolsConfig) -> dict[str, tuple[int, int]]:
