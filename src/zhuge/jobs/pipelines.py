@@ -39,10 +39,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy.engine import Connection
 
 from zhuge.errors import (
@@ -167,6 +167,9 @@ def _render_value(value: Any, variables: Mapping[str, Any]) -> Any:
 # -- the file's shape -------------------------------------------------------------------------
 
 
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")]
+
+
 class _StepDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -174,7 +177,7 @@ class _StepDocument(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     after: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
     priority: int = Field(0, ge=-1000, le=1000)
-    resources: dict[str, float] | None = None
+    resources: dict[ResourceName, Annotated[float, Field(gt=0, le=1024)]] | None = None
     max_attempts: int = Field(3, ge=1, le=100)
     max_lost: int = Field(10, ge=1, le=1000)
     timeout_s: float | None = Field(None, gt=0, le=30 * 86400.0)
@@ -311,7 +314,7 @@ def _step(
         params = _render_value(step.params, variables)
     except TemplateError as exc:
         raise _refused((*loc, "params"), exc.message, "template") from None
-    after = list(step.after)
+    after = list(dict.fromkeys(step.after))
     for i, upstream in enumerate(after):
         if upstream not in all_steps:
             raise _refused((*loc, "after", i), f"no step named {upstream!r}", "unknown_step")

@@ -61,6 +61,17 @@ def test_a_template_alone_keeps_its_type_and_params_override_defaults():
     assert spec.steps[0].params == {"seconds": 2.5}
 
 
+def test_an_edge_given_twice_is_one_edge():
+    spec = PipelineSpec.parse(
+        pipeline(
+            a={"kind": "sleep"},
+            b={"kind": "echo", "after": ["a", "a"], "params": {"text": "step://a/f"}},
+        ),
+        slot=SLOT,
+    )
+    assert spec.step("b").after == ("a",)
+
+
 def test_steps_come_in_an_order_that_respects_their_edges():
     spec = PipelineSpec.parse(
         pipeline(
@@ -89,6 +100,8 @@ def test_steps_come_in_an_order_that_respects_their_edges():
         ({"a": {"kind": "echo", "params": {"text": "{{ ghost }}"}}}, "steps.a.params", "unknown name 'ghost'"),
         ({"a": {"kind": "sleep", "retries": 3}}, "steps.a.retries", "Extra"),
         ({"a b": {"kind": "sleep"}}, "steps.a b", "a step's name"),
+        ({"a": {"kind": "sleep", "resources": {"CPU": -1}}}, "steps.a.resources.CPU", "greater"),
+        ({"a": {"kind": "sleep", "resources": {"no such": 1}}}, "steps.a.resources.no such.[key]", "pattern"),
     ],
 )  # fmt: skip
 def test_refusals_name_the_step_and_field(steps, where, message):
