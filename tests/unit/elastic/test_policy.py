@@ -355,3 +355,35 @@ def test_arrival_samples_count_work_per_interval_and_pool() -> None:
     samples = arrival_samples(arrivals, pools, 60.0, start=0.0, end=150.0)
     assert samples["cpu"] == [Sample(60.0, 2, 60.0), Sample(120.0, 0, 0.0)]
     assert samples["gpu"] == [Sample(60.0, 0, 0.0), Sample(120.0, 1, 30.0)]
+
+
+@PROPERTY
+@given(
+    shapes=st.lists(
+        st.tuples(
+            st.sampled_from([0.5, 1.0, 2.0, 3.0, 4.0]),
+            st.sampled_from([0.0, 2.0, 8.0, 16.0]),
+            st.integers(1, 12),
+            st.sampled_from([1, 1, 2, 4]),
+        ),
+        max_size=6,
+    )
+)
+def test_bin_packing_bounds(shapes) -> None:
+    """Never fewer workers than the demand's total share of them (rounded up), nor than its
+    largest gang; never more than one worker per copy."""
+    import math
+
+    spec = pool()
+    demand = PoolDemand(
+        "p",
+        tuple(ShapeDemand({"CPU": cpu, "memory_gb": mem}, n, gang) for cpu, mem, n, gang in shapes),
+    )
+    need = workers_for(spec, demand)
+    total = {"CPU": 0.0, "memory_gb": 0.0}
+    for cpu, mem, n, gang in shapes:
+        total["CPU"] += cpu * n * gang
+        total["memory_gb"] += mem * n * gang
+    assert need >= math.ceil(max(total["CPU"] / 4, total["memory_gb"] / 16) - 1e-9)
+    assert need >= max((g for *_, g in shapes), default=0)
+    assert need <= sum(n * g for *_, n, g in shapes)
