@@ -285,3 +285,23 @@ def test_the_predictive_policy_is_fed_the_work_that_arrived_per_interval(store, 
     assert [(s.at - base, s.jobs, s.work_s) for s in samples] == [(60, 1, 30.0), (120, 1, 30.0)]
     big_samples = autoscaler.arrival_samples(store, config, big, burst.policy, clock.now)
     assert [(s.at - base, s.jobs) for s in big_samples] == [(120, 1)]
+
+
+def test_a_broken_server_file_is_not_shown_to_token_holders(store, settings, tmp_path):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from zhuge.api.app import create_app
+
+    path = tmp_path / "secret-pools.yaml"
+    path.write_text("providers: {x: {type: ssh}}\n")
+    admin = store.issue_token("default", "admin", role="admin")
+    app = create_app(dataclasses.replace(settings, pools_file=path), store=store)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        for method, url in (("GET", "/v1/pools"), ("PUT", "/v1/pools"), ("GET", "/v1/costs")):
+            r = http.request(method, url, headers={"Authorization": f"Bearer {admin}"},
+                             content=POOLS)  # fmt: skip
+            assert r.status_code == 500, (url, r.text)
+            assert "secret-pools" not in r.text and "ssh" not in r.text
+            assert "pools configuration is not valid" in r.json()["error"]["message"]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from zhuge.api.auth import CurrentPrincipal
 from zhuge.jobs.elastic import costs
+from zhuge.jobs.elastic.autoscaler import server_file_hidden
 from zhuge.jobs.tenancy import parse_duration
 
 router = APIRouter(prefix="/v1/costs", tags=["costs"])
@@ -83,12 +84,13 @@ def get_costs(
     """What jobs cost since ``since`` (default: ever), grouped ``by``; with the pools' bill,
     idle cost and spot savings for an admin. A member sees its own tenant's lines only."""
     store = request.app.state.store
-    report = costs.report(
-        store,
-        request.app.state.settings,
-        by=by,
-        since=since_seconds(since, store.clock()),
-        tenant=principal.scope,
-    )
+    with server_file_hidden():
+        report = costs.report(
+            store,
+            request.app.state.settings,
+            by=by,
+            since=since_seconds(since, store.clock()),
+            tenant=principal.scope,
+        )
     data: dict[str, Any] = report.as_dict()
     return CostsOut(**data)

@@ -53,6 +53,11 @@ def _iso_or_none(at: float | None) -> datetime | None:
 
 
 def pools_out(request: Request) -> PoolsOut:
+    with autoscaler.server_file_hidden():
+        return _pools_out(request)
+
+
+def _pools_out(request: Request) -> PoolsOut:
     store = request.app.state.store
     settings = request.app.state.settings
     server = autoscaler.server_pools(settings)
@@ -106,9 +111,10 @@ def apply_pools(
     whose providers this server configures."""
     audit.note(request, target="pools")
     document = _document(body, request.headers.get("content-type", ""))
-    config = autoscaler.apply_pools(
-        store, request.app.state.settings, document, applied_by=principal.token_id
-    )
+    with autoscaler.server_file_hidden():
+        config = autoscaler.apply_pools(
+            store, request.app.state.settings, document, applied_by=principal.token_id
+        )
     audit.note(request, pools=[p.name for p in config.pools])
     return pools_out(request)
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,7 @@ import yaml
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from zhuge.errors import ConfigError, InvalidRequest
+from zhuge.errors import ConfigError, InvalidRequest, ZhugeError
 from zhuge.jobs import schema
 from zhuge.jobs.elastic import costs, policy
 from zhuge.jobs.elastic.pools import PoolsConfig, PoolSpec, PredictivePolicy
@@ -140,6 +141,20 @@ def _check_providers(
                 f"on this server (configured: {', '.join(sorted(providers))}); providers are "
                 "set in the server's pools file (ZHUGE_POOLS_FILE) only"
             )
+
+
+@contextmanager
+def server_file_hidden() -> Iterator[None]:
+    """For the API: a broken server file is the operator's to read about in the server's
+    log, not a token holder's (its path and contents stay on the server)."""
+    try:
+        yield
+    except ConfigError as exc:
+        log.error("%s", exc.message)
+        raise ZhugeError(
+            "the server's pools configuration is not valid; its operator finds why in the "
+            "log of this API process"
+        ) from None
 
 
 @dataclass(frozen=True)
