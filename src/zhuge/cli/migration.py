@@ -201,11 +201,6 @@ def plan_migrations_command(
 
         if (forecast is None) == (input_ is None):
             raise InvalidParams("give exactly one of --forecast FILE or --input FLEET_FILE")
-        if input_ is not None and detach.on:
-            raise InvalidParams(
-                "--detach with --input: the plan would wait here for its forecast; run "
-                "zhuge forecast ... --detach, then zhuge plan-migrations --forecast JOB_ID --detach"
-            )
         if risk is not None and not 0 < risk < 1:
             raise InvalidParams(f"--risk must lie strictly between 0 and 1, not {risk:g}")
         out = checked_out(out)
@@ -316,9 +311,13 @@ def _forecast_then_plan(
     client: Any, forecast: dict[str, Any], plan: dict[str, Any], *, json_output: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Submit the pipeline and follow its steps; Ctrl-C cancels it. The finished forecast
-    and plan jobs (an error if either did not succeed)."""
+    and plan jobs (an error if either did not succeed). With ``--detach``: say how to
+    follow the pipeline, and exit 0."""
     pipeline = client.run_pipeline(forecast_then_plan_pipeline(forecast, plan))
     jobs = {step["name"]: step["job_id"] for step in pipeline["steps"]}
+    if detach.on:
+        _detached_pipeline(pipeline["id"], jobs, json_output)
+        raise typer.Exit(0)
     try:
         forecast_job = follow_job(
             client, jobs["forecast"], kind="forecast", title="forecasting", json_output=json_output
@@ -335,6 +334,31 @@ def _forecast_then_plan(
         err_console.print(f"cancelled pipeline {pipeline['id']}")
         raise typer.Exit(130) from None
     return forecast_job, plan_job
+
+
+def _detached_pipeline(pipeline_id: int, jobs: dict[str, int], json_output: bool) -> None:
+    follow = [
+        f"zhuge pipeline show {pipeline_id}",
+        f"zhuge jobs wait {jobs['plan']}",
+        f"zhuge jobs download {jobs['plan']} --out FILE",
+        f"zhuge pipeline cancel {pipeline_id}",
+    ]
+    if json_output:
+        print_json(
+            {
+                "pipeline_id": pipeline_id,
+                "job_id": jobs["plan"],
+                "forecast_job_id": jobs["forecast"],
+                "follow": follow,
+            }
+        )
+        return
+    console.print(
+        f"pipeline [bold]{pipeline_id}[/] submitted: forecast (job {jobs['forecast']}), then "
+        f"plan (job {jobs['plan']}); it runs without this command"
+    )
+    for line in follow:
+        console.print(f"  {line}", highlight=False)
 
 
 def _calibration_ref(value: str | None) -> str | None:

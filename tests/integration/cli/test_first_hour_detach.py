@@ -44,6 +44,11 @@ class _Server:
     def get(self, job_id):
         raise AssertionError("a detached command does not wait")
 
+    def run_pipeline(self, document, params=None):
+        self.submitted.append(("pipeline", document))
+        steps = [{"name": name, "job_id": 6 + i} for i, name in enumerate(document["steps"])]
+        return {"id": 2, "state": "waiting", "steps": steps}
+
 
 @pytest.fixture
 def server(monkeypatch) -> list:
@@ -158,11 +163,20 @@ def test_sep_needs_a_local_csv(server, tmp_path, env):
     assert "--sep applies to a local CSV" in " ".join(result.output.split())
 
 
-def test_detach_refuses_the_two_step_plan_from_telemetry(server, tmp_path, env):
+def test_detach_submits_the_two_step_plan_from_telemetry_as_a_pipeline(server, tmp_path, env):
+    import pandas as pd
+
+    vms = tmp_path / "vms.parquet"
+    pd.DataFrame(
+        {"vm_id": ["vm-1"], "host_id": ["h1"], "cluster_id": ["c1"], "memory_gb": [8.0]}
+    ).to_parquet(vms)
     argv = ["--detach", "plan-migrations", "--input", _fleet(tmp_path), "--deadline", "24h"]
-    argv += ["--vms", str(tmp_path / "vms.parquet")]
+    argv += ["--vms", str(vms), "--json"]
     result = CliRunner().invoke(app, argv, env={**env, "ZHUGE_EMBEDDED": None})
-    assert result.exit_code == 1
-    text = " ".join(result.output.split())
-    assert "--detach with --input" in text and "--forecast JOB_ID --detach" in text
-    assert server == []
+    assert result.exit_code == 0, result.output
+    ((what, document),) = server  # one pipeline, no job submitted on its own, none waited on
+    assert what == "pipeline" and list(document["steps"]) == ["forecast", "plan"]
+    assert document["steps"]["plan"]["params"]["forecast"] == "step://forecast/forecast.parquet"
+    answer = json.loads(result.stdout)
+    assert (answer["pipeline_id"], answer["forecast_job_id"], answer["job_id"]) == (2, 6, 7)
+    assert "zhuge pipeline cancel 2" in answer["follow"]
