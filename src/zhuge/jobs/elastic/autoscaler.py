@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "autoscaler"
 LEASE_SECONDS = 15.0  # a holder that has not renewed for this long is taken over
 HISTORY_SECONDS = 3600.0  # decisions kept in memory for cooldowns and windows
+DECISIONS_KEPT_SECONDS = 30 * 86400.0  # the log keeps a month: one row per pool per interval
 LOCAL_POOL = "local"
 
 J = schema.jobs
@@ -352,6 +353,13 @@ def record_decision(store: JobStore, decision: policy.Decision, scheduler: str) 
         )
 
 
+def forget_decisions(store: JobStore, *, before: float) -> None:
+    from zhuge.jobs.store import transaction
+
+    with transaction(store.engine) as conn:
+        conn.execute(D.delete().where(D.c.at < before))
+
+
 def decisions(
     store: JobStore, *, pool: str | None = None, limit: int = 50, changes: bool = False
 ) -> list[dict[str, Any]]:
@@ -523,6 +531,7 @@ class Autoscaler:
         self.idle_since: dict[str, float] = {}
         self.holding = False
         self._renewed = -math.inf
+        self._pruned = -math.inf
         self._last_decision = -math.inf
         self._published: tuple[PoolsConfig, str] | None = None
         self._config: PoolsConfig | None = None
@@ -655,6 +664,9 @@ class Autoscaler:
             log.exception("autoscaler: admission's demand could not be read")
             return
         by_pool, _ = policy.pool_demand(demand, config)
+        if now - self._pruned >= 3600.0:
+            forget_decisions(self.store, before=now - DECISIONS_KEPT_SECONDS)
+            self._pruned = now
         for pool in config.pools:
             try:
                 self._decide(
