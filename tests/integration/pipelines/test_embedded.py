@@ -131,3 +131,26 @@ def test_malformed_job_references_are_refused_at_submit(sdk):
     ]:
         with pytest.raises(InvalidParams, match=why):
             sdk.submit("prepare", {"input": ref})
+
+
+def test_pipeline_run_wait_follows_every_step_to_the_end(sdk, data, tmp_path, monkeypatch):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from zhuge.cli import app
+    from zhuge.cli import pipelines as cli_pipelines
+
+    monkeypatch.setattr(cli_pipelines, "client", lambda url=None, token=None: sdk)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(prepare_twice(data, "step://first/prepared.parquet")))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(prepare_twice(data, "step://first/missing.parquet")))
+
+    done = CliRunner().invoke(app, ["pipeline", "run", str(good), "--wait", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["state"] == "succeeded"
+    failed = CliRunner().invoke(app, ["pipeline", "run", str(bad), "--wait"])
+    assert failed.exit_code == 1
+    assert "failed" in failed.stdout and "names no artifact" in " ".join(failed.stdout.split())
