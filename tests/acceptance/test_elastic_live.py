@@ -1,5 +1,6 @@
 """Elastic capacity live: the embedded platform (``zhuge up``'s ``Platform``: store, scheduler,
-a real local Dask cluster of worker processes) with pools of the ``local`` provider.
+a real local Dask cluster of worker processes) with pools of the ``local`` provider, on
+SQLite and on PostgreSQL.
 
 - A pool with ``min: 0`` grows to its ``max`` when jobs arrive and returns to 0 after its idle
   timeout (every decision in the autoscaler's log).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import empty_store, wait_for
 from tests.integration.platform.gate import GATE, Gate, LoadGateKinds, register_gate_kinds
 from zhuge.config import Settings
 from zhuge.jobs.elastic import autoscaler, costs
@@ -45,14 +46,18 @@ pools:
 """
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def platform(request, tmp_path_factory):
     register_gate_kinds()
     folder = tmp_path_factory.mktemp("elastic")
     pools = folder / "pools.yaml"
     pools.write_text(POOLS)
+    db_url = None
+    if request.param == "postgres":
+        db_url = empty_store(request.getfixturevalue("postgres_url"))
     settings = Settings(
         home=folder / "home",
+        db_url=db_url,
         workers=1,
         pools_file=pools,
         autoscale_seconds=0.2,
