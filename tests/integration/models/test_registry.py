@@ -160,3 +160,43 @@ def test_the_api_refuses_bad_input_with_the_field_and_changes_nothing(db_url, tm
         after = http.get("/v1/models/fleet-cpu", headers=headers).json()
         assert after == before
     store.dispose()
+
+
+def test_a_job_records_the_version_it_used_once_fenced_by_its_attempt(db_url, tmp_path):
+    import hashlib
+
+    store = JobStore.open(db_url)
+    root = tmp_path / "artifacts"
+    for job in (1, 2):  # each version's model folder, with the manifest registered
+        folder = root / f"jobs/{job}/attempt-1/model"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_bytes(b'{"job": %d}' % job)
+    registry = Registry(store.engine)
+    for job in (1, 2):
+        registry.register(
+            "acme",
+            "fleet-cpu",
+            artifact=f"jobs/{job}/attempt-1/model",
+            manifest_sha256=hashlib.sha256(b'{"job": %d}' % job).hexdigest(),
+            lineage={},
+            job_id=job,
+        )
+    forecast, _ = store.submit(tenant="acme", kind="echo", params={})
+    (running,) = store.claim(limit=1, owner="test", lease_seconds=60)
+    use = dict(job_id=forecast.id, artifacts_root=f"file://{root}")
+    # an attempt that is not the job's current one resolves but records nothing
+    assert (
+        registry.use("acme", "fleet-cpu@champion", attempt=running.attempt + 1, **use).version == 1
+    )
+    assert (store.get(forecast.id).model_ref, store.get(forecast.id).model_version) == (None, None)
+    registry.use("acme", "fleet-cpu@champion", attempt=running.attempt, **use)
+    registry.promote("acme", "fleet-cpu", 2)
+    # the job keeps what it recorded, and resolving it again gives that version
+    again = registry.use("acme", "fleet-cpu@champion", attempt=running.attempt, **use)
+    assert again.version == 1 and again.job_id == 1
+    recorded = store.get(forecast.id)
+    assert (recorded.model_ref, recorded.model_version) == ("fleet-cpu@champion", "fleet-cpu@1")
+    assert [u["job_id"] for u in registry.used_by("acme", "fleet-cpu")] == [forecast.id]
+    with pytest.raises(errors.ModelNotFound):  # another tenant's reference is unknown
+        registry.use("other", "fleet-cpu@champion", attempt=running.attempt, **use)
+    store.dispose()
