@@ -174,9 +174,10 @@ def show_job(job: dict[str, Any], events: list[dict[str, Any]]) -> None:
         fields.append(("gang", str(job["gang"])))
     if job.get("timeout_s") is not None:
         fields.append(("time limit", seconds(job["timeout_s"])))
-    if job.get("model_ref"):
-        resolved = job.get("model_version") or "not resolved yet (when the job starts)"
-        fields.append(("model", f"{job['model_ref']} → {resolved}"))
+    given = job.get("model_ref") or (job.get("params") or {}).get("model_from")
+    if isinstance(given, str) and "@" in given:  # a registry reference, NAME@ALIAS
+        resolved = job.get("model_version") or "resolved when the job starts"
+        fields.append(("model", f"{given} → {resolved}"))
     if job.get("after"):
         fields.append(("after", ", ".join(f"job {a}" for a in job["after"])))
     if job.get("pipeline_id") is not None:

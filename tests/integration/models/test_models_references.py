@@ -31,6 +31,15 @@ def test_a_promotion_between_submit_and_start_is_what_the_job_uses_and_records(w
 
     queued = acme.submit("forecast", {"input": data, "model_from": "fleet-cpu@champion"})
     assert (queued.model_ref, queued.model_version) == (None, None)  # resolved at the start
+    from zhuge.cli import app
+    from zhuge.cli import jobs as cli_jobs
+    from zhuge.cli import models as cli_models
+
+    monkeypatch.setattr(cli_jobs, "client", lambda url, token: acme)
+    monkeypatch.setattr(cli_models, "client", lambda url, token: acme)
+    runner = CliRunner(env={"COLUMNS": "200"})
+    waiting = runner.invoke(app, ["jobs", "show", str(queued.id)])
+    assert "fleet-cpu@champion → resolved when the job starts" in waiting.stdout
     acme.promote_model("fleet-cpu", 2)
     (job,) = world.run_queued()
     assert job.state.value == "succeeded", job.error
@@ -50,13 +59,6 @@ def test_a_promotion_between_submit_and_start_is_what_the_job_uses_and_records(w
         (after.id, 1, "fleet-cpu@1"),
     ]
 
-    from zhuge.cli import app
-    from zhuge.cli import jobs as cli_jobs
-    from zhuge.cli import models as cli_models
-
-    monkeypatch.setattr(cli_jobs, "client", lambda url, token: acme)
-    monkeypatch.setattr(cli_models, "client", lambda url, token: acme)
-    runner = CliRunner(env={"COLUMNS": "200"})
     printed = runner.invoke(app, ["jobs", "show", str(job.id)])
     assert printed.exit_code == 0, printed.output
     assert "fleet-cpu@champion → fleet-cpu@2" in printed.stdout
