@@ -186,3 +186,52 @@ def test_a_worker_killed_from_outside_requeues_its_job_without_spending_an_attem
     assert (done.state, done.failures) == (JobState.SUCCEEDED, 0)
     assert done.attempt >= 2 and done.worker != started.worker
     assert Path(gate.path).exists()
+
+
+ONE_BURST = """
+pools:
+  - {name: burst, resources: {CPU: 1, burst: 1}, min: 0, max: 1, idle_timeout: 1s,
+     startup_s: 0, cooldown: {up: 0s, down: 0s}, stabilisation: {up: 0s, down: 0s},
+     policy: demand, price_per_hour: {on_demand: 3.6}}
+"""
+
+
+def test_zhuge_up_scales_a_pool_from_zero_and_back_seen_through_the_cli(tmp_path):
+    """The same on a real `zhuge up` subprocess, driven and read through the CLI only."""
+    from tests.acceptance.test_up import Server
+
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(ONE_BURST)
+    server = Server(tmp_path / "home")
+    server.home.mkdir()
+    server.env.update({"ZHUGE_POOLS_FILE": str(pools), "ZHUGE_AUTOSCALE_SECONDS": "0.2"})
+    server.start()
+    try:
+        gate = Gate(tmp_path / "gate")
+        job_id = server.cli_json(
+            "submit", GATE, "-p", f"path={gate.path}", "--resource", "burst=1"
+        )["id"]
+
+        def burst_workers() -> int:
+            listed = server.cli_json("pools", "ls")
+            return next(p["workers"] for p in listed["pools"] if p["spec"]["name"] == "burst")
+
+        wait_for(
+            lambda: server.job(job_id),
+            until=lambda j: j["state"] == "running" and j["worker"],
+            what="the burst job to run on a new burst worker",
+        )
+        assert burst_workers() == 1
+        gate.open()
+        wait_for(lambda: server.job(job_id), until=lambda j: j["state"] == "succeeded",
+                 what="the burst job to succeed")  # fmt: skip
+        wait_for(burst_workers, until=lambda n: n == 0, what="pool burst back at 0")
+        log = server.cli_json("autoscaler", "log", "--pool", "burst", "--changes")
+        assert [(d["from_size"], d["to_size"]) for d in reversed(log)] == [(0, 1), (1, 0)]
+        costs = server.cli_json("costs", "--by", "pool")
+        (line,) = [line for line in costs["lines"] if line["key"] == "burst"]
+        assert line["attempts"] == 1 and line["cost"] > 0
+        assert costs["pools"]["burst"]["billed_s"] >= 60  # the billing minimum
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.kill_all()  # the server and every worker it started
