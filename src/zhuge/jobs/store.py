@@ -1300,7 +1300,7 @@ class JobStore:
         what the cluster offers, for checking a job's resources at submit. With worker pools
         (``zhuge.jobs.elastic``), one empty worker of each pool too: a pool at zero grows
         for the job."""
-        from zhuge.jobs.elastic.autoscaler import pool_workers
+        from zhuge.jobs.elastic.pool_config import pool_workers
 
         return self.workers(seen_within=WORKER_FORGET_SECONDS) + pool_workers(self)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from zhuge.errors import ConfigError, InvalidRequest
-from zhuge.jobs.elastic import autoscaler, costs
+from zhuge.jobs.elastic import autoscaler, costs, pool_config
 from zhuge.jobs.elastic.autoscaler import Autoscaler
 from zhuge.jobs.elastic.providers import CommandProvider, ProviderConfig, parse_providers
 from zhuge.jobs.model import Worker
@@ -76,7 +76,7 @@ def run_all(store, workers) -> list:
 
 
 def test_a_pool_grows_from_zero_for_demand_and_drains_back_to_zero(store, clock, settings):
-    autoscaler.apply_pools(store, settings, POOLS, applied_by=None)
+    pool_config.apply_pools(store, settings, POOLS, applied_by=None)
     scaler, fake = scaler_with_fake(store, settings)
     jobs = [store.submit(tenant="t", kind="sleep", params={}, resources=BURST)[0] for _ in range(3)]
     assert scaler.tick()
@@ -116,7 +116,7 @@ def test_a_pool_grows_from_zero_for_demand_and_drains_back_to_zero(store, clock,
 def test_one_scheduler_holds_the_lease_and_another_takes_over_when_it_stops_renewing(
     store, clock, settings
 ):
-    autoscaler.apply_pools(store, settings, POOLS, applied_by=None)
+    pool_config.apply_pools(store, settings, POOLS, applied_by=None)
     first, _ = scaler_with_fake(store, settings, "sched-a")
     second, fake2 = scaler_with_fake(store, settings, "sched-b")
     store.submit(tenant="t", kind="sleep", params={}, resources=BURST)
@@ -181,13 +181,13 @@ def test_pools_apply_refuses_what_the_server_does_not_configure(api, tmp_path):
     typo = POOLS.replace("idle_timeout", "idle_timout")
     r = api.call("PUT", "/v1/pools", content=typo)
     assert r.status_code == 422 and "pools.0.idle_timout" in r.json()["error"]["message"]
-    assert autoscaler.applied_pools(store) is None  # nothing changed, each time
+    assert pool_config.applied_pools(store) is None  # nothing changed, each time
     applied = api.sdk().apply_pools(POOLS)
     assert [p["spec"]["name"] for p in applied["pools"]] == ["burst"]
     assert applied["source"] == "applied" and applied["providers"] == {"local": "local"}
     again = api.call("PUT", "/v1/pools", content=unknown)
     assert again.status_code == 422
-    assert autoscaler.applied_pools(store).config.pools[0].provider == "local"  # kept
+    assert pool_config.applied_pools(store).config.pools[0].provider == "local"  # kept
 
 
 def test_a_job_for_a_pool_at_zero_is_accepted_at_submit(api, settings):
@@ -210,17 +210,17 @@ def test_the_server_file_configures_providers(tmp_path, settings):
         "  k8s: {type: dask-cluster, cluster: 'dask_kubernetes.operator:KubeCluster'}\n"
         + POOLS.replace("provider: local", "provider: vms")
     )
-    server = autoscaler.server_pools(dataclasses.replace(settings, pools_file=path))
+    server = pool_config.server_pools(dataclasses.replace(settings, pools_file=path))
     assert {n: p.type for n, p in server.providers.items()} == {
         "local": "local", "vms": "command", "k8s": "dask-cluster",
     }  # fmt: skip
     assert server.pools.pools[0].provider == "vms"
     path.write_text("providers: {x: {type: ssh}}\n")
     with pytest.raises(ConfigError, match=r"providers\.x\.type: one of local"):
-        autoscaler.server_pools(dataclasses.replace(settings, pools_file=path))
+        pool_config.server_pools(dataclasses.replace(settings, pools_file=path))
     path.write_text(POOLS.replace("provider: local", "provider: nowhere"))
     with pytest.raises(ConfigError, match="'nowhere' is not a provider configured"):
-        autoscaler.server_pools(dataclasses.replace(settings, pools_file=path))
+        pool_config.server_pools(dataclasses.replace(settings, pools_file=path))
     with pytest.raises(ConfigError, match=r"providers\.c\.add: a command as a list"):
         parse_providers({"c": {"type": "command", "add": "rm -rf /", "remove": ["x"]}})
     assert ProviderConfig.parse("l", {"type": "local"}).type == "local"
@@ -257,10 +257,10 @@ def test_the_command_provider_runs_its_commands_with_the_worker_named(tmp_path):
 
 def test_a_pools_document_must_parse(store, settings):
     with pytest.raises(InvalidRequest, match="not valid YAML"):
-        autoscaler.apply_pools(store, settings, "pools: [", applied_by=None)
+        pool_config.apply_pools(store, settings, "pools: [", applied_by=None)
     with pytest.raises(InvalidRequest, match="min"):
-        autoscaler.apply_pools(store, settings, POOLS.replace("min: 0", "min: 5"), applied_by=None)
-    assert autoscaler.applied_pools(store) is None
+        pool_config.apply_pools(store, settings, POOLS.replace("min: 0", "min: 5"), applied_by=None)
+    assert pool_config.applied_pools(store) is None
 
 
 def test_the_predictive_policy_is_fed_the_work_that_arrived_per_interval(store, clock, settings):

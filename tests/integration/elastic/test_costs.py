@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.elastic.conftest import T0
 from zhuge.errors import Forbidden
-from zhuge.jobs.elastic import autoscaler, costs
+from zhuge.jobs.elastic import costs, pool_config
 from zhuge.jobs.model import Worker
 from zhuge.jobs.states import JobState, LostReason
 
@@ -99,7 +99,7 @@ def test_gang_fraction_release_and_cancel_are_recorded_and_unstarted_losses_are_
 
 @pytest.mark.parametrize("granularity", ["second", "hour"])
 def test_costs_equal_a_hand_computation(store, clock, settings, known, granularity):
-    autoscaler.apply_pools(store, settings, pools_doc(granularity), applied_by=None)
+    pool_config.apply_pools(store, settings, pools_doc(granularity), applied_by=None)
     # by hand: ana used half a worker (CPU 2 of 4; memory 4 of 16) for 300 s = 150 worker-s,
     # bob all of it for 60 s = 60; W1 was up 1000 s, billed 1000 s per second or 3600 s
     # per hour, at 3.6 an hour. Attempts pay 3.6/3600 per worker-second they used either
@@ -125,7 +125,7 @@ def test_costs_equal_a_hand_computation(store, clock, settings, known, granulari
 
 
 def test_a_minimum_bills_a_short_interval_whole(store, clock, settings):
-    autoscaler.apply_pools(store, settings, pools_doc("second"), applied_by=None)
+    pool_config.apply_pools(store, settings, pools_doc("second"), applied_by=None)
     costs.record_uptime(store, [Worker(W1, {"CPU": 4.0}, T0)], {W1: "cpu"}, T0)
     costs.close_uptime(store, [W1], T0 + 20)  # up 20 s, billed the 60 s minimum
     clock.advance(100)
@@ -153,7 +153,7 @@ def test_uptime_follows_the_census(store, clock):
 
 
 def test_costs_api_admins_see_all_members_their_tenant(api, known, settings):
-    autoscaler.apply_pools(api.store, settings, pools_doc("second"), applied_by=None)
+    pool_config.apply_pools(api.store, settings, pools_doc("second"), applied_by=None)
     admin = api.sdk().costs(by="tenant")
     assert [line["key"] for line in admin["lines"]] == ["ana", "bob"]
     assert admin["idle_cost"] == pytest.approx(1.0 * (1 - 210 / 1000))
@@ -176,4 +176,4 @@ def test_pools_and_the_autoscaler_log_are_admin_only(api):
         assert r.status_code == 403, (path, r.text)
     with pytest.raises(Forbidden):
         api.sdk(member).apply_pools(pools_doc("second"))
-    assert autoscaler.applied_pools(api.store) is None
+    assert pool_config.applied_pools(api.store) is None

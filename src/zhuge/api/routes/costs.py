@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from zhuge.api.auth import CurrentPrincipal
 from zhuge.jobs.elastic import costs
-from zhuge.jobs.elastic.autoscaler import server_file_hidden
+from zhuge.jobs.elastic.pool_config import server_file_hidden
 from zhuge.jobs.tenancy import parse_duration
 
 router = APIRouter(prefix="/v1/costs", tags=["costs"])

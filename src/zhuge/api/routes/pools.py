@@ -19,7 +19,7 @@ from zhuge.api import audit
 from zhuge.api.auth import AdminPrincipal, StoreDep
 from zhuge.api.routes.queues import _BODY_DOC, _document, _raw_body
 from zhuge.api.schemas import iso
-from zhuge.jobs.elastic import autoscaler
+from zhuge.jobs.elastic import autoscaler, pool_config
 from zhuge.jobs.elastic.pools import PoolsConfig
 
 router = APIRouter(prefix="/v1", tags=["pools"])
@@ -53,19 +53,19 @@ def _iso_or_none(at: float | None) -> datetime | None:
 
 
 def pools_out(request: Request) -> PoolsOut:
-    with autoscaler.server_file_hidden():
+    with pool_config.server_file_hidden():
         return _pools_out(request)
 
 
 def _pools_out(request: Request) -> PoolsOut:
     store = request.app.state.store
     settings = request.app.state.settings
-    server = autoscaler.server_pools(settings)
-    applied = autoscaler.applied_pools(store)
-    config, source = autoscaler.pools_in_force(store, settings)
+    server = pool_config.server_pools(settings)
+    applied = pool_config.applied_pools(store)
+    config, source = pool_config.pools_in_force(store, settings)
     # the embedded pool of `zhuge up` (``local``) is known to its scheduler, which publishes
     # the pools it uses
-    in_force = autoscaler.applied_pools(store, row_id=autoscaler.IN_FORCE)
+    in_force = pool_config.applied_pools(store, row_id=pool_config.IN_FORCE)
     named = {p.name for p in config.pools} if config else set()
     extra = [p for p in (in_force.config.pools if in_force else []) if p.name not in named]
     if extra:
@@ -111,8 +111,8 @@ def apply_pools(
     whose providers this server configures."""
     audit.note(request, target="pools")
     document = _document(body, request.headers.get("content-type", ""))
-    with autoscaler.server_file_hidden():
-        config = autoscaler.apply_pools(
+    with pool_config.server_file_hidden():
+        config = pool_config.apply_pools(
             store, request.app.state.settings, document, applied_by=principal.token_id
         )
     audit.note(request, pools=[p.name for p in config.pools])

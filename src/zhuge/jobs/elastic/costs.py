@@ -442,7 +442,7 @@ def report(
 ) -> CostReport:
     """``zhuge costs``: the report since ``since`` with the pools in force (an admin's when
     ``tenant`` is None, else that member tenant's)."""
-    from zhuge.jobs.elastic.autoscaler import pools_in_force
+    from zhuge.jobs.elastic.pool_config import pools_in_force
 
     config, _ = pools_in_force(store, settings)
     pools = {p.name: p for p in config.pools} if config else {}
