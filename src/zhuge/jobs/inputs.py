@@ -461,17 +461,22 @@ def _check_data(scope: _Scope, value: Any) -> None:
         scope.check_path(ref.path)
 
 
-def _check_model(scope: _Scope, value: Any) -> None:
-    from zhuge.jobs.registry import Registry
+def _check_model(scope: _Scope, value: Any, kind: str | None = None) -> None:
+    """``value`` names a version of the tenant's registry (of the task ``kind`` needs)."""
+    from zhuge.jobs.registry import Registry, task_of_kind
 
     if scope.engine is None:
         raise _Refused("names a registered model, but this job runs without the platform's store")
+    registry = Registry(scope.engine)
     try:
-        Registry(scope.engine).resolve(scope.tenant, str(value))
+        found = registry.resolve(scope.tenant, str(value))
+        task = registry.task(scope.tenant, found.model)
     except errors.NotFound as exc:
         raise _Refused(f"is no registered model version of your tenant ({exc.message})") from exc
     except errors.InvalidRequest as exc:
         raise _Refused(exc.message) from exc
+    if kind is not None and task != task_of_kind(kind):
+        raise _Refused(f"is a {task} model; {kind} takes a {task_of_kind(kind)} model")
 
 
 def _use_model(scope: _Scope, value: Any, ctx: JobContext) -> int:
@@ -492,9 +497,9 @@ def _use_model(scope: _Scope, value: Any, ctx: JobContext) -> int:
     return found.job_id
 
 
-def _check_one(scope: _Scope, marker: str, value: Any) -> None:
+def _check_one(scope: _Scope, marker: str, value: Any, kind: str | None = None) -> None:
     if marker == MODEL:
-        _check_model(scope, value)
+        _check_model(scope, value, kind)
     elif marker == JOB or (marker == JOB_OR_DATA and str(value).strip().isdigit()):
         _check_job(scope, value)
     elif marker in (DATA, JOB_OR_DATA):
@@ -517,11 +522,12 @@ def check_params(
     ``ignore``: values checked elsewhere (a pipeline's ``step://`` references to its own
     steps, ``zhuge.jobs.pipelines``)."""
     scope = _submit_scope(principal, settings, store)
+    name = kind if isinstance(kind, str) else kind.name
     for loc, marker, value in data_refs(params):
         if ignore is not None and ignore(value):
             continue
         try:
-            _check_one(scope, marker, value)
+            _check_one(scope, marker, value, name)
         except _Refused as exc:
             raise _refusal(loc, value, str(exc)) from None
 

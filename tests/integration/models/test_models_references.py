@@ -183,9 +183,11 @@ def test_cluster_models_are_registered_and_predict_by_reference(world):
 
     # a clustering model is no forecast model, and a forecast model takes no cluster version
     data = world.write("fleet", clean_fleet(days=14, vms=12))
-    wrong = world.run("forecast", {"input": data, "model_from": "segments@champion"})
-    assert wrong.state.value == "dead"
-    assert "segments@2 is a cluster model; this job needs a forecast model" in wrong.error
+    with pytest.raises(errors.InvalidParams, match="is a cluster model; forecast takes a fore"):
+        acme.submit("forecast", {"input": data, "model_from": "segments@champion"})
+    world.train("fleet-cpu", data)
+    with pytest.raises(errors.InvalidParams, match="is a forecast model; cluster-predict takes"):
+        acme.submit("cluster-predict", {"model_from": "fleet-cpu@1", "input": fresh})
     mixed = world.run(
         "model-train",
         {"input": data, "horizon": "24h", "model": "gbm", "register_as": "segments"},

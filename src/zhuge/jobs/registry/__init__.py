@@ -21,6 +21,7 @@ from zhuge.jobs.registry.model import (
     check_config,
     check_name,
     parse_ref,
+    task_of_kind,
 )
 from zhuge.jobs.registry.store import Registry
 
@@ -34,4 +35,5 @@ __all__ = [
     "check_config",
     "check_name",
     "parse_ref",
+    "task_of_kind",
 ]

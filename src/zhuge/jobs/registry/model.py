@@ -16,6 +16,8 @@ from zhuge.artifacts import MANIFEST, ArtifactDir
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# the task of the models a job kind's model_from takes (every other kind: forecast models)
+KIND_TASKS = {"cluster-predict": "cluster"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 REF_PATTERN = re.compile(
@@ -97,6 +99,11 @@ def check_alias(alias: str) -> str:
             details=[{"loc": ["alias"], "msg": "invalid alias", "type": "value_error"}],
         )
     return alias
+
+
+def task_of_kind(kind: str) -> str:
+    """``forecast`` or ``cluster``: what a model ``kind``'s ``model_from`` names must be."""
+    return KIND_TASKS.get(kind, "forecast")
 
 
 def parse_ref(ref: str) -> tuple[str, int | str]:
