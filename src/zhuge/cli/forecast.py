@@ -738,6 +738,8 @@ def _print_backtest(result: dict[str, Any], job: dict[str, Any]) -> None:
     for row in overall:
         table.add_row(_label(row["model"]), *(_fmt(row.get(k)) for k, _ in present))
     console.print(table)
+    if result.get("in_sample"):
+        console.print(f"[yellow]{result['in_sample']}[/]")
     if result.get("auto_chose"):
         chose = ", ".join(f"{name} {n}x" for name, n in result["auto_chose"].items())
         console.print(f"[bold]auto chose[/] (per window and chunk): {chose}")

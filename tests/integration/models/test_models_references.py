@@ -113,6 +113,7 @@ def test_backtest_scores_a_registered_version_frozen(world):
     assert "fleet-cpu@1" in overall and "auto" not in overall  # nothing else trained
     assert {"seasonal_naive", "last_value"} <= set(overall)
     assert job.result["horizon_steps"] == 24 and job.result["frozen_model"] == "fleet-cpu@1"
+    assert job.result["in_sample"] is None  # trained until 2024-01-10 23:00, scored after
 
     # the frozen model, loaded and asked directly for the same windows, scores the same
     version = world.sdk["acme"].model_version("fleet-cpu@1")
@@ -124,6 +125,14 @@ def test_backtest_scores_a_registered_version_frozen(world):
     assert overall["fleet-cpu@1"]["mase"] == pytest.approx(
         float(np.nanmean(losses.to_numpy())), rel=1e-6
     )
+
+    # seven windows reach back into its training data: said, not hidden
+    deeper = world.run(
+        "backtest", {"input": data, "model_from": "fleet-cpu@1", "models": [], "windows": 7}
+    )
+    assert deeper.state.value == "succeeded", deeper.error
+    assert "trained on data up to 2024-01-10T23:00:00" in deeper.result["in_sample"]
+    assert "in-sample" in deeper.result["in_sample"]
 
     # a version that is gone, or another tenant's model, is refused at submit
     with pytest.raises(errors.InvalidParams, match="model_from"):

@@ -191,8 +191,10 @@ def run_backtest(params: BacktestParams, ctx: JobContext) -> dict[str, Any]:
     decision = None
     if params.decision == "migration":
         decision = run_decision_backtest(params, prepared, steps, forecaster_params, ctx)
+    in_sample = _in_sample_note(frozen[1], prepared, steps, params.windows, ctx) if frozen else None
     return {
         "decision": decision,
+        "in_sample": in_sample,
         "series": series,
         "windows": params.windows,
         "horizon": params.horizon,
@@ -247,3 +249,29 @@ def _frozen_model(
         updates["buckets"] = list(pipeline.buckets)
     ctx.log(f"backtesting {name} frozen, beside {', '.join(params.models) or 'the baselines'}")
     return (folder.url, name, pipeline), params.model_copy(update=updates)
+
+
+def _in_sample_note(name: str, prepared: Any, steps: int, windows: int, ctx: JobContext) -> Any:
+    """Words for a registered version trained on data the backtest's windows cover (its
+    scores there are in-sample, so optimistic); None when it was not, or nobody knows."""
+    import pandas as pd
+
+    from zhuge.jobs.registry.use import registry_of
+
+    if "@" not in name or not ctx.db_url:
+        return None
+    lineage = registry_of(ctx).resolve(ctx.tenant, name).lineage or {}
+    trained_until = (lineage.get("holdout") or {}).get("trained_until")
+    if trained_until is None:
+        return None
+    last = max(read_parquet_url(p, ["timestamp"])["timestamp"].max() for p in prepared.parts)
+    first_slot = pd.Timestamp(last) - (windows * steps - 1) * pd.Timedelta(prepared.spec.freq)
+    if pd.Timestamp(trained_until) < first_slot:
+        return None
+    note = (
+        f"{name} was trained on data up to {trained_until}, inside the backtest's windows "
+        f"(from {first_slot}): its scores there are in-sample, so optimistic; backtest it on "
+        "data after its training"
+    )
+    ctx.log(note)
+    return note
