@@ -178,6 +178,8 @@ def test_cluster_models_are_registered_and_predict_by_reference(world):
     shown = acme.model("segments")
     assert shown["task"] == "cluster" and shown["aliases"] == {"champion": 1}
     assert shown["versions"][0]["lineage"]["datasets"][0]["sha256"]
+    assert shown["versions"][0]["metrics"]["n_clusters"] == 3
+    assert shown["versions"][0]["metrics"]["algorithm"] == "kmeans"
 
     fresh = world.write("fresh", blobs(seed=1))
     by_alias = world.run("cluster-predict", {"model_from": "segments@champion", "input": fresh})

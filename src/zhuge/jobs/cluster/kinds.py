@@ -305,7 +305,7 @@ def _register(
         return None
     from zhuge.jobs.registry.use import register_cluster_model
 
-    keys = ("algorithm", "params", "n_clusters", "scores", "can_predict")
+    keys = ("algorithm", "params", "n_clusters", "can_predict", "winner", "reason", "decided_by")
     return register_cluster_model(
         ctx, params.register_as, params, folder, {k: report[k] for k in keys if k in report}
     )
