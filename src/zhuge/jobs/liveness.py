@@ -184,6 +184,15 @@ def _database_problem(store: JobStore) -> str | None:
     return None
 
 
+def _pools_can_grow(store: JobStore) -> bool:
+    """A live autoscaler holds its lease and some pool in force may have workers: a pool
+    at zero with jobs queued is a deployment that makes progress (its first worker starts)."""
+    from zhuge.jobs.elastic.autoscaler import lease_holder
+    from zhuge.jobs.elastic.pool_config import pool_workers
+
+    return lease_holder(store) is not None and bool(pool_workers(store))
+
+
 def readiness(store: JobStore) -> Readiness:
     """Whether the deployment can make progress, and every reason it cannot."""
     problem = _database_problem(store)
@@ -208,7 +217,7 @@ def readiness(store: JobStore) -> Readiness:
         reasons.append(
             f"no scheduler loop is alive (none beat in the last {SCHEDULER_LIVE_SECONDS:g} s)"
         )
-    if queued and not workers:
+    if queued and not workers and not _pools_can_grow(store):
         reasons.append(
             f"{queued} job(s) queued and no worker is known (none seen in the last "
             f"{WORKER_LIVE_SECONDS:g} s)"

@@ -305,3 +305,20 @@ def test_a_broken_server_file_is_not_shown_to_token_holders(store, settings, tmp
             assert r.status_code == 500, (url, r.text)
             assert "secret-pools" not in r.text and "ssh" not in r.text
             assert "pools configuration is not valid" in r.json()["error"]["message"]
+
+
+def test_jobs_queued_for_a_pool_at_zero_leave_the_deployment_ready(store, clock, settings):
+    from zhuge.jobs import liveness
+
+    liveness.beat(store, "sched-a", started_at=clock())
+    store.submit(tenant="t", kind="sleep", params={}, resources=BURST)
+    assert liveness.readiness(store).reasons == [
+        "1 job(s) queued and no worker is known (none seen in the last 10 s)"
+    ]
+    pool_config.apply_pools(store, settings, POOLS, applied_by=None)
+    assert not liveness.readiness(store).ready  # no autoscaler holds its lease: none grows it
+    scaler, _ = scaler_with_fake(store, settings)
+    scaler.tick()
+    assert liveness.readiness(store).ready  # the pool grows for it
+    scaler.stop()
+    assert not liveness.readiness(store).ready
