@@ -88,7 +88,7 @@ class Forecaster(BaseEstimator):
     Learned: ``model_`` (global choice), ``selection_`` (dict: strategy, chosen, scores,
     reason, windows, counts), ``series_model_`` (series_id -> model), ``notes_``,
     ``residual_quantiles_`` (levels x horizon, in units of :func:`.intervals.interval_spread`),
-    ``calibration_windows_`` (how many windows they came from), ``models_``, ``history_``,
+    ``calibration_windows_`` (how many windows they came from; not saved), ``models_``, ``history_``,
     ``season_``.
     """
 
