@@ -44,7 +44,9 @@ def costs(
             from zhuge.errors import InvalidRequest
 
             raise InvalidRequest(f"--by {by!r}: choose one of {', '.join(BY)}")
-        data = client(url, token).costs(by=by, since=since)
+        from zhuge.cli.admin import since_time  # --since 7d or ISO 8601, said in its words
+
+        data = client(url, token).costs(by=by, since=since_time(since) if since else None)
     if json_output:
         print_json(data)
         return

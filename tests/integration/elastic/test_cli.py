@@ -100,3 +100,10 @@ def test_pools_apply_ls_log_and_costs(cli, store, settings, tmp_path):
     assert mine.exit_code == 0 and "ana" in mine.output and "pools' bill" not in mine.output
     wrong = cli("costs", "--by", "colour")
     assert wrong.exit_code == 1 and "--by 'colour': choose one of" in wrong.output
+    when = cli("costs", "--since", "last tuesday")
+    assert when.exit_code == 1 and "--since 'last tuesday' is neither" in when.output
+    # (the store's clock is of 2023: an ISO time, not a duration back from today)
+    that_day = json.loads(cli("costs", "--since", "2023-11-14T00:00:00", "--json").output)
+    assert [line["attempts"] for line in that_day["lines"]] == [1]
+    later = json.loads(cli("costs", "--since", "2024-01-01T00:00:00+00:00", "--json").output)
+    assert later["lines"] == [] and later["capacity_cost"] == 0
