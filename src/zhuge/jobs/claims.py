@@ -340,9 +340,12 @@ class Claims:
         per_tenant: int = CANDIDATES_PER_TENANT,
         plan_depth: int = 0,
         plan_workers: frozenset[str] | None = None,
+        drained: set[str] | None = None,
     ) -> tuple[Decision, dict[int, str], _Seen]:
         config = self.store.queues.config(conn)
-        seen = self._running(conn, frozenset(self._drained(conn)))
+        if drained is None:
+            drained = self._drained(conn)
+        seen = self._running(conn, frozenset(drained))
         candidates, reasons = self._candidates(conn, now, per_tenant)
         usage = self._usage(conn)
         if update_usage:
@@ -391,10 +394,16 @@ class Claims:
             # the part it can hand to its own Dask, and leaves the rest to the others.
             census = {w.address: w for w in store._live_workers(conn, now)}
             census.update({w.address: w for w in workers})
-            for address in self._drained(conn):  # they take nothing new
+            drained = self._drained(conn)
+            for address in drained:  # they take nothing new
                 census.pop(address, None)
             decision, reasons, seen = self._decide(
-                conn, list(census.values()), now, update_usage=True, plan_depth=plan_depth
+                conn,
+                list(census.values()),
+                now,
+                update_usage=True,
+                plan_depth=plan_depth,
+                drained=drained,
             )
             placed = {i: w for i, w in decision.started().items() if set(w) <= mine}
             if placed:
@@ -578,7 +587,7 @@ class Claims:
             # offers nothing stands in, so every candidate asks for its shape (an empty pool
             # grows back on the first admissible job)
             workers = workers or [Worker(PHANTOM_WORKER, {}, now)]
-            decision, _, _ = self._decide(conn, workers, now, update_usage=False)
+            decision, _, _ = self._decide(conn, workers, now, update_usage=False, drained=drained)
             conn.rollback()
         return decision.demand
 
@@ -629,6 +638,7 @@ class Claims:
             per_tenant=max(CHAIN_CANDIDATES_PER_TENANT, CHAIN_PLAN_DEPTH + 1),
             plan_depth=CHAIN_PLAN_DEPTH,
             plan_workers=frozenset((worker,)),
+            drained=drained,
         )
         wanted = {k: float(v) for k, v in resources.items()}
         ids = [s.job_id for s in decision.start if s.workers == (worker,)]
