@@ -9,8 +9,9 @@ held-out errors of the rolling-origin backtest. Three choices, each measured (is
 * **spread**: the *median* absolute seasonal difference over the last ``SPREAD_DAYS`` days,
   not the MASE scale (the *mean* of it). A bursty VM's mean difference is inflated by its
   bursts while most of its hours are as calm as a quiet VM's; in MASE units its intervals came
-  out too wide in the middle and the quiet VMs' too narrow (9 points of coverage apart on the
-  demo fleet). The median puts both on one footing. Where it is zero (a flat or stuck series)
+  out too wide and the quiet VMs' too narrow (87 % against 71 % coverage on the fleet of
+  ``tests/unit/forecast/test_intervals.py``; on NAB the burstier half was the narrow one, 65 %
+  against 78 %). The median puts both on one footing. Where it is zero (a flat or stuck series)
   the MASE scale, with its guards, is used instead.
 * **pooled over steps, with a spread per step**: one window holds ``n_series * horizon``
   errors; pooling the steps (each divided by its step's median absolute error relative to all
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from zhuge.ml.forecast.metrics import mase_scale
+from zhuge.ml.forecast.metrics import SCALE_CHUNK_ROWS, mase_scale
 
 __all__ = ["SPREAD_DAYS", "conformal_offsets", "conformal_quantile", "interval_spread"]
 
@@ -44,6 +45,13 @@ def interval_spread(history: np.ndarray, season: int) -> np.ndarray:
     """(n,) median absolute seasonal difference of each row over its last ``SPREAD_DAYS``
     days; the MASE scale (always > 0) where that median is zero or undefined."""
     history = np.asarray(history, dtype=np.float64)
+    if history.shape[0] > SCALE_CHUNK_ROWS:  # bounded temporaries on big fleets
+        return np.concatenate(
+            [
+                interval_spread(history[i : i + SCALE_CHUNK_ROWS], season)
+                for i in range(0, history.shape[0], SCALE_CHUNK_ROWS)
+            ]
+        )
     recent = history[:, -(SPREAD_DAYS + 1) * season :]
     spread = np.full(history.shape[0], np.nan)
     if recent.shape[1] > season:
