@@ -10,6 +10,7 @@ import pytest
 from tests.unit.forecast.conftest import FAST_GBM
 from zhuge.ml.forecast import Forecaster
 from zhuge.ml.forecast.intervals import conformal_offsets, conformal_quantile, interval_spread
+from zhuge.ml.forecast.metrics import mase_scale
 
 HISTORY_DAYS = 14
 HELD_OUT_DAYS = 3
@@ -53,6 +54,8 @@ def test_spread_is_robust_to_bursts_and_never_zero():
     flat = np.full(hours.size, 7.0)
     spread = interval_spread(np.stack([calm, bursty, flat]), 24)
     assert spread[1] < 1.3 * spread[0]  # the bursts barely move the median difference
+    mase = mase_scale(np.stack([calm, bursty]), 24)
+    assert mase[1] > 2 * mase[0]  # while they dominate the mean one (the MASE scale)
     assert spread[2] > 0
 
 
