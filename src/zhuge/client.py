@@ -619,7 +619,7 @@ class Client:
         return self._request("GET", "/v1/autoscaler/log", params=params)["decisions"]
 
     def costs(self, *, by: str = "tenant", since: str | None = None) -> dict[str, Any]:
-        """What jobs cost, grouped ``by`` tenant, kind, pool or day, since ``since`` (``7d``
+        """What jobs cost, grouped ``by`` tenant, kind, pool, day or job, since ``since`` (``7d``
         or ISO 8601); an admin also gets the pools' bill, idle cost and spot savings."""
         params: dict[str, Any] = {"by": by}
         if since:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from zhuge.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json, user_errors
 
-BY = ("tenant", "kind", "pool", "day")
+BY = ("tenant", "kind", "pool", "day", "job")
 
 
 def _money(value: float | None) -> str:
@@ -22,7 +22,7 @@ def _hours(seconds: float | None) -> str:
 
 def costs(
     by: Annotated[
-        str, typer.Option("--by", help="Group the lines by tenant, kind, pool or day (UTC).")
+        str, typer.Option("--by", help="Group the lines by tenant, kind, pool, day (UTC) or job.")
     ] = "tenant",
     since: Annotated[
         str | None,

@@ -117,6 +117,10 @@ def test_costs_equal_a_hand_computation(store, clock, settings, known, granulari
     assert report.spot_savings == pytest.approx(billed / 3600 * (3.6 - 1.2))
     by_kind = {line.key: line.cost for line in costs.report(store, settings, by="kind").lines}
     assert by_kind == pytest.approx({"sleep": 0.15, "echo": 0.06})
+    by_job = costs.report(store, settings, by="job").lines
+    ids = [str(a.job_id) for a in costs.attempts(store)]  # ana's, then bob's
+    assert [(line.key, line.attempts) for line in by_job] == [(ids[0], 1), (ids[1], 1)]
+    assert [line.cost for line in by_job] == pytest.approx([0.15, 0.06])
     (day,) = costs.report(store, settings, by="day").lines
     assert (day.key, day.attempts) == ("2023-11-14", 2)
     # --since clips: from T0+300 only ana's last 100 s (50 worker-s) and bob count

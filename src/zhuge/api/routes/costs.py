@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/costs", tags=["costs"])
 
 
 class CostLineOut(BaseModel):
-    key: str = Field(description="The tenant, kind, pool or day (UTC) of this line.")
+    key: str = Field(description="The tenant, kind, pool, day (UTC) or job id of this line.")
     cost: float = Field(description="What its attempts were charged, in price_per_hour's unit.")
     attempts: int
     allocated: dict[str, float] = Field(
@@ -74,7 +74,8 @@ def get_costs(
     request: Request,
     principal: CurrentPrincipal,
     by: Annotated[
-        Literal["tenant", "kind", "pool", "day"], Query(description="How to group the lines.")
+        Literal["tenant", "kind", "pool", "day", "job"],
+        Query(description="How to group the lines (job: one line per job, by its id)."),
     ] = "tenant",
     since: Annotated[
         str | None,

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 STATIC_POOL = "static"
 """The pool of workers no provider runs (``zhuge worker``): up-time recorded, never scaled."""
-BY = ("tenant", "kind", "pool", "day")
+BY = ("tenant", "kind", "pool", "day", "job")
 
 U = schema.attempt_usage
 W = schema.worker_uptime
@@ -320,6 +320,8 @@ def _iso(at: float | None) -> str | None:
 def _group_key(by: str, usage: AttemptUsage) -> str:
     if by == "day":
         return datetime.fromtimestamp(usage.ended_at, UTC).strftime("%Y-%m-%d")
+    if by == "job":
+        return str(usage.job_id)
     return str(getattr(usage, by))
 
 
@@ -402,7 +404,10 @@ def cost_report(
             if value:
                 line.allocated[resource] = line.allocated.get(resource, 0.0) + value
         line.cpu_seconds += usage.cpu_seconds
-    ordered = sorted(lines.values(), key=lambda line: line.key)
+    # job ids in their order (10 after 9), other keys as text
+    ordered = sorted(
+        lines.values(), key=lambda line: (len(line.key) if by == "job" else 0, line.key)
+    )
     total = sum(line.cost for line in ordered)
     if tenant is not None:
         return CostReport(by, since, until, ordered, total, None, None, None, {}, [])
