@@ -9,15 +9,18 @@ same check as a Dask worker plugin and leave the cluster when it fails."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 import pytest
 import sqlalchemy as sa
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
 import zhuge
 from tests.conftest import free_port, wait_for
 from zhuge.cli import app
+from zhuge.jobs import executor as executor_module
 from zhuge.jobs import migrations
 from zhuge.jobs.executor import DaskExecutor
 from zhuge.jobs.store import JobStore
@@ -166,3 +169,31 @@ def test_a_plain_dask_worker_of_another_schema_leaves_and_says_why(
 
 def _refusals(caplog) -> int:  # type: ignore[no-untyped-def]
     return sum("takes no work" in r.getMessage() for r in caplog.records)
+
+
+def test_a_scheduler_joins_though_a_worker_cannot_answer_the_check(db_url, caplog, monkeypatch):
+    """The check must never keep a scheduler from starting: a worker paused (or cut off)
+    while a scheduler registers the check cannot answer it; the scheduler warns and starts,
+    and the Dask scheduler keeps the check for workers that join later."""
+    JobStore.open(db_url).dispose()
+    with (
+        LocalCluster(
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        (pid,) = client.run(os.getpid).values()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            monkeypatch.setattr(executor_module, "SCHEMA_CHECK_WAIT_SECONDS", 0.5)
+            with caplog.at_level(logging.WARNING, logger="zhuge.jobs.executor"):
+                executor = _joined(cluster, db_url)
+            try:
+                assert any(
+                    "could not reach every Dask worker" in r.getMessage() for r in caplog.records
+                )
+                assert "zhuge-schema-check" in cluster.scheduler.worker_plugins
+            finally:
+                executor.close()
+        finally:
+            os.kill(pid, signal.SIGCONT)

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,10 @@ from zhuge.jobs.model import Worker
 from zhuge.jobs.runner import AttemptSpec, run_attempt
 
 log = logging.getLogger(__name__)
+
+SCHEMA_CHECK_WAIT_SECONDS = 10.0
+"""How long a scheduler joining an existing Dask cluster waits for its workers to answer the
+schema check (``DaskExecutor._check_workers``) before it starts anyway."""
 
 WORKER_STOP_SECONDS = 30.0
 """How long a clean stop lets each embedded worker finish what its job is doing (a job sees
@@ -158,11 +163,7 @@ class DaskExecutor:
                 self.address, timeout="30s", set_as_default=False, security=self.security
             )
             if self.schema_url is not None:
-                # workers we did not start may run another zhuge: each checks itself, now
-                # and whenever one joins, and a mismatched one leaves before taking work
-                from zhuge.jobs.worker_check import SchemaCheck
-
-                self.client.register_plugin(SchemaCheck(self.schema_url))
+                self._check_workers(self.schema_url)
         else:
             # Worker processes that share the machine between them: each advertises and runs
             # its part of the cores (CPU = threads = cores // n, at least 1) and of the memory.
@@ -186,6 +187,42 @@ class DaskExecutor:
                 )
             self.client = Client(self.cluster, set_as_default=False)
         return self
+
+    def _check_workers(self, schema_url: str) -> None:
+        """Workers we did not start may run another zhuge: each checks itself, now and
+        whenever one joins, and a mismatched one leaves before taking work (``SchemaCheck``).
+
+        The Dask scheduler keeps the check for every worker that joins from now on, then asks
+        the workers present to run it; registered once per Dask cluster (``idempotent``: a
+        restarted or second scheduler finds it there and waits for nothing). A present worker
+        that is paused or cut off cannot answer, and Dask would wait for it without end: that
+        must not keep a scheduler from starting, so the wait is bounded
+        (``SCHEMA_CHECK_WAIT_SECONDS``) and the registration finishes in the background."""
+        from zhuge.jobs.worker_check import SchemaCheck
+
+        client = self.client
+        assert client is not None
+
+        def register() -> None:
+            try:
+                client.register_plugin(SchemaCheck(schema_url))
+            except Exception as exc:  # a thread's end: say it, never raise into nothing
+                log.warning(
+                    "could not reach every Dask worker to check its zhuge against the "
+                    "schema (%s); workers joining from now on are checked",
+                    exc,
+                )
+
+        thread = threading.Thread(target=register, name="zhuge-schema-check", daemon=True)
+        thread.start()
+        thread.join(SCHEMA_CHECK_WAIT_SECONDS)
+        if thread.is_alive():
+            log.warning(
+                "could not reach every Dask worker to check its zhuge against the schema "
+                "within %gs (one paused or cut off?); starting anyway: workers joining from "
+                "now on are checked, and the rest as they answer",
+                SCHEMA_CHECK_WAIT_SECONDS,
+            )
 
     def submit(
         self,

@@ -84,6 +84,7 @@ class SchemaCheck(WorkerPlugin):
     (its nanny too), so admission never books it and it runs no attempt."""
 
     name = "zhuge-schema-check"
+    idempotent = True  # registered once per Dask cluster, by the first scheduler to join it
 
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
