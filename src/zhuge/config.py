@@ -91,7 +91,8 @@ class Settings:
     and stop workers: code, so configured here only, never through the API) and the pools
     in force until ``zhuge pools apply`` replaces them (``zhuge.jobs.elastic``)."""
     autoscale_seconds: float = 10.0
-    """How often the autoscaler decides each pool's size (one scheduler at a time)."""
+    """How often the autoscaler decides each pool's size (one scheduler at a time); 0 turns
+    it off (no pools are scaled and no up-time is recorded)."""
     metrics_token: str | None = field(default=None, repr=False)
     """When set, /metrics answers only ``Authorization: Bearer <metrics_token>``."""
     max_body_bytes: int = 16 * MiB
@@ -128,7 +129,7 @@ class Settings:
             chain_seconds=_float(env, "ZHUGE_CHAIN_SECONDS", 1.0, allow_zero=True),
             gang_ready_seconds=_float(env, "ZHUGE_GANG_READY_SECONDS", 120.0),
             pools_file=_pools_file(env),
-            autoscale_seconds=_float(env, "ZHUGE_AUTOSCALE_SECONDS", 10.0),
+            autoscale_seconds=_float(env, "ZHUGE_AUTOSCALE_SECONDS", 10.0, allow_zero=True),
             metrics_token=env.get("ZHUGE_METRICS_TOKEN") or None,
             max_body_bytes=int(_float(env, "ZHUGE_MAX_BODY_BYTES", 16 * MiB)),
             max_params_bytes=int(_float(env, "ZHUGE_MAX_PARAMS_BYTES", 1 * MiB)),
