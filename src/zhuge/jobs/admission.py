@@ -313,15 +313,16 @@ class ChainGroup:
 
     def extra(self, holders: Sequence[str]) -> dict[str, int]:
         """The places each tenant may come to hold beyond those it holds now (``holders``:
-        the tenant of each slot's attempt), following the plan in any order: at most as
-        many as it has planned jobs, and never more than the group has places. What a plan
-        is charged."""
+        the tenant of each slot's attempt), following the plan in any order: each of its
+        planned jobs may take the place of another tenant's attempt (whichever chain ends
+        first takes the group's next job), so as many as it has planned jobs, up to the
+        places others hold. What a plan is charged."""
         planned: dict[str, int] = {}
         for _, tenant in self.jobs:
             planned[tenant] = planned.get(tenant, 0) + 1
         out = {}
         for tenant, count in planned.items():
-            places = min(len(self.slots), count) - sum(1 for h in holders if h == tenant)
+            places = min(count, len(self.slots) - sum(1 for h in holders if h == tenant))
             if places > 0:
                 out[tenant] = places
         return out
@@ -1160,9 +1161,10 @@ class _Planning:
 
     def needs_place(self, tenant: str) -> bool:
         """Whether planning one more job of ``tenant`` here lets it hold one place more
-        than it holds or is charged for (``ChainGroup.extra``)."""
+        than it holds or is charged for (``ChainGroup.extra``): while other tenants hold
+        places it has not been charged for, its next planned job may take one of them."""
         count = self.planned.get(tenant, 0) + 1
-        return count <= len(self.slots) and count > self.holders.get(tenant, 0)
+        return count <= len(self.slots) - self.holders.get(tenant, 0)
 
     def add(self, job_id: int, tenant: str) -> None:
         self.jobs.append((job_id, tenant))
