@@ -52,7 +52,6 @@ CHAIN_CANDIDATES_PER_TENANT = 4
 CHAIN_PLAN_DEPTH = 16
 ADMISSION_LOCK = 0x7A6875676561  # "zhugea": the advisory lock key admitting transactions take
 USAGE_UPDATE_SECONDS = 1.0  # decayed usage is brought up to date at most this often
-PHANTOM_WORKER = "~no-worker"  # stands in for the census in demand() when no worker is up
 
 _RUNNING_COLUMNS = (
     J.c.id,
@@ -342,6 +341,30 @@ class Claims:
         plan_workers: frozenset[str] | None = None,
         drained: set[str] | None = None,
     ) -> tuple[Decision, dict[int, str], _Seen]:
+        snapshot, config, reasons, seen = self._snapshot(
+            conn,
+            workers,
+            now,
+            update_usage=update_usage,
+            per_tenant=per_tenant,
+            plan_depth=plan_depth,
+            plan_workers=plan_workers,
+            drained=drained,
+        )
+        return admission.decide(snapshot, config), reasons, seen
+
+    def _snapshot(
+        self,
+        conn: Connection,
+        workers: Sequence[Worker],
+        now: float,
+        *,
+        update_usage: bool,
+        per_tenant: int = CANDIDATES_PER_TENANT,
+        plan_depth: int = 0,
+        plan_workers: frozenset[str] | None = None,
+        drained: set[str] | None = None,
+    ) -> tuple[Snapshot, admission.QueueConfig, dict[int, str], _Seen]:
         config = self.store.queues.config(conn)
         if drained is None:
             drained = self._drained(conn)
@@ -361,8 +384,7 @@ class Claims:
             plan_depth=plan_depth,
             plan_workers=plan_workers,
         )
-        decision = admission.decide(snapshot, config)
-        return decision, reasons, seen
+        return snapshot, config, reasons, seen
 
     # -- a scheduler's turn ---------------------------------------------------------------
 
@@ -583,13 +605,12 @@ class Claims:
             now = store.clock()
             drained = self._drained(conn)
             workers = [w for w in store._live_workers(conn, now) if w.address not in drained]
-            # with no worker up admission says only "no worker is connected": a worker that
-            # offers nothing stands in, so every candidate asks for its shape (an empty pool
-            # grows back on the first admissible job)
-            workers = workers or [Worker(PHANTOM_WORKER, {}, now)]
-            decision, _, _ = self._decide(conn, workers, now, update_usage=False, drained=drained)
+            snapshot, config, _, _ = self._snapshot(
+                conn, workers, now, update_usage=False, drained=drained
+            )
             conn.rollback()
-        return decision.demand
+        # with no worker up too (an empty pool grows back on the first admissible job)
+        return admission.admissible_demand(snapshot, config)
 
     # -- a worker's chain -----------------------------------------------------------------
 

@@ -168,6 +168,17 @@ def test_demand_with_no_worker_up_asks_for_every_admissible_shape(store):
     assert store.clock() - WORKER_LIVE_SECONDS < store.clock()  # nothing was recorded
 
 
+def test_demand_with_no_worker_up_keeps_quotas(store):
+    """An empty pool grows only for jobs that could run on it: a tenant at its borrowing
+    limit asks for nothing more (else the pool would grow, idle and shrink for ever)."""
+    store.queues.apply("tenants: {t: {nominal: {CPU: 0}, borrowing_limit: {CPU: 2}}, u: {}}")
+    for _ in range(4):
+        store.submit(tenant="t", kind="sleep", params={}, resources={"CPU": 1.0})
+    store.submit(tenant="u", kind="sleep", params={}, resources={"CPU": 1.0})
+    counts = {(tuple(sorted(d.resources.items())), d.gang): d.count for d in store.demand()}
+    assert counts == {((("CPU", 1.0),), 1): 3}  # t's two within its limit, and u's one
+
+
 def test_pools_apply_refuses_what_the_server_does_not_configure(api, tmp_path):
     store = api.store
     unknown = POOLS.replace("provider: local", "provider: k8s")

@@ -302,8 +302,7 @@ def test_demand_with_no_worker_up_keeps_quotas_and_gangs() -> None:
     """From zero, demand is what admission would start were there room: a tenant at its
     borrowing limit asks for nothing (else a pool would grow for jobs that could not run on
     it, shrink after the idle timeout, and grow again), a gang asks for its N workers."""
-    from zhuge.jobs.admission import Candidate, QueueConfig, Snapshot
-    from zhuge.jobs.elastic.policy import admission_demand
+    from zhuge.jobs.admission import Candidate, QueueConfig, Snapshot, admissible_demand
 
     config = QueueConfig.parse(
         {
@@ -321,7 +320,7 @@ def test_demand_with_no_worker_up_keeps_quotas_and_gangs() -> None:
         Candidate(5, "free", 0, {"CPU": 1, "GPU": 1}, 0.0),
         Candidate(6, "free", 0, {"CPU": 1}, 0.0, gang=4),
     ]
-    demand = admission_demand(
+    demand = admissible_demand(
         Snapshot(now=10.0, workers=[], running=[], candidates=candidates), config
     )
     assert sorted((tuple(sorted(d.resources.items())), d.count, d.gang) for d in demand) == [
@@ -330,7 +329,7 @@ def test_demand_with_no_worker_up_keeps_quotas_and_gangs() -> None:
         ((("CPU", 1.0), ("GPU", 1.0)), 1, 1),
         ((("CPU", 2.0),), 1, 1),
     ]
-    assert admission_demand(Snapshot(now=0.0, workers=[], running=[], candidates=[]), config) == []
+    assert admissible_demand(Snapshot(now=0.0, workers=[], running=[], candidates=[]), config) == []
 
 
 def test_arrival_samples_count_work_per_interval_and_pool() -> None:

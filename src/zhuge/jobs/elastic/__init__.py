@@ -7,13 +7,14 @@ The pure part (no SQL, no providers), shared by the autoscaler and ``zhuge simul
   cooldowns and stabilisation windows);
 - ``policy``: ``decide(pool, demand, state, history, now) -> Decision``, the scaling decision
   as a pure function; ``pool_demand`` (admission's ``demand()`` mapped onto pools),
-  ``admission_demand`` (that demand from a snapshot, also with no worker up) and
+  ``admissible_demand`` (that demand from a snapshot, also with no worker up) and
   ``arrival_samples`` (the work arriving per interval, ``predictive``'s history);
 - ``billing``: the cost of a worker's up-intervals, idle cost, what spot would have saved.
 
 ``docs/elastic.md`` explains pools, policies and the simulator.
 """
 
+from zhuge.jobs.admission import admissible_demand
 from zhuge.jobs.elastic.billing import PoolCost, UpInterval, billed_seconds, pool_cost
 from zhuge.jobs.elastic.policy import (
     Arrival,
@@ -23,7 +24,6 @@ from zhuge.jobs.elastic.policy import (
     Sample,
     ShapeDemand,
     WorkerState,
-    admission_demand,
     arrival_samples,
     decide,
     pool_demand,
@@ -43,7 +43,7 @@ __all__ = [
     "ShapeDemand",
     "UpInterval",
     "WorkerState",
-    "admission_demand",
+    "admissible_demand",
     "arrival_samples",
     "billed_seconds",
     "decide",

@@ -6,8 +6,9 @@ The autoscaler (one decision per pool per interval) and ``zhuge simulate`` both 
            history: Sequence[Decision | Sample], now: float) -> Decision
 
 - ``demand``: what admission would start now if this pool had room, by resource shape
-  (``pool_demand`` maps admission's ``demand()`` onto pools; ``admission_demand`` gets it
-  from a snapshot, also when no worker is up at all).
+  (``pool_demand`` maps admission's demand onto pools; ``admission.admissible_demand`` makes
+  it from a snapshot, also when no worker is up at all, for ``JobStore.demand()`` and the
+  simulator alike).
 - ``state``: the pool's workers now (starting, ready and busy or idle since when, draining)
   and what running attempts hold on them.
 - ``history``: this pool's earlier ``Decision``\\ s (for cooldowns and stabilisation windows)
@@ -50,12 +51,6 @@ from typing import Any
 from zhuge.jobs.admission import (
     EPS,
     Demand,
-    QueueConfig,
-    Snapshot,
-    WorkerSlot,
-)
-from zhuge.jobs.admission import (
-    decide as admission_decide,
 )
 from zhuge.jobs.elastic.pools import (
     FixedPolicy,
@@ -181,49 +176,6 @@ def pool_demand(
             continue
         shapes[pool.name].append(ShapeDemand(dict(d.resources), d.count, d.gang))
     return {name: PoolDemand(name, tuple(s)) for name, s in shapes.items()}, unplaceable
-
-
-PHANTOM_PREFIX = "~no-worker-"
-PHANTOM_AMOUNT = 1e12  # of every resource: room for every candidate at once
-
-
-def admission_demand(snapshot: Snapshot, config: QueueConfig) -> list[Demand]:
-    """Admission's demand for ``snapshot``: what it would start now if capacity existed.
-
-    With workers up, ``admission.decide``'s own ``demand``. With none, ``decide`` says only
-    "no worker is connected" for every job; then phantom workers with room for everything
-    (as many as the largest gang) stand in, and what admission would start on them is the
-    demand: quotas still apply (a tenant at its borrowing limit asks for nothing, so a pool
-    does not grow from zero for jobs that could not run on it), gangs get their N workers."""
-    if snapshot.workers:
-        return admission_decide(snapshot, config).demand
-    if not snapshot.candidates:
-        return []
-    names = set(config.resources)
-    for c in snapshot.candidates:
-        names.update(c.resources)
-    phantoms = [
-        WorkerSlot(f"{PHANTOM_PREFIX}{i}", dict.fromkeys(names, PHANTOM_AMOUNT))
-        for i in range(max(c.gang for c in snapshot.candidates))
-    ]
-    phantom = Snapshot(
-        now=snapshot.now,
-        workers=phantoms,
-        running=snapshot.running,
-        candidates=snapshot.candidates,
-        usage=snapshot.usage,
-    )
-    decision = admission_decide(phantom, config)
-    by_id = {c.job_id: c for c in snapshot.candidates}
-    counts: dict[tuple[tuple[tuple[str, float], ...], int], int] = {}
-    for start in decision.start:
-        c = by_id[start.job_id]
-        key = (tuple(sorted((k, float(v)) for k, v in c.resources.items() if v)), c.gang)
-        counts[key] = counts.get(key, 0) + 1
-    for d in decision.demand:  # none expected: everything fits the phantoms
-        key = (tuple(sorted(d.resources.items())), d.gang)
-        counts[key] = counts.get(key, 0) + d.count
-    return [Demand(dict(shape), count, gang) for (shape, gang), count in sorted(counts.items())]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The fixed-workers simulator (``zhuge.jobs.simulate``) with its workers made elastic. It owns
 no policy: at every event time admission (``admission.decide``) starts what fits on the
 ready workers, then every pool asks ``elastic.policy.decide`` for its size, given admission's
-demand mapped onto pools (``pool_demand``; with no worker up, ``admission_demand``), the
+demand mapped onto pools (``pool_demand``; with no worker up, ``admissible_demand``), the
 pool's workers (busy, idle since when, starting), its earlier decisions and the work that
 arrived per interval. Besides the trace's events, every pool decides each ``interval_s``
 (the autoscaler's interval) until the last job ends.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zhuge.errors import InvalidRequest
-from zhuge.jobs.admission import QueueConfig, Snapshot, WorkerSlot
+from zhuge.jobs.admission import QueueConfig, Snapshot, WorkerSlot, admissible_demand
 from zhuge.jobs.elastic.billing import UpInterval, pool_cost
 from zhuge.jobs.elastic.policy import (
     Arrival,
@@ -42,7 +42,6 @@ from zhuge.jobs.elastic.policy import (
     PoolState,
     Sample,
     WorkerState,
-    admission_demand,
     decide,
     pool_demand,
 )
@@ -284,7 +283,7 @@ class _ElasticSimulation(_Simulation):
                     candidates=list(self.queued.values()),
                     usage=self.usage,
                 )
-                demand_list = admission_demand(snapshot, self.config)
+                demand_list = admissible_demand(snapshot, self.config)
         by_pool, _ = pool_demand(demand_list, self.pools_config)
         changed = False
         for name, pool in self.pools.items():
