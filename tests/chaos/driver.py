@@ -360,11 +360,14 @@ class ChaosRun:
         self.cut.discard(host)
 
     def revive(self) -> None:
-        """Start again a worker that ended by itself (a Dask worker cut off from its
-        scheduler for long closes down), as its supervisor would."""
-        for p in self.procs["worker"]:
-            if not p.alive() and not p.paused:
-                p.start()
+        """Start again a process that ended by itself, as its supervisor (systemd, a
+        Kubernetes controller) would: a Dask worker cut off from its scheduler for long
+        closes down, and a scheduler or API process started while PostgreSQL restarts exits
+        at once (it refuses a database it cannot read)."""
+        for procs in self.procs.values():
+            for p in procs:
+                if not p.alive() and not p.paused:
+                    p.start()
 
     def _unfinished(self, engine: sa.Engine) -> int:
         J = schema.jobs
