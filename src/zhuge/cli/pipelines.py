@@ -24,6 +24,25 @@ from zhuge.cli.common import (
 from zhuge.client import Client
 from zhuge.errors import InvalidRequest
 
+# the options a pipeline run takes, here and on `zhuge schedules add`
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option("--template", help="A shipped pipeline instead of a file: fleet-nightly."),
+]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option("--source", help="fleet-nightly's telemetry: a dataset or connection."),
+]
+VmsOpt = Annotated[
+    str | None, typer.Option("--vms", help="fleet-nightly's VM table (hosts, memory).")
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", "-p", help="A value for one of the file's parameters, NAME=VALUE (repeatable)."
+    ),
+]
+
 pipeline_app = typer.Typer(
     help="Run a graph of jobs (steps with their kinds, params and `after` edges) at once; "
     "show it with each step's state. Example: zhuge pipeline run nightly.yaml --param "
@@ -115,25 +134,10 @@ def run(
     file: Annotated[
         Path | None, typer.Argument(help="The pipeline file (YAML).", show_default=False)
     ] = None,
-    template: Annotated[
-        str | None,
-        typer.Option("--template", help="A shipped pipeline instead of a file: fleet-nightly."),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option("--source", help="fleet-nightly's telemetry: a dataset or connection."),
-    ] = None,
-    vms: Annotated[
-        str | None, typer.Option("--vms", help="fleet-nightly's VM table (hosts, memory).")
-    ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            help="A value for one of the file's parameters, NAME=VALUE (repeatable).",
-        ),
-    ] = None,
+    template: TemplateOpt = None,
+    source: SourceOpt = None,
+    vms: VmsOpt = None,
+    param: ParamOpt = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait until every step has finished.")
     ] = False,

@@ -19,6 +19,7 @@ from zhuge.cli.common import (
     user_errors,
     when,
 )
+from zhuge.cli.pipelines import ParamOpt, SourceOpt, TemplateOpt, VmsOpt, parse_pipeline_params
 from zhuge.errors import InvalidRequest
 
 schedules_app = typer.Typer(
@@ -61,8 +62,6 @@ def _in_add_words(param: str) -> str:
 
 
 def _params(pairs: list[str], source: str | None, vms: str | None) -> dict[str, Any]:
-    from zhuge.cli.pipelines import parse_pipeline_params
-
     params = parse_pipeline_params(pairs)
     for key, value in (("source", source), ("vms", vms)):
         if value is not None:
@@ -80,24 +79,13 @@ def schedules_add(
         Path | None,
         typer.Option("--pipeline", help="The pipeline file (YAML).", dir_okay=False),
     ] = None,
-    template: Annotated[
-        str | None,
-        typer.Option("--template", help="A shipped pipeline template instead: fleet-nightly."),
-    ] = None,
+    template: TemplateOpt = None,
     timezone: Annotated[
         str, typer.Option("--timezone", help="IANA time zone of the cron expression.")
     ] = "UTC",
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="A pipeline parameter, NAME=VALUE (repeat it)."),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option("--source", help="fleet-nightly's telemetry: a dataset or connection."),
-    ] = None,
-    vms: Annotated[
-        str | None, typer.Option("--vms", help="fleet-nightly's VM table (hosts, memory).")
-    ] = None,
+    param: ParamOpt = None,
+    source: SourceOpt = None,
+    vms: VmsOpt = None,
     overlap: Annotated[
         str,
         typer.Option(
