@@ -96,6 +96,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class FakeClock:
+    """A clock that moves only when the test moves it (``JobStore(clock=)``,
+    ``Scheduler(clock=)``, ``run_attempt(clock=)``); every store of a test may share one."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def set(self, instant: float) -> None:
+        self.now = instant
+
+
 def wait_for(
     probe: Callable[[], T],
     *,

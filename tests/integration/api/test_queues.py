@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.conftest import empty_store
+from tests.conftest import FakeClock, empty_store
 from zhuge.api.app import create_app
 from zhuge.client import Client
 from zhuge.config import Settings
@@ -30,14 +30,6 @@ tenants:
 preemption: {reclaim_within_cohort: lower_priority, within_tenant: lower_priority, grace: 30s}
 fair_share: {half_life: 1h}
 """
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -13,24 +13,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.conftest import empty_store
+from tests.conftest import FakeClock, empty_store
 from zhuge.api.app import create_app
 from zhuge.cli import admin as cli_admin
 from zhuge.cli import app as cli_app
 from zhuge.client import Client
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.conftest import FakeClock
 from zhuge.api.app import create_app
 from zhuge.cli import app as cli_app
 from zhuge.cli import jobs as cli_jobs
@@ -30,13 +31,6 @@ tenants:
   forecasting: {weight: 2, nominal: {CPU: 8, GPU: 1}, borrowing_limit: {CPU: 8}}
   analytics:   {weight: 1, nominal: {CPU: 4}, lending_limit: {CPU: 2}}
 """
-
-
-class FakeClock:
-    now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

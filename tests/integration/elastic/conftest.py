@@ -6,24 +6,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import empty_store
+from tests.conftest import FakeClock, empty_store
 from zhuge.api.app import create_app
 from zhuge.client import Client
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
-
-
-class FakeClock:
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -2,23 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import empty_store
+from tests.conftest import FakeClock, empty_store
 from tests.integration.platform.gate import register_gate_kinds
 from zhuge.jobs.store import JobStore
-
-
-class FakeClock:
-    """A clock that moves only when the test moves it (``JobStore(clock=)``,
-    ``Scheduler(clock=)``, ``run_attempt(clock=)``)."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import empty_store
+from tests.conftest import FakeClock, empty_store
 from zhuge.jobs.model import Principal
 from zhuge.jobs.store import JobStore
 
@@ -28,19 +28,6 @@ STEPS = 2  # jobs of one ECHO_PIPELINE run
 
 def utc(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()
-
-
-class FakeClock:
-    """Moves only when the test moves it; every store of a test shares one."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, instant: float) -> None:
-        self.now = instant
 
 
 @pytest.fixture
