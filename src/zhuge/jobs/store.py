@@ -299,6 +299,36 @@ def _prepared(request: JobRequest) -> tuple[JobRequest, dict[str, float], str]:
     return request, resources, fingerprint
 
 
+def _job_row(
+    tenant: str,
+    request: JobRequest,
+    resources: dict[str, float],
+    fingerprint: str,
+    state: JobState,
+    now: float,
+) -> dict[str, Any]:
+    """The ``jobs`` row of a checked request (``_prepared``), as submitted."""
+    return {
+        "tenant": tenant,
+        "kind": request.kind,
+        "params": request.params,
+        "state": state.value,
+        "priority": request.priority,
+        "resources": resources,
+        "resource_class": resource_class(resources),
+        "max_attempts": request.max_attempts,
+        "max_lost": request.max_lost,
+        "gang": request.gang,
+        "timeout_s": request.timeout_s,
+        "placement": request.placement,
+        "idempotency_key": request.idempotency_key,
+        "request_sha256": fingerprint,
+        "created_at": now,
+        "updated_at": now,
+        "not_before": now,
+    }
+
+
 def _submitted(request: JobRequest) -> str:
     if not request.after:
         return "submitted"
@@ -484,28 +514,7 @@ class JobStore:
                     )
                     for i in fresh
                 }
-                values = [
-                    {
-                        "tenant": tenant,
-                        "kind": prepared[i][0].kind,
-                        "params": prepared[i][0].params,
-                        "state": states[i].value,
-                        "priority": prepared[i][0].priority,
-                        "resources": prepared[i][1],
-                        "resource_class": resource_class(prepared[i][1]),
-                        "max_attempts": prepared[i][0].max_attempts,
-                        "max_lost": prepared[i][0].max_lost,
-                        "gang": prepared[i][0].gang,
-                        "timeout_s": prepared[i][0].timeout_s,
-                        "placement": prepared[i][0].placement,
-                        "idempotency_key": prepared[i][0].idempotency_key,
-                        "request_sha256": prepared[i][2],
-                        "created_at": now,
-                        "updated_at": now,
-                        "not_before": now,
-                    }
-                    for i in fresh
-                ]
+                values = [_job_row(tenant, *prepared[i], states[i], now) for i in fresh]
                 try:
                     with conn.begin_nested() if self.is_postgres else _null():
                         rows = (
@@ -558,29 +567,9 @@ class JobStore:
             raise InvalidRequest("a pipeline's jobs take no idempotency key")
         state = self.dependencies.initial_state(conn, tenant=tenant, after=request.after)
         now = self.clock()
+        values = _job_row(tenant, request, resources, fingerprint, state, now)
         row = conn.execute(
-            J.insert()
-            .values(
-                tenant=tenant,
-                kind=request.kind,
-                params=request.params,
-                state=state.value,
-                priority=request.priority,
-                resources=resources,
-                resource_class=resource_class(resources),
-                max_attempts=request.max_attempts,
-                max_lost=request.max_lost,
-                gang=request.gang,
-                timeout_s=request.timeout_s,
-                placement=request.placement,
-                request_sha256=fingerprint,
-                created_at=now,
-                updated_at=now,
-                not_before=now,
-                pipeline_id=pipeline_id,
-                step=step,
-            )
-            .returning(*J.c)
+            J.insert().values(**values, pipeline_id=pipeline_id, step=step).returning(*J.c)
         ).one()
         job = _row_to_job(row)
         self.dependencies.link(conn, [(job.id, up) for up in request.after])
