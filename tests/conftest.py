@@ -6,9 +6,15 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from zhuge.client import Client
+    from zhuge.jobs.store import JobStore
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -94,6 +100,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class AdminApi:
+    """A TestClient acting as the platform's admin, with members' tokens made on demand and
+    the SDK over the same app."""
+
+    def __init__(self, http: TestClient, store: JobStore, admin: str) -> None:
+        self.http, self.store, self.admin = http, store, admin
+        self.tokens: dict[str, str] = {}
+
+    def call(self, method: str, path: str, token: str | None = None, **kw):
+        headers = {"Authorization": f"Bearer {token or self.admin}", **kw.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kw)
+
+    def member(self, tenant: str) -> str:
+        if tenant not in self.tokens:
+            self.store.ensure_tenant(tenant)
+            self.tokens[tenant] = self.store.issue_token(tenant, "test member")
+        return self.tokens[tenant]
+
+    def sdk(self, token: str | None = None) -> Client:
+        from zhuge.client import Client
+
+        return Client("http://testserver", token or self.admin, transport=self.http._transport)
 
 
 class FakeClock:

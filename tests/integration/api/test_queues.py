@@ -10,9 +10,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.conftest import FakeClock, empty_store
+from tests.conftest import AdminApi, FakeClock, empty_store
 from zhuge.api.app import create_app
-from zhuge.client import Client
 from zhuge.config import Settings
 from zhuge.errors import Forbidden, InvalidRequest, JobNotFound
 from zhuge.jobs import schema
@@ -43,24 +42,7 @@ def store(request, tmp_path):
     s.dispose()
 
 
-class Api:
-    def __init__(self, http: TestClient, store: JobStore, admin: str) -> None:
-        self.http, self.store, self.admin = http, store, admin
-        self.tokens: dict[str, str] = {}
-
-    def call(self, method: str, path: str, token: str | None = None, **kw):
-        headers = {"Authorization": f"Bearer {token or self.admin}", **kw.pop("headers", {})}
-        return self.http.request(method, path, headers=headers, **kw)
-
-    def member(self, tenant: str) -> str:
-        if tenant not in self.tokens:
-            self.store.ensure_tenant(tenant)
-            self.tokens[tenant] = self.store.issue_token(tenant, "test member")
-        return self.tokens[tenant]
-
-    def sdk(self, token: str | None = None) -> Client:
-        return Client("http://testserver", token or self.admin, transport=self.http._transport)
-
+class Api(AdminApi):
     def submit(self, tenant: str, **body) -> dict:
         r = self.call("POST", "/v1/jobs", self.member(tenant), json={"kind": "sleep", **body})
         assert r.status_code == 201, r.text

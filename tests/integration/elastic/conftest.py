@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import FakeClock, empty_store
+from tests.conftest import AdminApi, FakeClock, empty_store
 from zhuge.api.app import create_app
-from zhuge.client import Client
 from zhuge.config import Settings
 from zhuge.jobs.store import JobStore
 
@@ -39,27 +38,8 @@ def settings(tmp_path, db_url) -> Settings:
     return Settings(home=tmp_path / "home", db_url=db_url, autoscale_seconds=1.0)
 
 
-class Api:
-    def __init__(self, http: TestClient, store: JobStore, admin: str) -> None:
-        self.http, self.store, self.admin = http, store, admin
-        self.tokens: dict[str, str] = {}
-
-    def call(self, method: str, path: str, token: str | None = None, **kw):
-        headers = {"Authorization": f"Bearer {token or self.admin}", **kw.pop("headers", {})}
-        return self.http.request(method, path, headers=headers, **kw)
-
-    def member(self, tenant: str) -> str:
-        if tenant not in self.tokens:
-            self.store.ensure_tenant(tenant)
-            self.tokens[tenant] = self.store.issue_token(tenant, "test member")
-        return self.tokens[tenant]
-
-    def sdk(self, token: str | None = None) -> Client:
-        return Client("http://testserver", token or self.admin, transport=self.http._transport)
-
-
 @pytest.fixture
 def api(store, settings):
     admin = store.issue_token("default", "admin", role="admin")
     with TestClient(create_app(settings, store=store)) as http:
-        yield Api(http, store, admin)
+        yield AdminApi(http, store, admin)
