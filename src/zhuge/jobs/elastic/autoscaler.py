@@ -52,6 +52,7 @@ from zhuge.jobs.elastic.pool_config import (
 )
 from zhuge.jobs.elastic.pools import PoolsConfig, PoolSpec, PredictivePolicy
 from zhuge.jobs.elastic.providers import Provider, make_provider
+from zhuge.jobs.outputs import json_safe
 from zhuge.jobs.states import JobState
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def record_decision(store: JobStore, decision: policy.Decision, scheduler: str) 
                 to_size=decision.target,
                 policy=decision.policy,
                 reason=decision.reason[:2000],
-                inputs=_jsonable({**decision.inputs, "retire": list(decision.retire)}),
+                inputs=json_safe({**decision.inputs, "retire": list(decision.retire)}),
                 scheduler=scheduler,
             )
         )
@@ -180,18 +181,6 @@ def workers_by_pool(store: JobStore) -> dict[str, list[str]]:
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
 # -- arrivals, for the predictive policy ---------------------------------------------------
 
 DEFAULT_DURATION_S = 60.0  # a job's work when no job of the window has finished yet
@@ -218,24 +207,20 @@ def arrival_samples(
     ran = [r.finished_at - r.started_at for r in rows
            if r.finished_at is not None and r.started_at is not None]  # fmt: skip
     typical = sum(ran) / len(ran) if ran else DEFAULT_DURATION_S
-    jobs, work = [0] * steps, [0.0] * steps
+    arrivals = []
     for r in rows:
-        resources = {k: float(v) for k, v in (r.resources or {}).items()}
-        chosen = pools.for_shape(resources)
-        if chosen is None or chosen.name != pool.name:
-            continue
         if r.started_at is None:
             seconds = typical
         else:
             seconds = (r.finished_at if r.finished_at is not None else now) - r.started_at
-        k = min(steps - 1, int((r.created_at - start) // interval))
-        jobs[k] += 1
-        work[k] += policy.work_seconds(pool, resources, int(r.gang or 1), max(0.0, seconds))
+        resources = {k: float(v) for k, v in (r.resources or {}).items()}
+        arrivals.append(
+            policy.Arrival(r.created_at, resources, int(r.gang or 1), max(0.0, seconds))
+        )
+    samples = policy.arrival_samples(arrivals, pools, interval, start, end).get(pool.name, [])
     # only from the first interval with any arrival: a fresh platform has no history yet
-    first = next((k for k in range(steps) if jobs[k]), steps)
-    return [
-        policy.Sample(start + (k + 1) * interval, jobs[k], work[k]) for k in range(first, steps)
-    ]
+    first = next((k for k, sample in enumerate(samples) if sample.jobs), len(samples))
+    return samples[first:]
 
 
 # -- the lease ------------------------------------------------------------------------------
