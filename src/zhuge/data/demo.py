@@ -38,6 +38,7 @@ from zhuge.errors import DataError
 __all__ = [
     "BLOCK_VMS",
     "FleetFiles",
+    "expected_load",
     "fleet_profiles",
     "generate_fleet",
     "generate_vms",
@@ -202,6 +203,44 @@ def fleet_profiles(
     return _draw_profiles(vms, days, freq, seed, start).table
 
 
+def _daily_cycle(
+    p: pd.DataFrame, t: np.ndarray, step: pd.Timedelta, origin: pd.Timestamp
+) -> np.ndarray:
+    """(VMs, steps) each VM's level times its daily sine, x0.6 on weekends for office VMs."""
+    hours = (t * (step / pd.Timedelta("1h"))) % 24
+    weekday = ((t * step.value + origin.value) // _DAY.value + 3) % 7  # epoch was a Thursday
+    weekend = weekday >= 5
+    level = p["level"].to_numpy()[:, None]
+    cycle = np.sin(2 * np.pi * (hours[None, :] - p["phase_h"].to_numpy()[:, None]) / 24)
+    value = level * (1 + p["amplitude"].to_numpy()[:, None] * cycle)
+    return np.where(p["office"].to_numpy()[:, None] & weekend[None, :], value * 0.6, value)
+
+
+def _level_shift(
+    p: pd.DataFrame, t: np.ndarray, step: pd.Timedelta, origin: pd.Timestamp
+) -> np.ndarray:
+    """(VMs, steps) each VM's level shift from its step on (0 before it, or without one)."""
+    shift_at = ((p["level_shift_at"] - origin) / step).fillna(-1).to_numpy().astype(np.int64)
+    shift = (shift_at[:, None] >= 0) & (t[None, :] >= shift_at[:, None])
+    return shift * np.nan_to_num(p["level_shift_size"].to_numpy())[:, None]
+
+
+def expected_load(
+    profiles: pd.DataFrame, steps: np.ndarray, freq: str = "5min", start: str = "2024-01-01"
+) -> np.ndarray:
+    """(VMs, len(steps)) the deterministic part of each VM's CPU % at grid ``steps`` (counted
+    from ``start`` in ``freq``, as :func:`fleet_profiles` was drawn): level, daily sine,
+    weekend factor and level shift, without the noise, bursts, gaps and timestamp offsets
+    the samples get. The best forecast of a VM's daily shape any forecaster could make."""
+    t = np.asarray(steps, dtype=np.int64)
+    step, origin = pd.Timedelta(freq), pd.Timestamp(start)
+    value = np.maximum(
+        _daily_cycle(profiles, t, step, origin) + _level_shift(profiles, t, step, origin), 0.0
+    )
+    flat = (profiles["kind"].to_numpy() == "flat")[:, None]
+    return np.where(flat, profiles["level"].to_numpy()[:, None], value)
+
+
 def _block_arrays(
     profiles: _Profiles, lo: int, hi: int, n_steps: int, freq: str, seed: int, start: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -211,26 +250,18 @@ def _block_arrays(
     n = hi - lo
     step = pd.Timedelta(freq)
     t = np.arange(n_steps)
-    hours = (t * (step / pd.Timedelta("1h"))) % 24
     origin = pd.Timestamp(start)
-    weekday = ((t * step.value + origin.value) // _DAY.value + 3) % 7  # epoch was a Thursday
-    weekend = weekday >= 5
 
-    level = p["level"].to_numpy()[:, None]
-    cycle = np.sin(2 * np.pi * (hours[None, :] - p["phase_h"].to_numpy()[:, None]) / 24)
-    value = level * (1 + p["amplitude"].to_numpy()[:, None] * cycle)
-    value = np.where(p["office"].to_numpy()[:, None] & weekend[None, :], value * 0.6, value)
+    value = _daily_cycle(p, t, step, origin)
     value += rng.standard_normal((n, n_steps)) * p["noise_sd"].to_numpy()[:, None]
     bursts = (rng.random((n, n_steps)) < BURST_RATE) * rng.uniform(20, 90, (n, n_steps))
     bursts[:, 1:] += 0.6 * bursts[:, :-1]
     busy = (p["kind"].to_numpy() == "busy")[:, None]
     value += np.where(busy, bursts, 0.0)
-    shift_at = ((p["level_shift_at"] - origin) / step).fillna(-1).to_numpy().astype(np.int64)
-    shift = (shift_at[:, None] >= 0) & (t[None, :] >= shift_at[:, None])
-    value += shift * np.nan_to_num(p["level_shift_size"].to_numpy())[:, None]
+    value += _level_shift(p, t, step, origin)
     value = np.maximum(value, 0.0)
     flat = (p["kind"].to_numpy() == "flat")[:, None]
-    value = np.where(flat, level, np.round(value, 3))
+    value = np.where(flat, p["level"].to_numpy()[:, None], np.round(value, 3))
 
     first = ((p["first_timestamp"] - origin) / step).to_numpy().astype(np.int64)
     last = ((p["last_timestamp"] - origin) / step).to_numpy().astype(np.int64)

@@ -17,6 +17,7 @@ from zhuge.data import (
     read_telemetry,
     write_fleet,
 )
+from zhuge.data.demo import expected_load
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,36 @@ def test_write_fleet_streams_back_by_series(tmp_path):
     chunks = list(iter_series_chunks(files.telemetry, series_per_chunk=400, batch_rows=5000))
     ids = [c.frame["series_id"].astype(str).unique() for c in chunks]
     assert sum(len(i) for i in ids) == len(set(np.concatenate(ids))) == 1500
+
+
+def test_expected_load_is_what_the_samples_scatter_around(fleet):
+    telemetry, _, profiles = fleet
+    step = ((telemetry["timestamp"] - pd.Timestamp("2024-01-01")) // pd.Timedelta("1h")).to_numpy()
+    row = profiles.index[profiles["vm_id"].searchsorted(telemetry["series_id"].to_numpy())]
+    expected = expected_load(profiles, np.arange(10 * 24), "1h")[row, step]
+    residual = telemetry["value"].to_numpy() - expected
+    kind = profiles["kind"].to_numpy()[row]
+    busy = kind == "busy"
+    noise = profiles["noise_sd"].to_numpy()[row]
+    # busy VMs: Gaussian noise of each VM's own sd, plus rare bursts (positive)
+    assert abs(np.median(residual[busy] / noise[busy])) < 0.05
+    assert 0.6 < np.mean(np.abs(residual[busy] / noise[busy]) < 1) < 0.75  # ~68 % within 1 sd
+    assert np.array_equal(telemetry["value"].to_numpy()[kind == "flat"], expected[kind == "flat"])
+    # the office VMs' weekend dip and the level shifts are in it
+    office = profiles["office"].to_numpy()
+    weekend = expected_load(profiles, np.arange(5 * 24, 6 * 24), "1h")  # Saturday
+    weekday = expected_load(profiles, np.arange(4 * 24, 5 * 24), "1h")  # Friday
+    shifted = profiles["level_shift_at"].notna().to_numpy()
+    np.testing.assert_allclose(
+        weekend[office & ~shifted].mean(axis=1), 0.6 * weekday[office & ~shifted].mean(axis=1)
+    )
+    np.testing.assert_allclose(
+        weekend[~office & ~shifted].mean(axis=1), weekday[~office & ~shifted].mean(axis=1)
+    )
+    unshifted = profiles.assign(level_shift_at=pd.NaT, level_shift_size=np.nan)
+    last = np.array([10 * 24 - 1])
+    without = expected_load(unshifted, last, "1h")[:, 0]
+    size = profiles["level_shift_size"].fillna(0.0).to_numpy()
+    with_shift = expected_load(profiles, last, "1h")[:, 0]
+    np.testing.assert_allclose(with_shift, np.maximum(without + size, 0.0), atol=1e-9)
+    assert (with_shift != without)[shifted].all()  # CPU % never below 0
