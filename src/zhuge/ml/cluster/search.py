@@ -1,8 +1,8 @@
 """Automatic choice of clustering algorithm and parameters, with reasons.
 
-``auto`` first runs :mod:`zhuge.ml.cluster.selection` (many candidates on a sample, the
-near-neighbour separation rule) and fits its winner on all rows (``_select_auto``); where no
-candidate separates its clusters cleanly, and for named algorithms, the search below decides.
+``auto`` runs :mod:`zhuge.ml.cluster.auto` (many candidates on a sample, the near-neighbour
+separation rule, the winner fitted on all rows); where no candidate separates its clusters
+cleanly, and for named algorithms, the search below decides.
 
 How the winner is chosen among named algorithms (label-free):
 
@@ -56,6 +56,7 @@ from zhuge.ml.cluster.selection import AUTO_FAMILIES
 
 __all__ = [
     "AUTO_ALGORITHMS",
+    "CONVEX_ALGORITHMS",
     "Candidate",
     "CandidateRecord",
     "SearchOptions",
@@ -67,17 +68,8 @@ __all__ = [
 ]
 
 AUTO_ALGORITHMS = AUTO_FAMILIES  # what auto may search (planning may leave some out)
-# auto's final fit: the most rows each winner is fitted on; beyond, a seeded sample of that
-# many rows is fitted and the other rows take the label of their nearest fitted row
-FINAL_FIT_ROWS = {
-    "genie": 2_000_000,
-    "hdbscan": 200_000,
-    "dbscan": 200_000,
-    "ward": 20_000,
-    "average": 20_000,
-    "spectral": 20_000,
-}
-MAX_MIN_SAMPLES = 100  # density winners: min_samples grows with the rows fitted, up to this
+# the search for named algorithms, and auto's on data no partition separates (convex evidence)
+CONVEX_ALGORITHMS = ("kmeans", "gmm", "spectral", "dbscan", "hdbscan")
 MAX_NOISE_FRACTION = 0.5
 FINAL_N_INIT = 10  # restarts for the winning k-means fit on all rows
 # A lone candidate's scores only inform (nothing is compared): a small sample keeps the cost
@@ -361,7 +353,9 @@ def search_clusterings(
     """
     opts = options or SearchOptions()
     if opts.algorithms == "auto" or opts.auto:
-        return _select_auto(X, opts, map_fn)
+        from zhuge.ml.cluster.auto import select_and_fit  # auto calls back into this search
+
+        return select_and_fit(X, opts, map_fn)
     mapper: MapFn = map_fn or map
     n = len(X)
     rng = np.random.default_rng(opts.random_state)
@@ -517,200 +511,3 @@ def _explain(
     if best.scores.get("noise_fraction", 0) > 0:
         parts.append(f"{best.scores['noise_fraction']:.1%} of rows are labelled noise (-1).")
     return " ".join(parts)
-
-
-# -- auto: the selection of zhuge.ml.cluster.selection, fitted on all rows -----------------
-
-
-def _select_auto(X: np.ndarray, opts: SearchOptions, map_fn: MapFn | None) -> SearchResult:
-    from zhuge.ml.cluster.algorithms import NeighbourLabeler, with_labels
-    from zhuge.ml.cluster.selection import SELECT_ROWS, select
-
-    n = len(X)
-    families = [
-        a for a in (opts.algorithms if opts.auto else AUTO_ALGORITHMS) if a != "minibatch_kmeans"
-    ]
-    families = [a for a in AUTO_ALGORITHMS if a in families] or list(AUTO_ALGORITHMS)
-    if opts.n_clusters is not None:
-        check_k(opts.n_clusters, n)
-    rows = min(n, SELECT_ROWS)
-    if opts.n_clusters is not None and opts.n_clusters >= rows:
-        raise ClusterInputError(
-            f"n_clusters={opts.n_clusters} needs more than the {rows} rows auto searches on; "
-            "name an algorithm (--algorithm kmeans)"
-        )
-    try:
-        sel = select(
-            X,
-            families=families,
-            n_clusters=opts.n_clusters,
-            random_state=opts.random_state,
-            map_fn=map_fn,
-        )
-    except ValueError as exc:
-        raise ClusterInputError(str(exc)) from exc
-    if not sel.separated:
-        return _overlapping(X, opts, map_fn, families, sel)
-    best = sel.winner
-    notes: list[str] = []
-    reason, decided_by = sel.reason, sel.decided_by
-    if opts.n_clusters is None and best.n_clusters < sel.k_max:
-        refined = _convex_refinement(X, opts, sel)
-        if refined is not None:
-            best, reason, decided_by = refined
-    algorithm, params = best.algorithm, dict(best.params)
-    params.pop("assign_labels", None)
-    limit = FINAL_FIT_ROWS.get(algorithm, n)
-    if algorithm == "kmeans" and n > 200_000:
-        algorithm = "minibatch_kmeans"
-        notes.append("kmeans replaced by minibatch_kmeans for more than 200000 rows")
-    fit_rows = min(n, limit)
-    if algorithm in ("hdbscan", "dbscan") and fit_rows > len(sel.sample_rows):
-        # the same density level on more rows: neighbour counts grow with the rows
-        ratio = fit_rows / len(sel.sample_rows)
-        params["min_samples"] = int(min(MAX_MIN_SAMPLES, round(params["min_samples"] * ratio)))
-        if algorithm == "hdbscan":
-            params["min_cluster_size"] = round(params["min_cluster_size"] * ratio)
-        notes.append(
-            f"{algorithm}'s sizes were found on {len(sel.sample_rows)} rows and scaled to "
-            f"the {fit_rows} fitted: {params}"
-        )
-    backend = get_backend(opts.backend)
-    if fit_rows < n:
-        rng = np.random.default_rng(opts.random_state)
-        fit_idx = np.sort(rng.choice(n, fit_rows, replace=False))
-        fitted = fit_algorithm(
-            algorithm, X[fit_idx], params, random_state=opts.random_state, backend=backend
-        )
-        labels = np.empty(n, dtype=np.int64)
-        labels[fit_idx] = fitted.labels
-        rest = np.setdiff1d(np.arange(n), fit_idx)
-        extension = fitted.extension or NeighbourLabeler.fit(
-            X[fit_idx], fitted.labels, min_samples=None
-        )
-        labels[rest] = extension.predict(X[rest])
-        winner = with_labels(fitted, X[fit_idx], fitted.labels)
-        winner = replace(winner, labels=labels)
-        notes.append(
-            f"{algorithm} was fitted on {fit_rows} of {n} rows; the other rows took the label "
-            "of their nearest fitted row"
-        )
-    else:
-        params_final = dict(params)
-        if algorithm in ("kmeans", "minibatch_kmeans") and "n_init" not in opts.params:
-            params_final["n_init"] = FINAL_N_INIT
-        winner = fit_algorithm(
-            algorithm, X, params_final, random_state=opts.random_state, backend=backend
-        )
-    records = [_record(c, len(sel.sample_rows)) for c in sel.ranked]
-    if best is not sel.winner:
-        records.insert(0, _record(best, len(sel.sample_rows)))
-    top = records[0]
-    k_note = (
-        f"k={opts.n_clusters} given by the caller"
-        if opts.n_clusters is not None
-        else f"chosen with the algorithm among 2..{sel.k_max} by the validity indices"
-    )
-    return SearchResult(
-        winner,
-        top,
-        records,
-        winner.n_clusters,
-        k_note,
-        None,
-        [len(sel.sample_rows)],
-        reason,
-        notes + list(winner.notes),
-        decided_by,
-    )
-
-
-def _record(scored: Any, rows: int) -> CandidateRecord:
-    params = {k: v for k, v in scored.params.items() if k != "assign_labels"}
-    return CandidateRecord(
-        Candidate(scored.algorithm, params),
-        rows,
-        scored.n_clusters,
-        dict(scored.scores),
-        scored.valid,
-        scored.note,
-        0,
-        "",
-        scored.process or os.getpid(),
-    )
-
-
-CONVEX_ALGORITHMS = ("kmeans", "gmm", "spectral", "dbscan", "hdbscan")
-REFINES = 0.95  # share of a convex cluster's rows inside one separated cluster: "nested"
-REFINE_MAX_GROUPS = 10  # separated clusters searched for touching blobs inside (gap per group)
-REFINE_MIN_ROWS = 30
-
-
-def _overlapping(
-    X: np.ndarray, opts: SearchOptions, map_fn: MapFn | None, families: list[str], sel: Any
-) -> SearchResult:
-    """No partition separates the near-neighbour graph: the groups touch, and the density and
-    separation indices have nothing to hold on to. The convex evidence decides: the number
-    of clusters by the gap statistic, the algorithm by stability and the silhouette /
-    Calinski-Harabasz / Davies-Bouldin consensus (the search for named algorithms)."""
-    listed = [a for a in CONVEX_ALGORITHMS if a in families] or ["kmeans"]
-    if len(X) > 200_000 and "kmeans" in listed:
-        listed = ["minibatch_kmeans" if a == "kmeans" else a for a in listed]
-    result = search_clusterings(X, replace(opts, algorithms=listed, auto=False), map_fn=map_fn)
-    why = (
-        f"Auto: none of {len(sel.ranked)} partitions of a {len(sel.sample_rows)}-row sample "
-        "separates its clusters cleanly (DuNN-OWA finite for all: the groups touch), so the "
-        "convex evidence decided. "
-    )
-    seen = [_record(c, len(sel.sample_rows)) for c in sel.ranked]  # the evidence, listed too
-    return replace(
-        result,
-        candidates=[*result.candidates, *seen],
-        reason=why + result.reason,
-        decided_by="stability",
-    )
-
-
-def _convex_refinement(X: np.ndarray, opts: SearchOptions, sel: Any) -> Any:
-    """Blobs that touch inside a separated group (iris: setosa apart, two species touching):
-    the gap statistic is asked, inside each separated cluster, whether it holds more than
-    one group (k=1 allowed); when it does, and k-means with the total k nests inside the
-    separated winner, that finer partition wins."""
-    from sklearn.cluster import KMeans
-
-    from zhuge.ml.cluster.selection import Scored
-
-    S = X[sel.sample_rows]
-    best = sel.winner
-    if best.n_clusters > REFINE_MAX_GROUPS or (best.labels < 0).any():
-        return None  # many groups: costly; noise: k-means would swallow it into clusters
-    found, explained = 0, []
-    for c in range(int(best.labels.max()) + 1):
-        part = S[best.labels == c]
-        if len(part) < REFINE_MIN_ROWS:
-            found += 1
-            continue
-        gap = gap_statistic(
-            part, range(1, 6), n_references=opts.gap_references, random_state=opts.random_state
-        )
-        sub = gap.chosen_k or 1
-        found += sub
-        if sub > 1:
-            explained.append(f"cluster {c}: {gap.explain()}")
-    k = found
-    if k <= best.n_clusters:
-        return None
-    labels = KMeans(k, n_init=4, random_state=opts.random_state).fit_predict(S)
-    inside = best.labels >= 0
-    nested = sum(np.bincount(best.labels[inside & (labels == c)]).max(initial=0) for c in range(k))
-    share = nested / max(1, inside.sum())
-    if share < REFINES:
-        return None
-    scores = internal_scores(S, labels, random_state=opts.random_state)
-    refined = Scored("kmeans", {"n_clusters": int(k)}, int(k), scores, True, "", labels)
-    reason = (
-        f"{sel.reason} Inside its clusters the gap statistic (k=1 allowed) finds touching "
-        f"groups ({'; '.join(explained)}); the k-means partition with k={k} nests inside the "
-        f"separated one ({share:.0%} of rows), so the finer one won."
-    )
-    return refined, reason, "gap_statistic"

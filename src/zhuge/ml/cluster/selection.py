@@ -23,7 +23,7 @@
      then higher DBCV. Touching blobs may still hide inside a separated group; the search
      then asks the gap statistic inside each group (k=1 allowed) and keeps a finer k-means
      partition only if it nests inside the separated one
-     (:func:`zhuge.ml.cluster.search._convex_refinement`).
+     (:func:`zhuge.ml.cluster.auto._convex_refinement`).
    * **Overlapping** (no partition separates; iris-like touching groups): density and
      separation indices have nothing to hold on to; the convex evidence decides: the gap
      statistic's k and the stability + silhouette / Calinski-Harabasz / Davies-Bouldin
@@ -63,6 +63,7 @@ __all__ = [
     "combine",
     "k_max_for",
     "select",
+    "stability_of",
 ]
 
 SELECT_ROWS = 800  # rows of the sample every candidate is fitted and scored on
@@ -316,7 +317,9 @@ def combine(candidates: list[Scored]) -> tuple[list[Scored], dict[int, dict[str,
     return [candidates[i] for i in order], table
 
 
-def _stability(S: np.ndarray, cand: Scored, seed: int, pairs: int = 2) -> float:
+def stability_of(S: np.ndarray, cand: Scored, seed: int, pairs: int = 2) -> float:
+    """Adjusted Rand agreement of ``cand``'s algorithm refitted on two overlapping 80 %
+    subsamples of ``S`` (mean over ``pairs``), on the rows both hold."""
     from zhuge.ml.cluster.algorithms import fit_algorithm
     from zhuge.ml.cluster.backends import get_backend
 
@@ -397,7 +400,7 @@ def select(
         per_k = list({c.n_clusters: c for c in reversed(order)}.values())[::-1]
         winner = None
         for c in per_k[:STABLE_TRIES]:
-            stab[id(c)] = _stability(S, c, random_state)
+            stab[id(c)] = stability_of(S, c, random_state)
             if stab[id(c)] >= STABLE_ENOUGH:
                 winner = c
                 break
@@ -412,7 +415,7 @@ def select(
             )
     else:
         top = order[:STABLE_TOP]
-        stab = {id(c): _stability(S, c, random_state) for c in top}
+        stab = {id(c): stability_of(S, c, random_state) for c in top}
         winner = top[0]
         steadiest = max(top, key=lambda c: stab[id(c)])
         if stab[id(steadiest)] > stab[id(winner)] + STABILITY_MARGIN:
