@@ -422,7 +422,8 @@ def _print_cluster(result: dict[str, Any], job: dict[str, Any]) -> None:
             else f"{f['feature']} {_num(f['mean'], 2)}"
             for f in c["features"][:FEATURES_SHOWN]
         )
-        profile.add_row(str(c["cluster"]), f"{c['size']:,}", f"{c['share']:.1%}", features)
+        name = "noise (-1)" if c.get("noise") else str(c["cluster"])  # not a cluster
+        profile.add_row(name, f"{c['size']:,}", f"{c['share']:.1%}", features)
     if result.get("profile"):
         console.print(profile)
     if result.get("noise"):

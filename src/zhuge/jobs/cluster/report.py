@@ -10,13 +10,15 @@ from zhuge.jobs.cluster.params import PROFILE_TOP
 
 
 def profile_summary(profile: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per cluster: size, share and the PROFILE_TOP features that set it apart most."""
+    """Per cluster: size, share and the PROFILE_TOP features that set it apart most; the
+    noise rows (label -1) last, marked ``"noise": true`` (they are no cluster)."""
     out = []
     for label, part in profile.groupby("cluster", sort=True):
         top = part.head(PROFILE_TOP)
         out.append(
             {
                 "cluster": int(label),
+                "noise": bool(label < 0),
                 "size": int(part["size"].iloc[0]),
                 "share": float(part["share"].iloc[0]),
                 "features": top[
@@ -24,7 +26,7 @@ def profile_summary(profile: pd.DataFrame) -> list[dict[str, Any]]:
                 ].to_dict(orient="records"),
             }
         )
-    return out
+    return sorted(out, key=lambda c: c["noise"])  # stable: clusters by label, then noise
 
 
 def search_report(seg: Any) -> dict[str, Any]:

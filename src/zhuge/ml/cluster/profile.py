@@ -19,7 +19,10 @@ def _need(frame: pd.DataFrame, columns: list[str]) -> None:
 def profile_clusters(frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     """One row per (cluster, numeric feature): size, share, mean, median, overall mean and the
     standardised difference ``(mean - overall mean) / overall sd`` that says what sets the
-    cluster apart. Sorted by cluster, then by that difference's magnitude."""
+    cluster apart. ``kind`` says what a label is: ``"cluster"``, or ``"noise"`` for the rows
+    labelled ``-1`` (no cluster took them; their profile describes what they have in common
+    only by being left out). Sorted with the clusters first (by label), noise last, then by
+    that difference's magnitude."""
     if len(frame) != len(labels):
         raise DataError(f"{len(labels)} labels for {len(frame)} rows")
     numeric = frame.select_dtypes("number")
@@ -34,6 +37,7 @@ def profile_clusters(frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
             rows.append(
                 {
                     "cluster": int(label),
+                    "kind": "noise" if label < 0 else "cluster",
                     "size": len(part),
                     "share": len(part) / len(frame),
                     "feature": col,
@@ -45,7 +49,12 @@ def profile_clusters(frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
             )
     out = pd.DataFrame(rows)
     out["_order"] = -out["difference_sd"].abs().fillna(0)
-    return out.sort_values(["cluster", "_order"]).drop(columns="_order").reset_index(drop=True)
+    out["_noise"] = out["cluster"] < 0
+    return (
+        out.sort_values(["_noise", "cluster", "_order"])
+        .drop(columns=["_order", "_noise"])
+        .reset_index(drop=True)
+    )
 
 
 def rfm_features(
