@@ -23,6 +23,7 @@ from zhuge.migration.decision import EARLIEST, PERFECT, DecisionTask, captured_s
 from zhuge.ml.forecast._fleet import Fleet
 from zhuge.ml.forecast.backtest import BacktestResult, backtest_fleet
 from zhuge.ml.forecast.baselines import seasonal_mean
+from zhuge.ml.forecast.forecaster import DECISION_ONLY_CANDIDATES
 
 __all__ = [
     "BY_DECISION",
@@ -119,6 +120,9 @@ def decision_backtest(
     (n_series, horizon)`` matrix (a planted forecast in tests, a combination of models).
     """
     vm_ids = set(task.vms["vm_id"].astype(str))
+    # what auto may pick by the decision only (the harmonic curve, as cheap as a baseline) is
+    # always planned, as the baselines are
+    models = list(dict.fromkeys([*models, *DECISION_ONLY_CANDIDATES]))
     rows: list[pd.DataFrame] = []
 
     def score(w: int, history: Fleet, actual: np.ndarray, forecasts: dict[str, np.ndarray]):

@@ -83,6 +83,44 @@ def test_a_model_that_learns_the_weekly_pattern_beats_the_7_day_profile_when_the
     assert overall.at["gbm", "captured"] > overall.at["seasonal_naive", "captured"]
 
 
+def test_the_harmonic_curve_is_always_planned_and_plans_like_the_noise_free_cycle():
+    # a smooth daily cycle per VM, noise and bursts on 8 % of hours: the best any forecaster can
+    # do is plan on the noise-free cycle; the robust curve is fitted from the noisy history
+    rng = np.random.default_rng(3)
+    n, days = 24, 14
+    stamps = pd.date_range(START, periods=days * 24, freq="1h")
+    hour = stamps.hour.to_numpy()[None, :]
+    cycle = 40 + 25 * np.sin(2 * np.pi * (hour - np.arange(n)[:, None]) / 24)
+    load = cycle + rng.normal(0, 2, cycle.shape)
+    load += (rng.random(load.shape) < 0.08) * rng.uniform(40, 80, load.shape)
+    frame = pd.DataFrame(
+        {
+            "series_id": np.repeat([f"vm-{i:03d}" for i in range(n)], len(stamps)),
+            "timestamp": np.tile(stamps, n),
+            "value": load.reshape(-1),
+        }
+    )
+    fleet = to_fleet(frame, freq="1h")
+
+    def noise_free(history, horizon):
+        return cycle[:, history.n_steps : history.n_steps + horizon]
+
+    result = decision_backtest(
+        fleet,
+        _task(n),
+        horizon=24,
+        windows=4,
+        models=["seasonal_naive"],
+        extra={"noise-free": noise_free},
+    )
+    overall = result.overall.set_index("plan")
+    assert overall.at["harmonic", "captured"] == pytest.approx(
+        overall.at["noise-free", "captured"], abs=0.01
+    )
+    # the bursts of the last week move the 7-day profile's quiet windows
+    assert overall.at[PROFILE, "captured"] < overall.at["noise-free", "captured"] - 0.03
+
+
 def test_decision_regret_is_zero_for_the_truth_and_grows_with_a_misleading_forecast():
     telemetry = _telemetry(1, 6, lambda v, dow: 3 + v)
     actual = telemetry.rename(columns={"value": "yhat"})

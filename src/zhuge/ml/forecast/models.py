@@ -17,11 +17,12 @@ from zhuge.errors import InvalidRequest
 from zhuge.ml.forecast._fleet import Fleet
 from zhuge.ml.forecast.baselines import BASELINES
 from zhuge.ml.forecast.gbm import GBMOptions, GlobalGBM
+from zhuge.ml.forecast.harmonic import harmonic_profile
 from zhuge.ml.forecast.stats import STATS_MODELS, statsforecast_predict
 
 __all__ = ["MODEL_NAMES", "FleetModel", "make_model"]
 
-MODEL_NAMES = ("gbm", *BASELINES, *STATS_MODELS, "lstm")
+MODEL_NAMES = ("gbm", *BASELINES, "harmonic", *STATS_MODELS, "lstm")
 
 
 class FleetModel(Protocol):
@@ -41,6 +42,19 @@ class BaselineModel:
 
     def predict(self, fleet: Fleet, horizon: int) -> np.ndarray:
         return BASELINES[self.name](fleet.values, horizon, fleet.season)
+
+
+@dataclass
+class HarmonicModel:
+    """Each series' robust harmonic daily curve (:mod:`.harmonic`); learns nothing fleet-wide."""
+
+    name: str = "harmonic"
+
+    def fit(self, fleet: Fleet, horizon: int) -> HarmonicModel:
+        return self
+
+    def predict(self, fleet: Fleet, horizon: int) -> np.ndarray:
+        return harmonic_profile(fleet.values, fleet.steps_since_monday(), horizon, fleet.season)
 
 
 @dataclass
@@ -86,6 +100,8 @@ def make_model(
 ) -> FleetModel:
     if name in BASELINES:
         return BaselineModel(name)
+    if name == "harmonic":
+        return HarmonicModel()
     if name in STATS_MODELS:
         return StatsModel(name, n_jobs=n_jobs)
     if name == "gbm":
