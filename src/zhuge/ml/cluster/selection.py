@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.metrics import adjusted_rand_score, silhouette_score
+from threadpoolctl import threadpool_limits
 
 from zhuge.ml.cluster.validity import DUNN_NEIGHBOURS, dbcv, dunn_owa
 
@@ -77,6 +78,11 @@ STABLE_ENOUGH = 0.8  # separated regime: the finest clean partition this stable 
 STABLE_TRIES = 6  # ... trying at most this many numbers of clusters, finest first
 INDICES = ("dbcv", "dunn_owa", "silhouette")  # all: higher is better
 AUTO_FAMILIES = ("genie", "hdbscan", "ward", "average", "kmeans", "gmm", "spectral", "dbscan")
+# BLAS / OpenMP threads per candidate fit: the fits are many and small (<= SELECT_ROWS rows),
+# so threads cost more than they save; on a busy 2-core machine the CI battery took 80 s of
+# CPU with the default threads and 22 s with one (spin-waiting threads). map_fn spreads
+# the families over processes instead.
+ONE_THREAD = 1
 GINI = (0.3, 0.1, 0.5, 0.7)  # 0.3 first: the one kept when two give the same partition
 
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
@@ -257,7 +263,7 @@ def evaluate_family(task: tuple[str, np.ndarray, int, int]) -> tuple[list[Scored
     """Fit one family's partitions on the sample and score them (a plain function: map_fn
     may ship it to a worker). Returns them with the id of the process that did it."""
     family, S, k_max, seed = task
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(ONE_THREAD):
         warnings.simplefilter("ignore")  # convergence chatter of the many small fits
         try:
             parts = _FAMILIES[family](S, k_max, seed)
@@ -332,13 +338,14 @@ def stability_of(S: np.ndarray, cand: Scored, seed: int, pairs: int = 2) -> floa
     n = len(S)
     m = max(2, round(0.8 * n))
     agreements = []
-    for pair in range(pairs):
-        a = np.sort(rng.choice(n, m, replace=False))
-        b = np.sort(rng.choice(n, m, replace=False))
-        _, ia, ib = np.intersect1d(a, b, assume_unique=True, return_indices=True)
-        la = refit_labels(cand.algorithm, cand.params, S[a], seed + 2 * pair)
-        lb = refit_labels(cand.algorithm, cand.params, S[b], seed + 2 * pair + 1)
-        agreements.append(adjusted_rand_score(la[ia], lb[ib]))
+    with threadpool_limits(ONE_THREAD):
+        for pair in range(pairs):
+            a = np.sort(rng.choice(n, m, replace=False))
+            b = np.sort(rng.choice(n, m, replace=False))
+            _, ia, ib = np.intersect1d(a, b, assume_unique=True, return_indices=True)
+            la = refit_labels(cand.algorithm, cand.params, S[a], seed + 2 * pair)
+            lb = refit_labels(cand.algorithm, cand.params, S[b], seed + 2 * pair + 1)
+            agreements.append(adjusted_rand_score(la[ia], lb[ib]))
     return float(np.mean(agreements))
 
 
