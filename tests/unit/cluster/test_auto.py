@@ -86,3 +86,12 @@ def test_noise_is_named_noise_in_the_profile_and_comes_last() -> None:
     summary = profile_summary(profile)
     assert [c["cluster"] for c in summary] == [0, 1, -1]
     assert [c["noise"] for c in summary] == [False, False, True]
+
+
+def test_auto_plans_its_final_fit_for_the_largest_k_its_search_reaches() -> None:
+    """Told nothing, auto may search k up to k_max (40 on an 800-row sample), so the plan
+    costs k-means at that k, not at the default range's 10."""
+    auto = Segmenter()._plan((300_000, 2))
+    named = Segmenter(algorithm="kmeans")._plan((300_000, 2))
+    seconds = {p.algorithm: p.seconds for p in auto.plans}
+    assert seconds["kmeans"] == pytest.approx(4 * named.plans[0].seconds)

@@ -25,6 +25,7 @@ from zhuge.ml.cluster.search import (
     SearchResult,
     search_clusterings,
 )
+from zhuge.ml.cluster.selection import SELECT_ROWS, k_max_for
 from zhuge.ml.cluster.streaming import STREAMED_ARTIFACT_KIND, StreamedKMeans
 from zhuge.ml.preprocess import Preprocessor, PreprocessSpec
 
@@ -156,11 +157,15 @@ class Segmenter(ClusterMixin, BaseEstimator):
             names = [self.algorithm]
         else:
             names = list(self.algorithm)
+        k = self.n_clusters or int(self.k_range[1])
+        if self.algorithm == "auto" and self.n_clusters is None:
+            # auto's final fit may have as many clusters as its search reaches
+            k = max(k, k_max_for(min(shape[0], SELECT_ROWS)))
         return plan_fit(
             shape[0],
             shape[1],
             names,
-            k=self.n_clusters or int(self.k_range[1]),
+            k=k,
             explicit=self.algorithm != "auto",
             memory_limit_bytes=self.memory_limit_bytes,
             time_limit_s=self.time_limit_s,
