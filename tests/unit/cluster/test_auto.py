@@ -34,6 +34,7 @@ def test_rings_blurred_by_noise_dimensions_beat_the_convex_cut() -> None:
     assert score_ari(s.y, seg.labels_) > 0.9
     assert "times better" in seg.search_.reason and "convex search chose" in seg.search_.reason
     assert seg.search_.winner_record.scores["stability"] >= 0.8
+    assert seg.search_.k_selection.startswith("the convex search's")  # k came from the gap
 
 
 def test_touching_blobs_keep_the_convex_answer() -> None:

@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from zhuge.ml.cluster._validation import ClusterInputError, check_k
 from zhuge.ml.cluster.algorithms import NeighbourLabeler, fit_algorithm, with_labels
 from zhuge.ml.cluster.backends import get_backend
-from zhuge.ml.cluster.scoring import gap_statistic, internal_scores
+from zhuge.ml.cluster.scoring import GapResult, gap_statistic, internal_scores
 from zhuge.ml.cluster.search import (
     AUTO_ALGORITHMS,
     CONVEX_ALGORITHMS,
@@ -125,7 +125,10 @@ def _select_and_fit(X: np.ndarray, opts: SearchOptions, map_fn: MapFn | None) ->
         if shape is None:
             return convex
         best, reason = shape
-        return _fit_winner(X, opts, sel, best, reason, "dunn_owa_ratio", convex.candidates)
+        k_note = f"the convex search's: {convex.k_selection}"
+        return _fit_winner(
+            X, opts, sel, best, reason, "dunn_owa_ratio", convex.candidates, k_note, convex.gap
+        )
     best, reason, decided_by = sel.winner, sel.reason, sel.decided_by
     if opts.n_clusters is None and best.n_clusters < sel.k_max:
         with threadpool_limits(ONE_THREAD):
@@ -143,6 +146,8 @@ def _fit_winner(
     reason: str,
     decided_by: str,
     listed: list[CandidateRecord] | None,
+    k_note: str | None = None,
+    gap: GapResult | None = None,
 ) -> SearchResult:
     """Fit the chosen partition's algorithm on all rows (or a sample and extend)."""
     n = len(X)
@@ -199,18 +204,19 @@ def _fit_winner(
     else:  # the convex search's candidates and the selection's, the winner first
         top = _record(best, rows)
         records = [top, *(r for r in listed if r.candidate != top.candidate)]
-    k_note = (
-        f"k={opts.n_clusters} given by the caller"
-        if opts.n_clusters is not None
-        else f"chosen with the algorithm among 2..{sel.k_max} by the validity indices"
-    )
+    if k_note is None:
+        k_note = (
+            f"k={opts.n_clusters} given by the caller"
+            if opts.n_clusters is not None
+            else f"chosen with the algorithm among 2..{sel.k_max} by the validity indices"
+        )
     return SearchResult(
         winner,
         records[0],
         records,
         winner.n_clusters,
         k_note,
-        None,
+        gap,
         [rows],
         reason,
         notes + list(winner.notes),
