@@ -27,7 +27,9 @@
    * **Overlapping** (no partition separates; iris-like touching groups): density and
      separation indices have nothing to hold on to; the convex evidence decides: the gap
      statistic's k and the stability + silhouette / Calinski-Harabasz / Davies-Bouldin
-     search over k-means, mixtures, spectral, DBSCAN and HDBSCAN.
+     search over k-means, mixtures, spectral, DBSCAN and HDBSCAN; unless, at that k, a
+     noise-free partition here keeps near neighbours together several times better than
+     the convex winner (:data:`zhuge.ml.cluster.auto.SHAPE_RATIO`).
 
    Each valid partition also gets its rank on DBCV, DuNN-OWA and silhouette and the mean of
    those ranks (:func:`combine`): the order in which the report lists the rest.
@@ -35,7 +37,7 @@
    refits on two overlapping 80 % subsamples. A winner less stable than a contender by more
    than ``STABILITY_MARGIN`` gives way to it (and the report says so).
 
-The result is a plain :class:`Selection`; :func:`zhuge.ml.cluster.search.search_clusterings`
+The result is a plain :class:`Selection`; :func:`zhuge.ml.cluster.auto.select_and_fit`
 fits it on all rows and reports it like any search.
 """
 
