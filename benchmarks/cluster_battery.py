@@ -100,16 +100,17 @@ def summary(rows: list[dict]) -> dict:
 def markdown(rows: list[dict]) -> str:
     cols = ("auto", *REFERENCES, *BESIDE)
     lines = [
-        "| set | family | n | d | k | auto (k, choice) | " + " | ".join(cols[1:]) + " |",
+        "| set | family | n | d | k | auto (k, choice, decided by) | "
+        + " | ".join(cols[1:])
+        + " |",
         "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in cols[1:]) + " |",
     ]
     for r in rows:
         mark = "" if r["auto_within_005"] else " ✗"
         lines.append(
             f"| {r['set']} | {r['family']} | {r['n']} | {r['d']} | {r['k']} | "
-            f"**{r['auto']:.2f}**{mark} ({r['auto_k']}, {r['auto_choice']}) | "
-            + " | ".join(f"{r[c]:.2f}" for c in cols[1:])
-            + " |"
+            f"**{r['auto']:.2f}**{mark} ({r['auto_k']}, {r['auto_choice']}, "
+            f"by {r['decided_by']}) | " + " | ".join(f"{r[c]:.2f}" for c in cols[1:]) + " |"
         )
     return "\n".join(lines)
 
