@@ -186,6 +186,9 @@ def test_streamed_parquet_keeps_row_order_and_predicts(tmp_path, env):
         env,
     )  # fmt: skip
     assert report["streamed"] and report["pages"] == 6 and report["n_clusters"] == 3
+    # auto, streamed: it says which of its candidates it can use, and how to get the rest
+    assert any("only minibatch-kmeans learns from pages" in n for n in report["notes"])
+    assert any("--sample N" in n for n in report["notes"])
     labels = pd.read_parquet(out)
     assert labels["row_id"].tolist() == list(range(n))
     assert adjusted_rand_score(truth, labels["label"]) > 0.99
