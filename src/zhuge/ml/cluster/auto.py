@@ -291,12 +291,12 @@ def _shape_over_convex(
         return None
     best = replace(best, scores={**best.scores, "stability": stable})
     ratio = best.scores["dunn_owa"] / convex_dunn
-    label = best.algorithm + "(" + ", ".join(f"{a}={b}" for a, b in sorted(best.params.items()))
+    label = _record(best, len(S)).candidate.label()
     reason = (
         f"Auto: none of {len(sel.ranked)} partitions of a {len(S)}-row sample separates its "
         f"clusters cleanly (DuNN-OWA finite for all), and the convex search chose "
         f"{convex.winner_record.candidate.label()} with k={k} (DuNN-OWA {convex_dunn:.3f} on the "
-        f"sample). At that k, {label}) keeps near neighbours together {ratio:.1f} times better "
+        f"sample). At that k, {label} keeps near neighbours together {ratio:.1f} times better "
         f"(DuNN-OWA {best.scores['dunn_owa']:.3f}, at least {SHAPE_RATIO} needed) and is stable "
         f"under subsampling ({stable:.2f}): the groups are shapes the convex cut goes through, "
         "so it won."
