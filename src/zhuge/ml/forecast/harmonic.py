@@ -30,7 +30,7 @@ ROBUST_ITERATIONS = 3  # bisquare reweightings after the least-squares start
 BISQUARE_C = 4.685  # Tukey's constant: 95 % efficiency under Gaussian noise
 WEEKEND_RIDGE = 1e-3  # keeps the weekend deviation at 0 when no weekend was observed
 MIN_DAYS = 2  # fewer observed days than this: the 7-day profile instead
-CHUNK_ROWS = 2000  # rows solved at once: bounds the (rows, steps, terms) design in memory
+CHUNK_CELLS = 1_000_000  # rows x steps solved at once: the design is 8 x terms bytes a cell
 
 
 def _design(slot: np.ndarray, weekend: np.ndarray, season: int, order: int) -> np.ndarray:
@@ -46,11 +46,11 @@ def _design(slot: np.ndarray, weekend: np.ndarray, season: int, order: int) -> n
 def _fit_rows(
     values: np.ndarray, steps_since_monday: np.ndarray, horizon: int, season: int, order: int
 ) -> np.ndarray:
+    """Rows whose fit is not to be trusted (too few days observed) come back NaN."""
     t = values.shape[1]
     steps = steps_since_monday[:, None] + np.arange(t + horizon)[None, :]
     design = _design(steps % season, ((steps // season) % 7 >= 5).astype(float), season, order)
-    used = min(t, HARMONIC_DAYS * season)
-    x, y = design[:, t - used : t], values[:, t - used :]
+    x, y = design[:, :t], values
     observed = np.isfinite(y)
     y = np.where(observed, y, 0.0)
     weight = observed.astype(float)
@@ -73,10 +73,7 @@ def _fit_rows(
         u = np.nan_to_num(residual / (BISQUARE_C * scale), nan=1.0)
         weight = np.where(observed & (np.abs(u) < 1), (1 - u**2) ** 2, 0.0)
     forecast = np.einsum("ntq,nq->nt", design[:, t:], coef)
-    few = observed.sum(axis=1) < MIN_DAYS * season
-    bad = few | ~np.isfinite(forecast).all(axis=1)
-    if bad.any():
-        forecast[bad] = seasonal_mean(values[bad], horizon, season)
+    forecast[observed.sum(axis=1) < MIN_DAYS * season] = np.nan
     return forecast
 
 
@@ -95,12 +92,20 @@ def harmonic_profile(
     steps from a Monday 00:00 to each row's column 0 (:meth:`Fleet.steps_since_monday`).
     Rows with fewer than ``MIN_DAYS`` days observed in the window get the 7-day profile."""
     values = np.asarray(values, dtype=np.float64)
-    steps = np.asarray(steps_since_monday, dtype=np.int64)
-    if values.shape[0] == 0:
+    n, t = values.shape
+    if n == 0:
         return np.zeros((0, horizon))
-    return np.concatenate(
+    used = min(t, HARMONIC_DAYS * season)
+    recent = values[:, t - used :]
+    start = np.asarray(steps_since_monday, dtype=np.int64) + (t - used)
+    rows = max(1, CHUNK_CELLS // (used + horizon))
+    forecast = np.concatenate(
         [
-            _fit_rows(values[i : i + CHUNK_ROWS], steps[i : i + CHUNK_ROWS], horizon, season, order)
-            for i in range(0, values.shape[0], CHUNK_ROWS)
+            _fit_rows(recent[i : i + rows], start[i : i + rows], horizon, season, order)
+            for i in range(0, n, rows)
         ]
     )
+    bad = ~np.isfinite(forecast).all(axis=1)
+    if bad.any():
+        forecast[bad] = seasonal_mean(values[bad], horizon, season)
+    return forecast
