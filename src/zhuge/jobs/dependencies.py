@@ -14,11 +14,12 @@ that causes it:
 
 **The race this module closes.** A dependent is checked and changed only with its row
 locked (``FOR UPDATE`` on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``),
-and a submission ``after`` a job locks that job's row (``FOR SHARE``) while it reads the
-job's state and inserts the edge. So of two upstream jobs succeeding at once the second to
-commit always sees the first one's success, and a job finishing while a dependent is being
-submitted either is seen finished by the submission or sees the new edge. Locks are taken
-upstream first, then dependents in id order.
+and a submission ``after`` a job locks that job's row (``FOR UPDATE``) while it reads the
+job's state, inserts the edge and sets the job's ``has_dependents``. So of two upstream jobs
+succeeding at once the second to commit always sees the first one's success, and a job
+finishing while a dependent is being submitted either is seen finished by the submission or
+sees the flag (the success's UPDATE, having waited for the row, reads its newest version)
+and then the edge. Locks are taken upstream first, then dependents in id order.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class Dependencies:
     def __init__(self, store: JobStore) -> None:
         self.store = store
 
-    def _lock(self, query: sa.Select[Any], *, read: bool = False) -> sa.Select[Any]:
-        return query.with_for_update(read=read) if self.store.is_postgres else query
+    def _lock(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        return query.with_for_update() if self.store.is_postgres else query
 
     # -- at submit ----------------------------------------------------------------------
 
@@ -85,8 +86,7 @@ class Dependencies:
             self._lock(
                 sa.select(J.c.id, J.c.state)
                 .where(J.c.id.in_(list(after)), J.c.tenant == tenant)
-                .order_by(J.c.id),
-                read=True,
+                .order_by(J.c.id)
             )
         ).all()
         found = {r.id: JobState(r.state) for r in rows}
@@ -102,10 +102,17 @@ class Dependencies:
         return JobState.QUEUED if done else JobState.BLOCKED
 
     def link(self, conn: Connection, edges: Sequence[tuple[int, int]]) -> None:
-        """Record ``(job, upstream)`` edges."""
+        """Record ``(job, upstream)`` edges, and mark the upstream jobs as having
+        dependents (``jobs.has_dependents``: only their successes look for some to release)."""
         if edges:
             conn.execute(
                 D.insert(), [{"job_id": job, "upstream_id": upstream} for job, upstream in edges]
+            )
+            upstream = sorted({up for _, up in edges})
+            conn.execute(
+                J.update()
+                .where(J.c.id.in_(upstream), J.c.has_dependents.is_(False))
+                .values(has_dependents=True)
             )
 
     # -- reads --------------------------------------------------------------------------

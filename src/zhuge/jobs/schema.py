@@ -131,6 +131,8 @@ jobs = sa.Table(
     sa.Column("pipeline_id", BigId),
     sa.Column("step", sa.String(64)),
     sa.Column("cancelled_by", BigId),
+    # some job waits for this one: its success looks for dependents to release (set by link)
+    sa.Column("has_dependents", sa.Boolean, nullable=False, server_default=sa.false()),
     # the registry reference the job was given (model_from NAME@ALIAS) and the version it
     # resolved to as the job started (NAME@VERSION): set once, never moved by a promotion
     sa.Column("model_ref", sa.String(300)),

@@ -13,7 +13,7 @@ from zhuge.api.metrics import registry_for
 from zhuge.errors import IdempotencyConflict, InvalidRequest
 from zhuge.jobs.model import Worker
 from zhuge.jobs.states import JobState
-from zhuge.jobs.store import JobStore
+from zhuge.jobs.store import JobRequest, JobStore
 
 
 def submit(store: JobStore, after=(), **kw):
@@ -40,6 +40,31 @@ def kill(store: JobStore, job_id: int) -> None:
 
 def states(store: JobStore, *jobs) -> list[str]:
     return [store.get(j.id).state.value for j in jobs]
+
+
+def has_dependents(store: JobStore, *jobs) -> list[bool]:
+    import sqlalchemy as sa
+
+    from zhuge.jobs.schema import jobs as J
+
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(sa.select(J.c.id, J.c.has_dependents)).all())
+    return [bool(rows[j.id]) for j in jobs]
+
+
+def test_only_a_job_something_waits_for_is_marked_as_having_dependents(store):
+    """``jobs.has_dependents`` is what lets a success skip looking for dependents: set with
+    the first edge to a job (by a submission or a batch), never on others."""
+    a, b = submit(store), submit(store)
+    assert has_dependents(store, a, b) == [False, False]
+    c = submit(store, after=[a.id])
+    (d, _), (e, _) = store.submit_many(
+        tenant="t1",
+        requests=[JobRequest("sleep", {"seconds": 1}, after=(c.id,)), JobRequest("sleep", {})],
+    )
+    assert has_dependents(store, a, b, c, d, e) == [True, False, True, False, False]
+    run_to_success(store, a.id)  # its dependent is released, as before the flag
+    assert states(store, c) == ["queued"]
 
 
 def test_a_diamond_runs_each_job_after_all_its_upstream_jobs(store):

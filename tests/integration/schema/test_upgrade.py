@@ -200,6 +200,13 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         tasks = conn.execute(sa.select(schema.registered_models.c.task)).scalars().all()
         assert tasks == ["forecast"]
         conn.rollback()
+    # 0012: of the upgraded jobs (the dump predates dependencies) only the one a job was
+    # submitted after above is marked as having dependents
+    with store.engine.connect() as conn:
+        J = schema.jobs
+        flags = dict(conn.execute(sa.select(J.c.id, J.c.has_dependents)).all())
+        assert {i: bool(flags[int(i)]) for i in jobs} == {i: int(i) == running.id for i in jobs}
+        conn.rollback()
     # 0010: pools and costs, empty; an upgraded job's next attempt records its usage
     with store.engine.connect() as conn:
         for table in (schema.pool_config, schema.autoscaler_lease, schema.autoscaler_decisions,
