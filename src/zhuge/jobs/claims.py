@@ -140,36 +140,58 @@ _STILL_QUEUED = sa.select(J.c.id).where(
     J.c.state == JobState.QUEUED.value,
     J.c.not_before <= sa.bindparam("b_now"),
 )
-_STILL_QUEUED_UNLOCKED = _STILL_QUEUED.with_for_update(skip_locked=True)
 _STATE = sa.select(J.c.state).where(J.c.id == sa.bindparam("b_id"))
 _NEWER_FIRST = sa.select(NEWER.c.id).where(
     NEWER.c.id > sa.bindparam("b_seen"),
     NEWER.c.state == JobState.QUEUED.value,
     NEWER.c.priority > J.c.priority,
 )
-_CLAIM_ON_WORKER = (
-    J.update()
+
+
+def _claim_on_worker(target: Any) -> sa.Update:
+    """The claim of the queued job ``target`` (an id, or a query of one) on a worker."""
+    return (
+        J.update()
+        .where(
+            J.c.id == target,
+            J.c.state == JobState.QUEUED.value,
+            J.c.not_before <= sa.bindparam("b_now"),
+            ~sa.exists(_NEWER_FIRST),
+        )
+        .values(
+            {
+                **claimed_values(
+                    sa.bindparam("b_now"),  # type: ignore[arg-type]
+                    owner=sa.bindparam("b_owner"),  # type: ignore[arg-type]
+                    lease_seconds=0.0,
+                    worker=sa.bindparam("b_worker"),  # type: ignore[arg-type]
+                    assigned=sa.bindparam("b_assigned", type_=sa.JSON),
+                ),
+                "lease_expires_at": sa.bindparam("b_lease"),
+                "chain_plan": sa.bindparam("b_plan", type_=sa.JSON),
+            }
+        )
+        .returning(*J.c)
+    )
+
+
+_CLAIM_ON_WORKER = _claim_on_worker(sa.bindparam("b_id"))
+_PLANNED = J.alias("planned")
+_PLAN_IDS = sa.bindparam("b_ids", type_=sa.ARRAY(sa.BigInteger))
+_CLAIM_FIRST_PLANNED = _claim_on_worker(
+    sa.select(_PLANNED.c.id)
     .where(
-        J.c.id == sa.bindparam("b_id"),
-        J.c.state == JobState.QUEUED.value,
-        J.c.not_before <= sa.bindparam("b_now"),
-        ~sa.exists(_NEWER_FIRST),
+        _PLANNED.c.id == sa.any_(_PLAN_IDS),
+        _PLANNED.c.state == JobState.QUEUED.value,
+        _PLANNED.c.not_before <= sa.bindparam("b_now"),
     )
-    .values(
-        {
-            **claimed_values(
-                sa.bindparam("b_now"),  # type: ignore[arg-type]
-                owner=sa.bindparam("b_owner"),  # type: ignore[arg-type]
-                lease_seconds=0.0,
-                worker=sa.bindparam("b_worker"),  # type: ignore[arg-type]
-                assigned=sa.bindparam("b_assigned", type_=sa.JSON),
-            ),
-            "lease_expires_at": sa.bindparam("b_lease"),
-            "chain_plan": sa.bindparam("b_plan", type_=sa.JSON),
-        }
-    )
-    .returning(*J.c)
+    .order_by(sa.func.array_position(_PLAN_IDS, _PLANNED.c.id))
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
 )
+"""PostgreSQL: the first job of a plan still queued (rows other transactions hold are
+skipped), claimed in the same statement; one round trip where SQLite takes two."""
 
 
 @dataclass
@@ -622,13 +644,17 @@ class Claims:
         owner: str,
         worker: str,
         lease_seconds: float,
+        events: list[dict[str, Any]] | None = None,
     ) -> Job | None:
         """Within ``conn`` (which may have just recorded the previous job's result): the
         first job of ``plan`` (the chain plan of the attempt that just ended on ``worker``,
         ``Decision.chains``) still queued, claimed and started there in one statement, the
         plan passed on to it; None when none is left or the plan is stale. Takes no lock
-        and waits on none: the transaction already holds the finished job's row."""
-        return self._claim_planned(conn, plan, self.store.clock(), owner, worker, lease_seconds)
+        and waits on none: the transaction already holds the finished job's row. Its event
+        goes to ``events`` when given (``JobStore._event``'s ``pending``)."""
+        return self._claim_planned(
+            conn, plan, self.store.clock(), owner, worker, lease_seconds, events
+        )
 
     def claim_next(
         self,
@@ -700,17 +726,30 @@ class Claims:
         owner: str,
         worker: str,
         lease_seconds: float,
+        events: list[dict[str, Any]] | None = None,
     ) -> Job | None:
         """The first job of ``plan`` still queued and runnable, claimed on ``worker``; None
         if none is left or a job queued since the plan was made has a higher priority than
-        the one it would take (a decision must then look). Two prepared statements: which
-        planned jobs are still queued, then the claim of the first (another chain of the
-        group may take it first: then the next)."""
+        the one it would take (a decision must then look). On PostgreSQL one statement
+        (``_CLAIM_FIRST_PLANNED``); on SQLite two prepared ones: which planned jobs are
+        still queued, then the claim of the first (another chain of the group may take it
+        first: then the next)."""
         ids = [i for i, _ in plan.jobs]
-        # on PostgreSQL rows another transaction holds (a turn claiming them) are skipped,
-        # not waited for: this transaction already holds its finished job's row
-        still = _STILL_QUEUED_UNLOCKED if self.store.is_postgres else _STILL_QUEUED
-        queued = set(conn.execute(still, {"b_ids": ids, "b_now": now}).scalars())
+        if self.store.is_postgres:
+            # one statement; rows another transaction holds (a turn claiming them) are
+            # skipped, not waited for: this transaction already holds its finished job's row
+            return self._claim(
+                conn,
+                ids,
+                plan,
+                now,
+                owner=owner,
+                worker=worker,
+                lease_seconds=lease_seconds,
+                planned=True,
+                events=events,
+            )
+        queued = set(conn.execute(_STILL_QUEUED, {"b_ids": ids, "b_now": now}).scalars())
         for job_id in (i for i in ids if i in queued):
             job = self._claim(
                 conn,
@@ -721,6 +760,7 @@ class Claims:
                 worker=worker,
                 lease_seconds=lease_seconds,
                 planned=True,
+                events=events,
             )
             if job is not None:
                 return job
@@ -731,7 +771,7 @@ class Claims:
     def _claim(
         self,
         conn: Connection,
-        job_id: int,
+        job_id: int | list[int],
         plan: ChainPlan,
         now: float,
         *,
@@ -739,14 +779,17 @@ class Claims:
         worker: str,
         lease_seconds: float,
         planned: bool,
+        events: list[dict[str, Any]] | None = None,
     ) -> Job | None:
         """Claim and start the queued job ``job_id`` on ``worker``, with the chain ``plan``
         to follow it; None if it is no longer queued, or if a job queued after the plan
-        (or the decision) was made has a higher priority."""
+        (or the decision) was made has a higher priority. Given a list of ids (PostgreSQL
+        only): the first of them still queued and not held by another transaction."""
+        first = isinstance(job_id, list)
         claimed = conn.execute(
-            _CLAIM_ON_WORKER,
+            _CLAIM_FIRST_PLANNED if first else _CLAIM_ON_WORKER,
             {
-                "b_id": job_id,
+                ("b_ids" if first else "b_id"): job_id,
                 "b_seen": plan.seen,
                 "b_now": now,
                 "b_lease": now + lease_seconds,
@@ -761,6 +804,9 @@ class Claims:
         job = self.store._job(claimed)
         message = f"claimed by {owner}, chained on {worker}" + (" as planned" if planned else "")
         self.store._event(
-            conn, [(job.id, job.attempt, JobState.QUEUED, JobState.RUNNING, message)], now
+            conn,
+            [(job.id, job.attempt, JobState.QUEUED, JobState.RUNNING, message)],
+            now,
+            pending=events,
         )
         return job

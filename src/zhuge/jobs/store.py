@@ -64,6 +64,10 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 MAX_LIST_LIMIT = 1000
 WORKER_LIVE_SECONDS = 10.0  # a worker not reported for this long is shown as gone
 WORKER_FORGET_SECONDS = 3600.0  # rows of schedulers that died without saying goodbye
+OFFER_SECONDS = 1.0
+"""How long ``JobStore.offered`` keeps what the cluster offers before reading it again: the
+schedulers record the workers every second or so (``scheduler.HOUSEKEEPING_SECONDS``), so a
+submission checked against a view this old sees what the store itself saw."""
 
 
 DEFAULT_MAX_LOST = 10
@@ -262,9 +266,16 @@ def _succeed(with_progress: bool) -> sa.Update:
     }
     if with_progress:
         values["progress"] = sa.bindparam("b_progress", type_=sa.JSON)
-    # what the chain of the attempt's worker runs next, planned by admission
-    # the plan, and what the attempt's usage row needs (zhuge.jobs.elastic.costs)
-    return J.update().where(_RUNNING_ATTEMPT).values(**values).returning(J.c.chain_plan, *_USAGE)
+    # what the chain of the attempt's worker runs next, planned by admission; what the
+    # attempt's usage row needs (zhuge.jobs.elastic.costs); whether any job waits for this
+    # one (zhuge.jobs.dependencies): a column of the row, so a dependent linked while this
+    # statement waited for the row's lock is seen (a subquery would read an older snapshot)
+    return (
+        J.update()
+        .where(_RUNNING_ATTEMPT)
+        .values(**values)
+        .returning(J.c.chain_plan, J.c.has_dependents, *_USAGE)
+    )
 
 
 _SUCCEED = {False: _succeed(False), True: _succeed(True)}
@@ -355,6 +366,7 @@ class JobStore:
         self.queues = Queues(self)
         self.claims = Claims(self)
         self.dependencies = Dependencies(self)
+        self._offer: tuple[float, dict[str, float]] | None = None  # (read at, census)
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> JobStore:
@@ -390,24 +402,27 @@ class JobStore:
             | tuple[int, int, JobState | None, JobState, str, LostReason]
         ],
         now: float,
+        *,
+        pending: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Insert event rows: (job id, attempt, from, to, message[, lost reason])."""
-        if rows:
-            conn.execute(
-                schema.job_events.insert(),
-                [
-                    {
-                        "job_id": job_id,
-                        "attempt": attempt,
-                        "from_state": source.value if source else None,
-                        "to_state": target.value,
-                        "message": message,
-                        "reason": reason[0].value if reason else None,
-                        "at": now,
-                    }
-                    for job_id, attempt, source, target, message, *reason in rows
-                ],
-            )
+        """Insert event rows: (job id, attempt, from, to, message[, lost reason]); or, given
+        ``pending``, add them to it, for one insert later in the same transaction."""
+        values = [
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "from_state": source.value if source else None,
+                "to_state": target.value,
+                "message": message,
+                "reason": reason[0].value if reason else None,
+                "at": now,
+            }
+            for job_id, attempt, source, target, message, *reason in rows
+        ]
+        if pending is not None:
+            pending.extend(values)
+        elif values:
+            conn.execute(schema.job_events.insert(), values)
 
     # -- tenants and tokens (zhuge.jobs.tenancy) ------------------------------------------
 
@@ -936,15 +951,20 @@ class JobStore:
         transaction (one commit per chained job); with no planned job left, ``claim_next``
         after the commit. Nothing is claimed when the commit lost."""
         with self._tx() as conn:
-            plan = self._complete(conn, job_id, attempt, result, cpu_seconds, progress)
+            events: list[dict[str, Any]] = []  # the success's and the claim's: one insert
+            plan = self._complete(conn, job_id, attempt, result, cpu_seconds, progress, events)
             if plan is False:
                 return False, None
+            nxt = None
             if plan is not None:
                 nxt = self.claims.claim_planned(
-                    conn, plan, owner=owner, worker=worker, lease_seconds=lease_seconds
-                )
-                if nxt is not None:
-                    return True, nxt
+                    conn, plan, owner=owner, worker=worker, lease_seconds=lease_seconds,
+                    events=events,
+                )  # fmt: skip
+            if events:
+                conn.execute(schema.job_events.insert(), events)
+            if nxt is not None:
+                return True, nxt
         # Committed: a decision waits for the admission lock in a transaction of its own,
         # holding no row a scheduler's turn (which holds that lock) may want.
         return True, self.claim_next(
@@ -959,9 +979,11 @@ class JobStore:
         result: Any,
         cpu_seconds: float,
         progress: dict[str, Any] | None,
+        events: list[dict[str, Any]] | None = None,
     ) -> ChainPlan | Literal[False] | None:
         """Record the attempt's success; False if it no longer held the job, else the plan
-        of the jobs to follow it on its worker (None if none)."""
+        of the jobs to follow it on its worker (None if none). ``events``: its event is
+        added there for the caller to insert (``_event``'s ``pending``)."""
         now = self.clock()
         values = {
             "b_job_id": job_id,
@@ -975,12 +997,18 @@ class JobStore:
         done = conn.execute(_SUCCEED[bool(progress)], values).first()
         if done is None:
             return False
-        self._event(conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now)
+        self._event(
+            conn, [(job_id, attempt, JobState.RUNNING, JobState.SUCCEEDED, "")], now, pending=events
+        )
         costs.record_usage(
             conn, [costs.usage_row(done._mapping, ended_at=now, outcome="succeeded",
                                    cpu_seconds=cpu_seconds)]
         )  # fmt: skip
-        self.dependencies.release(conn, job_id, now)
+        if done.has_dependents:
+            if events:  # its success first, then the dependents it queues
+                conn.execute(schema.job_events.insert(), events)
+                events.clear()
+            self.dependencies.release(conn, job_id, now)
         return ChainPlan.load(done.chain_plan)
 
     def fail_attempt(
@@ -1259,10 +1287,12 @@ class JobStore:
                         for w in seen
                     ],
                 )
+        self.forget_offer()  # after the commit: a read meanwhile may have kept the old view
 
     def forget_workers(self, scheduler: str) -> None:
         with self._tx() as conn:
             conn.execute(schema.workers.delete().where(schema.workers.c.scheduler == scheduler))
+        self.forget_offer()
 
     def workers(self, *, seen_within: float = WORKER_LIVE_SECONDS) -> list[Worker]:
         """Workers some scheduler saw recently (schedulers report every second or so)."""
@@ -1283,6 +1313,25 @@ class JobStore:
                 )
                 for r in rows
             ]
+
+    def offered(self) -> dict[str, float]:
+        """Per resource, the most one recorded worker (or pool) offers: what a submitted
+        job's resources are checked against (``service.check_resources``). Read at most
+        every ``OFFER_SECONDS`` (monotonic time), and at once after this store recorded or
+        forgot workers or applied pools; an empty cluster is never kept (the first worker
+        recorded by another process counts at once)."""
+        from zhuge.jobs.resources import census
+
+        kept = self._offer
+        if kept is not None and time.monotonic() - kept[0] < OFFER_SECONDS:
+            return kept[1]
+        offer = census(self.recorded_workers())
+        self._offer = (time.monotonic(), offer) if offer else None
+        return offer
+
+    def forget_offer(self) -> None:
+        """What the cluster offers changed here: the next ``offered`` reads it again."""
+        self._offer = None
 
     def recorded_workers(self) -> list[Worker]:
         """Every worker some scheduler recorded and has not forgotten (live or lately gone):
