@@ -416,10 +416,9 @@ def check_pipeline(
     is one ``principal`` may read (``step://`` references are the pipeline's own), and its
     resources are offered by the cluster. ``InvalidPipeline`` naming the step and field."""
     from zhuge.jobs.inputs import check_params
-    from zhuge.jobs.resources import census
     from zhuge.jobs.service import check_resources
 
-    offered = census(store.recorded_workers())
+    offered = store.offered()
     # (schedules engineer, #13 part 2) a model a model-train step of this pipeline registers
     # may not exist yet (the nightly template's first run): a later step's model_from
     # NAME@ALIAS is checked when that step starts

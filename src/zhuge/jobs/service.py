@@ -10,7 +10,7 @@ from zhuge.errors import InvalidRequest
 from zhuge.jobs.inputs import check_params
 from zhuge.jobs.kinds import Kind, get_kind
 from zhuge.jobs.model import Job, Principal
-from zhuge.jobs.resources import census, describe, unmet
+from zhuge.jobs.resources import describe, unmet
 from zhuge.jobs.store import DEFAULT_MAX_LOST, JobRequest, JobStore
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def check_resources(
 ) -> None:
     """Refuse a job asking for what no recorded worker offers (``zhuge.jobs.resources``);
     with no worker recorded yet, refuse nothing."""
-    offered = census(store.recorded_workers()) if offered is None else offered
+    offered = store.offered() if offered is None else offered
     if not offered:
         return
     problems = unmet(resources, offered)
@@ -91,7 +91,7 @@ def submit_jobs(
     """Validate every request, then enqueue them all in one transaction (all or nothing).
     A bad request is named by its position: ``jobs[3]: unknown job kind ...``."""
     valid = []
-    offered = census(store.recorded_workers())
+    offered = store.offered()
     for i, request in enumerate(requests):
         try:
             spec = get_kind(request.kind)

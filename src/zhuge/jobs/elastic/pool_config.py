@@ -156,6 +156,7 @@ def apply_pools(
                 applied_by=applied_by,
             )
         )
+    store.forget_offer()
     return config
 
 
@@ -207,6 +208,7 @@ def publish_in_force(store: JobStore, config: PoolsConfig, source: str, holder: 
                 applied_by=holder[:32],
             )
         )
+    store.forget_offer()
 
 
 def pool_workers(store: JobStore) -> list[Worker]:
