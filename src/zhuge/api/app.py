@@ -32,10 +32,11 @@ def create_app(
     settings: Settings,
     *,
     store: JobStore | None = None,
-    notify: Callable[[], None] | None = None,
+    notify: Callable[..., None] | None = None,
 ) -> FastAPI:
     """Build the API. ``notify`` is called after a submission or cancel, so an in-process
-    scheduler looks at the queue at once instead of at its next poll."""
+    scheduler looks at the queue at once instead of at its next poll; after a submission,
+    with the submitted jobs' resources (``Scheduler.notify``)."""
     app = FastAPI(
         title="zhuge",
         version=zhuge.__version__,
@@ -47,7 +48,7 @@ def create_app(
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
     )
-    app.state.notify = notify or (lambda: None)
+    app.state.notify = notify or (lambda *_: None)
     app.state.metrics = registry_for(app.state.store)
     errors.install(app)
     limits.install(app, settings)

@@ -336,6 +336,9 @@ class Decision:
     """Every candidate not started, and why, in words."""
     reserved: dict[int, tuple[str, ...]] = field(default_factory=dict)
     demand: list[Demand] = field(default_factory=list)
+    free: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each worker's capacity left once the running attempts and those this decision starts
+    hold theirs (reservations not deducted): where a job submitted next could start."""
     chains: list[ChainGroup] = field(default_factory=list)
     """Groups of chainable attempts (running, or started by this decision) and the queued
     jobs planned to take their places as they end, in order, with no further decision: a
@@ -814,6 +817,7 @@ class _Deciding:
         self.decision.demand = [
             Demand(dict(shape), count, gang) for (shape, gang), count in sorted(self.demand.items())
         ]
+        self.decision.free = {a: dict(f) for a, f in self.books.free.items()}
         return self.decision
 
     def consider(self, c: Candidate, *, may_reserve: bool) -> None:

@@ -31,12 +31,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from distributed import Future
 
 from zhuge.config import Settings
+from zhuge.jobs.admission import EPS
 from zhuge.jobs.claims import CHAIN_PLAN_DEPTH
 from zhuge.jobs.elastic.autoscaler import Autoscaler
 from zhuge.jobs.executor import DaskExecutor
@@ -83,6 +84,9 @@ class Scheduler:
         self._done: queue.SimpleQueue[Future] = queue.SimpleQueue()
         self._workers: list[Worker] = []
         self._last_housekeeping = -math.inf
+        self._room: dict[str, dict[str, float]] | None = None
+        """Each worker's free capacity after the last turn that started nothing (None after
+        one that started something, or before the first): read by ``notify``."""
         self._thread: threading.Thread | None = None
         self.autoscaler = _autoscaler_for(self)
         self.schedules = Schedules(store, settings)  # cron schedules: fired in housekeeping
@@ -111,8 +115,21 @@ class Scheduler:
             self.autoscaler.stop([w.address for w in self._workers])
         self.store.forget_workers(self.name)
 
-    def notify(self) -> None:
-        """Something changed (a job was submitted): look at the queue now."""
+    def notify(self, resources: Iterable[Mapping[str, float]] | None = None) -> None:
+        """Something changed (a job was submitted, cancelled, retried): look at the queue now.
+
+        Given the submitted jobs' ``resources``, a turn is not forced while the last one
+        left no worker room for any of them: such a turn could start nothing, and on a busy
+        cluster a turn per submission is what holds up the workers' chains (each turn
+        takes the admission lock). The next regular turn, within ``poll_seconds`` (or at
+        once when an attempt ends), decides them, preemptions included."""
+        room = self._room
+        if (
+            resources is not None
+            and room is not None
+            and not any(_has_room(r, free) for r in resources for free in room.values())
+        ):
+            return
         self.wake.set()
 
     @property
@@ -259,6 +276,7 @@ class Scheduler:
         )
         for job in admitted.started:
             self._launch(job)
+        self._room = None if admitted.started else admitted.decision.free
         return len(admitted.started)
 
     def _launch(self, job: Job) -> None:
@@ -312,6 +330,10 @@ def _autoscaler_for(scheduler: Scheduler) -> Autoscaler | None:
         local_workers=getattr(executor, "n_workers", 0) if cluster is not None else 0,
         local_resources=spec.get("options", {}).get("resources"),
     )
+
+
+def _has_room(asked: Mapping[str, float], free: Mapping[str, float]) -> bool:
+    return all(free.get(k, 0.0) + EPS >= float(v) for k, v in asked.items() if v)
 
 
 def _key_of(future: Future) -> tuple[int, int]:

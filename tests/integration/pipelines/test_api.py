@@ -29,7 +29,7 @@ def api(db_url, tmp_path):
     settings = Settings(home=tmp_path, db_url=db_url)
     store = JobStore.open(db_url)
     notified: list[int] = []
-    app = create_app(settings, store=store, notify=lambda: notified.append(1))
+    app = create_app(settings, store=store, notify=lambda *_: notified.append(1))
     with TestClient(app) as http:
         http.headers["Authorization"] = f"Bearer {store.issue_token('acme')}"
         http.other = {"Authorization": f"Bearer {store.issue_token('rival')}"}

@@ -27,7 +27,7 @@ def api(db_url, tmp_path):
     store = JobStore.open(db_url)
     token = store.issue_token("acme")
     notified = []
-    app = create_app(settings, store=store, notify=lambda: notified.append(1))
+    app = create_app(settings, store=store, notify=lambda *_: notified.append(1))
     with TestClient(app) as http:
         http.headers["Authorization"] = f"Bearer {token}"
         http.notified = notified

@@ -69,7 +69,7 @@ def create_job(
     )
     audit.note(request, target=f"job_id={job.id}", kind=job.kind, created=created)
     if created:
-        request.app.state.notify()
+        request.app.state.notify([job.resources])
     else:
         response.status_code = status.HTTP_200_OK
     return _out(request, job)
@@ -103,7 +103,7 @@ def create_jobs(
     created = [c for _, c in results]
     audit.note(request, target=f"jobs={len(results)}", job_ids=[j.id for j, _ in results])
     if any(created):
-        request.app.state.notify()
+        request.app.state.notify([j.resources for j, c in results if c])
     else:
         response.status_code = status.HTTP_200_OK
     return JobBatchOut(jobs=[_out(request, j) for j, _ in results], created=created)
