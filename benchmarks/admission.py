@@ -437,10 +437,11 @@ def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict
                 )
                 print(json.dumps({"partial": True, **rows[-1]}), flush=True)
             for label, tree in trees:
+                # this tree's queue.py on both (its warm-up waits for the workers' imports)
                 queue = run_tree(
                     tree,
                     [
-                        "benchmarks/queue.py",
+                        str(REPO / "benchmarks" / "queue.py"),
                         "--jobs",
                         str(args.queue_jobs),
                         "--paced-jobs",
@@ -463,6 +464,7 @@ def queue_comparison(args: argparse.Namespace, backends: list[str]) -> list[dict
                         "idle_start_p50_ms": r["idle_start_p50_ms"],
                         "idle_start_p99_ms": r["idle_start_p99_ms"],
                         "max_attempts_seen": r["max_attempts_seen"],
+                        "cpu_ms_per_job": r.get("cpu_ms_per_job"),
                     }
                 )
                 print(json.dumps({"partial": True, **rows[-1]}), flush=True)
