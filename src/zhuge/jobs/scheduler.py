@@ -87,6 +87,8 @@ class Scheduler:
         self._room: dict[str, dict[str, float]] | None = None
         """Each worker's free capacity after the last turn that started nothing (None after
         one that started something, or before the first): read by ``notify``."""
+        self._nothing_waited = False  # that turn left no queued job waiting
+        self._prompt = False  # a submission that can start now: no idle gap before its turn
         self._thread: threading.Thread | None = None
         self.autoscaler = _autoscaler_for(self)
         self.schedules = Schedules(store, settings)  # cron schedules: fired in housekeeping
@@ -124,12 +126,13 @@ class Scheduler:
         takes the admission lock). The next regular turn, within ``poll_seconds`` (or at
         once when an attempt ends), decides them, preemptions included."""
         room = self._room
-        if (
-            resources is not None
-            and room is not None
-            and not any(_has_room(r, free) for r in resources for free in room.values())
-        ):
-            return
+        if resources is not None and room is not None:
+            if not any(_has_room(r, free) for r in resources for free in room.values()):
+                return
+            if self._nothing_waited:
+                # nothing else waits and a worker has room: no burst to space out, serve it
+                # at once (``IDLE_TURN_GAP`` is for turns that start nothing)
+                self._prompt = True
         self.wake.set()
 
     @property
@@ -153,9 +156,10 @@ class Scheduler:
                 # burst: at most one per IDLE_TURN_GAP (the first wake-up after a quiet spell
                 # is served at once).
                 rest = IDLE_TURN_GAP - (self.clock() - idle_since)
-                if rest > 0:
+                if rest > 0 and not self._prompt:
                     self.stopping.wait(rest)
             self.wake.clear()
+            self._prompt = False
 
     def run_once(self) -> bool:
         """One turn of the loop; True if it started any job (so look again at once)."""
@@ -277,6 +281,7 @@ class Scheduler:
         for job in admitted.started:
             self._launch(job)
         self._room = None if admitted.started else admitted.decision.free
+        self._nothing_waited = not admitted.decision.waiting
         return len(admitted.started)
 
     def _launch(self, job: Job) -> None:

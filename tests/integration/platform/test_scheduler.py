@@ -206,3 +206,41 @@ def test_stop_releases_running_jobs_as_drained_and_cancels_their_tasks(store, se
         assert (after.state, after.failures, after.lost) == (JobState.QUEUED, 0, 0)
         assert store.events(job.id)[-1].reason == "drained"
     assert {f.status for f in s.executor.futures.values()} == {"cancelled"}
+
+
+def test_a_submission_no_worker_has_room_for_does_not_force_a_turn(store, settings, clock):
+    """``notify`` with the submitted jobs' resources wakes the loop only if the last turn
+    left a worker room for one of them (a turn could start it); with no resources (a cancel,
+    a retry) it always does. A busy cluster is then not re-decided once per submission."""
+    submit(store)
+    s = scheduler_for(store, settings, clock, cpu=1)
+    s.notify([{"CPU": 1.0}])
+    assert s.wake.is_set()  # before the first turn nothing is known: look
+    s.wake.clear()
+    assert s.run_once() is True  # the one CPU is taken
+    assert s.run_once() is False
+    assert set(s._room or {}) == {w.address for w in s.executor.workers()}
+    s.notify([{"CPU": 1.0}])
+    assert not s.wake.is_set()  # no room for it: the next regular turn decides it
+    s.notify([{"GPU": 1.0}, {"CPU": 1.0}])
+    assert not s.wake.is_set()
+    s.notify([{"CPU": 0.0}])  # asks for nothing the worker lacks: it fits
+    assert s.wake.is_set()
+    s.wake.clear()
+    s.notify()
+    assert s.wake.is_set()
+
+
+def test_a_submission_that_fits_an_idle_cluster_skips_the_idle_gap(store, settings, clock):
+    """After a turn that left nothing waiting, a job a worker has room for is served at once
+    (``_prompt``); while jobs wait (a burst, a tenant at its quota) turns keep their gap."""
+    s = scheduler_for(store, settings, clock, cpu=2)
+    assert s.run_once() is False  # nothing queued, both CPUs free
+    s.notify([{"CPU": 1.0}])
+    assert s.wake.is_set() and s._prompt
+    s.wake.clear()
+    s._prompt = False
+    submit(store, resources={"CPU": 4.0})  # fits no worker: it waits
+    assert s.run_once() is False
+    s.notify([{"CPU": 1.0}])
+    assert s.wake.is_set() and not s._prompt

@@ -471,3 +471,21 @@ def test_unstarted_attempts_keep_their_lease_only_while_their_scheduler_renews_i
     clock.advance(31)
     (lost,) = store.expire_leases()
     assert (lost.id, lost.lost, lost.failures) == (job.id, 1, 0)
+
+
+def test_what_the_cluster_offers_is_read_again_after_workers_change_here(store, db_url):
+    """``offered`` (what a submission's resources are checked against) is kept for up to
+    ``OFFER_SECONDS``, but recording or forgetting workers through this store forgets it at
+    once, and an empty cluster is never kept: a worker another process records is seen by the
+    next submission, with no wait."""
+    assert store.offered() == {}
+    other = JobStore.open(db_url)  # another process's store, on the same database
+    try:
+        other.record_workers("elsewhere", [Worker("tcp://a", {"CPU": 4.0}, 0.0)])
+        assert store.offered() == {"CPU": 4.0}
+        store.record_workers("here", [Worker("tcp://b", {"CPU": 2.0, "GPU": 1.0}, 0.0)])
+        assert store.offered() == {"CPU": 4.0, "GPU": 1.0}
+        store.forget_workers("here")
+        assert store.offered() == {"CPU": 4.0}
+    finally:
+        other.dispose()

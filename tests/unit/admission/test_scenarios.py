@@ -276,3 +276,19 @@ def test_with_no_worker_every_job_waits_for_one() -> None:
     decision = decide(Snapshot(10.0, [], [], candidates), config)
     assert decision.start == [] and decision.preempt == []
     assert decision.waiting == dict.fromkeys(range(3), NO_WORKER)
+
+
+def test_a_decision_says_each_workers_room_after_what_runs_and_what_it_starts() -> None:
+    """``Decision.free``: what the scheduler checks a new submission against (a turn is
+    forced only for one some worker has room for)."""
+    snap = Snapshot(
+        now=0,
+        workers=[WorkerSlot("w0", {"CPU": 4, "memory_gb": 8}), WorkerSlot("w1", {"CPU": 2})],
+        running=[Running(1, "a", 0, {"CPU": 2, "memory_gb": 3}, ("w0",), started_at=0)],
+        candidates=[Candidate(2, "a", 0, {"CPU": 2}, queued_at=0)],
+    )
+    decision = decide(snap, QueueConfig.parse({"placement": "binpack"}))
+    (where,) = decision.started().values()
+    free = {"w0": {"CPU": 2.0, "memory_gb": 5.0}, "w1": {"CPU": 2.0}}
+    free[where[0]]["CPU"] -= 2.0
+    assert decision.free == free
