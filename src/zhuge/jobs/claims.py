@@ -735,33 +735,20 @@ class Claims:
         still queued, then the claim of the first (another chain of the group may take it
         first: then the next)."""
         ids = [i for i, _ in plan.jobs]
+
+        def claim(target: int | list[int]) -> Job | None:
+            return self._claim(
+                conn, target, plan, now, owner=owner, worker=worker,
+                lease_seconds=lease_seconds, planned=True, events=events,
+            )  # fmt: skip
+
         if self.store.is_postgres:
             # one statement; rows another transaction holds (a turn claiming them) are
             # skipped, not waited for: this transaction already holds its finished job's row
-            return self._claim(
-                conn,
-                ids,
-                plan,
-                now,
-                owner=owner,
-                worker=worker,
-                lease_seconds=lease_seconds,
-                planned=True,
-                events=events,
-            )
+            return claim(ids)
         queued = set(conn.execute(_STILL_QUEUED, {"b_ids": ids, "b_now": now}).scalars())
         for job_id in (i for i in ids if i in queued):
-            job = self._claim(
-                conn,
-                job_id,
-                plan,
-                now,
-                owner=owner,
-                worker=worker,
-                lease_seconds=lease_seconds,
-                planned=True,
-                events=events,
-            )
+            job = claim(job_id)
             if job is not None:
                 return job
             if conn.execute(_STATE, {"b_id": job_id}).scalar() == JobState.QUEUED.value:
