@@ -102,6 +102,8 @@ def paced_latency(submit_one, newest, rate: float, count: int) -> dict[str, floa
                 break
             time.sleep(0.001)
         time.sleep(max(0.0, 1 / rate - (time.monotonic() - t0)))
+    if not delays:  # --paced-jobs 0: not measured
+        return {}
     return {
         "idle_start_p50_ms": round(float(np.percentile(delays, 50)), 1),
         "idle_start_p99_ms": round(float(np.percentile(delays, 99)), 1),
