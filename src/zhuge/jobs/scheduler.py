@@ -126,7 +126,7 @@ class Scheduler:
         takes the admission lock). The next regular turn, within ``poll_seconds`` (or at
         once when an attempt ends), decides them, preemptions included."""
         room = self._room
-        if resources is not None and room is not None:
+        if resources is not None and room:  # no worker known: look (one may be joining)
             if not any(_has_room(r, free) for r in resources for free in room.values()):
                 return
             if self._nothing_waited:

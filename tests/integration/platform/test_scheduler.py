@@ -231,6 +231,17 @@ def test_a_submission_no_worker_has_room_for_does_not_force_a_turn(store, settin
     assert s.wake.is_set()
 
 
+def test_a_submission_with_no_worker_known_always_wakes_the_loop(store, settings, clock):
+    """A turn that saw no worker leaves no room to check against: a submission then always
+    looks (a worker may be joining), whatever it asks for."""
+    s = scheduler_for(store, settings, clock, cpu=0)
+    submit(store)
+    assert s.run_once() is False  # no worker: nothing starts
+    assert s._room == {}
+    s.notify([{"CPU": 1.0}])
+    assert s.wake.is_set()
+
+
 def test_a_submission_that_fits_an_idle_cluster_skips_the_idle_gap(store, settings, clock):
     """After a turn that left nothing waiting, a job a worker has room for is served at once
     (``_prompt``); while jobs wait (a burst, a tenant at its quota) turns keep their gap."""
