@@ -227,6 +227,12 @@ def _row_to_job(row: sa.Row[Any]) -> Job:
 J = schema.jobs
 
 
+def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Event rows (``JobStore._event``'s), in one insert."""
+    if rows:
+        conn.execute(schema.job_events.insert(), rows)
+
+
 def _runnable(
     columns: Sequence[Any], of_class: sa.ColumnElement[bool], now: Any, limit: int
 ) -> sa.Select[Any]:
@@ -421,8 +427,8 @@ class JobStore:
         ]
         if pending is not None:
             pending.extend(values)
-        elif values:
-            conn.execute(schema.job_events.insert(), values)
+        else:
+            _insert_events(conn, values)
 
     # -- tenants and tokens (zhuge.jobs.tenancy) ------------------------------------------
 
@@ -961,8 +967,7 @@ class JobStore:
                     conn, plan, owner=owner, worker=worker, lease_seconds=lease_seconds,
                     events=events,
                 )  # fmt: skip
-            if events:
-                conn.execute(schema.job_events.insert(), events)
+            _insert_events(conn, events)
             if nxt is not None:
                 return True, nxt
         # Committed: a decision waits for the admission lock in a transaction of its own,
@@ -1005,8 +1010,8 @@ class JobStore:
                                    cpu_seconds=cpu_seconds)]
         )  # fmt: skip
         if done.has_dependents:
-            if events:  # its success first, then the dependents it queues
-                conn.execute(schema.job_events.insert(), events)
+            if events is not None:  # its success first, then the dependents it queues
+                _insert_events(conn, events)
                 events.clear()
             self.dependencies.release(conn, job_id, now)
         return ChainPlan.load(done.chain_plan)
