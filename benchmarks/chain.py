@@ -86,12 +86,35 @@ def measure(jobs: int, db_url: str | None = None) -> dict:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def count_statements() -> dict[str, int]:
+    """Count every statement SQLAlchemy sends from now on, by its first words (a dict the
+    caller reads after the run); pool pre-pings and commits are not statements here."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    counts: dict[str, int] = {}
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, params, context, executemany) -> None:
+        key = " ".join(statement.split()[:3])
+        counts[key] = counts.get(key, 0) + 1
+
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--db-url", default=None, help="default: SQLite in a temporary folder")
+    parser.add_argument(
+        "--statements", action="store_true", help="also print the statements sent per job (the set-up's INSERT INTO jobs included)"
+    )
     args = parser.parse_args()
+    counts = count_statements() if args.statements else None
     measured = measure(args.jobs, args.db_url)
+    if counts is not None:
+        per_job = {k: round(n / measured["jobs"], 2) for k, n in counts.items()}
+        measured["statements_per_job"] = {k: v for k, v in per_job.items() if v >= 0.5}
     result = {
         "benchmark": "chain",
         "db": (args.db_url or "sqlite").split(":", 1)[0],
