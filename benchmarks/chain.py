@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--db-url", default=None, help="default: SQLite in a temporary folder")
     parser.add_argument(
-        "--statements", action="store_true", help="also print the statements sent per job (the set-up's INSERT INTO jobs included)"
+        "--statements",
+        action="store_true",
+        help="also print the statements sent per job (the set-up's INSERT INTO jobs included)",
     )
     args = parser.parse_args()
     counts = count_statements() if args.statements else None
