@@ -16,6 +16,7 @@ through the API, so what works here works against a remote server:
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import signal
@@ -133,8 +134,6 @@ _TRACKER_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
 def _quiet_dask() -> Iterator[None]:
     """Dask logs errors only in this process, and the processes it starts ignore the
     semaphore warning (PYTHONWARNINGS), for an embedded platform's life; restored after."""
-    import logging
-
     saved = {name: logging.getLogger(name).level for name in _DASK_LOGGERS}
     warnings_before = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (warnings_before, _TRACKER_WARNING)))
@@ -165,6 +164,14 @@ def _quiet_unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
     return quiet
 
 
+def _not_a_lost_heartbeat(record: logging.LogRecord) -> bool:
+    """False for a worker's "Failed to communicate with scheduler during heartbeat": the
+    embedded scheduler lives in this command's process, so a worker loses it only while the
+    command shuts the platform down (a heartbeat in flight as the worker closes its
+    connections, seen after Ctrl-C)."""
+    return not record.getMessage().startswith("Failed to communicate with scheduler")
+
+
 def _quiet_workers(platform: Any) -> None:
     """Each Dask worker of the embedded cluster logs errors only: its "ended with
     CancelledError" warnings are the command's own Ctrl-C."""
@@ -178,10 +185,9 @@ def _quiet_workers(platform: Any) -> None:
         name = "zhuge-cli-quiet-shutdown"
 
         def setup(self, worker: Any) -> None:
-            import logging
-
             for logger in _DASK_LOGGERS:
                 logging.getLogger(logger).setLevel(logging.ERROR)
+            logging.getLogger("distributed.worker").addFilter(_not_a_lost_heartbeat)
             sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
 
     dask_client.register_plugin(QuietShutdown())
