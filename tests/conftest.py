@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
+# One terminal width for every test that reads rich's output, whatever runs the suite (a
+# pytest-xdist worker has no terminal: rich took 80 columns and cut a table's names).
+os.environ["COLUMNS"] = "160"
+
 
 def _shared_data_dir() -> Path:
     raw = os.environ.get("ZHUGE_TEST_DATA")

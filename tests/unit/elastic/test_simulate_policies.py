@@ -209,10 +209,7 @@ def test_cli_json_is_exactly_the_policies_object(tmp_path: Path) -> None:
 
 def test_cli_table_and_bad_policy(tmp_path: Path) -> None:
     args = _files(tmp_path)
-    # a wide terminal whatever runs the test (under pytest-xdist rich took 80 columns and cut
-    # the policy names)
-    wide = {"COLUMNS": "200"}
-    result = CliRunner().invoke(app, [*args, "--policy", "demand,fixed-mean"], env=wide)
+    result = CliRunner().invoke(app, [*args, "--policy", "demand,fixed-mean"])
     assert result.exit_code == 0, result.output
     assert "demand" in result.output and "fixed-mean" in result.output
     assert "a p50/p95" in result.output and "idle cost" in result.output
