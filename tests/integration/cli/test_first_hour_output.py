@@ -99,3 +99,19 @@ def test_progress_bar_shows_a_rounded_count_and_an_eta():
 def test_no_eta_before_a_total_or_any_progress():
     assert "eta" not in _render(total=None, completed=0.0, elapsed=10.0)
     assert "eta" not in _render(total=25.0, completed=0.0, elapsed=10.0)
+
+
+def test_an_error_piped_is_one_line_whatever_its_length(monkeypatch):
+    """CI's worker path (``/tmp/pytest-of-root/pytest-7/popen-gw0/...``) made a database URL
+    long enough for the error to wrap in the middle of "newer zhuge": a pipe or log gets each
+    error line whole, and only a terminal wraps it."""
+    import typer
+
+    from zhuge.cli.common import err_console, user_errors
+    from zhuge.errors import ZhugeError
+
+    monkeypatch.setattr(err_console, "_width", 60)  # narrower than the message
+    message = "the database at sqlite:///" + "d" * 90 + "/zhuge.db was written by a newer zhuge"
+    with err_console.capture() as captured, pytest.raises(typer.Exit), user_errors():
+        raise ZhugeError(message)
+    assert captured.get() == f"error: {message}\n"
