@@ -120,7 +120,7 @@ def cluster():  # type: ignore[no-untyped-def]
     """An existing Dask cluster, as an operator's ``dask scheduler`` + ``dask worker`` (or
     dask-jobqueue) would make it: zhuge joins it by address and started none of its workers."""
     with LocalCluster(
-        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0"
     ) as c:
         yield c
 
@@ -179,7 +179,7 @@ def test_a_scheduler_joins_though_a_worker_cannot_answer_the_check(db_url, caplo
     JobStore.open(db_url).dispose()
     with (
         LocalCluster(
-            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address="127.0.0.1:0"
         ) as cluster,
         Client(cluster) as client,
     ):
