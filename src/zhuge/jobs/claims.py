@@ -21,6 +21,7 @@ What the snapshot holds:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 J = schema.jobs
+_QUEUED = JobState.QUEUED.value
 NEWER = J.alias("newer")
 CANDIDATES_PER_TENANT = 32
 # A chain asks what admission starts on one worker next: each tenant's first few decide that
@@ -122,7 +124,7 @@ def claimed_values(
 # A worker's chain claims with prepared statements (built once: building a statement costs
 # more than running it): which planned jobs are still queued, and the claim of one of them,
 # refused if a job queued after the plan was made (id above b_seen) has a higher priority.
-# The tenants with queued jobs, by a loose scan of ix_jobs_tenant_state: one index probe per
+# The tenants with queued jobs, by a loose scan of ix_jobs_tenant_queue: one index probe per
 # tenant, where SELECT DISTINCT reads every queued row (both SQLite and PostgreSQL).
 _QUEUED_TENANTS = sa.text(
     """
@@ -148,16 +150,21 @@ _NEWER_FIRST = sa.select(NEWER.c.id).where(
 )
 
 
-def _claim_on_worker(target: Any) -> sa.Update:
-    """The claim of the queued job ``target`` (an id, or a query of one) on a worker."""
-    return (
-        J.update()
-        .where(
-            J.c.id == target,
+def _claim_on_worker(target: Any, *, checked: bool = False) -> sa.Update:
+    """The claim of the queued job ``target`` (an id, or a query of one that ``checked``
+    it is runnable and locked it) on a worker."""
+    runnable = (
+        ()
+        if checked
+        else (
             J.c.state == JobState.QUEUED.value,
             J.c.not_before <= sa.bindparam("b_now"),
             ~sa.exists(_NEWER_FIRST),
         )
+    )
+    return (
+        J.update()
+        .where(J.c.id == target, *runnable)
         .values(
             {
                 **claimed_values(
@@ -184,14 +191,25 @@ _CLAIM_FIRST_PLANNED = _claim_on_worker(
         _PLANNED.c.id == sa.any_(_PLAN_IDS),
         _PLANNED.c.state == JobState.QUEUED.value,
         _PLANNED.c.not_before <= sa.bindparam("b_now"),
+        ~sa.exists(
+            sa.select(NEWER.c.id).where(
+                NEWER.c.id > sa.bindparam("b_seen"),
+                NEWER.c.state == JobState.QUEUED.value,
+                NEWER.c.priority > _PLANNED.c.priority,
+            )
+        ),
     )
     .order_by(sa.func.array_position(_PLAN_IDS, _PLANNED.c.id))
     .limit(1)
     .with_for_update(skip_locked=True)
-    .scalar_subquery()
+    .scalar_subquery(),
+    checked=True,
 )
 """PostgreSQL: the first job of a plan still queued (rows other transactions hold are
-skipped), claimed in the same statement; one round trip where SQLite takes two."""
+skipped), claimed in the same statement; one round trip where SQLite takes two. Every
+condition is in the subquery, so only the row it claims is locked: a claim that finds none
+holds no row (the chain then decides in the same transaction, waiting for the admission
+lock, which a turn holding that lock must never wait behind)."""
 
 
 @dataclass
@@ -201,6 +219,10 @@ class Admitted:
     started: list[Job] = field(default_factory=list)
     preempted: list[int] = field(default_factory=list)
     decision: Decision = field(default_factory=Decision)
+    unseen: bool = False
+    """A turn right after may find more to start, if workers still have room: some tenant
+    has queued jobs beyond the candidates this decision read (its window was full), or a
+    job it placed was taken by a chain and no twin was left to start instead."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +260,39 @@ class _Seen:
     running: list[Running]
     attempts: dict[int, int]
     plans: dict[int, Any]
+    unseen: bool = False  # a tenant's candidate window was full (``Admitted.unseen``)
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+def _shape(resources: Any) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((k, float(v)) for k, v in (resources or {}).items() if v))
+
+
+def _twins(decision: Decision, seen: _Seen, job_id: int) -> list[int]:
+    """The jobs ``decision`` left waiting that it cannot tell from the started ``job_id``
+    (one copy each, the same tenant, resources, time limit and placement: the same quota,
+    share, worker and reservation apply), in the order it considered them: what starts
+    in its place if another chain took it meanwhile."""
+    by_id = {c.job_id: c for c in seen.candidates}
+    started = by_id.get(job_id)
+    if started is None or started.gang != 1:
+        return []
+
+    def key(c: Candidate) -> tuple[Any, ...]:
+        return (c.tenant, _shape(c.resources), c.gang, c.timeout_s, c.placement)
+
+    wanted = key(started)
+    return [i for i in decision.waiting if (c := by_id.get(i)) is not None and key(c) == wanted]
+
+
+def _rename_slots(decision: Decision, renamed: dict[int, int]) -> None:
+    """Chain groups whose slot was a start replaced by another job (``_substitute``): the
+    plan goes on the job that started instead."""
+    if renamed:
+        decision.chains = [
+            dataclasses.replace(g, slots=tuple(renamed.get(i, i) for i in g.slots))
+            for g in decision.chains
+        ]
 
 
 def _slots(workers: Sequence[Worker]) -> list[WorkerSlot]:
@@ -288,16 +343,20 @@ class Claims:
 
     def _candidates(
         self, conn: Connection, now: float, per_tenant: int = CANDIDATES_PER_TENANT
-    ) -> tuple[list[Candidate], dict[int, str]]:
+    ) -> tuple[list[Candidate], dict[int, str], bool]:
+        """Each tenant's window of candidates (see the module's docstring), their stored
+        pending reasons, and whether any tenant has more queued than its window holds."""
         runnable = sa.and_(J.c.state == JobState.QUEUED.value, J.c.not_before <= now)
         tenants = list(conn.execute(_QUEUED_TENANTS).scalars())
         rows: dict[int, Any] = {}
+        unseen = False
         for tenant in tenants:
             mine = sa.and_(runnable, J.c.tenant == tenant)
             for order in ((J.c.priority.desc(), J.c.id), (J.c.id,)):
                 query = sa.select(*_CANDIDATE_COLUMNS).where(mine).order_by(*order)
-                for r in conn.execute(query.limit(per_tenant)):
-                    rows[r.id] = r
+                window = conn.execute(query.limit(per_tenant)).all()
+                unseen = unseen or len(window) >= per_tenant
+                rows.update((r.id, r) for r in window)
         candidates = [
             Candidate(
                 job_id=r.id,
@@ -311,7 +370,7 @@ class Claims:
             )
             for r in rows.values()
         ]
-        return candidates, {r.id: r.pending_reason for r in rows.values()}
+        return candidates, {r.id: r.pending_reason for r in rows.values()}, unseen
 
     def _usage(self, conn: Connection) -> dict[str, tuple[dict[str, float], float]]:
         U = schema.tenant_usage
@@ -391,7 +450,8 @@ class Claims:
         if drained is None:
             drained = self._drained(conn)
         seen = self._running(conn, frozenset(drained))
-        candidates, reasons = self._candidates(conn, now, per_tenant)
+        candidates, reasons, seen.unseen = self._candidates(conn, now, per_tenant)
+        seen.candidates = candidates
         usage = self._usage(conn)
         if update_usage:
             decayed = self._update_usage(conn, usage, seen.running, config, now)
@@ -450,18 +510,18 @@ class Claims:
                 drained=drained,
             )
             placed = {i: w for i, w in decision.started().items() if set(w) <= mine}
+            raced = False
             if placed:
+                claim = J.update().values(
+                    claimed_values(
+                        now,
+                        owner=owner,
+                        lease_seconds=lease_seconds,
+                        assigned=sa.bindparam("b_workers", type_=sa.JSON),
+                    )
+                )
                 conn.execute(
-                    J.update()
-                    .where(J.c.id == sa.bindparam("b_id"), J.c.state == JobState.QUEUED.value)
-                    .values(
-                        claimed_values(
-                            now,
-                            owner=owner,
-                            lease_seconds=lease_seconds,
-                            assigned=sa.bindparam("b_workers", type_=sa.JSON),
-                        )
-                    ),
+                    claim.where(J.c.id == sa.bindparam("b_id"), J.c.state == _QUEUED),
                     [{"b_id": i, "b_workers": list(w)} for i, w in placed.items()],
                 )
                 rows = conn.execute(
@@ -471,6 +531,12 @@ class Claims:
                         J.c.worker.is_(None),  # not one a chain of ours claimed meanwhile
                     )
                 ).all()
+                lost = [i for i in placed if i not in {r.id for r in rows}]
+                if lost:
+                    subs = self._substitute(conn, claim, lost, placed, decision, seen)
+                    rows += subs.values()
+                    _rename_slots(decision, {i: r.id for i, r in subs.items()})
+                    raced = len(subs) < len(lost)
                 started = sorted((store._job(r) for r in rows), key=lambda j: (-j.priority, j.id))
                 store._event(
                     conn,
@@ -502,7 +568,38 @@ class Claims:
                     .values(pending_reason=sa.bindparam("b_reason")),
                     changed,
                 )
-        return Admitted(started, preempted, decision)
+        return Admitted(started, preempted, decision, unseen=seen.unseen or raced)
+
+    def _substitute(
+        self,
+        conn: Connection,
+        claim: sa.Update,
+        lost: list[int],
+        placed: dict[int, tuple[str, ...]],
+        decision: Decision,
+        seen: _Seen,
+    ) -> dict[int, Any]:
+        """Jobs claimed in place of the ``lost`` ones: jobs this decision placed that a
+        worker's chain took meanwhile (a chain claims the head of the queue, which is what
+        a decision starts first, without waiting for the admission lock). Each is replaced
+        by the next candidate the decision left waiting that it cannot tell from it: the
+        same tenant, resources, gang, time limit and placement, so the same quota, share,
+        worker and reservation apply; the decision's order (``Decision.waiting``) is kept.
+        Without this, a busy queue's turn would often start nothing and the freed worker
+        would wait for the next turn. Returns the claimed rows by the id each replaces."""
+        one = claim.where(J.c.id == sa.bindparam("b_id"), J.c.state == _QUEUED).returning(*J.c)
+        out: dict[int, Any] = {}
+        tried: set[int] = set()
+        for job_id in lost:
+            for twin in _twins(decision, seen, job_id):
+                if twin in tried:
+                    continue
+                tried.add(twin)
+                row = conn.execute(one, {"b_id": twin, "b_workers": list(placed[job_id])}).first()
+                if row is not None:
+                    out[job_id] = row
+                    break
+        return out
 
     def _write_plans(
         self, conn: Connection, decision: Decision, seen: _Seen, started: dict[int, int]
@@ -561,6 +658,15 @@ class Claims:
         heartbeat and stops; one that does not within the grace period is given up."""
         out = []
         for p in decision.preempt:
+            if (
+                self.store.is_postgres
+                and not conn.execute(
+                    sa.select(J.c.id).where(J.c.id == p.job_id).with_for_update(skip_locked=True)
+                ).first()
+            ):
+                # held by its own chain's transaction, which may be waiting for the
+                # admission lock this turn holds: the next turn asks it, if it still runs
+                continue
             row = conn.execute(
                 J.update()
                 .where(
@@ -665,8 +771,9 @@ class Claims:
         lease_seconds: float,
         resources: dict[str, float],
     ) -> Job | None:
-        """In a transaction of its own (``conn`` holds no row lock: it waits for the
-        admission lock): the job admission starts next on ``worker`` needing exactly
+        """Within ``conn``, which waits here for the admission lock (so it may hold no row
+        a turn waits for: at most the attempt that just ended on ``worker``, see
+        ``JobStore.complete_and_claim_next``): the job admission starts next on ``worker`` needing exactly
         ``resources``, claimed and started there, with a plan of the jobs to follow it;
         None if admission starts no such job. Only a one-copy job is chained; everything
         else waits for a scheduler's turn."""
@@ -700,23 +807,30 @@ class Claims:
         job_id = next((i for i in ids if i in fitting), None)
         if job_id is None:
             return None
-        return self._claim(
-            conn,
-            job_id,
-            next(
-                (
-                    ChainPlan(uuid.uuid4().hex[:12], seen.newest, g.jobs)
-                    for g in decision.chains
-                    if job_id in g.slots and g.jobs
-                ),
-                ChainPlan("", seen.newest, ()),
+        plan = next(
+            (
+                ChainPlan(uuid.uuid4().hex[:12], seen.newest, g.jobs)
+                for g in decision.chains
+                if job_id in g.slots and g.jobs
             ),
-            now,
-            owner=owner,
-            worker=worker,
-            lease_seconds=lease_seconds,
-            planned=False,
+            ChainPlan("", seen.newest, ()),
         )
+        # The job decided may be taken meanwhile by another chain, whose plan starts with
+        # the same head of the queue: then its first twin still queued (``_twins``).
+        for target in (job_id, *_twins(decision, seen, job_id)):
+            job = self._claim(
+                conn,
+                target,
+                plan,
+                now,
+                owner=owner,
+                worker=worker,
+                lease_seconds=lease_seconds,
+                planned=False,
+            )
+            if job is not None:
+                return job
+        return None
 
     def _claim_planned(
         self,

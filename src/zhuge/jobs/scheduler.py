@@ -85,8 +85,9 @@ class Scheduler:
         self._workers: list[Worker] = []
         self._last_housekeeping = -math.inf
         self._room: dict[str, dict[str, float]] | None = None
-        """Each worker's free capacity after the last turn that started nothing (None after
-        one that started something, or before the first): read by ``notify``."""
+        """Each worker's free capacity after the last turn, once what it started holds its
+        share (None before the first): read by ``notify``."""
+        self._look_again = False  # the last turn may have left startable work unseen
         self._nothing_waited = False  # that turn left no queued job waiting
         self._prompt = False  # a submission that can start now: no idle gap before its turn
         self._thread: threading.Thread | None = None
@@ -144,7 +145,7 @@ class Scheduler:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                busy = self.run_once()
+                busy = self.run_once() and self._look_again
             except Exception:
                 log.exception("scheduler turn failed; retrying")
                 busy = False
@@ -162,7 +163,10 @@ class Scheduler:
             self._prompt = False
 
     def run_once(self) -> bool:
-        """One turn of the loop; True if it started any job (so look again at once)."""
+        """One turn of the loop; True if it started any job. The loop looks again at once
+        only if that turn may have left more to start (``_look_again``): each turn holds
+        the admission lock that workers' chains wait for, so a turn that could find
+        nothing new is not taken."""
         self._reap_finished()
         self._housekeeping()
         return self._admit() > 0
@@ -205,6 +209,7 @@ class Scheduler:
             flight = self._in_flight.pop((job.id, job.attempt), None)
             if flight is not None:
                 flight.future.cancel()
+        self.store.refresh_statistics()  # a burst of submissions changes the plans to use
         workers = self.executor.workers()
         self.store.record_workers(self.name, workers)
         self._workers = workers
@@ -280,8 +285,15 @@ class Scheduler:
         )
         for job in admitted.started:
             self._launch(job)
-        self._room = None if admitted.started else admitted.decision.free
+        free = admitted.decision.free
+        self._room = free
         self._nothing_waited = not admitted.decision.waiting
+        # Look again at once only if a tenant has queued jobs the decision did not read
+        # (its candidate window was full) and a worker still has room for another job the
+        # size of one just started: otherwise the next turn would decide the same.
+        self._look_again = admitted.unseen and any(
+            _has_room(job.resources, room) for job in admitted.started for room in free.values()
+        )
         return len(admitted.started)
 
     def _launch(self, job: Job) -> None:

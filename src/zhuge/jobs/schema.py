@@ -138,12 +138,18 @@ jobs = sa.Table(
     sa.Column("model_ref", sa.String(300)),
     sa.Column("model_version", sa.String(300)),
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_idempotency"),
-    sa.Index("ix_jobs_claim", "state", "resource_class", "priority", "id"),
     sa.Index("ix_jobs_lease", "state", "lease_expires_at"),
     sa.Index("ix_jobs_tenant", "tenant", "id"),
-    sa.Index("ix_jobs_tenant_state", "state", "tenant", "priority", "id"),
     sa.Index("ix_jobs_pipeline", "pipeline_id"),
 )
+# The queue in the orders admission reads it (``zhuge.jobs.claims``, migration 0013): all of
+# it by priority, highest first, then FIFO (a chain's claim checks nothing newer outranks
+# its job); each tenant's the same way, and FIFO alone (the oldest, so an aged job is seen).
+sa.Index("ix_jobs_queue", jobs.c.state, jobs.c.priority.desc(), jobs.c.id)
+sa.Index(
+    "ix_jobs_tenant_queue", jobs.c.state, jobs.c.tenant, jobs.c.priority.desc(), jobs.c.id
+)
+sa.Index("ix_jobs_tenant_age", jobs.c.state, jobs.c.tenant, jobs.c.id)
 
 # A job waits (blocked) until every job it was submitted after has succeeded.
 job_dependencies = sa.Table(

@@ -64,6 +64,10 @@ DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 MAX_LIST_LIMIT = 1000
 WORKER_LIVE_SECONDS = 10.0  # a worker not reported for this long is shown as gone
 WORKER_FORGET_SECONDS = 3600.0  # rows of schedulers that died without saying goodbye
+# ``refresh_statistics``: ANALYZE jobs once this many rows + this fraction of it changed
+ANALYZE_ROWS = 50
+ANALYZE_FRACTION = 0.1
+ANALYZE_LOCK = 0x7A6875676573  # "zhuges": one scheduler analyses at a time
 OFFER_SECONDS = 1.0
 """How long ``JobStore.offered`` keeps what the cluster offers before reading it again: the
 schedulers record the workers every second or so (``scheduler.HOUSEKEEPING_SECONDS``), so a
@@ -953,9 +957,16 @@ class JobStore:
         lease_seconds: float,
         resources: dict[str, float],
     ) -> tuple[bool, Job | None]:
-        """``complete`` and the claim of the next job of the attempt's chain plan in one
-        transaction (one commit per chained job); with no planned job left, ``claim_next``
-        after the commit. Nothing is claimed when the commit lost."""
+        """``complete`` and the claim of the next job in one transaction (one commit per
+        chained job): the first of the attempt's chain plan still queued or, with none
+        left, the job a decision starts on this worker (``claim_next``, which waits for
+        the admission lock). Nothing is claimed when the commit lost.
+
+        One transaction, so no scheduler's turn ever sees the worker free between two jobs
+        of its chain: a turn that did would place a job there that Dask runs only once the
+        chain ends, and the chain, finding its worker taken, would end. It holds one row
+        while it waits for the lock, the finished job's, which a turn holding that lock
+        never waits for (it skips locked rows when it writes plans or asks to yield)."""
         with self._tx() as conn:
             events: list[dict[str, Any]] = []  # the success's and the claim's: one insert
             plan = self._complete(conn, job_id, attempt, result, cpu_seconds, progress, events)
@@ -968,13 +979,15 @@ class JobStore:
                     events=events,
                 )  # fmt: skip
             _insert_events(conn, events)
-            if nxt is not None:
-                return True, nxt
-        # Committed: a decision waits for the admission lock in a transaction of its own,
-        # holding no row a scheduler's turn (which holds that lock) may want.
-        return True, self.claim_next(
-            owner=owner, worker=worker, lease_seconds=lease_seconds, resources=resources
-        )
+            if nxt is None:
+                nxt = self.claims.claim_next(
+                    conn,
+                    owner=owner,
+                    worker=worker,
+                    lease_seconds=lease_seconds,
+                    resources=resources,
+                )
+            return True, nxt
 
     def _complete(
         self,
@@ -1293,6 +1306,33 @@ class JobStore:
                     ],
                 )
         self.forget_offer()  # after the commit: a read meanwhile may have kept the old view
+
+    def refresh_statistics(self) -> bool:
+        """PostgreSQL: ``ANALYZE jobs`` when enough rows changed since its statistics were
+        taken (autovacuum's own rule, 50 rows + 10 %, checked each housekeeping instead of
+        once a minute). A queue that grows from a few jobs to thousands in seconds (a
+        burst of submissions) otherwise keeps the statistics of the nearly empty table:
+        the planner takes ``state = 'queued'`` for a rare value and reads every queued row
+        to find the few a claim or a turn asks for, milliseconds each instead of
+        microseconds. One scheduler at a time (a try-lock; another skips); True if it ran.
+        SQLite plans without statistics: nothing to do."""
+        if not self.is_postgres:
+            return False
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s "
+                    "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = CAST('jobs' AS regclass)"
+                )
+            ).first()
+            if row is None or row[0] <= ANALYZE_ROWS + ANALYZE_FRACTION * max(row[1], 0.0):
+                return False
+            if not conn.execute(
+                sa.select(sa.func.pg_try_advisory_xact_lock(ANALYZE_LOCK))
+            ).scalar():
+                return False
+            conn.exec_driver_sql("ANALYZE jobs")
+        return True
 
     def forget_workers(self, scheduler: str) -> None:
         with self._tx() as conn:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.platform.fakes import FakeExecutor
 from zhuge.config import Settings
+from zhuge.jobs.claims import CANDIDATES_PER_TENANT
 from zhuge.jobs.executor import Capacity
 from zhuge.jobs.scheduler import HOUSEKEEPING_SECONDS, Scheduler
 from zhuge.jobs.states import JobState
@@ -255,3 +256,23 @@ def test_a_submission_that_fits_an_idle_cluster_skips_the_idle_gap(store, settin
     assert s.run_once() is False
     s.notify([{"CPU": 1.0}])
     assert s.wake.is_set() and not s._prompt
+
+
+def test_a_turn_is_followed_at_once_only_if_it_may_have_left_work_unseen(store, settings, clock):
+    """Each turn holds the admission lock the workers' chains wait for: one that saw the
+    whole queue is not repeated at once (the next comes when an attempt ends or at the
+    poll); one that read only a tenant's first candidates and left workers room is."""
+    for _ in range(3):
+        submit(store)
+    s = scheduler_for(store, settings, clock, cpu=2)
+    assert s.run_once() is True and s._look_again is False
+    assert all(room == {"CPU": 0.0} for room in (s._room or {}).values())
+    deep = CANDIDATES_PER_TENANT + 10
+    for _ in range(deep):
+        submit(store)
+    big = scheduler_for(store, settings, clock, cpu=deep + 20, name="s2")
+    assert big.run_once() is True and big._look_again is True
+    first = len(big.executor.futures)
+    assert first == CANDIDATES_PER_TENANT  # one tenant's window
+    assert big.run_once() is True
+    assert len(big.executor.futures) == deep + 1 and big._look_again is False

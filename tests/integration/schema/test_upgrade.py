@@ -207,6 +207,14 @@ def check_the_newest_columns(store: JobStore, jobs) -> None:  # type: ignore[no-
         flags = dict(conn.execute(sa.select(J.c.id, J.c.has_dependents)).all())
         assert {i: bool(flags[int(i)]) for i in jobs} == {i: int(i) == running.id for i in jobs}
         conn.rollback()
+    # 0013: the queue's orders as indexes, the two they replace gone
+    indexes = {
+        ix["name"]: ix["column_names"] for ix in sa.inspect(store.engine).get_indexes("jobs")
+    }
+    assert indexes["ix_jobs_queue"] == ["state", "priority", "id"]
+    assert indexes["ix_jobs_tenant_queue"] == ["state", "tenant", "priority", "id"]
+    assert indexes["ix_jobs_tenant_age"] == ["state", "tenant", "id"]
+    assert not {"ix_jobs_claim", "ix_jobs_tenant_state"} & set(indexes)
     # 0010: pools and costs, empty; an upgraded job's next attempt records its usage
     with store.engine.connect() as conn:
         for table in (schema.pool_config, schema.autoscaler_lease, schema.autoscaler_decisions,
