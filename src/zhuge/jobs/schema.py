@@ -146,9 +146,7 @@ jobs = sa.Table(
 # it by priority, highest first, then FIFO (a chain's claim checks nothing newer outranks
 # its job); each tenant's the same way, and FIFO alone (the oldest, so an aged job is seen).
 sa.Index("ix_jobs_queue", jobs.c.state, jobs.c.priority.desc(), jobs.c.id)
-sa.Index(
-    "ix_jobs_tenant_queue", jobs.c.state, jobs.c.tenant, jobs.c.priority.desc(), jobs.c.id
-)
+sa.Index("ix_jobs_tenant_queue", jobs.c.state, jobs.c.tenant, jobs.c.priority.desc(), jobs.c.id)
 sa.Index("ix_jobs_tenant_age", jobs.c.state, jobs.c.tenant, jobs.c.id)
 
 # A job waits (blocked) until every job it was submitted after has succeeded.
