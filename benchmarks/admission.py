@@ -522,6 +522,13 @@ def main() -> None:
     )
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare the queue with")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the queue comparison this many times and print each round's change and "
+        "their median (on a shared 2-core machine one round moves by tens of per cent)",
+    )
+    parser.add_argument(
         "--postgres-url", default=os.environ.get("ZHUGE_TEST_POSTGRES_URL", DEFAULT_PG)
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -556,7 +563,10 @@ def main() -> None:
     sim = simulator_speed(args) if "simulator" in parts else {}
     # what is measured so far, in case the comparison (subprocesses) fails
     print(json.dumps({"partial": True, "store": turns, "decide": alone, "simulator": sim}))
-    compare = queue_comparison(args, backends) if "queue" in parts else []
+    compare = []
+    for round_ in range(args.rounds if "queue" in parts else 0):
+        compare += [{"round": round_ + 1, **row} for row in queue_comparison(args, backends)]
+    changes = queue_changes(compare)
 
     print(f"\n{machine}\n")
     if turns:
@@ -593,6 +603,7 @@ def main() -> None:
         table(
             compare,
             [
+                "round",
                 "what",
                 "backend",
                 "tree",
@@ -605,6 +616,9 @@ def main() -> None:
                 "max_attempts_seen",
             ],
         )
+    if changes:
+        print(f"\n   admission's change to the queue, per round and median of {args.rounds}")
+        table(changes, list(changes[0]))
     print(
         json.dumps(
             {
@@ -614,9 +628,44 @@ def main() -> None:
                 "decide": alone,
                 "simulator": sim,
                 "queue": compare,
+                "queue_changes": changes,
             }
         )
     )
+
+
+def queue_changes(rows: list[dict]) -> list[dict]:
+    """Per backend: each round's change in the queue's jobs/s and in the chain's CPU per job
+    (with admission against before it, in per cent), and the medians."""
+    import statistics
+
+    def value(what: str, backend: str, round_: int, before: bool, key: str) -> float | None:
+        for r in rows:
+            if (r["what"], r["backend"], r["round"]) == (what, backend, round_) and r[
+                "tree"
+            ].startswith("before") == before:
+                return r.get(key)
+        return None
+
+    out = []
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        rounds = sorted({r["round"] for r in rows if r["backend"] == backend})
+        for what, key in (("queue", "jobs_per_s"), ("chain", "cpu_ms_per_job")):
+            pct = []
+            for n in rounds:
+                new, old = value(what, backend, n, False, key), value(what, backend, n, True, key)
+                if new is not None and old:
+                    pct.append(round(100 * (new / old - 1), 1))
+            if pct:
+                out.append(
+                    {
+                        "backend": backend,
+                        "measure": f"{what} {key}",
+                        "change_per_round_pct": " ".join(f"{p:+.1f}" for p in pct),
+                        "median_pct": f"{statistics.median(pct):+.1f}",
+                    }
+                )
+    return out
 
 
 if __name__ == "__main__":
