@@ -773,10 +773,10 @@ class Claims:
     ) -> Job | None:
         """Within ``conn``, which waits here for the admission lock (so it may hold no row
         a turn waits for: at most the attempt that just ended on ``worker``, see
-        ``JobStore.complete_and_claim_next``): the job admission starts next on ``worker`` needing exactly
-        ``resources``, claimed and started there, with a plan of the jobs to follow it;
-        None if admission starts no such job. Only a one-copy job is chained; everything
-        else waits for a scheduler's turn."""
+        ``JobStore.complete_and_claim_next``): the job admission starts next on ``worker``
+        needing exactly ``resources``, claimed and started there, with a plan of the jobs to
+        follow it; None if admission starts no such job. Only a one-copy job is chained;
+        everything else waits for a scheduler's turn."""
         store = self.store
         self._lock(conn)
         now = store.clock()
