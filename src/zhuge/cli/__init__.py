@@ -88,6 +88,9 @@ def root(
     piped = not console.is_terminal and not os.environ.get("COLUMNS")  # a file has no width
     console.width = WIDE_WIDTH if wide or piped else None  # type: ignore[assignment]
     err_console.width = WIDE_WIDTH if wide else None  # type: ignore[assignment]
+    # messages and errors: a terminal wraps them at its width; a pipe or a log file gets
+    # each line whole, so a script or grep finds it whatever the length of the paths in it
+    err_console.soft_wrap = not err_console.is_terminal
     run.detach.on = detach
     with user_errors():
         config = load_config()

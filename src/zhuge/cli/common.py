@@ -149,13 +149,10 @@ def user_errors(json_output: bool = False, flags: Flags = None) -> Iterator[None
                 }
             )
         else:
-            # a terminal wraps at its width; a pipe or a log file gets each line whole, so
-            # a script or grep finds the message whatever the length of the paths in it
-            whole = not err_console.is_terminal
             first, *rest = in_flag_words(exc, flags)
-            err_console.print(f"[bold red]error:[/] {escape(first)}", soft_wrap=whole)
+            err_console.print(f"[bold red]error:[/] {escape(first)}")
             for line in rest:
-                err_console.print(f"  [red]•[/] {escape(line)}", soft_wrap=whole)
+                err_console.print(f"  [red]•[/] {escape(line)}")
         raise typer.Exit(1) from None
 
 
