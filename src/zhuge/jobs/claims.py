@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 J = schema.jobs
-_QUEUED = JobState.QUEUED.value
 NEWER = J.alias("newer")
 CANDIDATES_PER_TENANT = 32
 # A chain asks what admission starts on one worker next: each tenant's first few decide that
@@ -143,11 +142,18 @@ _STILL_QUEUED = sa.select(J.c.id).where(
     J.c.not_before <= sa.bindparam("b_now"),
 )
 _STATE = sa.select(J.c.state).where(J.c.id == sa.bindparam("b_id"))
-_NEWER_FIRST = sa.select(NEWER.c.id).where(
-    NEWER.c.id > sa.bindparam("b_seen"),
-    NEWER.c.state == JobState.QUEUED.value,
-    NEWER.c.priority > J.c.priority,
-)
+
+
+def _newer_first(priority: Any) -> sa.Select[Any]:
+    """Jobs queued after the plan was made (id above b_seen) that outrank ``priority``."""
+    return sa.select(NEWER.c.id).where(
+        NEWER.c.id > sa.bindparam("b_seen"),
+        NEWER.c.state == JobState.QUEUED.value,
+        NEWER.c.priority > priority,
+    )
+
+
+_NEWER_FIRST = _newer_first(J.c.priority)
 
 
 def _claim_on_worker(target: Any, *, checked: bool = False) -> sa.Update:
@@ -191,13 +197,7 @@ _CLAIM_FIRST_PLANNED = _claim_on_worker(
         _PLANNED.c.id == sa.any_(_PLAN_IDS),
         _PLANNED.c.state == JobState.QUEUED.value,
         _PLANNED.c.not_before <= sa.bindparam("b_now"),
-        ~sa.exists(
-            sa.select(NEWER.c.id).where(
-                NEWER.c.id > sa.bindparam("b_seen"),
-                NEWER.c.state == JobState.QUEUED.value,
-                NEWER.c.priority > _PLANNED.c.priority,
-            )
-        ),
+        ~sa.exists(_newer_first(_PLANNED.c.priority)),
     )
     .order_by(sa.func.array_position(_PLAN_IDS, _PLANNED.c.id))
     .limit(1)
@@ -220,9 +220,11 @@ class Admitted:
     preempted: list[int] = field(default_factory=list)
     decision: Decision = field(default_factory=Decision)
     unseen: bool = False
-    """A turn right after may find more to start, if workers still have room: some tenant
-    has queued jobs beyond the candidates this decision read (its window was full), or a
-    job it placed was taken by a chain and no twin was left to start instead."""
+    """Some tenant has queued jobs beyond the candidates this decision read (its window was
+    full): a turn right after may find more to start, if workers still have room."""
+    raced: bool = False
+    """A job it placed was taken by a chain meanwhile and no twin was left to start in its
+    place: its worker may still be free, and a turn right after will see it."""
 
 
 @dataclass(frozen=True)
@@ -254,13 +256,14 @@ class ChainPlan:
 @dataclass
 class _Seen:
     """What one snapshot read: the newest job id, the running attempts, and each one's
-    attempt number and stored chain plan (to write only the plans that changed)."""
+    attempt number and stored chain plan (to write only the plans that changed); the
+    candidates (for ``_twins``) and whether a tenant's window of them was full."""
 
     newest: int
     running: list[Running]
     attempts: dict[int, int]
     plans: dict[int, Any]
-    unseen: bool = False  # a tenant's candidate window was full (``Admitted.unseen``)
+    unseen: bool = False
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -521,7 +524,7 @@ class Claims:
                     )
                 )
                 conn.execute(
-                    claim.where(J.c.id == sa.bindparam("b_id"), J.c.state == _QUEUED),
+                    claim.where(J.c.id == sa.bindparam("b_id"), J.c.state == JobState.QUEUED.value),
                     [{"b_id": i, "b_workers": list(w)} for i, w in placed.items()],
                 )
                 rows = conn.execute(
@@ -568,7 +571,7 @@ class Claims:
                     .values(pending_reason=sa.bindparam("b_reason")),
                     changed,
                 )
-        return Admitted(started, preempted, decision, unseen=seen.unseen or raced)
+        return Admitted(started, preempted, decision, unseen=seen.unseen, raced=raced)
 
     def _substitute(
         self,
@@ -587,7 +590,9 @@ class Claims:
         worker and reservation apply; the decision's order (``Decision.waiting``) is kept.
         Without this, a busy queue's turn would often start nothing and the freed worker
         would wait for the next turn. Returns the claimed rows by the id each replaces."""
-        one = claim.where(J.c.id == sa.bindparam("b_id"), J.c.state == _QUEUED).returning(*J.c)
+        one = claim.where(
+            J.c.id == sa.bindparam("b_id"), J.c.state == JobState.QUEUED.value
+        ).returning(*J.c)
         out: dict[int, Any] = {}
         tried: set[int] = set()
         for job_id in lost:

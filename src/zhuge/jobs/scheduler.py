@@ -145,7 +145,8 @@ class Scheduler:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                busy = self.run_once() and self._look_again
+                self.run_once()
+                busy = self._look_again
             except Exception:
                 log.exception("scheduler turn failed; retrying")
                 busy = False
@@ -164,9 +165,9 @@ class Scheduler:
 
     def run_once(self) -> bool:
         """One turn of the loop; True if it started any job. The loop looks again at once
-        only if that turn may have left more to start (``_look_again``): each turn holds
-        the admission lock that workers' chains wait for, so a turn that could find
-        nothing new is not taken."""
+        only if the turn may have left something to start (``_look_again``), not merely
+        because it started something: each turn holds the admission lock that workers'
+        chains wait for, so a turn that could find nothing new is not taken."""
         self._reap_finished()
         self._housekeeping()
         return self._admit() > 0
@@ -288,11 +289,15 @@ class Scheduler:
         free = admitted.decision.free
         self._room = free
         self._nothing_waited = not admitted.decision.waiting
-        # Look again at once only if a tenant has queued jobs the decision did not read
-        # (its candidate window was full) and a worker still has room for another job the
-        # size of one just started: otherwise the next turn would decide the same.
-        self._look_again = admitted.unseen and any(
-            _has_room(job.resources, room) for job in admitted.started for room in free.values()
+        # Look again at once only if a job it placed went to a chain with no twin to start
+        # instead (that worker may still be free), or a tenant has queued jobs the decision
+        # did not read (its candidate window was full) and a worker still has room for
+        # another job the size of one just started: otherwise the next turn decides the same.
+        self._look_again = admitted.raced or (
+            admitted.unseen
+            and any(
+                _has_room(j.resources, room) for j in admitted.started for room in free.values()
+            )
         )
         return len(admitted.started)
 

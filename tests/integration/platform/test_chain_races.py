@@ -60,7 +60,7 @@ def test_a_turn_starts_a_twin_of_a_job_a_chain_took_meanwhile(store, clock, monk
     assert taken == [first]
     # the next job of the same tenant and shape starts where the decision placed the first
     assert [(j.id, j.assigned_workers) for j in admitted.started] == [(second, ["w1"])]
-    assert not admitted.unseen  # it saw the whole queue and started what it could
+    assert not (admitted.unseen or admitted.raced)  # it saw the whole queue and started it
 
 
 def test_a_twin_must_be_indistinguishable_and_a_turn_without_one_looks_again(
@@ -74,8 +74,8 @@ def test_a_twin_must_be_indistinguishable_and_a_turn_without_one_looks_again(
     assert taken == [first]
     assert admitted.started == []
     assert store.get(bigger[0]).state is JobState.QUEUED
-    # nothing took its place: the scheduler is told to look again at once
-    assert admitted.unseen
+    # nothing took its place: the scheduler is told its worker may still be free
+    assert admitted.raced and not admitted.unseen
 
 
 def test_a_chains_decision_takes_a_twin_when_another_chain_took_its_job(store, clock, monkeypatch):

@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from tests.integration.platform.fakes import FakeExecutor
+from tests.integration.platform.test_chain_races import taken_by_a_chain_after_the_decision
 from zhuge.config import Settings
 from zhuge.jobs.claims import CANDIDATES_PER_TENANT
 from zhuge.jobs.executor import Capacity
@@ -276,3 +277,14 @@ def test_a_turn_is_followed_at_once_only_if_it_may_have_left_work_unseen(store, 
     assert first == CANDIDATES_PER_TENANT  # one tenant's window
     assert big.run_once() is True
     assert len(big.executor.futures) == deep + 1 and big._look_again is False
+
+
+def test_a_turn_whose_only_job_went_to_a_chain_is_followed_at_once(
+    store, settings, clock, monkeypatch
+):
+    """It started nothing, yet its worker may still be free: the next turn comes at once,
+    not at the next poll."""
+    submit(store)
+    s = scheduler_for(store, settings, clock, cpu=1)
+    taken_by_a_chain_after_the_decision(monkeypatch, store)
+    assert s.run_once() is False and s._look_again is True
