@@ -44,12 +44,10 @@ log = logging.getLogger(__name__)
 J = schema.jobs
 NEWER = J.alias("newer")
 CANDIDATES_PER_TENANT = 32
-# A chain asks what admission starts on one worker next: each tenant's first few decide that
-# (a scheduler's turn, with the full window, places the rest).
-CHAIN_CANDIDATES_PER_TENANT = 4
 # How many jobs admission plans to follow each chainable attempt (``Decision.chains``): a
 # worker's chain takes them one statement each, and comes back to a full decision (under the
-# lock) only when its plan is spent or stale. A scheduler's turn replaces every plan.
+# lock) only when its plan is spent or stale. A scheduler's turn replaces every plan; a
+# chain's decision, the plan of its group.
 CHAIN_PLAN_DEPTH = 16
 ADMISSION_LOCK = 0x7A6875676561  # "zhugea": the advisory lock key admitting transactions take
 USAGE_UPDATE_SECONDS = 1.0  # decayed usage is brought up to date at most this often
@@ -253,6 +251,35 @@ class ChainPlan:
         return {"group": self.group, "seen": self.seen, "jobs": [list(j) for j in self.jobs]}
 
 
+@dataclass(frozen=True)
+class _ChainAsk:
+    """A worker's chain asking for a decision: its worker, the resources its attempts
+    hold, and the group of the plan it spent (``ChainPlan.group``; None when it had none)."""
+
+    worker: str
+    resources: dict[str, float]
+    group: str | None = None
+
+
+def _mates(running: Sequence[Running], chain: _ChainAsk) -> list[Running]:
+    """The chains a chain's decision plans for besides its own: other chainable attempts
+    of its shape on one worker each, those that shared its spent plan first, up to a group
+    (``admission.CHAIN_GROUP``). Chains of one shape take jobs from the same head of the
+    queue: planned apart, each plan would be spent by the others. Not only the plan's
+    sharers, or chains parted once (a row held while a plan was written) stay apart."""
+    shape = _shape(chain.resources)
+    others = [
+        r
+        for r in running
+        if r.chainable
+        and len(r.workers) == 1
+        and r.workers[0] != chain.worker
+        and _shape(r.resources) == shape
+    ]
+    others.sort(key=lambda r: (r.plan_group != chain.group, r.workers[0], r.job_id))
+    return others[: admission.CHAIN_GROUP - 1]
+
+
 @dataclass
 class _Seen:
     """What one snapshot read: the newest job id, the running attempts, and each one's
@@ -420,9 +447,8 @@ class Claims:
         now: float,
         *,
         update_usage: bool,
-        per_tenant: int = CANDIDATES_PER_TENANT,
         plan_depth: int = 0,
-        plan_workers: frozenset[str] | None = None,
+        chain: _ChainAsk | None = None,
         drained: set[str] | None = None,
     ) -> tuple[Decision, dict[int, str], _Seen]:
         snapshot, config, reasons, seen = self._snapshot(
@@ -430,9 +456,8 @@ class Claims:
             workers,
             now,
             update_usage=update_usage,
-            per_tenant=per_tenant,
             plan_depth=plan_depth,
-            plan_workers=plan_workers,
+            chain=chain,
             drained=drained,
         )
         return admission.decide(snapshot, config), reasons, seen
@@ -444,15 +469,23 @@ class Claims:
         now: float,
         *,
         update_usage: bool,
-        per_tenant: int = CANDIDATES_PER_TENANT,
         plan_depth: int = 0,
-        plan_workers: frozenset[str] | None = None,
+        chain: _ChainAsk | None = None,
         drained: set[str] | None = None,
     ) -> tuple[Snapshot, admission.QueueConfig, dict[int, str], _Seen]:
+        """What a decision reads (see the module's docstring). A chain's decision
+        (``chain``) plans for its group only (``_mates``), and reads enough candidates for
+        that group's plan."""
         config = self.store.queues.config(conn)
         if drained is None:
             drained = self._drained(conn)
         seen = self._running(conn, frozenset(drained))
+        per_tenant, plan_workers = CANDIDATES_PER_TENANT, None
+        if chain is not None:
+            mates = _mates(seen.running, chain)
+            plan_workers = frozenset((chain.worker, *(w for r in mates for w in r.workers)))
+            # the next job and a full plan for each place of the group, at most a turn's window
+            per_tenant = min(CANDIDATES_PER_TENANT, 1 + plan_depth * (1 + len(mates)))
         candidates, reasons, seen.unseen = self._candidates(conn, now, per_tenant)
         seen.candidates = candidates
         usage = self._usage(conn)
@@ -634,6 +667,10 @@ class Claims:
             for i in slots:
                 if plan is not None or seen.plans.get(i) is not None:
                     rows.append({"b_id": i, "b_attempt": attempts[i], "b_plan": plan})
+        self._store_plans(conn, rows)
+
+    def _store_plans(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` (b_id, b_attempt, b_plan) on the attempts still running."""
         if rows and self.store.is_postgres:
             # rows a chain holds (its attempt ending) are skipped, not waited for: that
             # chain may be waiting for nothing of ours, but a wait here holds the admission
@@ -775,16 +812,31 @@ class Claims:
         worker: str,
         lease_seconds: float,
         resources: dict[str, float],
+        spent: ChainPlan | None = None,
     ) -> Job | None:
         """Within ``conn``, which waits here for the admission lock (so it may hold no row
         a turn waits for: at most the attempt that just ended on ``worker``, see
         ``JobStore.complete_and_claim_next``): the job admission starts next on ``worker``
         needing exactly ``resources``, claimed and started there, with a plan of the jobs to
         follow it; None if admission starts no such job. Only a one-copy job is chained;
-        everything else waits for a scheduler's turn."""
+        everything else waits for a scheduler's turn.
+
+        ``spent``: the plan the chain just spent. The chains that shared it spend it
+        together, so the decision plans for all of them and the new plan goes on each, under
+        the same group name; and a chain that finds its plan spent first follows a newer
+        plan of its group, if another chain's decision made one meanwhile (the new plan could
+        not be written on an attempt that was ending at the time). Were each chain to plan
+        only for itself, every plan would start from the same head of the queue, each
+        chain's would be spent by the others, and a decision would be needed every few jobs."""
         store = self.store
         self._lock(conn)
         now = store.clock()
+        if spent is not None and spent.group:
+            newer = self._newer_plan(conn, spent)
+            if newer is not None:
+                job = self._claim_planned(conn, newer, now, owner, worker, lease_seconds)
+                if job is not None:
+                    return job
         drained = self._drained(conn)
         workers = [w for w in store._live_workers(conn, now) if w.address not in drained]
         if not any(w.address == worker for w in workers):
@@ -794,9 +846,8 @@ class Claims:
             workers,
             now,
             update_usage=False,
-            per_tenant=max(CHAIN_CANDIDATES_PER_TENANT, CHAIN_PLAN_DEPTH + 1),
             plan_depth=CHAIN_PLAN_DEPTH,
-            plan_workers=frozenset((worker,)),
+            chain=_ChainAsk(worker, resources, spent.group if spent is not None else None),
             drained=drained,
         )
         wanted = {k: float(v) for k, v in resources.items()}
@@ -812,16 +863,11 @@ class Claims:
         job_id = next((i for i in ids if i in fitting), None)
         if job_id is None:
             return None
-        plan = next(
-            (
-                ChainPlan(uuid.uuid4().hex[:12], seen.newest, g.jobs)
-                for g in decision.chains
-                if job_id in g.slots and g.jobs
-            ),
-            ChainPlan("", seen.newest, ()),
-        )
-        # The job decided may be taken meanwhile by another chain, whose plan starts with
-        # the same head of the queue: then its first twin still queued (``_twins``).
+        mine = next((g for g in decision.chains if job_id in g.slots and g.jobs), None)
+        group = spent.group if spent is not None and spent.group else uuid.uuid4().hex[:12]
+        plan = ChainPlan(group, seen.newest, mine.jobs if mine else ())
+        # The job decided may be taken meanwhile by another chain (a planned claim takes no
+        # lock): then its first twin still queued (``_twins``).
         for target in (job_id, *_twins(decision, seen, job_id)):
             job = self._claim(
                 conn,
@@ -834,8 +880,36 @@ class Claims:
                 planned=False,
             )
             if job is not None:
-                return job
-        return None
+                break
+        else:
+            return None
+        if mine is not None:  # the rest of the group: the same plan
+            self._store_plans(
+                conn,
+                [
+                    {"b_id": i, "b_attempt": seen.attempts[i], "b_plan": plan.dump()}
+                    for i in mine.slots
+                    if i != job_id and i in seen.attempts
+                ],
+            )
+        return job
+
+    def _newer_plan(self, conn: Connection, spent: ChainPlan) -> ChainPlan | None:
+        """The newest plan of ``spent``'s group on a running attempt, if it is not
+        ``spent`` itself: one a decision made after it (any plan on a running attempt is
+        charged, so following it keeps the rules; the claim checks it is not stale)."""
+        stored = conn.execute(
+            sa.select(J.c.chain_plan).where(
+                J.c.state == JobState.RUNNING.value,
+                J.c.chain_plan["group"].as_string() == spent.group,
+            )
+        ).scalars()
+        plans = [
+            p
+            for p in map(ChainPlan.load, stored)
+            if p is not None and p.seen >= spent.seen and p.jobs != spent.jobs
+        ]
+        return max(plans, key=lambda p: p.seen, default=None)
 
     def _claim_planned(
         self,

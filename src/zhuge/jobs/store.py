@@ -986,6 +986,7 @@ class JobStore:
                     worker=worker,
                     lease_seconds=lease_seconds,
                     resources=resources,
+                    spent=plan,
                 )
             return True, nxt
 

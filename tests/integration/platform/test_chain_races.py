@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from tests.conftest import empty_store, wait_for
 from zhuge.jobs import schema
 from zhuge.jobs.admission import Decision, Preempt
+from zhuge.jobs.claims import CHAIN_PLAN_DEPTH, ChainPlan
 from zhuge.jobs.model import Worker
 from zhuge.jobs.states import JobState
 from zhuge.jobs.store import JobRequest, JobStore
@@ -171,3 +172,66 @@ def test_statistics_are_refreshed_after_a_burst_of_submissions(store):
     finally:
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE jobs RESET (autovacuum_enabled)")
+
+
+def _plan(store: JobStore, job_id: int) -> ChainPlan | None:
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(J.c.chain_plan).where(J.c.id == job_id)).scalar()
+    return ChainPlan.load(stored)
+
+
+def _end_and_follow(store: JobStore, job, worker: str):
+    committed, nxt = store.complete_and_claim_next(
+        job.id, job.attempt, result=None, owner="s", worker=worker, lease_seconds=30,
+        resources={"CPU": 1.0},
+    )  # fmt: skip
+    assert committed
+    return nxt
+
+
+def test_a_chains_decision_plans_for_every_chain_of_its_shape(store, clock, monkeypatch):
+    """Two chains of one shape take jobs from the same head of the queue: one plan for both
+    (on both rows), which they follow in turn, no decision between, until it is spent."""
+    live(store, "w1", "w2")
+    queue(store, 60)
+    a = store.claim_next(owner="s", worker="w1", lease_seconds=30, resources={"CPU": 1.0})
+    b = store.claim_next(owner="s", worker="w2", lease_seconds=30, resources={"CPU": 1.0})
+    shared = _plan(store, b.id)
+    assert shared is not None and _plan(store, a.id) == shared  # written on w1's attempt too
+    assert len(shared.jobs) > CHAIN_PLAN_DEPTH  # a plan for both places, not one
+    decisions = []
+    decide = store.claims._decide
+    monkeypatch.setattr(
+        store.claims, "_decide", lambda *a, **k: decisions.append(1) or decide(*a, **k)
+    )
+    taken = []
+    for _ in range(len(shared.jobs) // 2):
+        a = _end_and_follow(store, a, "w1")
+        b = _end_and_follow(store, b, "w2")
+        taken += [a.id, b.id]
+    assert decisions == []
+    assert taken == [i for i, _ in shared.jobs][: len(taken)]  # the plan, in its order
+
+
+def test_a_chain_whose_plan_is_spent_follows_a_newer_plan_of_its_group(store, clock, monkeypatch):
+    """A decision could not write its plan on an attempt that was ending at the time (its
+    row held): that chain, finding its own plan spent, follows the group's newer plan
+    instead of deciding again."""
+    live(store, "w1", "w2")
+    queue(store, 60)
+    a = store.claim_next(owner="s", worker="w1", lease_seconds=30, resources={"CPU": 1.0})
+    b = store.claim_next(owner="s", worker="w2", lease_seconds=30, resources={"CPU": 1.0})
+    newer = _plan(store, b.id)
+    # what w1's attempt holds when the plan was not written on it: a spent plan of the group
+    spent = ChainPlan(newer.group, newer.seen - 1, ((b.id, "t"),))
+    with store.engine.begin() as conn:
+        conn.execute(J.update().where(J.c.id == a.id).values(chain_plan=spent.dump()))
+    decisions = []
+    decide = store.claims._decide
+    monkeypatch.setattr(
+        store.claims, "_decide", lambda *a, **k: decisions.append(1) or decide(*a, **k)
+    )
+    nxt = _end_and_follow(store, a, "w1")
+    assert decisions == []
+    assert nxt.id == newer.jobs[0][0] and _plan(store, nxt.id) == newer
+    assert store.events(nxt.id)[-1].message.endswith("as planned")
