@@ -210,6 +210,53 @@ holds no row (the chain then decides in the same transaction, waiting for the ad
 lock, which a turn holding that lock must never wait behind)."""
 
 
+def _store_plan(target: Any) -> sa.Update:
+    return (
+        J.update()
+        .where(
+            J.c.id == target,
+            J.c.attempt == sa.bindparam("b_attempt"),
+            J.c.state == JobState.RUNNING.value,
+        )
+        .values(chain_plan=sa.bindparam("b_plan", type_=sa.JSON))
+    )
+
+
+_HELD = J.alias("held")
+_STORE_PLAN = _store_plan(sa.bindparam("b_id"))
+_STORE_PLAN_UNLESS_HELD = _store_plan(
+    sa.select(_HELD.c.id)
+    .where(_HELD.c.id == sa.bindparam("b_id"))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+"""A chain plan written on a running attempt; on PostgreSQL not if another transaction holds
+its row (``Claims._store_plans``)."""
+
+
+def _window(*order: Any) -> sa.Subquery:
+    return (
+        sa.select(*_CANDIDATE_COLUMNS)
+        .where(
+            J.c.state == JobState.QUEUED.value,
+            J.c.not_before <= sa.bindparam("b_now"),
+            J.c.tenant == sa.bindparam("b_tenant"),
+        )
+        .order_by(*order)
+        .limit(sa.bindparam("b_limit"))
+        .subquery()
+    )
+
+
+_BY_PRIORITY, _BY_AGE = _window(J.c.priority.desc(), J.c.id), _window(J.c.id)
+_TENANT_WINDOWS = sa.union_all(
+    sa.select(_BY_PRIORITY, sa.literal_column("0").label("by_age")),
+    sa.select(_BY_AGE, sa.literal_column("1").label("by_age")),
+)
+"""A tenant's two windows of candidates in one statement: its first ``b_limit`` queued jobs
+by priority and its oldest as many (each an index range, see ``Claims._candidates``)."""
+
+
 @dataclass
 class Admitted:
     """What one admitting transaction did."""
@@ -376,17 +423,16 @@ class Claims:
     ) -> tuple[list[Candidate], dict[int, str], bool]:
         """Each tenant's window of candidates (see the module's docstring), their stored
         pending reasons, and whether any tenant has more queued than its window holds."""
-        runnable = sa.and_(J.c.state == JobState.QUEUED.value, J.c.not_before <= now)
         tenants = list(conn.execute(_QUEUED_TENANTS).scalars())
         rows: dict[int, Any] = {}
         unseen = False
         for tenant in tenants:
-            mine = sa.and_(runnable, J.c.tenant == tenant)
-            for order in ((J.c.priority.desc(), J.c.id), (J.c.id,)):
-                query = sa.select(*_CANDIDATE_COLUMNS).where(mine).order_by(*order)
-                window = conn.execute(query.limit(per_tenant)).all()
-                unseen = unseen or len(window) >= per_tenant
-                rows.update((r.id, r) for r in window)
+            window = conn.execute(
+                _TENANT_WINDOWS, {"b_now": now, "b_tenant": tenant, "b_limit": per_tenant}
+            ).all()
+            by_age = sum(r.by_age for r in window)
+            unseen = unseen or max(by_age, len(window) - by_age) >= per_tenant
+            rows.update((r.id, r) for r in window)
         candidates = [
             Candidate(
                 job_id=r.id,
@@ -670,30 +716,12 @@ class Claims:
         self._store_plans(conn, rows)
 
     def _store_plans(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Write ``rows`` (b_id, b_attempt, b_plan) on the attempts still running."""
-        if rows and self.store.is_postgres:
-            # rows a chain holds (its attempt ending) are skipped, not waited for: that
-            # chain may be waiting for nothing of ours, but a wait here holds the admission
-            # lock; the plan it already has stays (charged as a later decision reads it)
-            free = set(
-                conn.execute(
-                    sa.select(J.c.id)
-                    .where(J.c.id.in_([r["b_id"] for r in rows]))
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-            rows = [r for r in rows if r["b_id"] in free]
+        """Write ``rows`` (b_id, b_attempt, b_plan) on the attempts still running. On
+        PostgreSQL a row another transaction holds (a chain ending its attempt) is skipped,
+        not waited for: that chain may be waiting for the admission lock this transaction
+        holds; the plan it has stays (charged as a later decision reads it)."""
         if rows:
-            conn.execute(
-                J.update()
-                .where(
-                    J.c.id == sa.bindparam("b_id"),
-                    J.c.attempt == sa.bindparam("b_attempt"),
-                    J.c.state == JobState.RUNNING.value,
-                )
-                .values(chain_plan=sa.bindparam("b_plan", type_=sa.JSON)),
-                rows,
-            )
+            conn.execute(_STORE_PLAN_UNLESS_HELD if self.store.is_postgres else _STORE_PLAN, rows)
 
     def _ask_to_yield(self, conn: Connection, decision: Decision, now: float) -> list[int]:
         """Set ``preempt_requested_at`` on the victims: each attempt sees it at its next
@@ -813,6 +841,7 @@ class Claims:
         lease_seconds: float,
         resources: dict[str, float],
         spent: ChainPlan | None = None,
+        events: list[dict[str, Any]] | None = None,
     ) -> Job | None:
         """Within ``conn``, which waits here for the admission lock (so it may hold no row
         a turn waits for: at most the attempt that just ended on ``worker``, see
@@ -827,14 +856,15 @@ class Claims:
         plan of its group, if another chain's decision made one meanwhile (the new plan could
         not be written on an attempt that was ending at the time). Were each chain to plan
         only for itself, every plan would start from the same head of the queue, each
-        chain's would be spent by the others, and a decision would be needed every few jobs."""
+        chain's would be spent by the others, and a decision would be needed every few jobs.
+        The claim's event goes to ``events`` when given (``JobStore._event``'s ``pending``)."""
         store = self.store
         self._lock(conn)
         now = store.clock()
         if spent is not None and spent.group:
             newer = self._newer_plan(conn, spent)
             if newer is not None:
-                job = self._claim_planned(conn, newer, now, owner, worker, lease_seconds)
+                job = self._claim_planned(conn, newer, now, owner, worker, lease_seconds, events)
                 if job is not None:
                     return job
         drained = self._drained(conn)
@@ -854,11 +884,10 @@ class Claims:
         ids = [s.job_id for s in decision.start if s.workers == (worker,)]
         if not ids:
             return None
-        rows = conn.execute(sa.select(J.c.id, J.c.resources, J.c.gang).where(J.c.id.in_(ids))).all()
         fitting = {
-            r.id
-            for r in rows
-            if (r.gang or 1) == 1 and {k: float(v) for k, v in r.resources.items()} == wanted
+            c.job_id
+            for c in seen.candidates
+            if c.gang == 1 and {k: float(v) for k, v in c.resources.items()} == wanted
         }
         job_id = next((i for i in ids if i in fitting), None)
         if job_id is None:
@@ -878,6 +907,7 @@ class Claims:
                 worker=worker,
                 lease_seconds=lease_seconds,
                 planned=False,
+                events=events,
             )
             if job is not None:
                 break

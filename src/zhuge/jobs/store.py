@@ -978,7 +978,6 @@ class JobStore:
                     conn, plan, owner=owner, worker=worker, lease_seconds=lease_seconds,
                     events=events,
                 )  # fmt: skip
-            _insert_events(conn, events)
             if nxt is None:
                 nxt = self.claims.claim_next(
                     conn,
@@ -987,7 +986,9 @@ class JobStore:
                     lease_seconds=lease_seconds,
                     resources=resources,
                     spent=plan,
+                    events=events,
                 )
+            _insert_events(conn, events)
             return True, nxt
 
     def _complete(
