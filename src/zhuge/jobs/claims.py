@@ -419,11 +419,17 @@ class Claims:
         return seen
 
     def _candidates(
-        self, conn: Connection, now: float, per_tenant: int = CANDIDATES_PER_TENANT
+        self, conn: Connection, now: float, *, wanted: int | None = None
     ) -> tuple[list[Candidate], dict[int, str], bool]:
         """Each tenant's window of candidates (see the module's docstring), their stored
-        pending reasons, and whether any tenant has more queued than its window holds."""
+        pending reasons, and whether any tenant has more queued than its window holds. A
+        chain's decision (``wanted``: the jobs it may start and plan) reads smaller windows
+        when many tenants share that many: at least a plan's depth each, at most a turn's."""
         tenants = list(conn.execute(_QUEUED_TENANTS).scalars())
+        per_tenant = CANDIDATES_PER_TENANT
+        if wanted is not None:
+            share = -(-wanted // max(1, len(tenants)))
+            per_tenant = min(CANDIDATES_PER_TENANT, max(CHAIN_PLAN_DEPTH + 1, share))
         rows: dict[int, Any] = {}
         unseen = False
         for tenant in tenants:
@@ -526,13 +532,12 @@ class Claims:
         if drained is None:
             drained = self._drained(conn)
         seen = self._running(conn, frozenset(drained))
-        per_tenant, plan_workers = CANDIDATES_PER_TENANT, None
+        plan_workers, wanted = None, None
         if chain is not None:
             mates = _mates(seen.running, chain)
             plan_workers = frozenset((chain.worker, *(w for r in mates for w in r.workers)))
-            # the next job and a full plan for each place of the group, at most a turn's window
-            per_tenant = min(CANDIDATES_PER_TENANT, 1 + plan_depth * (1 + len(mates)))
-        candidates, reasons, seen.unseen = self._candidates(conn, now, per_tenant)
+            wanted = 1 + plan_depth * (1 + len(mates))  # its next job and the group's plan
+        candidates, reasons, seen.unseen = self._candidates(conn, now, wanted=wanted)
         seen.candidates = candidates
         usage = self._usage(conn)
         if update_usage:
